@@ -1,0 +1,148 @@
+"""Digests, provenance.json and freshness: the source of truth for what needs to run.
+
+A task is fresh when its report exists, passes validation and every digest
+recorded before its worker started equals today's. Provenance is written
+last, after the report validated, so it doubles as the completion marker.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import jsonio, reports
+from .errors import UserError
+
+FORMAT_VERSION = 1
+
+REASONS = {
+    "prompt": "prompt_changed",
+    "contract": "contract_changed",
+    "agent": "agent_changed",
+    "inputs": "input_changed",
+}
+
+
+class State(str, enum.Enum):
+    FRESH = "fresh"
+    STALE = "stale"
+    MISSING = "missing"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    state: State
+    reasons: tuple[str, ...] = ()
+    detail: str | None = None  # why a report is invalid
+
+    @property
+    def fresh(self) -> bool:
+        return self.state is State.FRESH
+
+
+@dataclass(frozen=True)
+class Digests:
+    prompt: str
+    contract: str
+    agent: str
+    inputs: dict[str, str | None] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "contract": self.contract, "agent": self.agent, "inputs": dict(self.inputs)}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def sha256_json(data: Any) -> str:
+    return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
+
+
+def sha256_file(path: Path) -> str | None:
+    """Digest of a file's content, None when it does not exist."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return digest.hexdigest()
+
+
+class ProvenanceError(UserError):
+    """provenance.json cannot be read."""
+
+
+class ProvenanceStore:
+    """provenance.json of one run; safe to update from the worker threads of one process."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict[str, Any]] | None = None
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            try:
+                data = jsonio.read_json(self.path, default={})
+            except json.JSONDecodeError as exc:
+                raise ProvenanceError(f"{self.path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+            tasks = data.get("tasks", {}) if isinstance(data, dict) else {}
+            self._entries = tasks if isinstance(tasks, dict) else {}
+        return self._entries
+
+    def get(self, worker_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._load().get(worker_id)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._load())
+
+    def record(self, worker_id: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            entries = self._load()
+            entries[worker_id] = entry
+            self._write(entries)
+
+    def forget(self, worker_id: str) -> None:
+        """Drop a task's completion marker before its worker starts again."""
+        with self._lock:
+            entries = self._load()
+            if entries.pop(worker_id, None) is not None:
+                self._write(entries)
+
+    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
+        jsonio.write_json(self.path, {"version": FORMAT_VERSION, "run_id": self.run_id, "tasks": entries})
+
+
+def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str, Any] | None,
+              current: Digests) -> Freshness:
+    problem = reports.problem(report, required_sections)
+    if problem == "no report written":
+        return Freshness(State.MISSING)
+    if problem is not None:
+        return Freshness(State.INVALID, detail=problem)
+    if entry is None:
+        return Freshness(State.STALE, ("no_provenance",))
+    recorded = entry.get("digests", {})
+    now = current.as_json()
+    reasons = [reason for key, reason in REASONS.items() if recorded.get(key) != now[key]]
+    if entry.get("report_sha256") != sha256_file(report):
+        reasons.append("report_changed")
+    if reasons:
+        return Freshness(State.STALE, tuple(reasons))
+    return Freshness(State.FRESH)
