@@ -64,6 +64,11 @@ class TaskSpec:
     report_path: str
     required_sections: tuple[str, ...]
     agent: AgentSpec
+    retries: int = 0
+    escalate: bool = False
+    backoff_seconds: float = 2.0
+    stall_after: float | None = None
+    owns: tuple[str, ...] = ()
 
     @property
     def worker_id(self) -> str:
@@ -100,6 +105,31 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Conclusion:
+    text: str
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    should_finish: bool | None = None
+    reason: str | None = None
+    conclusions: tuple[Conclusion, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    ttl_days: float = 14
+    keep_forever: bool = False
+    lock_stale_hours: float = 24
+    transient: str = "compress"
+
+
+MAX_VERIFY_K = 5
+DEFAULT_STALE_SECONDS = 1200
+
+
+@dataclass(frozen=True)
 class Plan:
     root: Path
     config_path: Path
@@ -113,6 +143,11 @@ class Plan:
     contract: Contract
     tiers: tuple[Tier, ...]
     tasks: tuple[TaskSpec, ...]  # map tasks first, then verify tasks, each in file order
+    verify_k: int = MAX_VERIFY_K
+    stale_seconds: float = DEFAULT_STALE_SECONDS
+    decision: Decision = field(default_factory=Decision)
+    uses: tuple[str, ...] = ()
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property
     def run_dir(self) -> str:
@@ -217,7 +252,7 @@ class _Checker:
                 seen_reports[key] = task_id
             if "report_path" in task:
                 self.repo_path((section, index, "report_path"), task["report_path"], "report_path")
-            for field_name in ("inputs", "context_paths", "watch"):
+            for field_name in ("inputs", "context_paths", "watch", "owns"):
                 for i, item in enumerate(task.get(field_name, [])):
                     self.repo_path((section, index, field_name, i), item, field_name)
             tier = task.get("compute_tier")
@@ -242,6 +277,15 @@ class _Checker:
                 self.add(("templates_dir",), f"directory '{data['templates_dir']}' does not exist")
         if not sections:
             self.add((), "no tasks: declare at least one task under 'tasks'")
+        verify_count = len(data.get("verify", []))
+        limit = data.get("verify_k", MAX_VERIFY_K)
+        if verify_count > limit:
+            which = "verify_k" if "verify_k" in data else f"at most {MAX_VERIFY_K} (top-K, K <= {MAX_VERIFY_K})"
+            self.add(("verify",), f"{verify_count} verify tasks, but an iteration may have {which}"
+                     + (f" = {limit}" if "verify_k" in data else "") + "; keep the most important ones")
+        for i, conclusion in enumerate(data.get("decision", {}).get("conclusions", [])):
+            for j, item in enumerate(conclusion.get("evidence", [])):
+                self.repo_path(("decision", "conclusions", i, "evidence", j), item, "evidence")
         self.cycles(sections)
 
     def agent(self, path: KeyPath, agent: dict[str, Any], own_block: bool) -> None:
@@ -331,6 +375,11 @@ def _freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
                 report_path=posixpath.normpath(raw.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{raw['id']}.md"),
                 required_sections=tuple(pick("required_sections", DEFAULT_REQUIRED_SECTIONS)),
                 agent=_freeze_agent(_merged_agent(data, raw)),
+                retries=pick("retries", 0),
+                escalate=pick("escalate", False),
+                backoff_seconds=pick("backoff_seconds", 2.0),
+                stall_after=pick("stall_after", None),
+                owns=tuple(pick("owns", ())),
             ))
     tiers_raw = {name: {"model": m, "effort": e} for name, (m, e) in DEFAULT_TIERS.items()}
     for name, tier in data.get("tiers", {}).items():
@@ -338,6 +387,7 @@ def _freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
     contract = data.get("contract", {})
     verification = contract.get("verification", {})
     budget = data.get("budget", {})
+    decision = data.get("decision", {})
     return Plan(
         root=root,
         config_path=config_path,
@@ -367,4 +417,13 @@ def _freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
         ),
         tiers=tuple(Tier(name, t["model"], t.get("effort")) for name, t in tiers_raw.items()),
         tasks=tuple(tasks),
+        verify_k=data.get("verify_k", MAX_VERIFY_K),
+        stale_seconds=data.get("reduce", {}).get("stale_seconds", DEFAULT_STALE_SECONDS),
+        decision=Decision(
+            should_finish=decision.get("should_finish"),
+            reason=decision.get("reason"),
+            conclusions=tuple(Conclusion(c["text"], tuple(c.get("evidence", ()))) for c in decision.get("conclusions", ())),
+        ),
+        uses=tuple(data.get("uses", ())),
+        lifecycle=Lifecycle(**data.get("lifecycle", {})),
     )

@@ -69,7 +69,9 @@ class RunReporter:
     def add_success(self, task: Any) -> None:
         if _is_worker(task.name):
             self.counts["ran"] += 1
-            self.write(f"  ok      {task.name}  {task.meta_rlm_line if hasattr(task, 'meta_rlm_line') else ''}".rstrip() + "\n")
+            values = getattr(task, "values", None) or {}
+            detail = f"{values.get('duration', 0):.1f}s  {values.get('report_path', '')}"
+            self.write(f"  ok      {task.name}  {detail}\n")
 
     def add_failure(self, task: Any, fail: Any) -> None:
         message = getattr(fail, "message", None) or str(fail)
