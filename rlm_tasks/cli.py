@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import planfile, status
+from . import final, planfile, reduce, skills, status
 from .config import load_plan
 from .context import RunContext
 from .errors import UserError
@@ -68,6 +68,37 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reduce(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    state = reduce.write_reduce_state(ctx)
+    print(f"{reduce.reduce_summary(state)}: {reduce.reduce_state_path(ctx)}")
+    return 0
+
+
+def cmd_deferred(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    data = reduce.write_deferred(ctx)
+    print(f"{reduce.deferred_summary(data)}: {reduce.deferred_path(ctx)}")
+    return 0
+
+
+def cmd_final(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    result = final.write(ctx)
+    decision = result["termination_decision"]
+    verdict = "finish" if decision["should_finish"] else "iterate"
+    print(f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
+          f"{final.final_json_path(ctx)}, {final.final_md_path(ctx)}")
+    return 0
+
+
+def cmd_skills_install(args: argparse.Namespace) -> int:
+    results = skills.install(codex_home=args.codex_home, claude_dir=args.claude_dir, force=args.force)
+    for line in results.lines():
+        print(line)
+    return 1 if results.refused else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
@@ -100,6 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="write plan.json, the run contract and every prompt without running workers")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("reduce", help="write reduce_state.json: every task's state, report size and age, attempts")
+    p.set_defaults(func=cmd_reduce)
+
+    p = sub.add_parser("deferred", help="collect the reports' deferred opportunities into deferred.json")
+    p.set_defaults(func=cmd_deferred)
+
+    p = sub.add_parser("final", help="write final.json and final.md (needs fresh verify reports and a decision)")
+    p.set_defaults(func=cmd_final)
+
+    p = sub.add_parser("skills", help="the map-worker and reduce-orchestrator skills")
+    skills_sub = p.add_subparsers(dest="skills_verb", required=True, metavar="ACTION")
+    q = skills_sub.add_parser("install", help="copy the skills where codex and Claude Code find them")
+    q.add_argument("--codex-home", help="codex home (default: $CODEX_HOME or ~/.codex); skills go to its skills/")
+    q.add_argument("--claude-dir", help="Claude Code directory (default: ~/.claude); skills go to its skills/")
+    q.add_argument("--force", action="store_true", help="overwrite skill files that were changed locally")
+    q.set_defaults(func=cmd_skills_install)
 
     p = sub.add_parser("run", help="run the stale and missing tasks (same as `doit` in the repo root)")
     p.add_argument("-n", "--jobs", type=int, help="workers at once (default: budget.max_inflight)")

@@ -134,3 +134,10 @@ def render_prompt(plan: Plan, task: TaskSpec, layout: RunLayout, env: jinja2.Env
 def command_context(plan: Plan, task: TaskSpec, layout: RunLayout) -> dict[str, Any]:
     """Context of `agent.command` items: the task's fields plus where things are on this machine."""
     return {**task_context(plan, task, layout), "python": sys.executable, "root": str(plan.root)}
+
+
+FINAL_TEMPLATE = "final.md.j2"
+
+
+def render_final(plan: Plan, context: dict[str, Any]) -> str:
+    return _render(environment(plan), FINAL_TEMPLATE, {**plan_context(plan), **context})

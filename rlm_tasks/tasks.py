@@ -9,18 +9,19 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import execute, planfile
+from . import budget, execute, final, planfile, reduce
 from .config import ConfigError, TaskSpec, load_plan
 from .console import reporter_class
 from .context import RunContext
 from .errors import UserError
 
-DEFAULT_TASKS = ["plan", "map", "verify"]
+DEFAULT_TASKS = ["plan", "map", "verify", "reduce", "deferred"]
 
 
 def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
     def action() -> Any:
         try:
+            budget.claim_attempt(ctx, task.doit_name)
             outcome = execute.run_task(ctx, task)
         except UserError as exc:
             return TaskFailed(str(exc))
@@ -56,7 +57,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
         """Validate rlm.yaml, write plan.json and the run contract."""
         return {
             "actions": [lambda: planfile.write_plan(ctx) or None],
-            "uptodate": [lambda: planfile.plan_record(ctx) == _current_plan(ctx)],
+            "uptodate": [lambda: planfile.is_current(ctx)],
             "verbosity": 0,
         }
 
@@ -74,16 +75,32 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
             if task.mode == "verify":
                 yield worker_task(ctx, task)
 
-    return {"task_plan": task_plan, "task_map": task_map, "task_verify": task_verify}
+    def task_reduce() -> dict[str, Any]:
+        """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
+        return {"actions": [lambda: _quiet(reduce.write_reduce_state, ctx)], "task_dep": ["map", "verify"],
+                "uptodate": [False], "verbosity": 0}
+
+    def task_deferred() -> dict[str, Any]:
+        """Collect every report's deferred opportunities into deferred.json."""
+        return {"actions": [lambda: _quiet(reduce.write_deferred, ctx)], "task_dep": ["map", "verify"],
+                "uptodate": [False], "verbosity": 0}
+
+    def task_final() -> dict[str, Any]:
+        """DECIDE: final.json and final.md (refused until verify is fresh and decision: is written)."""
+        return {"actions": [lambda: _quiet(final.write, ctx)], "task_dep": ["reduce", "deferred"],
+                "uptodate": [False], "verbosity": 0}
+
+    return {"task_plan": task_plan, "task_map": task_map, "task_verify": task_verify,
+            "task_reduce": task_reduce, "task_deferred": task_deferred, "task_final": task_final}
 
 
-def _current_plan(ctx: RunContext) -> Any:
-    from . import jsonio
-
-    contract = ctx.layout.abs(ctx.layout.contract_rel)
-    if not contract.exists() or contract.read_text(encoding="utf-8") != ctx.contract_text:
-        return None
-    return jsonio.read_json(ctx.layout.plan_json)
+def _quiet(write: Callable[[RunContext], Any], ctx: RunContext) -> Any:
+    """Run a writer as a doit action: user errors become one-line task failures."""
+    try:
+        write(ctx)
+    except UserError as exc:
+        return TaskFailed(str(exc))
+    return None
 
 
 def doit_config(ctx: RunContext) -> dict[str, Any]:
