@@ -110,7 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.jobs is not None:
         doit_args += ["-n", str(args.jobs)]
     doit_args += args.tasks
-    return int(DoitMain(ModuleTaskLoader(namespace)).run(doit_args))
+    try:
+        return int(DoitMain(ModuleTaskLoader(namespace)).run(doit_args))
+    except SystemExit as exc:  # the run reporter sets the exit code of a run with failures
+        return int(exc.code or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

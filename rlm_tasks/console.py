@@ -11,11 +11,16 @@ import threading
 import time
 from typing import Any, TextIO
 
+from doit.exceptions import UnmetDependency
+
+from . import reduce
 from .context import RunContext
 from .errors import UserError
 from .lifecycle import RunLock
 
 WORKER_TASK_PREFIXES = ("map:", "verify:")
+EXIT_FAILED = 1
+EXIT_ERROR = 2
 
 
 def _is_worker(name: str) -> bool:
@@ -32,7 +37,7 @@ class RunReporter:
         self.out = outstream
         self.lock = RunLock(self.ctx.layout)
         self.started = time.time()
-        self.counts = {"ran": 0, "failed": 0, "fresh": 0}
+        self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0}
         self.failures: list[str] = []
         self.errors: list[str] = []
         self._write_lock = threading.Lock()
@@ -74,11 +79,17 @@ class RunReporter:
             self.write(f"  ok      {task.name}  {detail}\n")
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        self.failures.append(task.name)
+        if isinstance(fail, UnmetDependency):
+            # doit's way of saying "not started because a dependency failed"
+            if _is_worker(task.name):
+                self.counts["skipped"] += 1
+                self.write(f"  SKIPPED {task.name}: a task it depends on failed\n")
+            return
         message = getattr(fail, "message", None) or str(fail)
         first_line = message.strip().splitlines()[0] if message.strip() else "failed"
         if _is_worker(task.name):
             self.counts["failed"] += 1
-        self.failures.append(task.name)
         self.write(f"  FAILED  {task.name}: {first_line}\n")
 
     def runtime_error(self, msg: str) -> None:
@@ -92,13 +103,26 @@ class RunReporter:
         self.write(f"rlm: cleanup error: {exception}\n")
 
     def complete_run(self) -> None:
+        """Summary, the REDUCE inventory when doit skipped it, and our exit code.
+
+        doit exits 2 when a dependency failed (an "error") and skips `reduce`;
+        a run with failed workers should exit 1 and still leave its inventory.
+        """
         if not self._locked:
             return
+        try:
+            if self.failures and "reduce" in self.failures:
+                reduce.write_reduce_state(self.ctx)
+                reduce.write_deferred(self.ctx)
+        finally:
+            self.lock.release()
         elapsed = time.time() - self.started
         c = self.counts
-        self.write(f"rlm: {c['ran']} ran, {c['failed']} failed, {c['fresh']} fresh (skipped) in {elapsed:.1f}s; "
-                   f"provenance: {self.ctx.layout.provenance_json.relative_to(self.ctx.plan.root)}\n")
-        self.lock.release()
+        skipped = f", {c['skipped']} not started" if c["skipped"] else ""
+        self.write(f"rlm: {c['ran']} ran, {c['failed']} failed{skipped}, {c['fresh']} fresh in {elapsed:.1f}s; "
+                   f"inventory: {reduce.reduce_state_path(self.ctx)}\n")
+        if self.failures:
+            raise SystemExit(EXIT_FAILED if not self.errors else EXIT_ERROR)
 
 
 def reporter_class(ctx: RunContext) -> type[RunReporter]:

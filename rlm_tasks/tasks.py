@@ -15,6 +15,9 @@ from .console import reporter_class
 from .context import RunContext
 from .errors import UserError
 
+# Our actions print nothing. doit's capture swaps sys.stdout/sys.stderr per action,
+# and with parallel threads the swaps interleave and leave a dead stream behind.
+QUIET: dict[str, Any] = {"verbosity": 0, "io": {"capture": False}}
 DEFAULT_TASKS = ["plan", "map", "verify", "reduce", "deferred"]
 
 
@@ -48,7 +51,7 @@ def worker_task(ctx: RunContext, task: TaskSpec) -> dict[str, Any]:
         "targets": [str(ctx.report_file(task))],
         "task_dep": ["plan", *(ctx.plan.task(dep).doit_name for dep in task.depends_on)],
         "uptodate": [_uptodate(ctx, task)],
-        "verbosity": 0,
+        **QUIET,
     }
 
 
@@ -58,7 +61,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
         return {
             "actions": [lambda: planfile.write_plan(ctx) or None],
             "uptodate": [lambda: planfile.is_current(ctx)],
-            "verbosity": 0,
+            **QUIET,
         }
 
     def task_map() -> Iterator[dict[str, Any]]:
@@ -78,17 +81,17 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
     def task_reduce() -> dict[str, Any]:
         """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
         return {"actions": [lambda: _quiet(reduce.write_reduce_state, ctx)], "task_dep": ["map", "verify"],
-                "uptodate": [False], "verbosity": 0}
+                "uptodate": [False], **QUIET}
 
     def task_deferred() -> dict[str, Any]:
         """Collect every report's deferred opportunities into deferred.json."""
         return {"actions": [lambda: _quiet(reduce.write_deferred, ctx)], "task_dep": ["map", "verify"],
-                "uptodate": [False], "verbosity": 0}
+                "uptodate": [False], **QUIET}
 
     def task_final() -> dict[str, Any]:
         """DECIDE: final.json and final.md (refused until verify is fresh and decision: is written)."""
         return {"actions": [lambda: _quiet(final.write, ctx)], "task_dep": ["reduce", "deferred"],
-                "uptodate": [False], "verbosity": 0}
+                "uptodate": [False], **QUIET}
 
     return {"task_plan": task_plan, "task_map": task_map, "task_verify": task_verify,
             "task_reduce": task_reduce, "task_deferred": task_deferred, "task_final": task_final}
@@ -113,6 +116,7 @@ def doit_config(ctx: RunContext) -> dict[str, Any]:
         "par_type": "thread",
         "continue": True,  # one failed worker must not stop independent ones
         "reporter": reporter_class(ctx),
+        "outfile": sys.stdout,  # doit's default is the stream at its import time
         "verbosity": 0,
     }
 

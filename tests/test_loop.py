@@ -1,0 +1,292 @@
+"""The whole loop in a tmp repo: MAP → REDUCE → VERIFY → DECIDE, with a scripted worker."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlm_tasks import schema
+from rlm_tasks.cli import main
+
+WORKER = Path(__file__).parent / "fake_agents" / "scripted_worker.py"
+RUN = ".rlm/runs/loop"
+SECTIONS = "## What I did\nx\n\n## Key findings\n- y\n\n"
+COMPLIANCE = "\n## Contract Compliance\n- kept\n"
+
+
+def base_config(scripts: Path) -> dict:
+    return {
+        "version": 1,
+        "run_id": "loop",
+        "goal": "Exercise the loop.",
+        "budget": {"max_inflight": 2},
+        "agent": {
+            "kind": "command",
+            "command": ["{{ python }}", str(WORKER)],
+            "env": {"SCRIPTED_REPORTS": str(scripts)},
+            "timeout": 30,
+        },
+        "tasks": [
+            {"id": "bullets", "goal": "Report with bullet items."},
+            {"id": "numbered", "goal": "Report with numbered items."},
+            {"id": "nothing", "goal": "Report with none identified."},
+            {"id": "nosection", "goal": "Report without the heading."},
+        ],
+    }
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "bullets.md").write_text(
+        "# bullets\n" + SECTIONS + "## Deferred opportunities\n"
+        "- Proposal: cache digests. Why deferred: no benchmark yet. How to validate: bench/noop.py\n"
+        "- **Proposal:** split config.py\n"
+        "  - Why deferred: out of scope\n" + COMPLIANCE)
+    (scripts / "numbered.md").write_text(
+        "# numbered\n" + SECTIONS + "### Deferred Opportunities:\n"
+        "1. Rewrite the parser.\n2) Add fuzzing; How to validate: atheris finds nothing in 1h\n" + COMPLIANCE)
+    (scripts / "nothing.md").write_text("# nothing\n" + SECTIONS + "## Deferred opportunities\nNone identified.\n" + COMPLIANCE)
+    (scripts / "nosection.md").write_text("# nosection\n" + SECTIONS + COMPLIANCE)
+    write_config(tmp_path, base_config(scripts))
+    return tmp_path
+
+
+def write_config(root: Path, config: dict) -> None:
+    (root / "rlm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def config(root: Path) -> dict:
+    return yaml.safe_load((root / "rlm.yaml").read_text())
+
+
+def doit(*args: str) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from rlm_tasks.tasks import doit_namespace
+
+    try:
+        return int(DoitMain(ModuleTaskLoader(doit_namespace("rlm.yaml"))).run(list(args)))
+    except SystemExit as exc:  # the run reporter sets the exit code when something failed
+        return int(exc.code or 0)
+
+
+def load(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def test_reduce_state_field_by_field(repo: Path) -> None:
+    assert doit() == 0
+    state = load(f"{RUN}/reduce_state.json")
+    assert schema.check("reduce_state", state) == []
+    assert state["run_id"] == "loop"
+    assert state["iteration"] == 1
+    assert state["total"] == 4
+    assert state["counts"] == {"fresh": 4, "stale": 0, "missing": 0, "invalid": 0, "failed": 0, "running": 0}
+    assert state["missing"] == [] and state["stale"] == []
+    rows = {r["id"]: r for r in state["tasks"]}
+    bullets = rows["bullets"]
+    report = repo / f"{RUN}/artifacts/reports/bullets.md"
+    assert bullets["state"] == "fresh"
+    assert bullets["report_path"] == f"{RUN}/artifacts/reports/bullets.md"
+    assert bullets["report_bytes"] == report.stat().st_size
+    assert 0 <= bullets["age_seconds"] < 60
+    assert bullets["attempts"] == 1
+    assert bullets["contract_compliance"] is True
+    assert bullets["log_path"] == f"{RUN}/artifacts/logs/bullets.attempt-1.log"
+    # an inventory, never report text
+    assert "cache digests" not in (repo / f"{RUN}/reduce_state.json").read_text()
+
+
+def test_failed_and_missing_states(repo: Path) -> None:
+    cfg = config(repo)
+    cfg["agent"]["env"]["SCRIPTED_FAIL"] = "numbered"
+    write_config(repo, cfg)
+    assert doit() == 1
+    assert main(["reduce"]) == 0  # the CLI verb writes the same file
+    state = load(f"{RUN}/reduce_state.json")
+    rows = {r["id"]: r for r in state["tasks"]}
+    assert rows["numbered"]["state"] == "failed"
+    assert rows["numbered"]["report_bytes"] is None
+    assert state["missing"] == ["numbered"]
+    assert state["counts"]["failed"] == 1 and state["counts"]["fresh"] == 3
+
+
+def test_deferred_formats(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert doit() == 0
+    data = load(f"{RUN}/deferred.json")
+    assert schema.check("deferred", data) == []
+    bullets = f"{RUN}/artifacts/reports/bullets.md"
+    numbered = f"{RUN}/artifacts/reports/numbered.md"
+    assert data["items"] == [
+        {"proposal": "cache digests", "why_deferred": "no benchmark yet", "how_to_validate": "bench/noop.py",
+         "source": {"report_path": bullets, "line": 9}},
+        {"proposal": "split config.py", "why_deferred": "out of scope", "how_to_validate": None,
+         "source": {"report_path": bullets, "line": 10}},
+        {"proposal": "Rewrite the parser", "why_deferred": None, "how_to_validate": None,
+         "source": {"report_path": numbered, "line": 9}},
+        {"proposal": "Add fuzzing", "why_deferred": None, "how_to_validate": "atheris finds nothing in 1h",
+         "source": {"report_path": numbered, "line": 10}},
+    ]
+    assert data["reports_without_section"] == [f"{RUN}/artifacts/reports/nosection.md"]
+    assert data["reports_read"] == 4
+    capsys.readouterr()
+    assert main(["deferred"]) == 0
+    assert capsys.readouterr().out == (
+        f"deferred: 4 opportunities from 4 reports, 1 without the section: {RUN}/deferred.json\n")
+
+
+def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config(repo)
+    cfg["decision"] = {"should_finish": True, "reason": "answered",
+                       "conclusions": [{"text": "bullets found two ideas",
+                                        "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}]}
+    write_config(repo, cfg)
+    assert doit() == 0
+    capsys.readouterr()
+    assert main(["final"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("rlm: final refused: VERIFY is mandatory: the plan has no verify task; "
+                   "add one under 'verify:' and run doit\n")
+    assert not (repo / f"{RUN}/final.json").exists()
+    assert not (repo / f"{RUN}/final.md").exists()
+
+    # iteration 2: add a verify task; before it ran, final is still refused
+    cfg["verify"] = [{"id": "check", "goal": "Check the bullets report.", "depends_on": ["bullets"]}]
+    write_config(repo, cfg)
+    assert main(["final"]) == 1
+    assert "verify report of verify:check is missing: run doit first" in capsys.readouterr().err
+    assert doit() == 0
+    plan = load(f"{RUN}/plan.json")
+    assert plan["iteration"] == 2
+    assert plan["changed_since_last_iteration"] == {"added": ["check"], "removed": [], "edited": []}
+    kept = load(f"{RUN}/artifacts/plan.iter-1.json")
+    assert kept["iteration"] == 1 and [t["id"] for t in kept["tasks"]] == ["bullets", "numbered", "nothing", "nosection"]
+    assert schema.check("plan", plan) == [] and schema.check("plan", kept) == []
+
+    capsys.readouterr()
+    assert doit("final") == 0
+    final = load(f"{RUN}/final.json")
+    assert schema.check("final", final) == []
+    assert final["termination_decision"] == {
+        "should_finish": True, "reason": "answered", "budget_used": {"iterations": 2, "workers": 5, "attempts": 5}}
+    assert final["conclusions"] == [{"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}]
+    assert final["evidence_paths"] == [f"{RUN}/artifacts/reports/{i}.md"
+                                       for i in ("bullets", "numbered", "nothing", "nosection", "check")]
+    assert [d["proposal"] for d in final["deferred_opportunities"]] == [
+        "cache digests", "split config.py", "Rewrite the parser", "Add fuzzing"]
+    assert final["reduce_state_path"] == f"{RUN}/reduce_state.json"
+    assert final["deferred_path"] == f"{RUN}/deferred.json"
+
+    md = (repo / f"{RUN}/final.md").read_text()
+    blocks = re.findall(r"```mermaid\n(.*?)\n```", md, re.S)
+    assert len(blocks) == 2
+    dag, gantt = blocks
+    dag_lines = dag.splitlines()
+    assert dag_lines[0] == "graph TD"
+    assert '  t0["map:bullets"]:::fresh' in dag_lines
+    assert '  t4["verify:check"]:::fresh' in dag_lines
+    assert "  t0 --> t4" in dag_lines
+    for line in dag_lines[1:]:
+        assert re.fullmatch(r'  (t\d+\["[^"]+"\]:::\w+|t\d+ --> t\d+|classDef \w+ [\w:#,]+)', line), line
+    gantt_lines = gantt.splitlines()
+    assert gantt_lines[:2] == ["gantt", "  title Worker timeline (UTC)"]
+    assert "  section map" in gantt_lines and "  section verify" in gantt_lines
+    tasks = [line for line in gantt_lines if ":done," in line]
+    assert len(tasks) == 5
+    for line in tasks:
+        assert re.fullmatch(r"  [\w.-]+ :done, g\d+, \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d, \d+s", line), line
+    assert "## Deferred opportunities\n- cache digests" in md
+
+
+def test_final_deferred_none_identified(repo: Path) -> None:
+    cfg = config(repo)
+    cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
+    cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["nothing"]}]
+    cfg["decision"] = {"should_finish": False, "reason": "needs another pass"}
+    write_config(repo, cfg)
+    assert doit() == 0
+    assert main(["final"]) == 0
+    final = load(f"{RUN}/final.json")
+    assert final["deferred_opportunities"] == "none identified"
+    assert final["termination_decision"]["should_finish"] is False
+    assert "## Deferred opportunities\nnone identified\n" in (repo / f"{RUN}/final.md").read_text()
+
+
+def test_final_refuses_missing_evidence_and_missing_decision(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config(repo)
+    cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
+    cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["nothing"]}]
+    write_config(repo, cfg)
+    assert doit() == 0
+    capsys.readouterr()
+    assert main(["final"]) == 1
+    assert capsys.readouterr().err == (
+        "rlm: final refused: no decision: write `decision: {should_finish, reason, conclusions}` in rlm.yaml\n")
+    cfg["decision"] = {"should_finish": True, "reason": "r", "conclusions": [{"text": "t", "evidence": ["nope.md"]}]}
+    write_config(repo, cfg)
+    assert main(["final"]) == 1
+    assert capsys.readouterr().err == (
+        "rlm: final refused: decision.conclusions: evidence path 'nope.md' does not exist\n")
+    assert not (repo / f"{RUN}/final.json").exists()
+
+
+def test_budget_exhausted(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    cfg = config(repo)
+    cfg["budget"]["max_workers"] = 2
+    cfg["budget"]["max_inflight"] = 1
+    cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["bullets"]}]
+    cfg["decision"] = {"should_finish": False, "reason": "wanted more"}
+    write_config(repo, cfg)
+    capfd.readouterr()
+    assert doit() == 1  # doit's console is the process's stdout, hence capfd
+    out = capfd.readouterr().out
+    refusals = [line for line in out.splitlines() if "budget exhausted" in line]
+    assert len(refusals) == 3
+    assert refusals[0].endswith("budget exhausted: max_workers (2 worker attempts started, limit 2); "
+                                "map:nothing not started (raise the budget in rlm.yaml to go on)")
+    state = load(f"{RUN}/reduce_state.json")
+    assert state["budget"]["attempts_used"] == 2
+    assert state["budget"]["exhausted"] == "max_workers (2 worker attempts started, limit 2)"
+
+
+def test_budget_exhausted_final_finishes(repo: Path) -> None:
+    cfg = config(repo)
+    cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
+    cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["nothing"]}]
+    cfg["budget"]["max_iterations"] = 1
+    cfg["decision"] = {"should_finish": False, "reason": "wanted more"}
+    write_config(repo, cfg)
+    assert doit() == 0
+    assert main(["final"]) == 0
+    decision = load(f"{RUN}/final.json")["termination_decision"]
+    assert decision["should_finish"] is True
+    assert decision["reason"] == "budget exhausted: max_iterations (1 of 1 iterations used)"
+    # a plan change past max_iterations starts no worker
+    cfg["tasks"][0]["goal"] = "changed"
+    write_config(repo, cfg)
+    assert doit() == 1
+    assert load(f"{RUN}/plan.json")["iteration"] == 2
+
+
+def test_unchanged_plan_is_not_an_iteration(repo: Path) -> None:
+    assert doit() == 0
+    assert doit() == 0
+    assert load(f"{RUN}/plan.json")["iteration"] == 1
+    assert not (repo / f"{RUN}/artifacts/plan.iter-1.json").exists()
+
+
+def test_python_m_entry_point(repo: Path) -> None:
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "rlm_tasks", "reduce"], capture_output=True, text=True, cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"reduce: 4 tasks (4 missing), iteration 1: {RUN}/reduce_state.json\n"
