@@ -36,7 +36,7 @@ def _fields(text: str) -> dict[str, str | None]:
     result: dict[str, str | None] = {"proposal": None, "why_deferred": None, "how_to_validate": None}
     parts = LABEL.split(text)
     lead = parts[0].strip(" \t-*.;")
-    for label, value in zip(parts[1::2], parts[2::2]):
+    for label, value in zip(parts[1::2], parts[2::2], strict=False):
         key = LABELS[label.lower()]
         cleaned = value.strip().rstrip(" .;").strip(" *_")
         if cleaned and result[key] is None:

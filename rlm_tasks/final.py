@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from . import jsonio, reduce, render
+from .budget import BudgetUse, budget_use
 from .context import RunContext
 from .errors import UserError
 
@@ -28,7 +29,7 @@ def final_md_path(ctx: RunContext) -> str:
     return f"{ctx.layout.run_dir_rel}/final.md"
 
 
-def _preconditions(ctx: RunContext, use: reduce.BudgetUse) -> list[str]:
+def _preconditions(ctx: RunContext, use: BudgetUse) -> list[str]:
     problems = []
     verify = [t for t in ctx.plan.tasks if t.mode == "verify"]
     if not verify:
@@ -52,7 +53,7 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     """(final.json, reduce_state, deferred) — reduce and deferred are refreshed first."""
     state = reduce.write_reduce_state(ctx)
     deferred = reduce.write_deferred(ctx)
-    use = reduce.budget_use(ctx)
+    use = budget_use(ctx)
     problems = _preconditions(ctx, use)
     if problems:
         raise FinalRefused("final refused: " + "; ".join(problems))

@@ -11,7 +11,6 @@ from typing import Any
 from . import deferred, jsonio, reports
 from .budget import attempts_by_task, budget_use
 from .context import RunContext
-from .provenance import State
 
 FORMAT_VERSION = 1
 STATES = ("fresh", "stale", "missing", "invalid", "failed", "running")
@@ -42,7 +41,7 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
     attempts = attempts_by_task(ctx)
     running = running_workers(ctx)
     now = time.time()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for task in ctx.plan.tasks:
         fresh = ctx.freshness(task)
         report = ctx.report_file(task)
@@ -50,11 +49,13 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
         recorded_attempt = int(entry.get("attempt", 0)) if entry else 0
         tried = attempts.get(task.id, 0)
         if task.id in running:
-            state = "running"
+            task_state = "running"
         elif not fresh.fresh and tried > recorded_attempt:
-            state = "failed"  # its last attempt left no accepted report
+            task_state = "failed"  # its last attempt left no accepted report
         else:
-            state = fresh.state.value
+            task_state = fresh.state.value
+        size: int | None
+        age: float | None
         try:
             stat = report.stat()
             size, age = stat.st_size, round(now - stat.st_mtime, 1)
@@ -67,7 +68,7 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
             "id": task.id,
             "doit_name": task.doit_name,
             "mode": task.mode,
-            "state": state,
+            "state": task_state,
             "reasons": list(fresh.reasons) or ([fresh.detail] if fresh.detail else []),
             "report_path": task.report_path,
             "report_bytes": size,
@@ -79,7 +80,7 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
     counts = Counter(r["state"] for r in rows)
     stale_in_flight = [
         r["id"] for r in rows
-        if r["state"] == "running" and (r["age_seconds"] is None or r["age_seconds"] > ctx.plan.stale_seconds)
+        if r["state"] == "running" and (r["age_seconds"] is None or float(r["age_seconds"]) > ctx.plan.stale_seconds)
     ]
     use = budget_use(ctx)
     state: dict[str, Any] = {

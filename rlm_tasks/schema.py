@@ -64,7 +64,7 @@ def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:
         elif kind == "type":
             wanted = error.validator_value
             wanted_list = wanted if isinstance(wanted, list) else [wanted]
-            names = " or ".join(_TYPE_NAMES.get(w, w) for w in wanted_list)
+            names = " or ".join(_TYPE_NAMES.get(str(w), str(w)) for w in wanted_list)
             yield path, f"expected {names}, got {_describe(error.instance)}", False
         elif kind == "enum":
             choices = ", ".join(str(c) for c in error.validator_value)
