@@ -11,6 +11,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import traceback
@@ -70,6 +71,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_reduce(args: argparse.Namespace) -> int:
     ctx = _context(args)
+    if args.stale_seconds is not None:
+        ctx = RunContext(dataclasses.replace(ctx.plan, stale_seconds=args.stale_seconds))
     state = reduce.write_reduce_state(ctx)
     print(f"{reduce.reduce_summary(state)}: {reduce.reduce_state_path(ctx)}")
     return 0
@@ -136,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("reduce", help="write reduce_state.json: every task's state, report size and age, attempts")
+    p.add_argument("--stale-seconds", type=float, metavar="N",
+                   help="list in-flight tasks whose report is older than N seconds as stale (default: reduce.stale_seconds)")
     p.set_defaults(func=cmd_reduce)
 
     p = sub.add_parser("deferred", help="collect the reports' deferred opportunities into deferred.json")
