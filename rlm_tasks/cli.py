@@ -4,7 +4,7 @@ Exit codes:
   0  success (check: every report fresh)
   1  something is not done: a task failed, or (check) a report is stale, missing or invalid
   2  the configuration or the command line is invalid
-  3  the run is locked by another process
+  3  the run is locked by another process; `wait`: still running at --timeout
   130/143  interrupted by SIGINT/SIGTERM
 """
 
@@ -18,14 +18,14 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import final, planfile, reduce, skills, status
+from . import cache, cli_lifecycle, cli_run, final, planfile, reduce, skills, status
 from .config import load_plan
 from .context import RunContext
 from .errors import UserError
 
 
 def _context(args: argparse.Namespace) -> RunContext:
-    return RunContext(load_plan(args.config))
+    return cache.load_context(args.config)  # type: ignore[no-any-return]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -42,8 +42,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_json(ctx, rows), indent=2, sort_keys=True))
         return 0
     print(status.summary_line(ctx, rows))
-    for task, fresh in rows:
-        print(status.task_line(task, fresh))
+    now = status.activity_line(ctx, rows)
+    if now:
+        print(now)
+    for line in status.task_lines(ctx, rows, show_all=getattr(args, "all", False)):
+        print(line)
     return 0
 
 
@@ -161,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--jobs", type=int, help="workers at once (default: budget.max_inflight)")
     p.add_argument("tasks", nargs="*", help="doit task names, e.g. map:inventory (default: all)")
     p.set_defaults(func=cmd_run)
+    cli_run.register(sub)  # run --detach/--adopt, status --watch/--all, wait
+    cli_lifecycle.register(sub)  # archive [verify|use|release|list], cleanup, run --break-lock
     return parser
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import schema, yamlpos
+from . import ownership, schema, yamlpos
 from .errors import UserError
 from .yamlpos import KeyPath, format_path
 
@@ -287,6 +287,8 @@ class _Checker:
             for j, item in enumerate(conclusion.get("evidence", [])):
                 self.repo_path(("decision", "conclusions", i, "evidence", j), item, "evidence")
         self.cycles(sections)
+        for path, message in ownership.config_problems(data, self.root):  # issue 4: disjoint owns
+            self.add(path, message)
 
     def agent(self, path: KeyPath, agent: dict[str, Any], own_block: bool) -> None:
         # `command`/`report` are ignored by other kinds, so switching kind stays a one-line edit.

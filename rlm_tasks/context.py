@@ -1,27 +1,45 @@
-"""One run as the modules see it: plan + layout + provenance, with renders cached per process."""
+"""One run as the modules see it: plan + layout + provenance, with renders cached per process.
+
+With a `cache` (cache.load_context), digests that only depend on the plan and
+the templates, and digests of unchanged files, come from `.rlm/cache/`, so
+telling fresh from stale renders nothing and hashes only what changed.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-
-from . import agents, render
 from .config import Plan, TaskSpec
 from .layout import RunLayout
 from .provenance import Digests, Freshness, ProvenanceStore, freshness, sha256_file, sha256_json, sha256_text
 
+if TYPE_CHECKING:
+    import jinja2
+
+    from .cache import Cache
+
 
 class RunContext:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, cache: Cache | None = None) -> None:
         self.plan = plan
         self.layout = RunLayout(plan.root, plan.run_id)
         self.store = ProvenanceStore(self.layout.provenance_json, plan.run_id)
+        self.cache = cache
         self._env: jinja2.Environment | None = None
+        self._tasks = {task.id: task for task in plan.tasks}
+        self._report_files: dict[str, Path] = {}
+        self._root = str(plan.root)
+
+    def task(self, task_id: str) -> TaskSpec:
+        return self._tasks[task_id]
 
     @functools.cached_property
     def contract_text(self) -> str:
+        from . import render
+
         return render.render_contract(self.plan)
 
     @functools.cached_property
@@ -31,6 +49,8 @@ class RunContext:
     def prompt_text(self, task: TaskSpec) -> str:
         cached = self._prompts.get(task.id)
         if cached is None:
+            from . import render
+
             if self._env is None:
                 self._env = render.environment(self.plan)
             cached = self._prompts[task.id] = render.render_prompt(self.plan, task, self.layout, self._env)
@@ -38,24 +58,63 @@ class RunContext:
 
     def input_paths(self, task: TaskSpec) -> list[str]:
         """Repo-relative files whose content the task depends on, sorted and unique."""
-        paths = {self.plan.task(dep).report_path for dep in task.depends_on}
+        paths = {self._tasks[dep].report_path for dep in task.depends_on}
         paths.update(task.inputs)
         for pattern in task.watch:
             paths.update(p.relative_to(self.plan.root).as_posix()
                          for p in self.plan.root.glob(pattern) if p.is_file())
         return sorted(paths)
 
+    def _derived(self, task: TaskSpec) -> tuple[str, str, str]:
+        """(prompt, contract, agent) digests: pure functions of the plan and the templates."""
+        cached: Any = None
+        if self.cache is not None and task.id not in self._prompts:
+            cached = self.cache.get_derived(task.id)
+        if isinstance(cached, list) and len(cached) == 3:
+            return cached[0], cached[1], cached[2]
+        from . import agents
+
+        contract = self.cache.get_derived(":contract") if self.cache is not None else None
+        if contract is None:
+            contract = sha256_text(self.contract_text)
+        derived = (sha256_text(self.prompt_text(task)), str(contract),
+                   sha256_json(agents.describe(task, self.plan.tier(task.compute_tier))))
+        if self.cache is not None:
+            self.cache.set_derived(":contract", derived[1])
+            self.cache.set_derived(task.id, list(derived))
+        return derived
+
+    def file_sha(self, rel: str) -> str | None:
+        if self.cache is not None:
+            return self.cache.file_sha(os.path.join(self._root, rel), rel)  # a str: no Path per call
+        return sha256_file(self.layout.abs(rel))
+
     def digests(self, task: TaskSpec) -> Digests:
-        tier = self.plan.tier(task.compute_tier)
+        prompt, contract, agent = self._derived(task)
         return Digests(
-            prompt=sha256_text(self.prompt_text(task)),
-            contract=sha256_text(self.contract_text),
-            agent=sha256_json(agents.describe(task, tier)),
-            inputs={path: sha256_file(self.layout.abs(path)) for path in self.input_paths(task)},
+            prompt=prompt,
+            contract=contract,
+            agent=agent,
+            inputs={path: self.file_sha(path) for path in self.input_paths(task)},
         )
 
+    def abs_str(self, rel: str) -> str:
+        """An absolute path as a str: thousands of pathlib objects cost a no-op run measurable time."""
+        return os.path.join(self._root, rel)
+
     def report_file(self, task: TaskSpec) -> Path:
-        return self.layout.abs(task.report_path)
+        found = self._report_files.get(task.id)
+        if found is None:
+            found = self._report_files[task.id] = self.layout.abs(task.report_path)
+        return found
 
     def freshness(self, task: TaskSpec) -> Freshness:
-        return freshness(self.report_file(task), task.required_sections, self.store.get(task.id), self.digests(task))
+        report = self.report_file(task)
+        known = None
+        if self.cache is not None:
+            known = self.cache.report_check(report, task.report_path, task.required_sections)
+        return freshness(report, task.required_sections, self.store.get(task.id), self.digests(task), known)
+
+    def save_cache(self) -> None:
+        if self.cache is not None:
+            self.cache.save()

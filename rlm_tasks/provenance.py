@@ -130,8 +130,9 @@ class ProvenanceStore:
 
 
 def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str, Any] | None,
-              current: Digests) -> Freshness:
-    problem = reports.problem(report, required_sections)
+              current: Digests, known: tuple[str | None, str | None] | None = None) -> Freshness:
+    """`known`: (problem, sha256) of the report when the caller already has them (cache.Cache.report_check)."""
+    problem = reports.problem(report, required_sections) if known is None else known[0]
     if problem == "no report written":
         return Freshness(State.MISSING)
     if problem is not None:
@@ -141,7 +142,7 @@ def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str,
     recorded = entry.get("digests", {})
     now = current.as_json()
     reasons = [reason for key, reason in REASONS.items() if recorded.get(key) != now[key]]
-    if entry.get("report_sha256") != sha256_file(report):
+    if entry.get("report_sha256") != (sha256_file(report) if known is None else known[1]):
         reasons.append("report_changed")
     if reasons:
         return Freshness(State.STALE, tuple(reasons))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from .config import Plan, TaskSpec
 from .errors import UserError
 from .layout import RunLayout
+
+if TYPE_CHECKING:
+    import jinja2
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 CONTRACT_TEMPLATE = "run_contract.md.j2"
@@ -25,6 +26,8 @@ class TemplateError(UserError):
 
 
 def environment(plan: Plan) -> jinja2.Environment:
+    import jinja2  # imported when needed: a no-op run renders nothing (bench/)
+
     search = [str(BUILTIN_TEMPLATES)]
     if plan.templates_dir:
         search.insert(0, str(plan.root / plan.templates_dir))
@@ -39,6 +42,8 @@ def environment(plan: Plan) -> jinja2.Environment:
 
 
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    import jinja2
+
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
@@ -52,6 +57,8 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
 
 def render_string(template: str, context: dict[str, Any], what: str) -> str:
     """Render a one-line template from rlm.yaml (e.g. a command argv item)."""
+    import jinja2
+
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     try:
         return env.from_string(template).render(context)
@@ -79,6 +86,8 @@ def plan_context(plan: Plan) -> dict[str, Any]:
             "commands": list(c.verification.commands),
         },
         "failure_policy": c.failure_policy,
+        # only tasks that own files: a task without `owns` must not change the contract all tasks share
+        "ownership": [{"worker_id": t.worker_id, "owns": list(t.owns)} for t in plan.tasks if t.owns],
     }
 
 
@@ -121,6 +130,7 @@ def task_context(plan: Plan, task: TaskSpec, layout: RunLayout) -> dict[str, Any
         "input_reports": input_reports,
         "inputs": list(task.inputs),
         "context_paths": list(task.context_paths),
+        "owns": list(task.owns),
         "required_sections": list(task.required_sections),
         "envelope": envelope,
         "envelope_json": json.dumps(envelope, indent=2, sort_keys=True, ensure_ascii=False),

@@ -7,11 +7,12 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from .yamlpos import KeyPath
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
@@ -23,6 +24,8 @@ _TYPE_NAMES = {
 
 @functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
+    import jsonschema  # imported when needed: a cached, unchanged rlm.yaml is not validated again (bench/)
+
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 

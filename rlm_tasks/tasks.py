@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,8 +10,8 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import budget, execute, final, planfile, reduce
-from .config import ConfigError, TaskSpec, load_plan
+from . import cache, execute, final, planfile, reduce
+from .config import ConfigError, TaskSpec
 from .console import reporter_class
 from .context import RunContext
 from .errors import UserError
@@ -24,13 +25,13 @@ DEFAULT_TASKS = ["plan", "map", "verify", "reduce", "deferred"]
 def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
     def action() -> Any:
         try:
-            budget.claim_attempt(ctx, task.doit_name)
-            outcome = execute.run_task(ctx, task)
+            outcome = execute.run_task(ctx, task)  # claims the budget per attempt
         except UserError as exc:
             return TaskFailed(str(exc))
         if not outcome.ok:
             return TaskFailed(outcome.message)
-        return {"report_path": outcome.message, "attempt": outcome.attempt, "duration": round(outcome.duration, 3)}
+        return {"report_path": outcome.message, "attempt": outcome.attempt, "duration": round(outcome.duration, 3),
+                "compute_tier": outcome.tier, "attempts": outcome.attempts}
 
     action.__name__ = f"run_{task.mode}_{task.id}"
     return action
@@ -43,24 +44,67 @@ def _uptodate(ctx: RunContext, task: TaskSpec) -> Callable[[], bool]:
     return fresh
 
 
-def worker_task(ctx: RunContext, task: TaskSpec) -> dict[str, Any]:
+def settled(ctx: RunContext) -> dict[str, bool]:
+    """Tasks fresh now whose dependencies, transitively, are fresh too: nothing this run does can change them.
+
+    When every task was settled last time and provenance.json, every report and every input still
+    have the stat signatures they had then, they all still are: a no-op run checks one stat per file.
+    """
+    files: list[Any] | None = None
+    if ctx.cache is not None and not any(task.watch for task in ctx.plan.tasks):  # globs can match new files
+        files = [str(ctx.layout.provenance_json), *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks),
+                 *sorted({ctx.abs_str(path) for task in ctx.plan.tasks for path in task.inputs})]
+        if ctx.cache.mark_holds("settled", files):
+            return {task.id: True for task in ctx.plan.tasks}
+    fresh: dict[str, bool] = {}
+
+    def visit(task_id: str, seen: frozenset[str]) -> bool:
+        if task_id not in fresh:
+            task = ctx.task(task_id)
+            fresh[task_id] = (task_id not in seen and ctx.freshness(task).fresh
+                              and all(visit(dep, seen | {task_id}) for dep in task.depends_on))
+        return fresh[task_id]
+
+    for task in ctx.plan.tasks:
+        visit(task.id, frozenset())
+    if files is not None and ctx.cache is not None and all(fresh.values()):
+        ctx.cache.set_mark("settled", files)
+    return fresh
+
+
+def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False) -> dict[str, Any]:
+    # A settled task gets a plain True: doit then skips it without calling back (and without
+    # inspecting a callable's signature), which is most of a no-op run's time per task.
     return {
         "name": task.id,
         "doc": task.goal.splitlines()[0][:80] if task.goal else task.id,
         "actions": [_worker_action(ctx, task)],
-        "targets": [str(ctx.report_file(task))],
-        "task_dep": ["plan", *(ctx.plan.task(dep).doit_name for dep in task.depends_on)],
-        "uptodate": [_uptodate(ctx, task)],
+        "targets": [ctx.abs_str(task.report_path)],
+        "task_dep": ["plan", *(ctx.task(dep).doit_name for dep in task.depends_on)],
+        "uptodate": [True if settled else _uptodate(ctx, task)],
         **QUIET,
     }
 
 
 def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
+    memo: dict[str, Any] = {}
+
+    def is_settled(task: TaskSpec) -> bool:
+        if "settled" not in memo:
+            memo["settled"] = settled(ctx)
+        return bool(memo["settled"].get(task.id))
+
+    def summary_current(name: str, output: Callable[[RunContext], str]) -> bool:
+        # reduce and deferred summarise the same files, and both are checked once the workers are done
+        if "summary" not in memo:
+            memo["summary"] = _summary_signatures(ctx)
+        return _summary_current(ctx, name, output, memo["summary"])
+
     def task_plan() -> dict[str, Any]:
         """Validate rlm.yaml, write plan.json and the run contract."""
         return {
             "actions": [lambda: planfile.write_plan(ctx) or None],
-            "uptodate": [lambda: planfile.is_current(ctx)],
+            "uptodate": [lambda: _plan_current(ctx)],
             **QUIET,
         }
 
@@ -69,32 +113,82 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
         yield {"basename": "map", "name": None, "doc": "all map tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "map":
-                yield worker_task(ctx, task)
+                yield worker_task(ctx, task, is_settled(task))
 
     def task_verify() -> Iterator[dict[str, Any]]:
         """Run the VERIFY workers, after the tasks they depend on."""
         yield {"basename": "verify", "name": None, "doc": "all verify tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "verify":
-                yield worker_task(ctx, task)
+                yield worker_task(ctx, task, is_settled(task))
 
     def task_reduce() -> dict[str, Any]:
         """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
-        return {"actions": [lambda: _quiet(reduce.write_reduce_state, ctx)], "task_dep": ["map", "verify"],
-                "uptodate": [False], **QUIET}
+        return {"actions": [lambda: _summarise(ctx, "reduce", reduce.write_reduce_state, reduce.reduce_state_path)],
+                "task_dep": ["map", "verify"], "uptodate": [lambda: summary_current("reduce", reduce.reduce_state_path)],
+                **QUIET}
 
     def task_deferred() -> dict[str, Any]:
         """Collect every report's deferred opportunities into deferred.json."""
-        return {"actions": [lambda: _quiet(reduce.write_deferred, ctx)], "task_dep": ["map", "verify"],
-                "uptodate": [False], **QUIET}
+        return {"actions": [lambda: _summarise(ctx, "deferred", reduce.write_deferred, reduce.deferred_path)],
+                "task_dep": ["map", "verify"], "uptodate": [lambda: summary_current("deferred", reduce.deferred_path)],
+                **QUIET}
 
     def task_final() -> dict[str, Any]:
         """DECIDE: final.json and final.md (refused until verify is fresh and decision: is written)."""
         return {"actions": [lambda: _quiet(final.write, ctx)], "task_dep": ["reduce", "deferred"],
                 "uptodate": [False], **QUIET}
 
+    def task_archive() -> dict[str, Any]:
+        """Archive the finished run under .rlm/archive/, trim its logs, TTL cleanup (`doit archive` only)."""
+        from . import archive  # only `doit archive` needs it
+
+        return {"actions": [lambda: archive.doit_action(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
+
     return {"task_plan": task_plan, "task_map": task_map, "task_verify": task_verify,
-            "task_reduce": task_reduce, "task_deferred": task_deferred, "task_final": task_final}
+            "task_reduce": task_reduce, "task_deferred": task_deferred, "task_final": task_final,
+            "task_archive": task_archive}
+
+
+def _plan_current(ctx: RunContext) -> bool:
+    """planfile.is_current, skipped when plan.json and the contract are as they were when it last held."""
+    files = [ctx.layout.plan_json, ctx.layout.abs(ctx.layout.contract_rel)]
+    if ctx.cache is not None and ctx.cache.mark_holds("plan_current", files):
+        return True
+    current = planfile.is_current(ctx)
+    if current and ctx.cache is not None:
+        ctx.cache.set_mark("plan_current", files)
+    return current
+
+
+def _summary_inputs(ctx: RunContext) -> list[str]:
+    """What reduce_state.json and deferred.json summarise: plan, provenance, attempt logs, every report."""
+    layout = ctx.layout
+    return [str(layout.plan_json), str(layout.provenance_json), ctx.abs_str(f"{layout.artifacts_rel}/logs"),
+            *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks)]
+
+
+def _summary_signatures(ctx: RunContext) -> list[Any]:
+    from .cache import stat_signature
+
+    return [stat_signature(path)[0] for path in _summary_inputs(ctx)]
+
+
+def _summary_current(ctx: RunContext, name: str, output: Callable[[RunContext], str], inputs: list[Any]) -> bool:
+    """A no-op run leaves the inventory as it is: nothing it summarises changed since it was written."""
+    if ctx.cache is None:
+        return False
+    from .cache import stat_signature
+
+    return ctx.cache.marks.get(name) == [*inputs, stat_signature(ctx.layout.abs(output(ctx)))[0]]
+
+
+def _summarise(ctx: RunContext, name: str, write: Callable[[RunContext], Any],
+               output: Callable[[RunContext], str]) -> Any:
+    failed = _quiet(write, ctx)
+    if failed is None and ctx.cache is not None:
+        ctx.cache.set_mark(name, _summary_inputs(ctx), outputs=[ctx.layout.abs(output(ctx))])
+    return failed
 
 
 def _quiet(write: Callable[[RunContext], Any], ctx: RunContext) -> Any:
@@ -123,8 +217,12 @@ def doit_config(ctx: RunContext) -> dict[str, Any]:
 
 def doit_namespace(config_path: str | Path = "rlm.yaml") -> dict[str, Any]:
     """DOIT_CONFIG and the task_* functions for dodo.py; invalid config → errors on stderr, exit 2."""
+    # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
+    # garbage; full collections over them were a third of a no-op run. The run reporter freezes
+    # what loading built and turns collection back on (console.RunReporter.initialize).
+    gc.disable()
     try:
-        ctx = RunContext(load_plan(config_path))
+        ctx = cache.load_context(config_path)  # skips validation and rendering when nothing changed
     except ConfigError as exc:
         for line in exc.problems:
             sys.stderr.write(line + "\n")

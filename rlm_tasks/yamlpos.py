@@ -7,11 +7,10 @@ that tree lets every later error point at `file:line:col`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    import yaml
 
 KeyPath = tuple[str | int, ...]
 
@@ -43,13 +42,16 @@ def format_path(path: KeyPath) -> str:
 
 class _Builder:
     def __init__(self, loader: Any) -> None:
+        import yaml
+
         self.loader = loader
+        self.yaml = yaml
         self.positions: dict[KeyPath, Position] = {}
         self.key_positions: dict[KeyPath, Position] = {}
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.positions.setdefault(path, _position(node.start_mark))
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, self.yaml.MappingNode):
             self.loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -62,7 +64,7 @@ class _Builder:
                 self.key_positions[(*path, key)] = _position(key_node.start_mark)
                 result[key] = self.build(value_node, (*path, key))
             return result
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, self.yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self.loader.construct_object(node, deep=True)
 
@@ -87,7 +89,9 @@ class YamlDocument:
 
 def load(text: str) -> YamlDocument:
     """Parse one YAML document; an empty document yields data None."""
-    loader = Loader(text)
+    import yaml  # imported when needed: a cached, unchanged rlm.yaml is not parsed again (bench/)
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Dispatch efficiency: 40 tasks whose agent sleeps 1 s, max_inflight 8 (ideal wall time 5 s).
+
+Efficiency = ideal / actual wall time of `doit`; goal >= 0.85. The baseline
+measured in the same run is a bare dodo.py running the same 40 sleeps as doit
+subprocess actions with the same parallelism (`-n 8 -P thread`), so the
+figure also shows what rlm adds on top of doit itself.
+
+    python bench/dispatch.py [--tasks 40] [--inflight 8] [--sleep 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DOIT, SLEEP_WORKER, make_rlm_repo, run_once  # noqa: E402
+
+GOAL = 0.85
+BARE_SLEEPS = '''\
+import sys
+N, SLEEP = {n}, {sleep}
+DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".bare.sqlite3", "verbosity": 0}}
+
+
+def task_sleep():
+    for i in range(N):
+        yield {{"name": f"t{{i:02d}}", "actions": [[sys.executable, {worker!r}, str(SLEEP)]],
+               "uptodate": [False]}}
+'''
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--sleep", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ideal = args.tasks * args.sleep / args.inflight
+    with tempfile.TemporaryDirectory(prefix="rlm-bench-") as tmp:
+        bare = Path(tmp) / "bare"
+        bare.mkdir()
+        (bare / "dodo.py").write_text(BARE_SLEEPS.format(n=args.tasks, sleep=args.sleep, worker=str(SLEEP_WORKER)))
+        rlm_times, bare_times = [], []
+        for i in range(args.rounds):
+            repo = make_rlm_repo(Path(tmp) / f"rlm-{i}", args.tasks, fresh=False, max_inflight=args.inflight,
+                                 sleep=args.sleep)
+            rlm_times.append(run_once(DOIT, repo))
+            shutil.rmtree(repo)
+            bare_times.append(run_once([*DOIT, "-n", str(args.inflight), "-P", "thread"], bare))
+    rlm_best, bare_best = min(rlm_times), min(bare_times)
+    efficiency = ideal / rlm_best
+    print(f"{args.tasks} tasks x {args.sleep:g}s sleep, {args.inflight} at once: ideal {ideal:.2f}s")
+    print(f"  bare doit -n {args.inflight} -P thread: {bare_best:.2f}s  efficiency {ideal / bare_best:.3f}")
+    print(f"  rlm doit (max_inflight {args.inflight}):   {rlm_best:.2f}s  efficiency {efficiency:.3f}  "
+          f"({rlm_best / bare_best:.2f}x bare)")
+    print(f"goal efficiency >= {GOAL}: {'met' if efficiency >= GOAL else 'MISSED'} (best of {args.rounds} rounds)")
+    return 0 if efficiency >= GOAL else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

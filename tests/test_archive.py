@@ -1,0 +1,247 @@
+"""`rlm archive`: an immutable, verified copy of a finished run, built all or nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlm_tasks import archive, cleanup, jsonio, lifecycle, schema, tasks
+from rlm_tasks.cli import main
+from rlm_tasks.config import load_plan
+from rlm_tasks.context import RunContext
+from rlm_tasks.lifecycle import RunLock
+
+RUN = ".rlm/runs/r"
+NOW = dt.datetime(2026, 11, 21, 17, 0, 0, tzinfo=dt.timezone.utc)
+ARCHIVE_ID = "r-20261121T170000Z"
+
+
+def write_config(root: Path, **extra: object) -> None:
+    (root / "rlm.yaml").write_text(yaml.safe_dump({
+        "version": 1, "run_id": "r", "goal": "Archive a run.",
+        "agent": {"kind": "command", "command": ["true"]},
+        "tasks": [{"id": "a", "goal": "a"}], "verify": [{"id": "v", "goal": "v", "depends_on": ["a"]}],
+        **extra,
+    }))
+
+
+def finish_run(root: Path) -> None:
+    """The files a finished run leaves (final.json and deferred.json of issue 3's shape)."""
+    run = root / RUN
+    jsonio.write_json(run / "final.json", {
+        "version": 1, "run_id": "r", "goal_summary": "Archive a run.",
+        "termination_decision": {"should_finish": True, "reason": "verified",
+                                 "budget_used": {"iterations": 1, "workers": 2, "attempts": 2}},
+        "conclusions": [], "evidence_paths": [], "deferred_opportunities": "none identified",
+        "reduce_state_path": f"{RUN}/reduce_state.json", "deferred_path": f"{RUN}/deferred.json",
+    })
+    jsonio.write_json(run / "deferred.json", {"version": 1, "run_id": "r", "items": [], "count": 0,
+                                              "reports_read": 2, "reports_without_section": []})
+    jsonio.write_json(run / "provenance.json", {"version": 1, "run_id": "r", "tasks": {
+        "a": {"started_at": "2026-11-20T09:00:00Z"}, "v": {"started_at": "2026-11-20T10:00:00Z"}}})
+    for name, text in {"artifacts/reports/a.md": "# a\n", "artifacts/reports/v.md": "# v\n",
+                       "artifacts/logs/a.attempt-1.log": "log a\n" * 100, "artifacts/logs/v.attempt-1.log": "log v\n",
+                       "artifacts/progress/a.md": "step\n"}.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path)
+    finish_run(tmp_path)
+    return tmp_path
+
+
+def context(root: Path) -> RunContext:
+    return RunContext(load_plan(root / "rlm.yaml"))
+
+
+def run_files(root: Path) -> dict[str, bytes]:
+    base = root / RUN
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+def test_archive_copies_hashes_and_locks_the_run(repo: Path) -> None:
+    before = run_files(repo)
+    result = archive.create(context(repo), now=NOW)
+    dest = repo / ".rlm/archive" / ARCHIVE_ID
+    assert result.archive_id == ARCHIVE_ID and result.archive_rel == f".rlm/archive/{ARCHIVE_ID}"
+    assert sorted(p.name for p in dest.iterdir()) == ["in_use_by", "meta.json", "run"]
+    meta = json.loads((dest / "meta.json").read_text())
+    assert schema.check("archive_meta", meta) == []
+    assert {k: meta[k] for k in ("goal_summary", "start_timestamp", "termination_reason", "archived_at")} == {
+        "goal_summary": "Archive a run.", "start_timestamp": "2026-11-20T09:00:00Z",
+        "termination_reason": "verified", "archived_at": "2026-11-21T17:00:00Z"}
+    assert meta["retention"] == {"ttl_days": 14.0, "keep_forever": False, "size_bytes": sum(map(len, before.values()))}
+    assert sorted(meta["manifest"]) == sorted(before)  # every file, each with its sha256
+    assert {p: (dest / "run" / p).read_bytes() for p in meta["manifest"]} == before
+    for path in [dest, dest / "meta.json", *(dest / "run").rglob("*")]:
+        assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), path
+    assert archive.verify(repo, ARCHIVE_ID).intact
+
+    pointer = json.loads((repo / RUN / "archived_to.json").read_text())
+    assert schema.check("archived_to", pointer) == []
+    assert pointer["archive_path"] == f".rlm/archive/{ARCHIVE_ID}"
+    tarball = f"{RUN}/artifacts/transient-{ARCHIVE_ID}.tar.gz"
+    assert pointer["transient"] == {"mode": "compress", "paths": [f"{RUN}/artifacts/logs", f"{RUN}/artifacts/progress"],
+                                    "compressed_to": tarball}
+    assert not (repo / RUN / "artifacts/logs").exists() and not (repo / RUN / "artifacts/progress").exists()
+    with tarfile.open(repo / tarball) as tar:
+        assert sorted(m.name for m in tar.getmembers() if m.isfile()) == [
+            "artifacts/logs/a.attempt-1.log", "artifacts/logs/v.attempt-1.log", "artifacts/progress/a.md"]
+    assert (repo / RUN / "final.json").exists() and (repo / RUN / "artifacts/reports/a.md").exists()
+
+
+@pytest.mark.parametrize(("mode", "logs_left"), [("remove", False), ("keep", True)])
+def test_transient_mode(repo: Path, mode: str, logs_left: bool) -> None:
+    write_config(repo, lifecycle={"transient": mode, "ttl_days": 3, "keep_forever": True})
+    result = archive.create(context(repo), now=NOW)
+    assert (repo / RUN / "artifacts/logs").exists() is logs_left
+    assert not list((repo / RUN / "artifacts").glob("*.tar.gz"))
+    meta = json.loads((repo / ".rlm/archive" / result.archive_id / "meta.json").read_text())
+    assert meta["retention"]["ttl_days"] == 3 and meta["retention"]["keep_forever"] is True
+    assert "artifacts/logs/a.attempt-1.log" in meta["manifest"]  # the archive keeps what the run dir drops
+
+
+def test_archive_refused_without_final_outputs(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / RUN / "final.json").unlink()
+    (repo / RUN / "deferred.json").unlink()
+    assert main(["archive"]) == 1
+    assert capsys.readouterr().err == (
+        "rlm: archive refused: run 'r' has no .rlm/runs/r/final.json and no .rlm/runs/r/deferred.json; "
+        "finish the run first (`doit final`)\n")
+    assert not (repo / ".rlm/archive").exists()
+    assert not (repo / RUN / "archived_to.json").exists()
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_archive_failing_half_way_leaves_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 error: BaseException) -> None:
+    before = run_files(repo)
+    copied: list[Path] = []
+    real_copy = archive._copy_file
+
+    def copy_then_fail(src: Path, dest: Path) -> tuple[str, int]:
+        if len(copied) == 3:
+            raise error
+        copied.append(src)
+        return real_copy(src, dest)
+
+    monkeypatch.setattr(archive, "_copy_file", copy_then_fail)
+    with pytest.raises((archive.ArchiveFailed, KeyboardInterrupt)) as caught:
+        archive.create(context(repo), now=NOW)
+    if isinstance(error, OSError):
+        assert str(caught.value) == "archive failed, nothing was archived: [Errno 28] No space left on device"
+    assert len(copied) == 3
+    assert list((repo / ".rlm/archive").iterdir()) == []  # no archive, no temp directory
+    assert run_files(repo) == before  # the run directory is untouched
+
+
+KILL_MID_COPY = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from rlm_tasks import archive
+    from rlm_tasks.config import load_plan
+    from rlm_tasks.context import RunContext
+    real, count = archive._copy_file, [0]
+    def copy(src, dest):
+        count[0] += 1
+        if count[0] == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(src, dest)
+    archive._copy_file = copy
+    archive.create(RunContext(load_plan("rlm.yaml")))
+""")
+
+
+def test_archive_killed_half_way_leaves_no_archive(repo: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", KILL_MID_COPY], cwd=repo, check=False,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == -signal.SIGKILL
+    assert cleanup.archive_ids(repo) == []
+    leftovers = [p.name for p in (repo / ".rlm/archive").iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp~r-")  # hidden: never taken for an archive
+    result = cleanup.run(repo)
+    assert [(d.action, d.archive_id) for d in result.decisions] == [("removed-partial", leftovers[0])]
+    assert list((repo / ".rlm/archive").iterdir()) == []
+
+
+def test_verify_reports_tampering(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive.create(context(repo), now=NOW)
+    assert main(["archive", "verify", ARCHIVE_ID]) == 0
+    assert capsys.readouterr().out == f"archive {ARCHIVE_ID}: intact (8 files match the manifest)\n"
+
+    run = repo / ".rlm/archive" / ARCHIVE_ID / "run"
+    os.chmod(run / "artifacts/reports", 0o755)
+    os.chmod(run / "artifacts/reports/a.md", 0o644)
+    (run / "artifacts/reports/a.md").write_text("# a, edited\n")
+    (run / "artifacts/reports/v.md").unlink()
+    (run / "artifacts/reports/new.md").write_text("# new\n")
+    assert main(["archive", "verify", ARCHIVE_ID]) == 1
+    assert capsys.readouterr().out == (
+        f"archive {ARCHIVE_ID}: NOT intact\n"
+        "  changed  artifacts/reports/a.md\n"
+        "  missing  artifacts/reports/v.md\n"
+        "  extra    artifacts/reports/new.md\n")
+    assert main(["archive", "verify", "r-20000101T000000Z"]) == 2
+    assert capsys.readouterr().err == (f"no archive 'r-20000101T000000Z' under .rlm/archive; archives: {ARCHIVE_ID}\n")
+
+
+def test_rlm_archive_takes_the_run_lock(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = context(repo)
+    with RunLock(ctx.layout):
+        assert main(["archive"]) == 3
+    assert "rlm: run 'r' is locked by another process" in capsys.readouterr().err
+    assert cleanup.archive_ids(repo) == []
+    assert main(["archive", "--ttl-days", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("archived run r to .rlm/archive/r-") and "logs compressed to" in out
+    (archive_id,) = cleanup.archive_ids(repo)
+    assert json.loads((repo / ".rlm/archive" / archive_id / "meta.json").read_text())["retention"]["ttl_days"] == 2
+    assert not ctx.layout.lock_holder_json.exists()  # released
+
+
+def test_use_and_release(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive.create(context(repo), now=NOW)
+    assert main(["archive", "use", ARCHIVE_ID, "--run", "next"]) == 0
+    marker = repo / ".rlm/archive" / ARCHIVE_ID / "in_use_by" / "next"
+    assert schema.check("in_use_marker", json.loads(marker.read_text())) == []
+    assert json.loads(marker.read_text())["source"] == "manual"
+    assert main(["archive", "use", ARCHIVE_ID]) == 0  # --run defaults to rlm.yaml's run
+    assert cleanup.markers(repo / ".rlm/archive" / ARCHIVE_ID) == ["next", "r"]
+    assert main(["archive", "release", ARCHIVE_ID, "--run", "next"]) == 0
+    assert main(["archive", "release", ARCHIVE_ID, "--run", "next"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"archive {ARCHIVE_ID}: released by run next", f"archive {ARCHIVE_ID}: was not in use by run next"]
+    assert main(["archive", "use", "nope", "--run", "x"]) == 2
+
+
+def test_doit_archive_is_a_task_but_not_a_default_one(repo: Path) -> None:
+    namespace = tasks.doit_namespace("rlm.yaml")
+    assert "task_archive" in namespace
+    assert "archive" not in namespace["DOIT_CONFIG"]["default_tasks"]
+    assert namespace["task_archive"]()["task_dep"] == ["final"]
+
+
+def test_a_new_archive_survives_its_own_cleanup(repo: Path) -> None:
+    """ttl_days 0: deleted by the next cleanup, not by the one its own archiving runs."""
+    earlier = lifecycle.utc_now() - dt.timedelta(hours=1)
+    first = archive.create(context(repo), ttl_days=0, now=earlier)
+    assert cleanup.archive_ids(repo) == [first.archive_id]
+    second = archive.create(context(repo), ttl_days=0, now=earlier + dt.timedelta(seconds=1))
+    assert cleanup.archive_ids(repo) == [second.archive_id]
+    assert second.cleanup.deleted == [first.archive_id]
+    assert second.lines("r")[-1] == f"cleanup: deleted {first.archive_id}: expired: age 0.0 days > ttl_days 0"

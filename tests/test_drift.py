@@ -1,0 +1,119 @@
+"""Drift: changes since the run started that no task owns, or that only tasks that never ran own (tmp git repos)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlm_tasks import drift, jsonio, schema
+from rlm_tasks.config import load_plan
+from rlm_tasks.context import RunContext
+
+CONFIG = {
+    "version": 1, "run_id": "r", "goal": "g", "agent": {"kind": "command", "command": ["true"]},
+    "tasks": [
+        {"id": "app", "goal": "edit the app", "owns": ["src/app/**"]},
+        {"id": "lib", "goal": "edit the lib", "owns": ["src/lib/**"]},
+        {"id": "reader", "goal": "read"},
+    ],
+}
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                   cwd=root, check=True, capture_output=True)
+
+
+def write(root: Path, name: str, text: str) -> None:
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(text)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q")
+    for name in ("src/app/main.py", "src/lib/util.py", "README.md", "notes/old.txt"):
+        write(tmp_path, name, "v1\n")
+    (tmp_path / "rlm.yaml").write_text(yaml.safe_dump(CONFIG))
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "start")
+    return tmp_path
+
+
+def context(root: Path) -> RunContext:
+    return RunContext(load_plan(root / "rlm.yaml"))
+
+
+def test_drift_in_a_git_repo(repo: Path) -> None:
+    write(repo, "notes/old.txt", "dirty before the run\n")  # already changed at the start: not drift
+    write(repo, "notes/later.txt", "dirty before, edited during\n")
+    ctx = context(repo)
+    assert drift.take_baseline(ctx)
+    assert not drift.take_baseline(ctx)  # once per run
+    baseline = jsonio.read_json(ctx.layout.abs(drift.baseline_rel(ctx)))
+    assert schema.check("drift_baseline", baseline) == []
+    assert sorted(baseline["dirty"]) == ["notes/later.txt", "notes/old.txt"]
+
+    # `app` ran (it has an attempt log); `lib` never did.
+    write(repo, ".rlm/runs/r/artifacts/logs/app.attempt-1.log", "ran\n")
+    write(repo, "src/app/main.py", "v2\n")
+    write(repo, "src/lib/util.py", "v2\n")
+    write(repo, "src/lib/new.py", "new\n")
+    write(repo, "README.md", "v2\n")
+    write(repo, "notes/later.txt", "edited during the run\n")
+    write(repo, "scratch.txt", "untracked\n")
+    write(repo, ".rlm/runs/r/artifacts/reports/reader.md", "# report\n")  # the run's own output
+    config = dict(CONFIG, goal="edited goal")
+    (repo / "rlm.yaml").write_text(yaml.safe_dump(config))  # edit-and-rerun: not drift
+
+    report = drift.report(context(repo))
+    assert schema.check("drift", report) == []
+    assert report == {
+        "checked": True,
+        "note": None,
+        "since": baseline["taken_at"],
+        "base_commit": baseline["head"],
+        "changed_files": 6,
+        "unowned": ["README.md", "notes/later.txt", "scratch.txt"],
+        "owned_by_tasks_not_run": [{"path": "src/lib/new.py", "tasks": ["lib"]},
+                                   {"path": "src/lib/util.py", "tasks": ["lib"]}],
+    }
+
+
+def test_commits_made_during_the_run_still_count(repo: Path) -> None:
+    ctx = context(repo)
+    drift.take_baseline(ctx)
+    write(repo, "README.md", "committed during the run\n")
+    git(repo, "commit", "-qam", "during")
+    report = drift.report(ctx)
+    assert report["unowned"] == ["README.md"]
+    assert report["changed_files"] == 1
+
+
+def test_without_a_baseline_head_stands_in(repo: Path) -> None:
+    write(repo, "src/lib/util.py", "v2\n")
+    report = drift.report(context(repo))
+    assert report["note"] == "no baseline from the run's start: compared with HEAD"
+    assert report["since"] is None
+    assert report["owned_by_tasks_not_run"] == [{"path": "src/lib/util.py", "tasks": ["lib"]}]
+
+
+def test_a_task_that_ran_owns_its_changes(repo: Path) -> None:
+    ctx = context(repo)
+    drift.take_baseline(ctx)
+    jsonio.write_json(ctx.layout.provenance_json, {"version": 1, "run_id": "r", "tasks": {"lib": {"attempt": 1}}})
+    write(repo, "src/lib/util.py", "v2\n")
+    report = drift.report(context(repo))
+    assert (report["changed_files"], report["unowned"], report["owned_by_tasks_not_run"]) == (1, [], [])
+
+
+def test_not_a_git_repository(tmp_path: Path) -> None:
+    (tmp_path / "rlm.yaml").write_text(yaml.safe_dump(CONFIG))
+    ctx = context(tmp_path)
+    drift.take_baseline(ctx)
+    assert drift.report(ctx) == {
+        "checked": False, "note": "not a git working tree: drift not checked", "since": None, "base_commit": None,
+        "changed_files": 0, "unowned": [], "owned_by_tasks_not_run": []}

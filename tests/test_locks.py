@@ -1,0 +1,179 @@
+"""The run lock: live holders are never displaced, dead ones never block, foreign stale ones need --break-lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlm_tasks import jsonio, lifecycle, schema
+from rlm_tasks.cli import main
+from rlm_tasks.layout import RunLayout
+from rlm_tasks.lifecycle import RunLock, RunLocked, RunLockStale
+
+HOLD = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from rlm_tasks.layout import RunLayout
+    from rlm_tasks.lifecycle import RunLock
+    lock = RunLock(RunLayout(Path(sys.argv[1]), "r"))
+    lock.acquire()
+    print("locked", flush=True)
+    sys.stdin.read()  # hold until the test closes stdin (or kills us)
+    lock.release()
+""")
+
+
+def _iso(hours_ago: float) -> str:
+    return lifecycle.iso(lifecycle.utc_now() - dt.timedelta(hours=hours_ago))
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> RunLayout:
+    return RunLayout(tmp_path, "r")
+
+
+@pytest.fixture
+def holder_process(tmp_path: Path):
+    """A real process holding the run lock until the test ends or kills it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def write_holder(layout: RunLayout, **fields: object) -> dict:
+    holder = {"run_id": "r", "pid": 4242, "host": "elsewhere.invalid", "started_at": _iso(30), "boot_id": None}
+    holder.update(fields)
+    jsonio.write_json(layout.lock_holder_json, holder)
+    return holder
+
+
+def test_lock_held_by_a_live_process_is_never_taken(layout: RunLayout, holder_process) -> None:
+    with pytest.raises(RunLocked) as caught:
+        RunLock(layout).acquire(break_lock=True)
+    holder = json.loads(layout.lock_holder_json.read_text())
+    assert str(caught.value) == (f"run 'r' is locked by another process (pid {holder_process.pid} on host "
+                                 f"{lifecycle.hostname()}, started {holder['started_at']}); lock: .rlm/locks/r.lock")
+    assert caught.value.exit_code == 3
+    assert not isinstance(caught.value, RunLockStale)
+    holder_process.stdin.close()  # the holder releases and ends
+    holder_process.wait(timeout=10)
+    with RunLock(layout):
+        assert json.loads(layout.lock_holder_json.read_text())["pid"] == os.getpid()
+    assert not layout.lock_holder_json.exists()
+
+
+def test_lock_of_a_killed_process_does_not_block(layout: RunLayout, holder_process) -> None:
+    os.kill(holder_process.pid, signal.SIGKILL)
+    holder_process.wait(timeout=10)
+    assert json.loads(layout.lock_holder_json.read_text())["pid"] == holder_process.pid  # left behind
+    lock = RunLock(layout)
+    lock.acquire()
+    recorded = json.loads(layout.lock_holder_json.read_text())
+    assert recorded["pid"] == os.getpid()
+    assert schema.check("lock_holder", recorded) == []
+    lock.release()
+    assert not lifecycle.breaks_log(layout.root).exists()  # taking a dead holder's lock is no break
+
+
+def test_live_holder_without_an_os_lock_is_never_taken(layout: RunLayout) -> None:
+    """A filesystem without OS locks: the holder record alone says the lock is held; its process lives."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_holder(layout, pid=sleeper.pid, host=lifecycle.hostname(), started_at=_iso(-0.001),
+                     boot_id=lifecycle.boot_id())
+        with pytest.raises(RunLocked, match=rf"locked by a live process \(pid {sleeper.pid} on host"):
+            RunLock(layout).acquire(break_lock=True)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with RunLock(layout):  # now dead: taken
+        pass
+
+
+def test_stale_lock_on_a_foreign_host_needs_break_lock(layout: RunLayout) -> None:
+    holder = write_holder(layout)
+    with pytest.raises(RunLockStale) as caught:
+        RunLock(layout).acquire()
+    assert str(caught.value) == (
+        f"run 'r' has a stale lock: pid 4242 on host elsewhere.invalid, started {holder['started_at']} "
+        "(30.0 hours ago, more than lock_stale_hours 24); rlm cannot tell whether it still runs. If it does not, "
+        "take the lock with --break-lock, e.g. `rlm run --break-lock` (logged to .rlm/locks/breaks.log)")
+    assert caught.value.exit_code == 3
+    assert json.loads(layout.lock_holder_json.read_text()) == holder  # refused: untouched
+    assert not lifecycle.breaks_log(layout.root).exists()
+
+    lock = RunLock(layout)
+    lock.acquire(break_lock=True)
+    assert json.loads(layout.lock_holder_json.read_text())["pid"] == os.getpid()
+    lines = lifecycle.breaks_log(layout.root).read_text().splitlines()
+    assert len(lines) == 1
+    assert (f"broke the lock of run 'r' held by pid 4242 on host elsewhere.invalid, started {holder['started_at']} "
+            f"(30.0 hours old, lock_stale_hours 24); taken by pid {os.getpid()} on host {lifecycle.hostname()}"
+            ) in lines[0]
+    lock.release()
+
+
+def test_recent_foreign_lock_is_not_stale_and_cannot_be_broken(layout: RunLayout) -> None:
+    write_holder(layout, started_at=_iso(2))
+    with pytest.raises(RunLocked, match=r"2\.0 hours ago\), which rlm cannot check from this host; the lock counts "
+                                        r"as stale after lock_stale_hours \(24\)") as caught:
+        RunLock(layout).acquire(break_lock=True)
+    assert not isinstance(caught.value, RunLockStale)
+    with pytest.raises(RunLockStale):
+        RunLock(layout, stale_hours=1).acquire()  # lifecycle.lock_stale_hours lowers the bar
+
+
+def test_without_os_locks_the_holder_record_is_the_lock(layout: RunLayout, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RunLock, "_take_os_lock", lambda self: False)
+    first = RunLock(layout)
+    first.acquire()
+    with pytest.raises(RunLocked, match="locked by a live process"):
+        RunLock(layout).acquire()  # same pid, no OS lock to prove otherwise: alive
+    first.release()
+    RunLock(layout).acquire()
+
+
+WORKER = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    sys.stdin.read()
+    report = Path(os.environ["RLM_REPORT_PATH"])
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("# r\\n\\n## Contract Compliance\\n- kept\\n")
+""")
+
+
+def test_rlm_run_break_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "worker.py").write_text(WORKER)
+    (tmp_path / "rlm.yaml").write_text(yaml.safe_dump({
+        "version": 1, "run_id": "r", "goal": "g", "lifecycle": {"lock_stale_hours": 12},
+        "agent": {"kind": "command", "command": ["{{ python }}", "worker.py"], "timeout": 30},
+        "tasks": [{"id": "only", "goal": "write a report"}],
+    }))
+    layout = RunLayout(tmp_path, "r")
+    write_holder(layout, started_at=_iso(13))
+    assert main(["run"]) == 3
+    assert "more than lock_stale_hours 12" in capsys.readouterr().err
+    assert main(["run", "--break-lock"]) == 0
+    assert len(lifecycle.breaks_log(tmp_path).read_text().splitlines()) == 1
+    assert (tmp_path / ".rlm/runs/r/artifacts/reports/only.md").exists()
+    assert not layout.lock_holder_json.exists()  # released at the end of the run

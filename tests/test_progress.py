@@ -1,0 +1,105 @@
+"""What people watch: plain state-change lines without a terminal, a live line on one, status from files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _robust import RUN, doit_in_process, kill_leftovers, make_repo
+
+from rlm_tasks import console, progress, scheduler
+from rlm_tasks.cli import main
+from rlm_tasks.config import load_plan
+from rlm_tasks.context import RunContext
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    kill_leftovers(tmp_path)
+
+
+def test_plain_lines_without_a_terminal(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_repo(repo, [{"id": "a", "goal": "A", "retries": 1}, {"id": "b", "goal": "B", "depends_on": ["a"]},
+                     {"id": "c", "goal": "C"}], {"a": {"fail": [1]}, "c": {"fail": [1]}})
+    assert doit_in_process("-n", "1") == 1
+    out = re.sub(r"\d+\.\d+s", "Ns", capsys.readouterr().out)
+    assert out == (
+        "rlm: run robust: 3 tasks\n"
+        "  start   map:a  attempt 1, standard\n"
+        f"  retry   map:a: agent exited with code 3; log: {RUN}/artifacts/logs/a.attempt-1.log; attempt 2 (standard) in Ns\n"
+        "  start   map:a  attempt 2, standard\n"
+        f"  ok      map:a  Ns  {RUN}/artifacts/reports/a.md  attempt 2, standard\n"
+        "  start   map:b  attempt 1, standard\n"
+        f"  ok      map:b  Ns  {RUN}/artifacts/reports/b.md\n"
+        "  start   map:c  attempt 1, standard\n"
+        f"  FAILED  map:c: agent exited with code 3; log: {RUN}/artifacts/logs/c.attempt-1.log\n"
+        f"rlm: 2 ran, 1 failed, 0 fresh in Ns; inventory: {RUN}/reduce_state.json\n"
+    )
+    assert "fake agent" not in out  # worker output stays in its log
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_line_on_a_terminal(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_repo(repo, [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"a": {"sleep": 0.8}})
+    monkeypatch.setattr(console, "TICK_SECONDS", 0.1)
+    monkeypatch.setenv("TERM", "xterm")
+    tty = Tty()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert doit_in_process() == 0
+    out = tty.getvalue()
+    assert re.search(r"\r\x1b\[2Krlm: 1/2 done, 1 running, 0 failed, 0:0\d elapsed, longest map:a 0:0\d", out), out
+    assert "  start " not in out  # on a terminal the live line shows what runs
+    assert "  ok      map:a  " in out and "fake agent" not in out
+    assert out.endswith(f"inventory: {RUN}/reduce_state.json\n")
+
+
+def test_progress_line_format() -> None:
+    snap = progress.Snapshot(total=40, done=12, running=8, failed=1, elapsed=3725, longest=("map:x", 31))
+    assert progress.line(snap) == "12/40 done, 8 running, 1 failed, 1:02:05 elapsed, longest map:x 0:31"
+    assert progress.line(progress.Snapshot(3, 3, 0, 0)) == "3/3 done, 0 running, 0 failed"
+
+
+def test_view_from_files_alone(repo: Path) -> None:
+    make_repo(repo, [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}, {"id": "c", "goal": "C"}], {})
+    assert doit_in_process("map:a") == 0
+    ctx = RunContext(load_plan("rlm.yaml"))
+    (repo / RUN / "artifacts/logs/c.attempt-1.log").write_text("failed\n")  # an attempt without a report
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        now = time.time()
+        (repo / RUN / "artifacts/scheduler/inflight.json").write_text(json.dumps({
+            "version": 1, "run_id": "robust",
+            "orchestrator": {"pid": os.getpid(), "host": scheduler.socket.gethostname(), "started_at": "x",
+                             "started": now - 65},
+            "entries": [{"worker_id": "b", "doit_name": "map:b", "attempt": 1, "pid": sleeper.pid,
+                         "pgid": sleeper.pid, "started_at": "x", "started": now - 5, "compute_tier": "standard"}],
+        }))
+        snap = progress.from_files(ctx)
+        assert (snap.total, snap.done, snap.running, snap.failed, snap.active) == (3, 1, 1, 1, True)
+        assert snap.longest is not None and snap.longest[0] == "map:b" and 4 < snap.longest[1] < 30
+        assert snap.elapsed is not None and 64 < snap.elapsed < 120
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert progress.from_files(ctx).running == 0
+
+
+def test_status_watch_when_nothing_runs(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_repo(repo, [{"id": "a", "goal": "A"}], {})
+    assert doit_in_process() == 0
+    capsys.readouterr()
+    assert main(["status", "--watch", "--interval", "0.1"]) == 0
+    assert capsys.readouterr().out == "rlm: run robust: 1/1 done, 0 running, 0 failed (not running)\n"
