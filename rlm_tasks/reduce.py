@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from . import deferred, jsonio, reports
+from . import deferred, drift, jsonio, reports, scheduler
 from .budget import attempts_by_task, budget_use
 from .context import RunContext
 
@@ -21,20 +21,8 @@ def now_iso() -> str:
 
 
 def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
-    """Entries of artifacts/scheduler/inflight.json whose process group is still alive."""
-    data = jsonio.read_json(ctx.layout.abs(f"{ctx.layout.artifacts_rel}/scheduler/inflight.json"), default={})
-    entries = data.get("entries", data.get("attempts", [])) if isinstance(data, dict) else data
-    if isinstance(entries, dict):
-        entries = list(entries.values())
-    alive: dict[str, dict[str, Any]] = {}
-    for entry in entries if isinstance(entries, list) else []:
-        pgid = entry.get("pgid") or entry.get("pid")
-        try:
-            os.killpg(int(pgid), 0)
-        except (ProcessLookupError, PermissionError, TypeError, ValueError):
-            continue
-        alive[str(entry.get("worker_id"))] = entry
-    return alive
+    """Entries of artifacts/scheduler/inflight.json whose worker process group is still alive."""
+    return {str(e.get("worker_id")): e for e in scheduler.live_entries(scheduler.read(ctx.layout))}
 
 
 def reduce_state(ctx: RunContext) -> dict[str, Any]:
@@ -102,6 +90,7 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
             "max_workers": ctx.plan.budget.max_workers,
             "exhausted": use.exhausted(ctx),
         },
+        "drift": drift.report(ctx),
     }
     return state
 

@@ -13,6 +13,7 @@ from .yamlpos import KeyPath
 
 if TYPE_CHECKING:
     import jsonschema
+    from referencing import Registry
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
@@ -23,11 +24,24 @@ _TYPE_NAMES = {
 
 
 @functools.cache
+def _registry() -> Registry:
+    """Every schema under schemas/ by its $id, so `$ref`s between them resolve offline."""
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((contents["$id"], Resource.from_contents(contents, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+@functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     import jsonschema  # imported when needed: a cached, unchanged rlm.yaml is not validated again (bench/)
 
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
 def _describe(value: Any) -> str:

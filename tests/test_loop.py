@@ -102,6 +102,8 @@ def test_reduce_state_field_by_field(repo: Path) -> None:
     assert bullets["attempts"] == 1
     assert bullets["contract_compliance"] is True
     assert bullets["log_path"] == f"{RUN}/artifacts/logs/bullets.attempt-1.log"
+    assert state["drift"]["checked"] is False  # the tmp repo is not a git work tree
+    assert state["drift"]["note"] == "not a git working tree: drift not checked"
     # an inventory, never report text
     assert "cache digests" not in (repo / f"{RUN}/reduce_state.json").read_text()
 
