@@ -50,6 +50,8 @@ def _argv_template(agent: AgentSpec, tier: Tier) -> list[str]:
         return [*argv, *agent.args, "-"]
     if agent.kind == "claude":
         argv = [binary, "-p", "--model", tier.model]
+        if tier.effort:
+            argv += ["--effort", tier.effort]
         if agent.sandbox == "bypass":
             argv.append("--dangerously-skip-permissions")
         else:

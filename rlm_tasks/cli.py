@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     skills_sub = p.add_subparsers(dest="skills_verb", required=True, metavar="ACTION")
     q = skills_sub.add_parser("install", help="copy the skills where codex and Claude Code find them")
     q.add_argument("--codex-home", help="codex home (default: $CODEX_HOME or ~/.codex); skills go to its skills/")
-    q.add_argument("--claude-dir", help="Claude Code directory (default: ~/.claude); skills go to its skills/")
+    q.add_argument("--claude-dir", help="Claude Code directory (default: $CLAUDE_CONFIG_DIR or ~/.claude); skills go to its skills/")
     q.add_argument("--force", action="store_true", help="overwrite skill files that were changed locally")
     q.set_defaults(func=cmd_skills_install)
 

@@ -28,7 +28,7 @@ class InstallResult:
 
 def targets(codex_home: str | None, claude_dir: str | None) -> list[Path]:
     codex = Path(codex_home or os.environ.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
-    claude = Path(claude_dir or Path.home() / ".claude").expanduser()
+    claude = Path(claude_dir or os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude").expanduser()
     return [codex / "skills", claude / "skills"]
 
 

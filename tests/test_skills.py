@@ -70,6 +70,13 @@ def test_install_replaces_an_older_copy_it_installed(tmp_path: Path) -> None:
 def test_codex_home_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEX_HOME", str(tmp_path / "env-codex"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
     result = skills.install()
     assert str(tmp_path / "env-codex" / "skills" / "map-worker" / "SKILL.md") in result.installed
     assert str(tmp_path / "home" / ".claude" / "skills" / "map-worker" / "SKILL.md") in result.installed
+
+
+def test_claude_config_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
+    result = skills.install(codex_home=str(tmp_path / "codex"))
+    assert str(tmp_path / "claude-config" / "skills" / "map-worker" / "SKILL.md") in result.installed

@@ -13,14 +13,19 @@ JSON message when the request has no ``"stream": true``. Scripts, as in response
 - ``"error"``: HTTP 500 (Claude Code retries with backoff; ``CLAUDE_CODE_MAX_RETRIES=0`` fails fast).
 - ``"hang"``: starts the stream, then sends nothing until ``stop()`` (for timeout/kill tests).
 
+Custom scripts as in responses_server: ``report_script(text, tool)``, ``command_script(cmd)`` (Bash),
+``by_worker({...})``, or any callable from the request record to a ``Turn``.
+
 Only the agent's own requests (those offering tools) are scripted and counted in ``.requests``;
 side requests Claude Code makes with a small model and no tools (titles, quota probes) get a plain
-text answer and land in ``.side_requests``. Records: ``{"path", "model", "effort", "thinking",
-"prompt", "envelope", "tools", "has_tool_result", "tool_result", "n"}``.
+text answer and land in ``.side_requests``. Records: ``{"n", "path", "model", "effort", "thinking",
+"prompt", "envelope", "tools", "has_tool_result", "tool_result"}``; ``effort`` is
+``output_config.effort`` (set by ``--effort`` on models that support it, e.g. not claude-sonnet-4-5).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Callable
@@ -111,6 +116,16 @@ SCRIPTS: dict[str, Script] = {
 }
 
 
+def by_worker(scripts: dict[str, str | Script], default: str | Script = "report") -> Script:
+    """Pick the script by the envelope's worker_id (``default`` for the others)."""
+
+    def script(record: dict[str, Any]) -> Turn:
+        chosen = scripts.get((record["envelope"] or {}).get("worker_id", ""), default)
+        return (SCRIPTS[chosen] if isinstance(chosen, str) else chosen)(record)
+
+    return script
+
+
 def sse(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
@@ -161,6 +176,9 @@ class MessagesServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def for_worker(self, worker_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if (r["envelope"] or {}).get("worker_id") == worker_id]
+
     def _record(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The record of an agent request, or None for a side request (no tools offered)."""
         tools = [tool.get("name", "?") for tool in body.get("tools") or []]
@@ -171,8 +189,8 @@ class MessagesServer:
             prompt, envelope = find_envelope(user_texts(body))
             results = tool_results(body)
             record = {
-                "path": path,
                 "n": len(self.requests) + 1,
+                "path": path,
                 "model": body.get("model"),
                 "effort": (body.get("output_config") or {}).get("effort"),
                 "thinking": body.get("thinking"),
@@ -190,7 +208,7 @@ class MessagesServer:
         return record
 
     @staticmethod
-    def _message(n: int, model: str, turn: Turn) -> tuple[list[dict[str, Any]], str]:
+    def _message(n: int, turn: Turn) -> tuple[list[dict[str, Any]], str]:
         if turn.tool is not None:
             name, tool_input = turn.tool
             return [{"type": "tool_use", "id": f"toolu_{n:04d}", "name": name, "input": tool_input}], "tool_use"
@@ -269,6 +287,12 @@ class MessagesServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                encoding = (self.headers.get("Content-Encoding") or "identity").lower()
+                if encoding == "gzip":
+                    raw = gzip.decompress(raw)
+                elif encoding != "identity":  # e.g. codex's zstd request compression (OpenAI-auth only)
+                    self.send_error(415, f"scripted server cannot decode Content-Encoding {encoding}")
+                    return
                 path = self.path.split("?")[0]
                 if path.endswith("/messages/count_tokens"):
                     with server._lock:
@@ -304,7 +328,7 @@ class MessagesServer:
                     except Exception as exc:  # surface script bugs, not a dead socket
                         self._error(500, "api_error", f"script error: {exc!r}")
                         return
-                content, stop_reason = server._message(n, model, turn)
+                content, stop_reason = server._message(n, turn)
                 if not body.get("stream"):
                     self._json(200, {"id": f"msg_{n:04d}", "type": "message", "role": "assistant", "model": model,
                                      "content": content, "stop_reason": stop_reason, "stop_sequence": None,

@@ -11,12 +11,21 @@ real API (response.created, output_item.added/done, deltas, response.completed).
   ``request_max_retries=0`` to fail fast).
 - ``"hang"``: starts the stream, then sends nothing until ``stop()`` (for timeout/kill tests).
 
+A script may also be a callable taking the request record and returning a ``Turn``:
+``report_script(text)`` writes a custom report (e.g. one missing a section), ``command_script(cmd)``
+runs any shell command, ``by_worker({"w2": "no_report"})`` picks a script per envelope worker_id.
+Scripts decide from the request alone (a tool output present means "second turn"), so one server
+serves any number of concurrent workers.
+
 Every request is recorded in ``.requests`` (and appended to ``log_path`` as JSONL when given):
-``{"path", "model", "effort", "prompt", "envelope", "tools", "turn", "has_tool_output", "tool_output"}``.
+``{"n", "path", "model", "effort", "prompt", "envelope", "tools", "has_tool_output", "tool_output"}``;
+``effort`` is ``reasoning.effort`` (None when codex sends none), ``prompt`` the user message holding
+the envelope. Raw bodies are in ``.bodies``.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shlex
@@ -166,11 +175,20 @@ def no_report_script(record: dict[str, Any]) -> Turn:
 SCRIPTS: dict[str, Script] = {"report": report_script(), "no_report": no_report_script}
 
 
+def by_worker(scripts: dict[str, str | Script], default: str | Script = "report") -> Script:
+    """Pick the script by the envelope's worker_id (``default`` for the others)."""
+
+    def script(record: dict[str, Any]) -> Turn:
+        chosen = scripts.get((record["envelope"] or {}).get("worker_id", ""), default)
+        return (SCRIPTS[chosen] if isinstance(chosen, str) else chosen)(record)
+
+    return script
+
+
 class ResponsesServer:
     """Scripted Responses API on 127.0.0.1:<free port>; ``base_url`` ends in ``/v1``."""
 
     def __init__(self, script: str | Script = "report", log_path: str | Path | None = None) -> None:
-        self.script_name = script if isinstance(script, str) else getattr(script, "__name__", "custom")
         self.fail_status = {"fail": 400, "error": 500}.get(script) if isinstance(script, str) else None
         self.hang = script == "hang"
         self.script: Script | None = None if self.fail_status or self.hang else (
@@ -214,13 +232,16 @@ class ResponsesServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def for_worker(self, worker_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if (r["envelope"] or {}).get("worker_id") == worker_id]
+
     def _record(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         prompt, envelope = find_envelope(user_texts(body))
         outputs = tool_outputs(body)
         with self._lock:
             record = {
+                "n": len(self.requests) + 1,
                 "path": path,
-                "turn": len(self.requests) + 1,
                 "model": body.get("model"),
                 "effort": (body.get("reasoning") or {}).get("effort"),
                 "prompt": prompt,
@@ -237,7 +258,7 @@ class ResponsesServer:
         return record
 
     def _events(self, record: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
-        n = record["turn"]
+        n = record["n"]
         rid = f"resp_{n}"
         response = {"id": rid, "object": "response", "status": "in_progress", "model": record["model"], "output": []}
         events: list[dict[str, Any]] = [
@@ -322,6 +343,12 @@ class ResponsesServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                encoding = (self.headers.get("Content-Encoding") or "identity").lower()
+                if encoding == "gzip":
+                    raw = gzip.decompress(raw)
+                elif encoding != "identity":  # e.g. codex's zstd request compression (OpenAI-auth only)
+                    self.send_error(415, f"scripted server cannot decode Content-Encoding {encoding}")
+                    return
                 path = self.path.split("?")[0]
                 if not path.endswith("/responses"):
                     with server._lock:
