@@ -37,7 +37,7 @@ def rlm_config(n: int, *, max_inflight: int = 4, sleep: float = 0.0) -> dict:
         "run_id": "bench",
         "goal": "Benchmark the runner.",
         "budget": {"max_inflight": max_inflight},
-        "agent": {"kind": "command", "command": ["{{ python }}", str(SLEEP_WORKER), str(sleep)], "timeout": 600},
+        "agent": {"kind": "command", "command": ["{{ python }}", "-S", str(SLEEP_WORKER), str(sleep)], "timeout": 600},
         "tasks": [{"id": f"t{i:05d}", "goal": f"Task {i}.", "inputs": [f"src/f{i:05d}.txt"]} for i in range(n)],
     }
 
@@ -53,7 +53,8 @@ def make_rlm_repo(root: Path, n: int, *, fresh: bool = True, max_inflight: int =
     """A repo with rlm.yaml + dodo.py; with `fresh`, every report and provenance entry written as a worker would."""
     root.mkdir(parents=True, exist_ok=True)
     write_inputs(root, n)
-    (root / "rlm.yaml").write_text(yaml.safe_dump(rlm_config(n, max_inflight=max_inflight, sleep=sleep), sort_keys=False))
+    config = rlm_config(n, max_inflight=max_inflight, sleep=sleep)
+    (root / "rlm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (root / "dodo.py").write_text((ROOT / "dodo.py").read_text())
     if fresh:
         subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r});"
@@ -119,11 +120,11 @@ def make_bare_repo(root: Path, n: int) -> Path:
 
 def run_once(argv: Sequence[str], cwd: Path, expect: int | None = 0) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(list(argv), cwd=cwd, env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+    proc = subprocess.run(list(argv), cwd=cwd, env=env(), stdin=subprocess.DEVNULL, capture_output=True)
     elapsed = time.perf_counter() - start
     if expect is not None and proc.returncode != expect:
-        raise SystemExit(f"{' '.join(argv)} in {cwd} exited {proc.returncode}:\n{proc.stdout.decode()}{proc.stderr.decode()}")
+        output = proc.stdout.decode() + proc.stderr.decode()
+        raise SystemExit(f"{' '.join(argv)} in {cwd} exited {proc.returncode}:\n{output}")
     return elapsed
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DOIT, SLEEP_WORKER, make_rlm_repo, run_once  # noqa: E402
+from bench.common import DOIT, SLEEP_WORKER, make_rlm_repo, run_once
 
 GOAL = 0.85
 BARE_SLEEPS = '''\
@@ -30,7 +30,7 @@ DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".bare.sqlite3", "verbosity": 
 
 def task_sleep():
     for i in range(N):
-        yield {{"name": f"t{{i:02d}}", "actions": [[sys.executable, {worker!r}, str(SLEEP)]],
+        yield {{"name": f"t{{i:02d}}", "actions": [[sys.executable, "-S", {worker!r}, str(SLEEP)]],
                "uptodate": [False]}}
 '''
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DOIT, RACY_WAIT, RLM_CHECK, interleaved, make_bare_repo, make_rlm_repo, run_once  # noqa: E402
+from bench.common import DOIT, RACY_WAIT, RLM_CHECK, interleaved, make_bare_repo, make_rlm_repo, run_once
 
 GOAL = 1.5
+HEADER = f"{'N':>6}  {'bare doit':>9}  {'rlm doit':>9}  {'ratio':>6}  {'rlm check':>9}  {'ratio':>6}  {'cold doit':>9}"
 
 
 def measure(n: int, rounds: int, base: Path) -> dict[str, float]:
@@ -38,7 +39,7 @@ def main() -> int:
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    print(f"{'N':>6}  {'bare doit':>9}  {'rlm doit':>9}  {'ratio':>6}  {'rlm check':>9}  {'ratio':>6}  {'cold doit':>9}")
+    print(HEADER)
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="rlm-bench-") as tmp:
         for n in args.sizes:

@@ -16,6 +16,7 @@ missing, corrupt or outdated cache only costs time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -192,11 +193,9 @@ class Cache:
                     "derived_key": self.derived_key, "derived": dict(self.derived), "files": dict(self.files),
                     "marks": dict(self.marks)}
             self._dirty = False
-        try:
-            # compact: this file is read on every run and never diffed
+        # compact: this file is read on every run and never diffed; a read-only checkout runs, only slower
+        with contextlib.suppress(OSError):
             jsonio.write_text_atomic(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")), durable=False)
-        except OSError:
-            pass  # a read-only checkout still runs, only slower
 
 
 def load_context(config_path: str | Path = "rlm.yaml") -> Any:
@@ -217,13 +216,14 @@ def load_context(config_path: str | Path = "rlm.yaml") -> Any:
     data = cache.validated(key)
     if isinstance(data, dict) and (not data.get("templates_dir") or (root / data["templates_dir"]).is_dir()):
         try:
-            plan = config._freeze(data, root, config_file)  # noqa: SLF001 -- the data config validated earlier
+            plan = config._freeze(data, root, config_file)
         except Exception:  # an unexpected shape: validate afresh
             plan = None
     if plan is None:
         plan = config.load_plan(config_path)
         from . import yamlpos
 
+        # parsed again, exactly as config parsed it (a second, plain parse differs in corner cases)
         cache.set_validated(key, yamlpos.load(raw.decode("utf-8")).data)
     templates = [_tree_signature(BUILTIN_TEMPLATES, (".j2",))]
     if plan.templates_dir:

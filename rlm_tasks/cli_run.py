@@ -67,7 +67,12 @@ def outcome_line(ctx: RunContext) -> tuple[int, str]:
     failed = [names[i] for i in failed_ids]
     not_fresh = [task.doit_name for task, f in rows if not f.fresh]
     state = detach.read_state(ctx.layout.abs(detach.state_rel(ctx)))
-    exit_note = f" (exit {state['exit_code']})" if state.get("exit_code") is not None else ""
+    if state.get("exit_code") is not None:
+        exit_note = f" (exit {state['exit_code']})"
+    elif state.get("pid") is not None:
+        exit_note = " (the background process ended without an exit code: killed?)"
+    else:
+        exit_note = ""
     fresh = len(rows) - len(not_fresh)
     text = f"rlm: run {ctx.plan.run_id} finished{exit_note}: {fresh}/{len(rows)} fresh"
     if failed:

@@ -230,8 +230,11 @@ class RunReporter:
                 self.session.finish()
             self.ctx.save_cache()
             if (self.failures and "reduce" in self.failures) or self.guard.signum is not None:
-                reduce.write_reduce_state(self.ctx)
-                reduce.write_deferred(self.ctx)
+                try:
+                    reduce.write_reduce_state(self.ctx)
+                    reduce.write_deferred(self.ctx)
+                except UserError as exc:  # the exit code below still says what happened to the run
+                    self.write(f"rlm: {exc}\n")
         finally:
             self.guard.restore()
             self.lock.release()
@@ -241,7 +244,8 @@ class RunReporter:
         summary = (f"{c['ran']} ran, {c['failed']} failed{skipped}, {c['fresh']} fresh in {elapsed:.1f}s; "
                    f"inventory: {reduce.reduce_state_path(self.ctx)}")
         if self.guard.signum is not None:
-            self.write(f"rlm: interrupted by {self.guard.name}; signalled {self.guard.signalled} running worker group(s); "
+            self.write(f"rlm: interrupted by {self.guard.name}; "
+                       f"signalled {self.guard.signalled} running worker group(s); "
                        f"{summary}\n")
             raise SystemExit(self.guard.exit_code)
         self.write(f"rlm: {summary}\n")

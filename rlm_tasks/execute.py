@@ -62,8 +62,8 @@ def tier_for(plan: Plan, task: TaskSpec, retry: int) -> Tier:
 
 def backoff_delay(base: float, retry: int, rng: random.Random | None = None) -> float:
     """base · 2^(retry-1), times a jitter in [0.5, 1.5) so retries of many tasks do not start in lockstep."""
-    jitter = (rng or random).uniform(0.5, 1.5)
-    return min(MAX_BACKOFF_SECONDS, base * 2 ** (retry - 1) * jitter)
+    jitter: float = (rng or random).uniform(0.5, 1.5)
+    return min(MAX_BACKOFF_SECONDS, base * 2.0 ** (retry - 1) * jitter)
 
 
 def _move_aside(src: Path, dest: Path) -> None:
@@ -258,7 +258,7 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
     if interrupted and (not history or history[-1]["outcome"] == "interrupted"):
         failure = "interrupted" + (f"; log: {history[-1]['log_path']}" if history else "")
     tries = f" (attempt {len(history)} of {task.retries + 1})" if task.retries and history else ""
-    last = history[-1] if history else {"attempt": 0, "compute_tier": task.compute_tier}
+    last: dict[str, Any] = history[-1] if history else {"attempt": 0, "compute_tier": task.compute_tier}
     duration = sum(float(r.get("duration", 0)) for r in history)
     return TaskOutcome(False, failure + tries, int(last["attempt"]), duration, str(last["compute_tier"]),
                        len(history), interrupted)

@@ -74,7 +74,7 @@ def sha256_file(path: Path) -> str | None:
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
+            for block in iter(lambda: handle.read(1 << 16), b""):  # 1 MiB reads cost an mmap each
                 digest.update(block)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
@@ -86,13 +86,22 @@ class ProvenanceError(UserError):
 
 
 class ProvenanceStore:
-    """provenance.json of one run; safe to update from the worker threads of one process."""
+    """provenance.json of one run; safe to update from the worker threads of one process.
+
+    Readers never wait for a write in progress: the entries are guarded by a lock held only
+    for dict operations, and the file by another. A write takes the newest entries when it
+    starts, so changes that arrive while one write is under way share the next write, and
+    `record`/`forget` return once a write holding their change is on disk.
+    """
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
         self.run_id = run_id
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the entries
+        self._write_lock = threading.Lock()  # the file
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._changes = 0  # how many changes were made
+        self._written = 0  # how many of them are on disk
 
     def _load(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
@@ -114,16 +123,28 @@ class ProvenanceStore:
 
     def record(self, worker_id: str, entry: dict[str, Any]) -> None:
         with self._lock:
-            entries = self._load()
-            entries[worker_id] = entry
-            self._write(entries)
+            self._load()[worker_id] = entry
+            self._changes += 1
+            mine = self._changes
+        self._flush(mine)
 
     def forget(self, worker_id: str) -> None:
         """Drop a task's completion marker before its worker starts again."""
         with self._lock:
-            entries = self._load()
-            if entries.pop(worker_id, None) is not None:
-                self._write(entries)
+            if self._load().pop(worker_id, None) is None:
+                return
+            self._changes += 1
+            mine = self._changes
+        self._flush(mine)
+
+    def _flush(self, change: int) -> None:
+        with self._write_lock:
+            if self._written >= change:
+                return  # a write that started after our change already put it on disk
+            with self._lock:
+                snapshot, upto = dict(self._load()), self._changes
+            self._write(snapshot)
+            self._written = upto
 
     def _write(self, entries: dict[str, dict[str, Any]]) -> None:
         jsonio.write_json(self.path, {"version": FORMAT_VERSION, "run_id": self.run_id, "tasks": entries})

@@ -87,8 +87,22 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         },
         "failure_policy": c.failure_policy,
         # only tasks that own files: a task without `owns` must not change the contract all tasks share
-        "ownership": [{"worker_id": t.worker_id, "owns": list(t.owns)} for t in plan.tasks if t.owns],
+        "ownership": list(_ownership(plan)),
     }
+
+
+_last_ownership: tuple[Plan, list[dict[str, Any]]] | None = None
+
+
+def _ownership(plan: Plan) -> list[dict[str, Any]]:
+    """Computed once per plan: every prompt's context includes it, and a loop over all tasks per
+    prompt made rendering a 5,000-task plan quadratic (bench/scaling.py)."""
+    global _last_ownership
+    last = _last_ownership
+    if last is None or last[0] is not plan:
+        owners = [{"worker_id": t.worker_id, "owns": list(t.owns)} for t in plan.tasks if t.owns]
+        last = _last_ownership = (plan, owners)
+    return last[1]
 
 
 def render_contract(plan: Plan) -> str:

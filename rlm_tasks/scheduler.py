@@ -119,6 +119,7 @@ class Session:
         self.ended: dict[str, dict[str, Any]] = {}
         self.listeners: list[Callable[[Event], None]] = []
         self._attempts: dict[str, int] | None = None
+        self._finished = False
 
     # inflight.json
     def write(self, finished: bool = False) -> None:
@@ -127,7 +128,8 @@ class Session:
 
     def _write_locked(self, finished: bool = False) -> None:
         orchestrator = dict(self.orchestrator)
-        if finished:
+        self._finished = self._finished or finished  # a worker thread ending late must not unfinish the run
+        if self._finished:
             orchestrator["finished_at"] = iso(time.time())
         # Atomic but not fsynced: it only matters while this machine runs (after a power loss no
         # worker survives), and eight workers finishing at once would queue behind eight fsyncs.

@@ -125,14 +125,14 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
     def task_reduce() -> dict[str, Any]:
         """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
         return {"actions": [lambda: _summarise(ctx, "reduce", reduce.write_reduce_state, reduce.reduce_state_path)],
-                "task_dep": ["map", "verify"], "uptodate": [lambda: summary_current("reduce", reduce.reduce_state_path)],
-                **QUIET}
+                "task_dep": ["map", "verify"],
+                "uptodate": [lambda: summary_current("reduce", reduce.reduce_state_path)], **QUIET}
 
     def task_deferred() -> dict[str, Any]:
         """Collect every report's deferred opportunities into deferred.json."""
         return {"actions": [lambda: _summarise(ctx, "deferred", reduce.write_deferred, reduce.deferred_path)],
-                "task_dep": ["map", "verify"], "uptodate": [lambda: summary_current("deferred", reduce.deferred_path)],
-                **QUIET}
+                "task_dep": ["map", "verify"],
+                "uptodate": [lambda: summary_current("deferred", reduce.deferred_path)], **QUIET}
 
     def task_final() -> dict[str, Any]:
         """DECIDE: final.json and final.md (refused until verify is fresh and decision: is written)."""

@@ -6,6 +6,7 @@ orchestrator reaches all of them (`begin_shutdown`) and no new one starts after.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -47,10 +48,8 @@ class AttemptResult:
 
 
 def kill_group(pgid: int, sig: int = signal.SIGTERM) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _group_has_live_member(pgid: int) -> bool | None:
@@ -152,10 +151,8 @@ def drain(timeout: float) -> bool:
 def _end(proc: subprocess.Popen[bytes]) -> None:
     """Ask the whole group to stop, then force it."""
     kill_group(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
     kill_group(proc.pid, signal.SIGKILL)
 
 
@@ -181,10 +178,8 @@ def _feed(stdin: IO[bytes] | None, prompt: bytes) -> None:
     except (BrokenPipeError, OSError):
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError):
             stdin.close()
-        except OSError:
-            pass
 
 
 def _drain(stdout: IO[bytes], chunks: list[bytes]) -> None:
@@ -252,7 +247,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             if on_start is not None:
                 on_start(proc.pid, started)
             deadline = None if invocation.timeout is None else started + invocation.timeout
-            last_sig, last_change = _signature(watched), time.monotonic()
+            last_sig, last_change = (_signature(watched), len(chunks)), time.monotonic()
             while True:
                 wait = POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.time()))
                 if exited(wait):
@@ -260,7 +255,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 if deadline is not None and time.time() >= deadline:
                     timed_out = True
                 elif stall_after is not None:
-                    sig = _signature(watched)
+                    sig = (_signature(watched), len(chunks))  # stdout of a `report: stdout` agent counts too
                     if sig != last_sig:
                         last_sig, last_change = sig, time.monotonic()
                     elif time.monotonic() - last_change >= stall_after:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -128,7 +129,5 @@ def group_gone(pgid: int, timeout: float = 10.0) -> bool:
 def kill_leftovers(root: Path) -> None:
     """Test cleanup: end any group a failed test left (only the recorded worker groups of this repo)."""
     for record in records(root):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(record["pgid"], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

@@ -14,7 +14,7 @@ from rlm_tasks import schema
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import record_fresh  # noqa: E402
+from bench.common import record_fresh
 
 
 @pytest.fixture
@@ -29,7 +29,8 @@ def test_detach_wait_exit_codes(repo: Path) -> None:
     assert started.returncode == 0, started.stdout
     state = json.loads((repo / RUN / "detached.json").read_text())
     assert schema.check("detached", state) == []
-    assert started.stdout == (f"rlm: run robust started in the background (pid {state['pid']}); log: {RUN}/detached.log; "
+    assert started.stdout == (f"rlm: run robust started in the background (pid {state['pid']}); "
+                              f"log: {RUN}/detached.log; "
                               "`rlm wait` returns when it ends, `rlm status` shows progress\n")
     again = rlm(repo, "run", "--detach")
     assert again.returncode == 3

@@ -35,7 +35,8 @@ def test_plain_lines_without_a_terminal(repo: Path, capsys: pytest.CaptureFixtur
     assert out == (
         "rlm: run robust: 3 tasks\n"
         "  start   map:a  attempt 1, standard\n"
-        f"  retry   map:a: agent exited with code 3; log: {RUN}/artifacts/logs/a.attempt-1.log; attempt 2 (standard) in Ns\n"
+        f"  retry   map:a: agent exited with code 3; log: {RUN}/artifacts/logs/a.attempt-1.log; "
+        "attempt 2 (standard) in Ns\n"
         "  start   map:a  attempt 2, standard\n"
         f"  ok      map:a  Ns  {RUN}/artifacts/reports/a.md  attempt 2, standard\n"
         "  start   map:b  attempt 1, standard\n"

@@ -24,7 +24,8 @@ def test_retry_then_succeed(repo: Path, capsys: pytest.CaptureFixture[str]) -> N
     make_repo(repo, [{"id": "a", "goal": "A", "retries": 2}, {"id": "b", "goal": "B"}], {"a": {"fail": [1]}})
     assert doit_in_process() == 0
     out = capsys.readouterr().out
-    assert f"  retry   map:a: agent exited with code 3; log: {RUN}/artifacts/logs/a.attempt-1.log; attempt 2 (standard) in 0.0s\n" in out
+    assert (f"  retry   map:a: agent exited with code 3; log: {RUN}/artifacts/logs/a.attempt-1.log; "
+            "attempt 2 (standard) in 0.0s\n") in out
     assert "  ok      map:a  " in out and "attempt 2, standard\n" in out
     entry = provenance(repo)["a"]
     assert entry["attempt"] == 2
@@ -85,7 +86,7 @@ def test_progress_file_keeps_a_quiet_worker_alive(repo: Path) -> None:
     assert [a["outcome"] for a in provenance(repo)["q"]["attempts"]] == ["ok"]
 
 
-def test_exhausted_retries_fail_and_independent_tasks_keep_going(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exhausted_retries_fail_and_independent_keep_going(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_repo(repo, [{"id": "bad", "goal": "B", "retries": 1}, {"id": "after", "goal": "C", "depends_on": ["bad"]},
                      {"id": "good", "goal": "G"}], {"bad": {"fail": [1, 2]}})
     assert doit_in_process() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,3 +27,14 @@ def claude_bin() -> str:
     if binary is None:
         pytest.skip(agents.skip_reason("claude"))
     return binary
+
+
+@pytest.fixture
+def agent_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop real credentials and config locations of both CLIs from os.environ.
+
+    The runner hands its own environment (plus agent.env) to every worker, so an OPENAI_* or
+    CLAUDE_* variable of the developer's shell would otherwise reach the CLIs under test.
+    """
+    for name in os.environ.keys() - agents.scrubbed_environ().keys():
+        monkeypatch.delenv(name)
