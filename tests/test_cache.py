@@ -11,7 +11,7 @@ import pytest
 import yaml
 from _robust import RUN, doit_in_process, make_repo, records
 
-from rlm_tasks import cache
+from rlm_tasks import cache, schema
 from rlm_tasks.cli import main
 
 RACY = 0.05
@@ -57,6 +57,8 @@ def marks(repo: Path) -> set[str]:
 def test_a_noop_run_skips_everything_and_rewrites_nothing(repo: Path) -> None:
     ran(repo)
     assert marks(repo) >= {"settled", "plan_current", "reduce", "deferred"}
+    (path,) = (repo / ".rlm/cache").glob("*.json")
+    assert schema.check("cache", json.loads(path.read_text())) == []
     state = repo / RUN / "reduce_state.json"
     before = state.stat().st_mtime_ns
     assert doit_in_process() == 0

@@ -8,7 +8,7 @@ The report goes to the JSON envelope's `report_path`, relative to ROOT (-C), as
 codex would write it. Behaviour comes from $FAKE_AGENT_MODE: comma-separated
 entries, either `MODE` (every worker) or `WORKER_ID=MODE` (that worker only):
 
-    ok          the report with all six sections (default)
+    ok          the report with all six sections and the task's goal (default)
     no-report   exits 0 without writing a report
     no-section  a report without the Contract Compliance section
     exit-1      writes a good report, then exits 1
@@ -95,7 +95,8 @@ def log(record: dict[str, object]) -> None:
 
 
 def report_text(envelope: dict[str, object], *, with_compliance: bool = True) -> str:
-    lines = [f"# Report: {envelope['worker_id']} ({envelope['mode']})", ""]
+    # the goal is in the report, so a changed goal changes the report (and what depends on it)
+    lines = [f"# Report: {envelope['worker_id']} ({envelope['mode']})", "", f"Task: {envelope['goal']}", ""]
     for section in SECTIONS:
         if section == "Contract Compliance" and not with_compliance:
             continue
