@@ -216,7 +216,7 @@ def load_context(config_path: str | Path = "rlm.yaml") -> Any:
     data = cache.validated(key)
     if isinstance(data, dict) and (not data.get("templates_dir") or (root / data["templates_dir"]).is_dir()):
         try:
-            plan = config._freeze(data, root, config_file)
+            plan = config.freeze(data, root, config_file)
         except Exception:  # an unexpected shape: validate afresh
             plan = None
     if plan is None:

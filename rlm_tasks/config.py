@@ -195,7 +195,7 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
             checker.semantic(doc.data)
     if checker.problems:
         raise ConfigError(checker.sorted_problems())
-    return _freeze(doc.data, root, config_path)
+    return freeze(doc.data, root, config_path)
 
 
 class _Checker:
@@ -352,7 +352,8 @@ def _freeze_agent(raw: dict[str, Any]) -> AgentSpec:
     )
 
 
-def _freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
+def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
+    """Plan from already-validated data (the validation cache skips straight here)."""
     run_id = data["run_id"]
     defaults = data.get("defaults", {})
     tasks: list[TaskSpec] = []
