@@ -35,10 +35,10 @@ from .lifecycle import (
     hostname,
     iso,
     parse_iso,
-    pid_alive,
     remove_tree,
     utc_now,
 )
+from .procs import pid_alive
 
 MARKERS = "in_use_by"
 ARCHIVES = ".rlm/archive"

@@ -20,6 +20,7 @@ from . import jsonio, scheduler
 from .context import RunContext
 from .errors import UserError
 from .lifecycle import LOCKED_EXIT_CODE
+from .procs import pid_alive, start_ticks
 
 FORMAT_VERSION = 1
 START_TIMEOUT_SECONDS = 15.0
@@ -46,24 +47,6 @@ def read_state(path: Path) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def pid_alive(pid: Any, ticks: Any = None) -> bool:
-    if not isinstance(pid, int) or pid <= 1:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            if handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
-                return False  # finished, waiting to be reaped
-    except (OSError, IndexError):
-        pass
-    return ticks is None or scheduler.proc_start_ticks(pid) in (None, ticks)
 
 
 def background_running(state: dict[str, Any]) -> bool:
@@ -118,7 +101,7 @@ def _child(argv: list[str]) -> int:
     if os.fork() > 0:
         os._exit(0)  # the launcher: its child is now nobody's to wait for, and is reaped by init
     state = read_state(state_path)
-    state.update(pid=os.getpid(), pid_start_ticks=scheduler.proc_start_ticks(os.getpid()))
+    state.update(pid=os.getpid(), pid_start_ticks=start_ticks(os.getpid()))
     jsonio.write_json(state_path, state)
     from .cli import main
 

@@ -28,6 +28,7 @@ import filelock
 from . import jsonio
 from .errors import UserError
 from .layout import STATE_DIR, RunLayout
+from .procs import pid_alive
 
 LOCKED_EXIT_CODE = 3
 DEFAULT_STALE_HOURS = 24.0
@@ -91,18 +92,6 @@ def boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
     except OSError:
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def process_started(pid: int) -> dt.datetime | None:

@@ -25,6 +25,7 @@ from . import jsonio, worker
 from .config import TaskSpec, Tier
 from .context import RunContext
 from .layout import RunLayout
+from .procs import pid_alive, start_ticks
 
 FORMAT_VERSION = 1
 ADOPT_ENV = "RLM_ADOPT"
@@ -46,23 +47,13 @@ def read(layout: RunLayout) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def proc_start_ticks(pid: int) -> int | None:
-    """When a process started (Linux /proc), to tell a reused pid from the one we recorded."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-        return int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def entry_alive(entry: dict[str, Any]) -> bool:
     """The recorded worker's process group still exists (and its leader is not a newer process)."""
     pgid = entry.get("pgid")
     if not isinstance(pgid, int) or pgid <= 1 or not worker.group_alive(pgid):
         return False
     recorded = entry.get("pid_start_ticks")
-    now = proc_start_ticks(pgid)
+    now = start_ticks(pgid)
     # Linux reserves a pid while any process uses it as a group id, so a surviving group with a
     # dead leader is still ours; a live leader with another start time is someone else.
     return recorded is None or now is None or now == recorded
@@ -72,17 +63,7 @@ def orchestrator_alive(data: dict[str, Any]) -> bool:
     orch = data.get("orchestrator") or {}
     if orch.get("finished_at") or orch.get("host") not in (None, socket.gethostname()):
         return False
-    pid = orch.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    ticks = orch.get("pid_start_ticks")
-    return ticks is None or proc_start_ticks(pid) in (None, ticks)
+    return pid_alive(orch.get("pid"), orch.get("pid_start_ticks"))
 
 
 @dataclass(frozen=True)
@@ -113,7 +94,7 @@ class Session:
         now = time.time()
         self.orchestrator: dict[str, Any] = {
             "pid": os.getpid(), "host": socket.gethostname(), "started_at": iso(now), "started": now,
-            "pid_start_ticks": proc_start_ticks(os.getpid()),
+            "pid_start_ticks": start_ticks(os.getpid()),
         }
         self.adoptable: dict[str, dict[str, Any]] = {}
         self.ended: dict[str, dict[str, Any]] = {}
@@ -192,7 +173,7 @@ class Session:
                         digests: dict[str, Any], log_rel: str) -> None:
         entry = {
             "worker_id": task.worker_id, "doit_name": task.doit_name, "attempt": attempt,
-            "pid": pid, "pgid": pid, "pid_start_ticks": proc_start_ticks(pid),
+            "pid": pid, "pgid": pid, "pid_start_ticks": start_ticks(pid),
             "started_at": iso(started), "started": started,
             "compute_tier": tier.name, "model": tier.model, "effort": tier.effort,
             "log_path": log_rel, "report_path": task.report_path, "digests": digests,
