@@ -92,7 +92,7 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
     template = _argv_template(agent, tier)
     if agent.kind == "command":
         context = command_context(plan, task, layout) | {"model": tier.model, "effort": tier.effort, "attempt": attempt}
-        argv = [render_string(item, context, f"{task.doit_name}: agent.command[{i}]") for i, item in enumerate(template)]
+        argv = [render_string(item, context, f"agent.command[{i}]") for i, item in enumerate(template)]
         if argv and "/" in argv[0] and not os.path.isabs(argv[0]):
             argv[0] = str(plan.root / argv[0])
     else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from doit.exceptions import TaskFailed
 
@@ -145,9 +147,31 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
 
         return {"actions": [lambda: archive.doit_action(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
 
-    return {"task_plan": task_plan, "task_map": task_map, "task_verify": task_verify,
-            "task_reduce": task_reduce, "task_deferred": task_deferred, "task_final": task_final,
-            "task_archive": task_archive}
+    generators = [task_plan, task_map, task_verify, task_reduce, task_deferred, task_final, task_archive]
+    return {fn.__name__: _exit_on_user_error(fn) for fn in generators}
+
+
+def _exit_on_user_error(generate: Callable[[], Any]) -> Callable[[], Any]:
+    """doit prints a traceback for errors while it loads tasks; a user's mistake gets its one line and exit 2."""
+    def fail(exc: UserError) -> NoReturn:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2) from None
+
+    if inspect.isgeneratorfunction(generate):
+        def each() -> Iterator[Any]:
+            try:
+                yield from generate()
+            except UserError as exc:
+                fail(exc)
+        wrapper: Callable[[], Any] = each
+    else:
+        def one() -> Any:
+            try:
+                return generate()
+            except UserError as exc:
+                fail(exc)
+        wrapper = one
+    return functools.wraps(generate)(wrapper)
 
 
 def _plan_current(ctx: RunContext) -> bool:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import FAKE_CODEX, RUN_DIR, Repo
+
 from rlm_tasks import agents
 from rlm_tasks.agents import AgentNotFound, Invocation
 from rlm_tasks.config import load_plan
@@ -224,7 +224,8 @@ def test_command_kind_gets_the_prompt_on_stdin_and_may_report_on_stdout(repo: Re
     result = repo.doit()
     assert result.code == 0, result.out + result.err
     assert (repo.root / "a.stdin").read_bytes() == repo.path(f"{RUN_DIR}/artifacts/prompts/a.md").read_bytes()
-    assert repo.report("a").read_text(encoding="utf-8") == f"# From stdout\n\n## Contract Compliance\n- arg: {NASTY_GOAL}\n"
+    expected = f"# From stdout\n\n## Contract Compliance\n- arg: {NASTY_GOAL}\n"
+    assert repo.report("a").read_text(encoding="utf-8") == expected
 
 
 def test_command_with_an_undefined_variable_fails_the_task_in_one_line(repo: Repo) -> None:

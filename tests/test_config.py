@@ -6,8 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import Repo
+
 from rlm_tasks.config import AgentSpec, Budget, ConfigError, Tier, load_plan
 
 
@@ -111,7 +111,8 @@ tasks:
 """,
                    "rlm.yaml:6:38: tasks[1].depends_on[0]: unknown task 'alpah' (did you mean 'alpha'?); "
                    "known: alpha, beta",
-                   "rlm.yaml:6:45: tasks[1].depends_on[1]: unknown task 'zeta' (did you mean 'beta'?); known: alpha, beta")
+                   "rlm.yaml:6:45: tasks[1].depends_on[1]: unknown task 'zeta' (did you mean 'beta'?); "
+                   "known: alpha, beta")
 
 
 def test_dependency_cycle_is_named(repo: Repo) -> None:
@@ -187,7 +188,7 @@ tasks:
 
 
 def test_a_tier_declared_under_tiers_is_known(repo: Repo) -> None:
-    code, out, err = validate(repo, HEADER + """\
+    code, _, err = validate(repo, HEADER + """\
 tiers:
   cheap: {model: tiny, effort: low}
 tasks:
@@ -204,7 +205,8 @@ def test_empty_file(repo: Repo, text: str) -> None:
 
 
 def test_file_that_is_a_list(repo: Repo) -> None:
-    assert_invalid(repo, "- run_id: r\n- goal: g\n", "rlm.yaml:1:1: (root): expected a mapping at the top level, got a list")
+    assert_invalid(repo, "- run_id: r\n- goal: g\n",
+                   "rlm.yaml:1:1: (root): expected a mapping at the top level, got a list")
 
 
 def test_file_that_is_a_scalar(repo: Repo) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import RUN_DIR, Repo
+
 from rlm_tasks.config import load_plan
 from rlm_tasks.context import RunContext
 from rlm_tasks.render import TemplateError, render_prompt
@@ -79,7 +79,7 @@ def test_prompt_names_the_contract_to_read_first_and_the_report_path(rendered_re
 
 def test_prompt_envelope_is_json_with_the_required_keys(rendered_repo: Repo) -> None:
     env = envelope(rendered(rendered_repo, "lexer"))
-    assert ENVELOPE_KEYS <= set(env)
+    assert set(env) >= ENVELOPE_KEYS
     assert {k: env[k] for k in ENVELOPE_KEYS} == {
         "run_id": "t",
         "worker_id": "lexer",
@@ -137,7 +137,8 @@ def test_templates_dir_overrides_the_prompt_and_keeps_the_builtin_contract(repo:
     repo.write(config(templates_dir="my-templates"))
     result = repo.rlm("render")
     assert (result.code, result.err) == (0, "")
-    assert rendered(repo, "lexer") == f"CUSTOM lexer -> {RUN_DIR}/artifacts/reports/lexer.md (gpt-5.1-codex-mini, medium)\n"
+    assert rendered(repo, "lexer") == (f"CUSTOM lexer -> {RUN_DIR}/artifacts/reports/lexer.md "
+                                       "(gpt-5.1-codex-mini, medium)\n")
     assert rendered(repo, "parser") == "CUSTOM parser -> notes/parser.md (gpt-5.2-codex, xhigh)\n"
     assert repo.path(CONTRACT).read_text(encoding="utf-8").startswith("# Run contract: t\n")
 
@@ -161,7 +162,8 @@ def test_undefined_variable_in_a_prompt_template_names_template_and_variable(rep
 
 def test_undefined_variable_in_a_contract_template(repo: Repo) -> None:
     (repo.root / "tpl").mkdir()
-    (repo.root / "tpl" / "run_contract.md.j2").write_text("{{ run_id }}\n{% for x in missing_list %}{{ x }}{% endfor %}\n")
+    (repo.root / "tpl" / "run_contract.md.j2").write_text(
+        "{{ run_id }}\n{% for x in missing_list %}{{ x }}{% endfor %}\n")
     repo.write(config(templates_dir="tpl"))
     result = repo.rlm("render")
     assert (result.code, result.out) == (2, "")
@@ -175,7 +177,8 @@ def test_template_syntax_error_names_file_and_line(repo: Repo) -> None:
     repo.write(config(templates_dir="tpl"))
     result = repo.rlm("render")
     assert (result.code, result.out) == (2, "")
-    assert result.err == f"{template.resolve()}:2: template syntax error: Expected an expression, got 'end of statement block'\n"
+    assert result.err == (f"{template.resolve()}:2: template syntax error: "
+                          "Expected an expression, got 'end of statement block'\n")
 
 
 def test_render_prompt_raises_template_error(repo: Repo) -> None:

@@ -1,0 +1,397 @@
+"""End to end: doit runs the fake codex in tmp repos; failures, timeouts, reruns, fresh clones, the run lock."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, RUN_DIR, Repo, subprocess_env
+
+from rlm_tasks import jsonio
+from rlm_tasks.tasks import doit_namespace
+
+REPORTS = f"{RUN_DIR}/artifacts/reports"
+LOGS = f"{RUN_DIR}/artifacts/logs"
+DURATION = r"\d+\.\d+s"
+
+
+def ok_line(name: str, report: str) -> str:
+    return rf"  ok      {re.escape(name)}  {DURATION}  {re.escape(report)}"
+
+
+def summary(ran: int, failed: int, fresh: int, not_started: int = 0) -> str:
+    skipped = f", {not_started} not started" if not_started else ""
+    return (rf"rlm: {ran} ran, {failed} failed{skipped}, {fresh} fresh in {DURATION}; "
+            rf"inventory: {re.escape(RUN_DIR)}/reduce_state\.json")
+
+
+def finished_lines(out: str) -> list[str]:
+    """The console lines that report an outcome (start lines are progress, in nondeterministic order)."""
+    return [line for line in out.splitlines() if not line.startswith("  start ")]
+
+
+def process_gone(pid: int, timeout: float = 10.0) -> bool:
+    """The process no longer runs: it does not exist, or it is a zombie waiting for init to reap it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def copy_dodo(root: Path) -> None:
+    shutil.copy(REPO / "dodo.py", root / "dodo.py")
+
+
+# ---- the happy path ---------------------------------------------------------------------------------------
+
+def test_first_doit_runs_every_worker_and_the_second_none(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]}],
+                     verify=[{"id": "v", "goal": "V", "depends_on": ["a", "b"]}])
+    first = repo.doit()
+    assert (first.code, first.err) == (0, ""), first.out
+    lines = finished_lines(first.out)
+    assert lines[0] == "rlm: run t: 3 tasks"
+    assert re.fullmatch(ok_line("map:a", f"{REPORTS}/a.md"), lines[1])
+    assert re.fullmatch(ok_line("map:b", f"{REPORTS}/b.md"), lines[2])
+    assert re.fullmatch(ok_line("verify:v", f"{REPORTS}/v.md"), lines[3])
+    assert re.fullmatch(summary(3, 0, 0), lines[4])
+    assert len(lines) == 5
+    assert [call["worker_id"] for call in repo.calls()] == ["a", "b", "v"]  # depends_on orders them
+    assert [call["env"]["RLM_MODE"] for call in repo.calls()] == ["map", "map", "verify"]
+
+    second = repo.doit()
+    assert (second.code, second.err) == (0, "")
+    assert len(repo.calls()) == 3  # no worker started
+    assert [line for line in second.out.splitlines() if line.startswith("  ")] == []
+    assert re.fullmatch(summary(0, 0, 3), second.out.splitlines()[-1])
+
+
+def test_worker_output_goes_to_its_log_never_to_the_console(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}])
+    result = repo.doit()
+    assert result.code == 0
+    assert "fake codex" not in result.out + result.err
+    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text() == "fake codex: a in mode ok\n"
+
+
+def test_doit_state_lives_under_rlm_in_sqlite(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}], budget={"max_inflight": 3})
+    config = doit_namespace("rlm.yaml")["DOIT_CONFIG"]
+    assert (config["dep_file"], config["backend"], config["num_process"]) == (
+        str(repo.root.resolve() / ".rlm" / "doit.sqlite3"), "sqlite3", 3)
+    assert repo.doit().code == 0
+    assert (repo.root / ".rlm" / "doit.sqlite3").read_bytes()[:16] == b"SQLite format 3\x00"
+    assert sorted(p.name for p in repo.root.iterdir() if p.name.startswith(".doit")) == []
+
+
+def test_task_graph(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"],
+                                                   "report_path": "notes/b.md"}],
+                     verify=[{"id": "v", "goal": "V", "depends_on": ["b"]}])
+    namespace = doit_namespace("rlm.yaml")
+    maps = [t for t in namespace["task_map"]() if t.get("name")]
+    verifies = [t for t in namespace["task_verify"]() if t.get("name")]
+    root = repo.root.resolve()
+    assert [(t["name"], t["targets"], t["task_dep"]) for t in maps] == [
+        ("a", [str(root / REPORTS / "a.md")], ["plan"]),
+        ("b", [str(root / "notes" / "b.md")], ["plan", "map:a"]),
+    ]
+    assert [(t["name"], t["targets"], t["task_dep"]) for t in verifies] == [
+        ("v", [str(root / REPORTS / "v.md")], ["plan", "map:b"])]
+
+
+def test_custom_report_path(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A", "report_path": "notes/deep/a.md"}])
+    result = repo.doit()
+    assert result.code == 0, result.out
+    assert (repo.root / "notes" / "deep" / "a.md").read_text().startswith("# Report: a (map)\n")
+    assert repo.rlm("check").code == 0
+
+
+def test_rlm_run_and_doit_n_override(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], budget={"max_inflight": 1})
+    assert repo.rlm("run", "-n", "2").code == 0
+    assert repo.ran() == ["a", "b"]
+    repo.report("b").unlink()
+    result = repo.doit("-n", "2")
+    assert result.code == 0
+    assert repo.ran() == ["a", "b", "b"]
+
+
+def test_editing_one_goal_reruns_only_it_and_its_dependents(repo: Repo) -> None:
+    tasks: list[dict[str, Any]] = [
+        {"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]},
+        {"id": "c", "goal": "C"}, {"id": "d", "goal": "D", "depends_on": ["c"]},
+    ]
+    verify = [{"id": "v", "goal": "V", "depends_on": ["b"]}]
+    repo.write_codex(tasks, verify=verify)
+    assert repo.doit().code == 0
+    assert repo.ran() == ["a", "b", "c", "d", "v"]
+    tasks[0]["goal"] = "A, reworded"
+    repo.write_codex(tasks, verify=verify)
+    result = repo.doit()
+    assert result.code == 0, result.out
+    # b read a's new report; b's own report came out byte-identical, so v (which reads only b's) stays fresh
+    assert [call["worker_id"] for call in repo.calls()[5:]] == ["a", "b"]
+    assert re.fullmatch(summary(2, 0, 3), result.out.splitlines()[-1])
+    assert repo.rlm("check").code == 0
+
+
+# ---- failure modes ----------------------------------------------------------------------------------------
+
+FAILURES = [
+    ("no-report", "no report written", False),
+    ("no-section", "report lacks required section 'Contract Compliance'", True),
+    ("exit-1", "agent exited with code 1", True),
+    ("empty", "report is empty", True),
+]
+
+
+@pytest.mark.parametrize(("mode", "message", "rejected"), FAILURES, ids=[m for m, _, _ in FAILURES])
+def test_failed_worker_is_one_line_and_independent_tasks_complete(repo: Repo, mode: str, message: str,
+                                                                  rejected: bool) -> None:
+    repo.write_codex([{"id": "bad", "goal": "Fail."}, {"id": "good", "goal": "Succeed."},
+                      {"id": "after", "goal": "Needs bad.", "depends_on": ["bad"]}], mode=f"bad={mode}")
+    result = repo.doit()
+    assert result.code == 1
+    moved = f" (report moved to {REPORTS}/bad.attempt-1.rejected.md)" if rejected else ""
+    lines = finished_lines(result.out)
+    assert [line for line in lines if "FAILED" in line] == [
+        f"  FAILED  map:bad: {message}{moved}; log: {LOGS}/bad.attempt-1.log"]
+    assert "  SKIPPED map:after: a task it depends on failed" in lines
+    assert any(re.fullmatch(ok_line("map:good", f"{REPORTS}/good.md"), line) for line in lines)
+    assert re.fullmatch(summary(1, 1, 0, not_started=1), lines[-1])
+    assert repo.ran() == ["bad", "good"]
+    # nothing that failed looks done: no report at report_path, no provenance entry
+    assert not repo.report("bad").exists()
+    assert sorted(repo.provenance()["tasks"]) == ["good"]
+    assert repo.path(f"{REPORTS}/bad.attempt-1.rejected.md").exists() is rejected
+    assert repo.path(f"{LOGS}/bad.attempt-1.log").read_text().startswith(f"fake codex: bad in mode {mode}\n")
+
+
+def test_rejected_report_keeps_what_the_worker_wrote(repo: Repo) -> None:
+    repo.write_codex([{"id": "bad", "goal": "Fail."}], mode="no-section")
+    assert repo.doit().code == 1
+    rejected = repo.path(f"{REPORTS}/bad.attempt-1.rejected.md").read_text()
+    assert rejected.startswith("# Report: bad (map)\n") and "## Evidence" in rejected
+    assert "Contract Compliance" not in rejected
+
+
+def test_required_sections_are_configurable(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A", "required_sections": ["Evidence", "Risk Register"]},
+                      {"id": "b", "goal": "B", "required_sections": ["Key findings", "What I did"]}])
+    result = repo.doit()
+    assert result.code == 1
+    assert [line for line in result.out.splitlines() if "FAILED" in line] == [
+        f"  FAILED  map:a: report lacks required section 'Risk Register' (report moved to "
+        f"{REPORTS}/a.attempt-1.rejected.md); log: {LOGS}/a.attempt-1.log"]
+    assert repo.report("b").exists()
+
+
+def test_hang_past_the_timeout_kills_the_whole_process_group(repo: Repo) -> None:
+    repo.write_codex([{"id": "slow", "goal": "Hang."}, {"id": "quick", "goal": "Finish."}],
+                     mode="slow=hang", agent={"timeout": 1})
+    result = repo.doit()
+    assert result.code == 1
+    lines = finished_lines(result.out)
+    assert [line for line in lines if "FAILED" in line] == [
+        f"  FAILED  map:slow: timed out after 1s; log: {LOGS}/slow.attempt-1.log"]
+    assert any(re.fullmatch(ok_line("map:quick", f"{REPORTS}/quick.md"), line) for line in lines)
+    [slow] = [call for call in repo.calls() if call["worker_id"] == "slow"]
+    assert slow["child_pid"] is not None and slow["pgid"] == slow["pid"]  # its own process group
+    assert process_gone(slow["pid"])
+    assert process_gone(slow["child_pid"])  # the grandchild died with the group
+    assert not repo.report("slow").exists()
+    assert sorted(repo.provenance()["tasks"]) == ["quick"]
+
+
+def test_a_failed_task_runs_again_next_time_and_nothing_else_does(repo: Repo) -> None:
+    tasks = [{"id": "bad", "goal": "Fail."}, {"id": "good", "goal": "Succeed."},
+             {"id": "after", "goal": "Needs bad.", "depends_on": ["bad"]}]
+    repo.write_codex(tasks, mode="bad=no-report")
+    assert repo.doit().code == 1
+    repo.write_codex(tasks, mode="ok")  # the agent's env is not part of the invocation: good stays fresh
+    result = repo.doit()
+    assert result.code == 0, result.out
+    calls = [call["worker_id"] for call in repo.calls()]
+    assert (sorted(calls[:2]), calls[2:]) == (["bad", "good"], ["bad", "after"])
+    assert repo.rlm("check").code == 0
+
+
+def test_several_failures_exit_1_and_are_each_one_line(repo: Repo) -> None:
+    repo.write_codex([{"id": m, "goal": m} for m in ("no-report", "no-section", "exit-1", "empty")] +
+                     [{"id": "fine", "goal": "ok"}],
+                     mode="no-report=no-report,no-section=no-section,exit-1=exit-1,empty=empty")
+    result = repo.doit()
+    assert result.code == 1
+    failed = sorted(line for line in result.out.splitlines() if "FAILED" in line)
+    assert len(failed) == 4
+    for line in failed:
+        assert re.fullmatch(rf"  FAILED  map:([a-z0-9-]+): .*; log: {LOGS}/\1\.attempt-1\.log", line), line
+    assert re.fullmatch(summary(1, 4, 0), result.out.splitlines()[-1])
+
+
+def test_the_real_doit_cli_exits_1_when_a_worker_failed(repo: Repo) -> None:
+    repo.write_codex([{"id": "bad", "goal": "Fail."}, {"id": "good", "goal": "Succeed."}], mode="bad=exit-1")
+    copy_dodo(repo.root)
+    result = repo.doit_cli()
+    assert result.code == 1, result.out + result.err
+    assert "Traceback" not in result.out + result.err
+    assert f"  FAILED  map:bad: agent exited with code 1 (report moved to {REPORTS}/bad.attempt-1.rejected.md); " \
+           f"log: {LOGS}/bad.attempt-1.log" in result.out.splitlines()
+    assert repo.report("good").exists()
+
+
+# ---- fresh clone ------------------------------------------------------------------------------------------
+
+def git(*args: str, cwd: Path) -> str:
+    env = {**subprocess_env(), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid", "GIT_CONFIG_GLOBAL": os.devnull,
+           "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def test_a_fresh_clone_of_a_finished_run_runs_no_worker(repo: Repo, tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    (origin / "src").mkdir()
+    (origin / "src" / "a.txt").write_text("alpha\n")
+    (origin / "docs").mkdir()
+    (origin / "docs" / "x.md").write_text("# watched\n")
+    copy_dodo(origin)
+    origin_repo = Repo(origin, repo.monkeypatch, repo.capsys)
+    origin_repo.log = repo.log  # outside both checkouts
+    origin_repo.write_codex([
+        {"id": "a", "goal": "A", "inputs": ["src/a.txt"], "watch": ["docs/*.md"]},
+        {"id": "b", "goal": "B", "depends_on": ["a"], "compute_tier": "heavy"},
+    ], verify=[{"id": "v", "goal": "V", "depends_on": ["a", "b"]}])
+    (origin / ".gitignore").write_text(".rlm/doit.sqlite3\n.rlm/cache/\n.rlm/locks/\n.rlm/runs/*/artifacts/logs/\n")
+    result = origin_repo.doit_cli()
+    assert result.code == 0, result.out + result.err
+    assert len(repo.calls()) == 3
+    git("init", "-q", cwd=origin)
+    git("add", "-A", cwd=origin)
+    git("commit", "-q", "-m", "finished run", cwd=origin)
+    committed = git("ls-files", cwd=origin).splitlines()
+    assert f"{RUN_DIR}/provenance.json" in committed and f"{REPORTS}/b.md" in committed
+    assert not any(path.startswith((".rlm/doit.sqlite3", LOGS)) for path in committed)
+
+    git("clone", "-q", str(origin), str(tmp_path / "clone"), cwd=tmp_path)
+    clone = tmp_path / "clone"
+    assert not (clone / ".rlm" / "doit.sqlite3").exists()
+    check = origin_repo.rlm_cli("check", cwd=clone)
+    assert (check.code, check.out) == (0, "run t: 3 tasks: 3 fresh, 0 stale, 0 missing, 0 invalid\n"), check.err
+    run = origin_repo.doit_cli(cwd=clone)
+    assert run.code == 0, run.out + run.err
+    assert len(repo.calls()) == 3  # no worker started in the clone
+    assert re.fullmatch(summary(0, 0, 3), run.out.splitlines()[-1])
+
+
+# ---- one run at a time ------------------------------------------------------------------------------------
+
+HOLD = textwrap.dedent("""\
+    import sys
+    from pathlib import Path
+    from rlm_tasks.layout import RunLayout
+    from rlm_tasks.lifecycle import RunLock
+    lock = RunLock(RunLayout(Path(sys.argv[1]), sys.argv[2]))
+    lock.acquire()
+    print("locked", flush=True)
+    sys.stdin.read()  # hold until the test closes stdin or kills us
+""")
+
+
+def hold_lock(root: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root), "t"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+    return proc
+
+
+def end(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def test_a_second_doit_on_the_same_run_exits_3_naming_the_holder(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}])
+    copy_dodo(repo.root)
+    holder = hold_lock(repo.root)
+    try:
+        started_at = jsonio.read_json(repo.root / ".rlm" / "locks" / "t.holder.json")["started_at"]
+        result = repo.doit_cli(timeout=30)
+    finally:
+        end(holder)
+    assert (result.code, result.out) == (3, "")
+    assert result.err == (f"rlm: run 't' is locked by another process (pid {holder.pid} on host "
+                          f"{socket.gethostname()}, started {started_at}); lock: .rlm/locks/t.lock\n")
+    assert repo.calls() == []
+
+
+def test_a_crashed_holder_never_blocks_the_next_run(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}])
+    holder = hold_lock(repo.root)
+    holder.send_signal(signal.SIGKILL)
+    end(holder)
+    result = repo.doit()
+    assert result.code == 0, result.out + result.err
+    assert repo.ran() == ["a"]
+
+
+# ---- the repository's own example -------------------------------------------------------------------------
+
+def test_the_root_example_runs_and_every_task_is_fresh(tmp_path: Path) -> None:
+    copy = tmp_path / "example"
+    copy.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("rlm_tasks", "templates", "schemas", "examples"):
+        shutil.copytree(REPO / name, copy / name, symlinks=True, ignore=ignore)
+    for name in ("rlm.yaml", "dodo.py", "README.md", "pyproject.toml"):
+        shutil.copy(REPO / name, copy / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RLM_CONFIG")}
+    run = subprocess.run([sys.executable, "-m", "doit"], cwd=copy, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    check = subprocess.run([sys.executable, "-m", "rlm_tasks", "check"], cwd=copy, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert (check.returncode, check.stdout) == (0, "run example: 6 tasks: 6 fresh, 0 stale, 0 missing, 0 invalid\n")
+    again = subprocess.run([sys.executable, "-m", "doit"], cwd=copy, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0
+    assert re.fullmatch(r"rlm: 0 ran, 0 failed, 6 fresh in \d+\.\d+s; inventory: \.rlm/runs/example/reduce_state\.json",
+                        again.stdout.splitlines()[-1])
+
+
+def test_console_script_entry_and_python_m(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlm_tasks.cli import entry
+
+    repo.write_codex([{"id": "a", "goal": "A"}])
+    monkeypatch.setattr(sys, "argv", ["rlm", "validate"])
+    with pytest.raises(SystemExit) as caught:
+        entry()
+    assert caught.value.code == 0
+    result = repo.rlm_cli("validate")
+    assert (result.code, result.out) == (0, "rlm.yaml: valid: run t, 1 map tasks, 0 verify tasks\n")
