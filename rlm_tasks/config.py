@@ -126,6 +126,7 @@ class Lifecycle:
 
 
 MAX_VERIFY_K = 5
+MALFORMED = "\0malformed-"  # placeholder id of a task the schema already rejected
 DEFAULT_STALE_SECONDS = 1200
 
 
@@ -193,6 +194,9 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
             checker.add(path, message, at_key=at_key)
         if not checker.problems:
             checker.semantic(doc.data)
+        else:
+            # Still report duplicate ids, unknown dependencies, cycles... on the parts that are well formed.
+            checker.semantic(_well_formed(doc.data), partial=True)
     if checker.problems:
         raise ConfigError(checker.sorted_problems())
     return freeze(doc.data, root, config_path)
@@ -224,19 +228,22 @@ class _Checker:
         if normal == ".." or normal.startswith("../"):
             self.add(path, f"{what} '{value}' escapes the repository root")
 
-    def semantic(self, data: dict[str, Any]) -> None:
+    def semantic(self, data: dict[str, Any], partial: bool = False) -> None:
         sections = [("tasks", t) for t in data.get("tasks", [])] + [("verify", t) for t in data.get("verify", [])]
         tiers = set(DEFAULT_TIERS) | set(data.get("tiers", {}))
         defaults = data.get("defaults", {})
         run_id = data["run_id"]
-        all_ids = sorted({t["id"] for _, t in sections})
+        all_ids = sorted({t["id"] for _, t in sections if not t["id"].startswith(MALFORMED)})
         # duplicate ids and report paths
         seen_ids: dict[str, str] = {}
         seen_reports: dict[str, str] = {}
         for section, index, task in _positions(sections):
             where = format_path((section, index))
             task_id = task["id"]
-            if task_id in seen_ids:
+            if task_id.startswith(MALFORMED):
+                continue
+            duplicate = task_id in seen_ids
+            if duplicate:
                 self.add((section, index, "id"), f"duplicate task id '{task_id}' (first defined at {seen_ids[task_id]})")
             else:
                 seen_ids[task_id] = where
@@ -246,7 +253,7 @@ class _Checker:
             report = task.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{task_id}.md"
             key = posixpath.normpath(report)
             report_at = (section, index, "report_path") if "report_path" in task else (section, index, "id")
-            if key in seen_reports:
+            if key in seen_reports and not (duplicate and "report_path" not in task):  # said once is enough
                 self.add(report_at, f"report_path '{report}' is also the report of task '{seen_reports[key]}'")
             else:
                 seen_reports[key] = task_id
@@ -275,7 +282,7 @@ class _Checker:
             self.repo_path(("templates_dir",), data["templates_dir"], "templates_dir")
             if not (self.root / data["templates_dir"]).is_dir():
                 self.add(("templates_dir",), f"directory '{data['templates_dir']}' does not exist")
-        if not sections:
+        if not sections and not partial:
             self.add((), "no tasks: declare at least one task under 'tasks'")
         verify_count = len(data.get("verify", []))
         limit = data.get("verify_k", MAX_VERIFY_K)
@@ -329,6 +336,38 @@ def _positions(sections: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, in
     for section, task in sections:
         out.append((section, counters[section], task))
         counters[section] += 1
+    return out
+
+
+def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
+    """The subset the semantic checks can read safely when the schema already found problems.
+
+    Only tasks that are mappings with string ids and goals are kept, with only their list-of-string
+    fields; everything else was already reported by the schema.
+    """
+    def strings(value: Any) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def task(raw: Any) -> dict[str, Any] | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            return None
+        kept: dict[str, Any] = {"id": raw["id"], "goal": str(raw.get("goal", ""))}
+        for key in ("depends_on", "inputs", "context_paths", "watch", "owns"):
+            if key in raw:
+                kept[key] = strings(raw[key])
+        for key in ("report_path", "compute_tier", "mode"):
+            if isinstance(raw.get(key), str):
+                kept[key] = raw[key]
+        return kept
+
+    # Positions are looked up by index, so keep a placeholder where a task is malformed.
+    out: dict[str, Any] = {"run_id": data["run_id"] if isinstance(data.get("run_id"), str) else "run"}
+    for section in ("tasks", "verify"):
+        items = data.get(section)
+        if isinstance(items, list):
+            out[section] = [task(t) or {"id": f"{MALFORMED}{section}-{i}", "goal": ""} for i, t in enumerate(items)]
+    tiers = data.get("tiers")
+    out["tiers"] = {k: {} for k in tiers} if isinstance(tiers, dict) else {}
     return out
 
 

@@ -292,7 +292,10 @@ def test_doit_with_a_bad_config_exits_2_with_the_messages_and_runs_nothing(repo:
     (repo.root / "dodo.py").write_text((Path(__file__).resolve().parent.parent / "dodo.py").read_text())
     result = repo.doit_cli()
     assert (result.code, result.out) == (2, "")
-    assert result.err.splitlines() == ["rlm.yaml:4:1: budgt: unknown key 'budgt' (did you mean 'budget'?)"]
+    assert result.err.splitlines() == [
+        "rlm.yaml:4:1: budgt: unknown key 'budgt' (did you mean 'budget'?)",
+        "rlm.yaml:6:35: tasks[0].depends_on[0]: unknown task 'zz'; known: a",
+    ]
     assert not (repo.root / ".rlm" / "runs").exists()
 
 

@@ -128,14 +128,37 @@ def test_custom_report_path(repo: Repo) -> None:
     assert repo.rlm("check").code == 0
 
 
-def test_rlm_run_and_doit_n_override(repo: Repo) -> None:
-    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], budget={"max_inflight": 1})
-    assert repo.rlm("run", "-n", "2").code == 0
+def test_rlm_run_is_doit(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}])
+    assert repo.rlm("run").code == 0
     assert repo.ran() == ["a", "b"]
     repo.report("b").unlink()
-    result = repo.doit("-n", "2")
-    assert result.code == 0
+    result = repo.rlm("run", "-n", "1", "map:b")
+    assert result.code == 0, result.out + result.err
     assert repo.ran() == ["a", "b", "b"]
+
+
+def barrier_run(repo: Repo) -> None:
+    """Two tasks that each succeed only while the other runs at the same time (fake codex mode `barrier`)."""
+    env = {"FAKE_AGENT_LOG": str(repo.log), "FAKE_AGENT_MODE": "barrier",
+           "FAKE_AGENT_BARRIER_DIR": str(repo.root / "barrier"), "FAKE_AGENT_BARRIER_N": "2"}
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], budget={"max_inflight": 2},
+                     agent={"env": env})
+
+
+def test_doit_runs_max_inflight_workers_at_once(repo: Repo) -> None:
+    barrier_run(repo)
+    result = repo.doit()
+    assert result.code == 0, result.out
+    assert repo.report("a").exists() and repo.report("b").exists()
+
+
+def test_doit_n_overrides_max_inflight(repo: Repo) -> None:
+    barrier_run(repo)
+    result = repo.doit("-n", "1")
+    assert result.code == 1  # one at a time: the first waits alone at the barrier and gives up
+    assert len([line for line in result.out.splitlines() if "FAILED" in line]) == 1
+    assert [repo.report(t).exists() for t in "ab"].count(True) == 1
 
 
 def test_editing_one_goal_reruns_only_it_and_its_dependents(repo: Repo) -> None:
@@ -223,6 +246,29 @@ def test_hang_past_the_timeout_kills_the_whole_process_group(repo: Repo) -> None
     assert process_gone(slow["child_pid"])  # the grandchild died with the group
     assert not repo.report("slow").exists()
     assert sorted(repo.provenance()["tasks"]) == ["quick"]
+
+
+def test_a_worker_ignoring_sigterm_is_killed_after_the_grace_period(repo: Repo) -> None:
+    repo.write_codex([{"id": "stubborn", "goal": "Hang and ignore SIGTERM."}], mode="hang-hard",
+                     agent={"timeout": 0.5})
+    result = repo.doit()
+    assert result.code == 1
+    assert [line for line in result.out.splitlines() if "FAILED" in line] == [
+        f"  FAILED  map:stubborn: timed out after 0.5s; log: {LOGS}/stubborn.attempt-1.log"]
+    [call] = repo.calls()
+    assert process_gone(call["pid"]) and process_gone(call["child_pid"])
+
+
+def test_many_parallel_workers_all_record_provenance(repo: Repo) -> None:
+    ids = [f"w{i:02d}" for i in range(12)]
+    repo.write_codex([{"id": i, "goal": f"Task {i}."} for i in ids], budget={"max_inflight": 6})
+    result = repo.doit()
+    assert result.code == 0, result.out
+    assert sorted(repo.provenance()["tasks"]) == ids
+    assert repo.rlm("check").code == 0
+    assert len(repo.calls()) == 12
+    assert repo.doit().code == 0
+    assert len(repo.calls()) == 12
 
 
 def test_a_failed_task_runs_again_next_time_and_nothing_else_does(repo: Repo) -> None:

@@ -13,7 +13,10 @@ entries, either `MODE` (every worker) or `WORKER_ID=MODE` (that worker only):
     no-section  a report without the Contract Compliance section
     exit-1      writes a good report, then exits 1
     hang        spawns a child (same process group) and both sleep forever
+    hang-hard   like hang, but both ignore SIGTERM: only SIGKILL ends them
     empty       writes an empty report
+    barrier     waits (up to 2 s) until $FAKE_AGENT_BARRIER_N workers have reached the barrier in
+                $FAKE_AGENT_BARRIER_DIR, then reports; alone past the wait, exits 2 without a report
 
 Every start appends one JSON line to $FAKE_AGENT_LOG (when set): argv, the raw
 stdin (base64), the RLM_* environment, cwd, pid, process group, the child's pid.
@@ -25,12 +28,13 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-MODES = ("ok", "no-report", "no-section", "exit-1", "hang", "empty")
+MODES = ("ok", "no-report", "no-section", "exit-1", "hang", "hang-hard", "empty", "barrier")
 SECTIONS = ("What I did", "Key findings", "Evidence", "Open questions / risks", "Deferred opportunities",
             "Contract Compliance")
 
@@ -104,6 +108,19 @@ def report_text(envelope: dict[str, object], *, with_compliance: bool = True) ->
     return "\n".join(lines)
 
 
+def barrier(worker_id: str, wait: float = 2.0) -> bool:
+    """True once $FAKE_AGENT_BARRIER_N workers are running at the same time (each leaves a file)."""
+    directory = Path(os.environ["FAKE_AGENT_BARRIER_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / worker_id).touch()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if len(list(directory.iterdir())) >= int(os.environ["FAKE_AGENT_BARRIER_N"]):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def main() -> int:
     parsed = parse_argv(sys.argv[1:])
     stdin = sys.stdin.buffer.read()
@@ -119,8 +136,11 @@ def main() -> int:
         print(f"fake codex: unknown FAKE_AGENT_MODE {mode!r}", flush=True)
         return 64
     child = None
-    if mode == "hang":  # a grandchild in our process group: a timeout must end it too
-        child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(3600)"])
+    if mode.startswith("hang"):  # a grandchild in our process group: a timeout must end it too
+        ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if mode == "hang-hard" else ""
+        if mode == "hang-hard":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen([sys.executable, "-c", ignore + "import time\nwhile True: time.sleep(3600)"])
     log({
         "argv": sys.argv,
         "parsed": parsed,
@@ -134,11 +154,14 @@ def main() -> int:
         "mode": mode,
     })
     print(f"fake codex: {worker_id} in mode {mode}", flush=True)
-    if mode == "hang":
+    if mode.startswith("hang"):
         while True:
             time.sleep(3600)
     if mode == "no-report":
         return 0
+    if mode == "barrier" and not barrier(worker_id):
+        print("fake codex: nobody else reached the barrier", flush=True)
+        return 2
     report = Path(str(parsed["root"])) / str(envelope["report_path"])
     report.parent.mkdir(parents=True, exist_ok=True)
     if mode == "empty":
