@@ -17,8 +17,14 @@ import re
 import sys
 from pathlib import Path
 
-SECTIONS = ("What I did", "Key findings", "Evidence", "Open questions / risks", "Deferred opportunities",
-            "Contract Compliance")
+SECTIONS = (
+    "What I did",
+    "Key findings",
+    "Evidence",
+    "Open questions / risks",
+    "Deferred opportunities",
+    "Contract Compliance",
+)
 
 
 def envelope(prompt: str) -> dict:
@@ -36,8 +42,9 @@ def measure(path: Path) -> dict:
     tree = ast.parse(text)
     facts["functions"] = sum(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(tree))
     facts["classes"] = sum(isinstance(n, ast.ClassDef) for n in ast.walk(tree))
-    facts["local_imports"] = sorted({n.module for n in ast.walk(tree)
-                                     if isinstance(n, ast.ImportFrom) and n.level and n.module})
+    facts["local_imports"] = sorted(
+        {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level and n.module}
+    )
     return facts
 
 
@@ -53,8 +60,12 @@ def map_report(env: dict) -> tuple[list[str], list[str], list[str]]:
             deps = ", ".join(r["local_imports"]) or "none"
             findings.append(f"`{r['path']}`: {r['functions']} functions, {r['classes']} classes; uses modules: {deps}.")
     evidence = [f"- `{r['path']}`: {r['lines']} lines" for r in rows]
-    deferred = [f"- Proposal: split `{r['path']}` ({r['lines']} lines). Why deferred: read-only run. "
-                f"How to validate: the tests still pass." for r in rows if r["lines"] > 300]
+    deferred = [
+        f"- Proposal: split `{r['path']}` ({r['lines']} lines). Why deferred: read-only run. "
+        f"How to validate: the tests still pass."
+        for r in rows
+        if r["lines"] > 300
+    ]
     return findings, evidence, deferred
 
 
@@ -64,7 +75,9 @@ def verify_report(env: dict) -> tuple[list[str], list[str], list[str]]:
         text = Path(report).read_text(encoding="utf-8")
         missing = [s for s in SECTIONS if f"## {s}" not in text]
         claims = re.findall(r"- `([^`]+)`: (\d+) lines", text)
-        wrong = [p for p, n in claims if Path(p).exists() and len(Path(p).read_text(encoding="utf-8").splitlines()) != int(n)]
+        wrong = [
+            p for p, n in claims if Path(p).exists() and len(Path(p).read_text(encoding="utf-8").splitlines()) != int(n)
+        ]
         verdict = "holds" if not missing and not wrong else f"fails (missing sections {missing}, wrong counts {wrong})"
         findings.append(f"`{report}`: {len(claims)} line counts re-measured; the report {verdict}.")
         evidence.append(f"- `{report}`: {len(claims)} claims checked")
@@ -76,14 +89,27 @@ def main() -> int:
     env = envelope(prompt)
     findings, evidence, deferred = (verify_report if env["mode"] == "verify" else map_report)(env)
     body = [
-        f"# Report: {env['worker_id']} ({env['mode']})", "",
+        f"# Report: {env['worker_id']} ({env['mode']})",
+        "",
         "## What I did",
-        f"Read the contract at `{env['hint_paths'][1]}` and measured the files my task names. Task: {env['goal']}", "",
-        "## Key findings", *[f"- {f}" for f in findings], "",
-        "## Evidence", *evidence, "",
-        "## Open questions / risks", "- Line counts say nothing about complexity; a reviewer should read the largest files.", "",
-        "## Deferred opportunities", *(deferred or ["None identified."]), "",
-        "## Contract Compliance", "- Read-only: no repository file was changed.", "- Report written to the report_path only.", "",
+        f"Read the contract at `{env['hint_paths'][1]}` and measured the files my task names. Task: {env['goal']}",
+        "",
+        "## Key findings",
+        *[f"- {f}" for f in findings],
+        "",
+        "## Evidence",
+        *evidence,
+        "",
+        "## Open questions / risks",
+        "- Line counts say nothing about complexity; a reviewer should read the largest files.",
+        "",
+        "## Deferred opportunities",
+        *(deferred or ["None identified."]),
+        "",
+        "## Contract Compliance",
+        "- Read-only: no repository file was changed.",
+        "- Report written to the report_path only.",
+        "",
     ]
     report = Path(os.environ["RLM_REPORT_PATH"])
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,6 @@ def budget_use(ctx: RunContext) -> BudgetUse:
     return BudgetUse(planfile.current_iteration(ctx), len(attempts), sum(attempts.values()))
 
 
-
-
 _claim_lock = threading.Lock()
 _started: dict[int, tuple[BudgetUse, int]] = {}  # per RunContext: usage at first claim, attempts since
 
@@ -75,5 +73,7 @@ def claim_attempt(ctx: RunContext, what: str) -> None:
         use = BudgetUse(base.iterations, base.workers, base.attempts + started)
         why = use.refusal(ctx)
         if why is not None:
-            raise BudgetExhausted(f"budget exhausted: {why}; {what} not started (raise the budget in rlm.yaml to go on)")
+            raise BudgetExhausted(
+                f"budget exhausted: {why}; {what} not started (raise the budget in rlm.yaml to go on)"
+            )
         _started[id(ctx)] = (base, started + 1)

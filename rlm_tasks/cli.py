@@ -31,7 +31,8 @@ def _context(args: argparse.Namespace) -> RunContext:
 def cmd_validate(args: argparse.Namespace) -> int:
     plan = load_plan(args.file or args.config)
     verify = sum(1 for t in plan.tasks if t.mode == "verify")
-    print(f"{args.file or args.config}: valid: run {plan.run_id}, {len(plan.tasks) - verify} map tasks, {verify} verify tasks")
+    shown = args.file or args.config
+    print(f"{shown}: valid: run {plan.run_id}, {len(plan.tasks) - verify} map tasks, {verify} verify tasks")
     return 0
 
 
@@ -67,8 +68,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     planfile.write_plan(ctx)
     for task in ctx.plan.tasks:
         jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.prompt_rel(task.worker_id)), ctx.prompt_text(task))
-    print(f"rendered {ctx.layout.contract_rel} and {len(ctx.plan.tasks)} prompts under "
-          f"{ctx.layout.artifacts_rel}/prompts/")
+    print(
+        f"rendered {ctx.layout.contract_rel} and {len(ctx.plan.tasks)} prompts under "
+        f"{ctx.layout.artifacts_rel}/prompts/"
+    )
     return 0
 
 
@@ -93,8 +96,10 @@ def cmd_final(args: argparse.Namespace) -> int:
     result = final.write(ctx)
     decision = result["termination_decision"]
     verdict = "finish" if decision["should_finish"] else "iterate"
-    print(f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
-          f"{final.final_json_path(ctx)}, {final.final_md_path(ctx)}")
+    print(
+        f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
+        f"{final.final_json_path(ctx)}, {final.final_md_path(ctx)}"
+    )
     return 0
 
 
@@ -123,7 +128,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlm", description="Declarative MapReduce(+Verify) runner for coding-agent workers.")
+    parser = argparse.ArgumentParser(
+        prog="rlm", description="Declarative MapReduce(+Verify) runner for coding-agent workers."
+    )
     parser.add_argument("-c", "--config", default="rlm.yaml", help="the run's rlm.yaml (default: %(default)s)")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -142,8 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("reduce", help="write reduce_state.json: every task's state, report size and age, attempts")
-    p.add_argument("--stale-seconds", type=float, metavar="N",
-                   help="list in-flight tasks whose report is older than N seconds as stale (default: reduce.stale_seconds)")
+    p.add_argument(
+        "--stale-seconds",
+        type=float,
+        metavar="N",
+        help="list in-flight tasks whose report is older than N seconds as stale (default: reduce.stale_seconds)",
+    )
     p.set_defaults(func=cmd_reduce)
 
     p = sub.add_parser("deferred", help="collect the reports' deferred opportunities into deferred.json")
@@ -156,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     skills_sub = p.add_subparsers(dest="skills_verb", required=True, metavar="ACTION")
     q = skills_sub.add_parser("install", help="copy the skills where codex and Claude Code find them")
     q.add_argument("--codex-home", help="codex home (default: $CODEX_HOME or ~/.codex); skills go to its skills/")
-    q.add_argument("--claude-dir", help="Claude Code directory (default: $CLAUDE_CONFIG_DIR or ~/.claude); skills go to its skills/")
+    q.add_argument(
+        "--claude-dir",
+        help="Claude Code directory (default: $CLAUDE_CONFIG_DIR or ~/.claude); skills go to its skills/",
+    )
     q.add_argument("--force", action="store_true", help="overwrite skill files that were changed locally")
     q.set_defaults(func=cmd_skills_install)
 

@@ -211,7 +211,9 @@ class _Checker:
 
     def add(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
         pos = self.doc.position(path, key=at_key)
-        self.problems.append((pos.line, pos.column, f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: {message}"))
+        self.problems.append(
+            (pos.line, pos.column, f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: {message}")
+        )
 
     def sorted_problems(self) -> list[str]:
         seen: list[str] = []
@@ -244,7 +246,9 @@ class _Checker:
                 continue
             duplicate = task_id in seen_ids
             if duplicate:
-                self.add((section, index, "id"), f"duplicate task id '{task_id}' (first defined at {seen_ids[task_id]})")
+                self.add(
+                    (section, index, "id"), f"duplicate task id '{task_id}' (first defined at {seen_ids[task_id]})"
+                )
             else:
                 seen_ids[task_id] = where
             if task.get("mode") and task["mode"] != ("map" if section == "tasks" else "verify"):
@@ -264,18 +268,25 @@ class _Checker:
                     self.repo_path((section, index, field_name, i), item, field_name)
             tier = task.get("compute_tier")
             if tier is not None and tier not in tiers:
-                self.add((section, index, "compute_tier"),
-                         f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}")
+                self.add(
+                    (section, index, "compute_tier"),
+                    f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
+                )
             for i, dep in enumerate(task.get("depends_on", [])):
                 if dep == task_id:
                     self.add((section, index, "depends_on", i), f"task '{task_id}' depends on itself")
                 elif dep not in all_ids:
-                    self.add((section, index, "depends_on", i),
-                             f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {', '.join(all_ids)}")
+                    self.add(
+                        (section, index, "depends_on", i),
+                        f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {', '.join(all_ids)}",
+                    )
             self.agent((section, index, "agent"), _merged_agent(data, task), "agent" in task)
         tier = defaults.get("compute_tier")
         if tier is not None and tier not in tiers:
-            self.add(("defaults", "compute_tier"), f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}")
+            self.add(
+                ("defaults", "compute_tier"),
+                f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
+            )
         for i, item in enumerate(data.get("hint_paths", [])):
             self.repo_path(("hint_paths", i), item, "hint_paths")
         if "templates_dir" in data:
@@ -288,8 +299,12 @@ class _Checker:
         limit = data.get("verify_k", MAX_VERIFY_K)
         if verify_count > limit:
             which = "verify_k" if "verify_k" in data else f"at most {MAX_VERIFY_K} (top-K, K <= {MAX_VERIFY_K})"
-            self.add(("verify",), f"{verify_count} verify tasks, but an iteration may have {which}"
-                     + (f" = {limit}" if "verify_k" in data else "") + "; keep the most important ones")
+            self.add(
+                ("verify",),
+                f"{verify_count} verify tasks, but an iteration may have {which}"
+                + (f" = {limit}" if "verify_k" in data else "")
+                + "; keep the most important ones",
+            )
         for i, conclusion in enumerate(data.get("decision", {}).get("conclusions", [])):
             for j, item in enumerate(conclusion.get("evidence", [])):
                 self.repo_path(("decision", "conclusions", i, "evidence", j), item, "evidence")
@@ -316,7 +331,7 @@ class _Checker:
                 if dep not in graph:
                     continue
                 if state.get(dep) == 1:
-                    cycle = [*stack[stack.index(dep):], dep]
+                    cycle = [*stack[stack.index(dep) :], dep]
                     if frozenset(cycle) not in reported:
                         reported.add(frozenset(cycle))
                         self.add((*where[dep], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
@@ -345,6 +360,7 @@ def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
     Only tasks that are mappings with string ids and goals are kept, with only their list-of-string
     fields; everything else was already reported by the schema.
     """
+
     def strings(value: Any) -> list[str]:
         return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
@@ -398,28 +414,33 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
     tasks: list[TaskSpec] = []
     for section, mode in (("tasks", "map"), ("verify", "verify")):
         for raw in data.get(section, []):
+
             def pick(key: str, fallback: Any, raw: dict[str, Any] = raw) -> Any:
                 return raw.get(key, defaults.get(key, fallback))
 
-            tasks.append(TaskSpec(
-                id=raw["id"],
-                goal=raw["goal"],
-                mode=mode,
-                granularity=pick("granularity", "meso"),
-                compute_tier=pick("compute_tier", "standard"),
-                depends_on=tuple(raw.get("depends_on", ())),
-                inputs=tuple(pick("inputs", ())),
-                context_paths=tuple(pick("context_paths", ())),
-                watch=tuple(pick("watch", ())),
-                report_path=posixpath.normpath(raw.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{raw['id']}.md"),
-                required_sections=tuple(pick("required_sections", DEFAULT_REQUIRED_SECTIONS)),
-                agent=_freeze_agent(_merged_agent(data, raw)),
-                retries=pick("retries", 0),
-                escalate=pick("escalate", False),
-                backoff_seconds=pick("backoff_seconds", 2.0),
-                stall_after=pick("stall_after", None),
-                owns=tuple(pick("owns", ())),
-            ))
+            tasks.append(
+                TaskSpec(
+                    id=raw["id"],
+                    goal=raw["goal"],
+                    mode=mode,
+                    granularity=pick("granularity", "meso"),
+                    compute_tier=pick("compute_tier", "standard"),
+                    depends_on=tuple(raw.get("depends_on", ())),
+                    inputs=tuple(pick("inputs", ())),
+                    context_paths=tuple(pick("context_paths", ())),
+                    watch=tuple(pick("watch", ())),
+                    report_path=posixpath.normpath(
+                        raw.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{raw['id']}.md"
+                    ),
+                    required_sections=tuple(pick("required_sections", DEFAULT_REQUIRED_SECTIONS)),
+                    agent=_freeze_agent(_merged_agent(data, raw)),
+                    retries=pick("retries", 0),
+                    escalate=pick("escalate", False),
+                    backoff_seconds=pick("backoff_seconds", 2.0),
+                    stall_after=pick("stall_after", None),
+                    owns=tuple(pick("owns", ())),
+                )
+            )
     tiers_raw = {name: {"model": m, "effort": e} for name, (m, e) in DEFAULT_TIERS.items()}
     for name, tier in data.get("tiers", {}).items():
         tiers_raw[name] = {**tiers_raw.get(name, {}), **tier}
@@ -461,7 +482,9 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
         decision=Decision(
             should_finish=decision.get("should_finish"),
             reason=decision.get("reason"),
-            conclusions=tuple(Conclusion(c["text"], tuple(c.get("evidence", ()))) for c in decision.get("conclusions", ())),
+            conclusions=tuple(
+                Conclusion(c["text"], tuple(c.get("evidence", ()))) for c in decision.get("conclusions", ())
+            ),
         ),
         uses=tuple(data.get("uses", ())),
         lifecycle=Lifecycle(**data.get("lifecycle", {})),

@@ -44,5 +44,7 @@ def problem(path: Path, required_sections: tuple[str, ...]) -> str | None:
     present = {normalise_heading(h) for _, h in headings(text)}
     missing = [s for s in required_sections if normalise_heading(s) not in present]
     if missing:
-        return "report lacks required section" + ("s " if len(missing) > 1 else " ") + ", ".join(f"'{m}'" for m in missing)
+        return (
+            "report lacks required section" + ("s " if len(missing) > 1 else " ") + ", ".join(f"'{m}'" for m in missing)
+        )
     return None

@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 _TYPE_NAMES = {
-    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-    "array": "a list", "object": "a mapping", "null": "null",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
 }
 
 
@@ -85,7 +90,11 @@ def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:
             yield path, f"expected {names}, got {_describe(error.instance)}", False
         elif kind == "enum":
             choices = ", ".join(str(c) for c in error.validator_value)
-            hint = suggest(error.instance, [str(c) for c in error.validator_value]) if isinstance(error.instance, str) else ""
+            hint = (
+                suggest(error.instance, [str(c) for c in error.validator_value])
+                if isinstance(error.instance, str)
+                else ""
+            )
             yield path, f"must be one of: {choices}; got {_describe(error.instance)}{hint}", False
         elif kind == "const":
             yield path, f"must be {json.dumps(error.validator_value)}; got {_describe(error.instance)}", False

@@ -49,11 +49,15 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "# bullets\n" + SECTIONS + "## Deferred opportunities\n"
         "- Proposal: cache digests. Why deferred: no benchmark yet. How to validate: bench/noop.py\n"
         "- **Proposal:** split config.py\n"
-        "  - Why deferred: out of scope\n" + COMPLIANCE)
+        "  - Why deferred: out of scope\n" + COMPLIANCE
+    )
     (scripts / "numbered.md").write_text(
         "# numbered\n" + SECTIONS + "### Deferred Opportunities:\n"
-        "1. Rewrite the parser.\n2) Add fuzzing; How to validate: atheris finds nothing in 1h\n" + COMPLIANCE)
-    (scripts / "nothing.md").write_text("# nothing\n" + SECTIONS + "## Deferred opportunities\nNone identified.\n" + COMPLIANCE)
+        "1. Rewrite the parser.\n2) Add fuzzing; How to validate: atheris finds nothing in 1h\n" + COMPLIANCE
+    )
+    (scripts / "nothing.md").write_text(
+        "# nothing\n" + SECTIONS + "## Deferred opportunities\nNone identified.\n" + COMPLIANCE
+    )
     (scripts / "nosection.md").write_text("# nosection\n" + SECTIONS + COMPLIANCE)
     write_config(tmp_path, base_config(scripts))
     return tmp_path
@@ -129,35 +133,55 @@ def test_deferred_formats(repo: Path, capsys: pytest.CaptureFixture[str]) -> Non
     bullets = f"{RUN}/artifacts/reports/bullets.md"
     numbered = f"{RUN}/artifacts/reports/numbered.md"
     assert data["items"] == [
-        {"proposal": "cache digests", "why_deferred": "no benchmark yet", "how_to_validate": "bench/noop.py",
-         "source": {"report_path": bullets, "line": 9}},
-        {"proposal": "split config.py", "why_deferred": "out of scope", "how_to_validate": None,
-         "source": {"report_path": bullets, "line": 10}},
-        {"proposal": "Rewrite the parser", "why_deferred": None, "how_to_validate": None,
-         "source": {"report_path": numbered, "line": 9}},
-        {"proposal": "Add fuzzing", "why_deferred": None, "how_to_validate": "atheris finds nothing in 1h",
-         "source": {"report_path": numbered, "line": 10}},
+        {
+            "proposal": "cache digests",
+            "why_deferred": "no benchmark yet",
+            "how_to_validate": "bench/noop.py",
+            "source": {"report_path": bullets, "line": 9},
+        },
+        {
+            "proposal": "split config.py",
+            "why_deferred": "out of scope",
+            "how_to_validate": None,
+            "source": {"report_path": bullets, "line": 10},
+        },
+        {
+            "proposal": "Rewrite the parser",
+            "why_deferred": None,
+            "how_to_validate": None,
+            "source": {"report_path": numbered, "line": 9},
+        },
+        {
+            "proposal": "Add fuzzing",
+            "why_deferred": None,
+            "how_to_validate": "atheris finds nothing in 1h",
+            "source": {"report_path": numbered, "line": 10},
+        },
     ]
     assert data["reports_without_section"] == [f"{RUN}/artifacts/reports/nosection.md"]
     assert data["reports_read"] == 4
     capsys.readouterr()
     assert main(["deferred"]) == 0
     assert capsys.readouterr().out == (
-        f"deferred: 4 opportunities from 4 reports, 1 without the section: {RUN}/deferred.json\n")
+        f"deferred: 4 opportunities from 4 reports, 1 without the section: {RUN}/deferred.json\n"
+    )
 
 
 def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(repo)
-    cfg["decision"] = {"should_finish": True, "reason": "answered",
-                       "conclusions": [{"text": "bullets found two ideas",
-                                        "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}]}
+    cfg["decision"] = {
+        "should_finish": True,
+        "reason": "answered",
+        "conclusions": [{"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}],
+    }
     write_config(repo, cfg)
     assert doit() == 0
     capsys.readouterr()
     assert main(["final"]) == 1
     err = capsys.readouterr().err
-    assert err == ("rlm: final refused: VERIFY is mandatory: the plan has no verify task; "
-                   "add one under 'verify:' and run doit\n")
+    assert err == (
+        "rlm: final refused: VERIFY is mandatory: the plan has no verify task; add one under 'verify:' and run doit\n"
+    )
     assert not (repo / f"{RUN}/final.json").exists()
     assert not (repo / f"{RUN}/final.md").exists()
 
@@ -171,7 +195,12 @@ def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.C
     assert plan["iteration"] == 2
     assert plan["changed_since_last_iteration"] == {"added": ["check"], "removed": [], "edited": []}
     kept = load(f"{RUN}/artifacts/plan.iter-1.json")
-    assert kept["iteration"] == 1 and [t["id"] for t in kept["tasks"]] == ["bullets", "numbered", "nothing", "nosection"]
+    assert kept["iteration"] == 1 and [t["id"] for t in kept["tasks"]] == [
+        "bullets",
+        "numbered",
+        "nothing",
+        "nosection",
+    ]
     assert schema.check("plan", plan) == [] and schema.check("plan", kept) == []
 
     capsys.readouterr()
@@ -179,12 +208,22 @@ def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.C
     final = load(f"{RUN}/final.json")
     assert schema.check("final", final) == []
     assert final["termination_decision"] == {
-        "should_finish": True, "reason": "answered", "budget_used": {"iterations": 2, "workers": 5, "attempts": 5}}
-    assert final["conclusions"] == [{"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}]
-    assert final["evidence_paths"] == [f"{RUN}/artifacts/reports/{i}.md"
-                                       for i in ("bullets", "numbered", "nothing", "nosection", "check")]
+        "should_finish": True,
+        "reason": "answered",
+        "budget_used": {"iterations": 2, "workers": 5, "attempts": 5},
+    }
+    assert final["conclusions"] == [
+        {"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}
+    ]
+    assert final["evidence_paths"] == [
+        f"{RUN}/artifacts/reports/{i}.md" for i in ("bullets", "numbered", "nothing", "nosection", "check")
+    ]
     assert [d["proposal"] for d in final["deferred_opportunities"]] == [
-        "cache digests", "split config.py", "Rewrite the parser", "Add fuzzing"]
+        "cache digests",
+        "split config.py",
+        "Rewrite the parser",
+        "Add fuzzing",
+    ]
     assert final["reduce_state_path"] == f"{RUN}/reduce_state.json"
     assert final["deferred_path"] == f"{RUN}/deferred.json"
 
@@ -232,12 +271,14 @@ def test_final_refuses_missing_evidence_and_missing_decision(repo: Path, capsys:
     capsys.readouterr()
     assert main(["final"]) == 1
     assert capsys.readouterr().err == (
-        "rlm: final refused: no decision: write `decision: {should_finish, reason, conclusions}` in rlm.yaml\n")
+        "rlm: final refused: no decision: write `decision: {should_finish, reason, conclusions}` in rlm.yaml\n"
+    )
     cfg["decision"] = {"should_finish": True, "reason": "r", "conclusions": [{"text": "t", "evidence": ["nope.md"]}]}
     write_config(repo, cfg)
     assert main(["final"]) == 1
     assert capsys.readouterr().err == (
-        "rlm: final refused: decision.conclusions: evidence path 'nope.md' does not exist\n")
+        "rlm: final refused: decision.conclusions: evidence path 'nope.md' does not exist\n"
+    )
     assert not (repo / f"{RUN}/final.json").exists()
 
 
@@ -253,8 +294,10 @@ def test_budget_exhausted(repo: Path, capfd: pytest.CaptureFixture[str]) -> None
     out = capfd.readouterr().out
     refusals = [line for line in out.splitlines() if "budget exhausted" in line]
     assert len(refusals) == 3
-    assert refusals[0].endswith("budget exhausted: max_workers (2 worker attempts started, limit 2); "
-                                "map:nothing not started (raise the budget in rlm.yaml to go on)")
+    assert refusals[0].endswith(
+        "budget exhausted: max_workers (2 worker attempts started, limit 2); "
+        "map:nothing not started (raise the budget in rlm.yaml to go on)"
+    )
     state = load(f"{RUN}/reduce_state.json")
     assert state["budget"]["attempts_used"] == 2
     assert state["budget"]["exhausted"] == "max_workers (2 worker attempts started, limit 2)"

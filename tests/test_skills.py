@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,14 @@ def test_skill_files_have_frontmatter_codex_and_claude_read(name: str) -> None:
 
 def test_map_worker_skill_names_every_report_section() -> None:
     text = (REPO / "skills" / "map-worker" / "SKILL.md").read_text()
-    for section in ("What I did", "Key findings", "Evidence", "Open questions / risks", "Deferred opportunities",
-                    "Contract Compliance"):
+    for section in (
+        "What I did",
+        "Key findings",
+        "Evidence",
+        "Open questions / risks",
+        "Deferred opportunities",
+        "Contract Compliance",
+    ):
         assert f"## {section}" in text
     assert "Self-termination" in text and "Progress notes" in text
 
@@ -35,7 +42,9 @@ def test_install_update_refuse_force(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = ["skills", "install", "--codex-home", str(codex), "--claude-dir", str(claude)]
     assert main(args) == 0
     first = capsys.readouterr().out.splitlines()
-    assert first == [f"installed {base}/skills/{name}/SKILL.md" for base in (codex, claude) for name in skills.SKILL_NAMES]
+    assert first == [
+        f"installed {base}/skills/{name}/SKILL.md" for base in (codex, claude) for name in skills.SKILL_NAMES
+    ]
     installed = codex / "skills" / "map-worker" / "SKILL.md"
     assert installed.read_bytes() == (REPO / "skills" / "map-worker" / "SKILL.md").read_bytes()
     marker = yaml.safe_load((installed.parent / skills.MARKER).read_text())
@@ -62,7 +71,8 @@ def test_install_replaces_an_older_copy_it_installed(tmp_path: Path) -> None:
     older = "an older version rlm installed\n"
     installed.write_text(older)
     (installed.parent / skills.MARKER).write_text(
-        '{"skill": "reduce-orchestrator", "sha256": "%s"}' % skills.sha256_file(installed))
+        json.dumps({"skill": "reduce-orchestrator", "sha256": skills.sha256_file(installed)})
+    )
     result = skills.install(str(codex), str(claude))
     assert result.refused == [] and str(installed) in result.installed
 
