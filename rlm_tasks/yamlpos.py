@@ -101,6 +101,8 @@ def load(text: str) -> YamlDocument:
         return YamlDocument(data, builder.positions, builder.key_positions)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # an unclosed quote or bracket: point where it opens, not at the end
         pos = _position(mark) if mark is not None else Position(1, 1)
         problem = exc.problem or str(exc)
         if exc.context:

@@ -31,7 +31,7 @@ goal: g
 
 def test_yaml_syntax_error_points_at_the_place(repo: Repo) -> None:
     assert_invalid(repo, 'version: 1\nrun_id: r\ngoal: "never closed\n',
-                   "rlm.yaml:4:1: (yaml): found unexpected end of stream (while scanning a quoted scalar)")
+                   "rlm.yaml:3:7: (yaml): found unexpected end of stream (while scanning a quoted scalar)")
 
 
 def test_duplicate_yaml_key_is_refused_at_the_second_key(repo: Repo) -> None:
@@ -393,3 +393,4 @@ def test_the_repository_example_is_valid(repo: Repo) -> None:
     result = repo.rlm("validate")
     assert (result.code, result.out, result.err) == (0, "rlm.yaml: valid: run example, 5 map tasks, 1 verify tasks\n",
                                                      "")
+
