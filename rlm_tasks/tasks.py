@@ -152,10 +152,11 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
 
 
 def _exit_on_user_error(generate: Callable[[], Any]) -> Callable[[], Any]:
-    """doit prints a traceback for errors while it loads tasks; a user's mistake gets its one line and exit 2."""
+    """doit prints a traceback for errors while it loads tasks; a user's mistake gets its one line and exit code."""
     def fail(exc: UserError) -> NoReturn:
-        sys.stderr.write(f"{exc}\n")
-        raise SystemExit(2) from None
+        # Same shape as the rlm CLI: config-like errors (exit 2) are FILE:... lines, the rest "rlm: ...".
+        sys.stderr.write(f"{exc}\n" if exc.exit_code == 2 else f"rlm: {exc}\n")
+        raise SystemExit(exc.exit_code) from None
 
     if inspect.isgeneratorfunction(generate):
         def each() -> Iterator[Any]:
