@@ -25,18 +25,19 @@ text answer and land in ``.side_requests``. Records: ``{"n", "path", "model", "e
 
 from __future__ import annotations
 
-import gzip
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 try:
+    from . import scripted_server
     from .responses_server import DEFAULT_REPORT, FINAL_TEXT, NO_REPORT_TEXT, find_envelope, write_command
+    from .scripted_server import ScriptedServer
 except ImportError:  # imported as a top-level module (tests/e2e on sys.path)
+    import scripted_server
     from responses_server import DEFAULT_REPORT, FINAL_TEXT, NO_REPORT_TEXT, find_envelope, write_command
+    from scripted_server import ScriptedServer
 
 
 class Turn:
@@ -118,109 +119,73 @@ SCRIPTS: dict[str, Script] = {
 
 def by_worker(scripts: dict[str, str | Script], default: str | Script = "report") -> Script:
     """Pick the script by the envelope's worker_id (``default`` for the others)."""
-
-    def script(record: dict[str, Any]) -> Turn:
-        chosen = scripts.get((record["envelope"] or {}).get("worker_id", ""), default)
-        return (SCRIPTS[chosen] if isinstance(chosen, str) else chosen)(record)
-
-    return script
+    return scripted_server.by_worker(SCRIPTS, scripts, default)
 
 
-def sse(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-class MessagesServer:
+class MessagesServer(ScriptedServer):
     """Scripted Anthropic Messages API on 127.0.0.1:<free port>; ``base_url`` has no ``/v1``."""
 
+    scripts = SCRIPTS
+    endpoint = "/messages"
+    canned: ClassVar[dict[tuple[str, str], dict[str, Any] | None]] = {
+        ("POST", "/messages/count_tokens"): {"input_tokens": 100},
+        ("HEAD", ""): None,
+    }
+    side_turn = Turn(text="Scripted side answer.")
+    error_types: ClassVar[dict[int, str]] = {400: "invalid_request_error", 404: "not_found_error", 500: "api_error"}
+
     def __init__(self, script: str | Script = "report", log_path: str | Path | None = None) -> None:
-        self.fail_status = {"fail": 400, "error": 500}.get(script) if isinstance(script, str) else None
-        self.hang = script == "hang"
-        self.script: Script | None = None if self.fail_status or self.hang else (
-            SCRIPTS[script] if isinstance(script, str) else script
-        )
-        self._stopping = threading.Event()
-        self.log_path = Path(log_path) if log_path else None
-        self.requests: list[dict[str, Any]] = []
-        self.bodies: list[dict[str, Any]] = []
+        super().__init__(script, log_path)
         self.side_requests: list[dict[str, Any]] = []
-        self.other_requests: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return self._httpd.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> MessagesServer:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="messages-server", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases "hang" handlers
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> MessagesServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def for_worker(self, worker_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if (r["envelope"] or {}).get("worker_id") == worker_id]
-
-    def _record(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The record of an agent request, or None for a side request (no tools offered)."""
+    def describe(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Side requests (no tools offered) go to ``.side_requests``, not to the script."""
         tools = [tool.get("name", "?") for tool in body.get("tools") or []]
-        with self._lock:
-            if not tools:
+        if not tools:
+            with self._lock:
                 self.side_requests.append({"path": path, "model": body.get("model"), "body": body})
-                return None
-            prompt, envelope = find_envelope(user_texts(body))
-            results = tool_results(body)
-            record = {
-                "n": len(self.requests) + 1,
-                "path": path,
-                "model": body.get("model"),
-                "effort": (body.get("output_config") or {}).get("effort"),
-                "thinking": body.get("thinking"),
-                "prompt": prompt,
-                "envelope": envelope,
-                "tools": tools,
-                "has_tool_result": bool(results),
-                "tool_result": results[-1] if results else None,
-            }
-            self.requests.append(record)
-            self.bodies.append(body)
-            if self.log_path is not None:
-                with self.log_path.open("a", encoding="utf-8") as log:
-                    log.write(json.dumps(record) + "\n")
-        return record
+            return None
+        prompt, envelope = find_envelope(user_texts(body))
+        results = tool_results(body)
+        return {
+            "path": path,
+            "model": body.get("model"),
+            "effort": (body.get("output_config") or {}).get("effort"),
+            "thinking": body.get("thinking"),
+            "prompt": prompt,
+            "envelope": envelope,
+            "tools": tools,
+            "has_tool_result": bool(results),
+            "tool_result": results[-1] if results else None,
+        }
+
+    def error_body(self, status: int, message: str, code: str | None = None) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": self.error_types[status], "message": message}}  # no code field
 
     @staticmethod
-    def _message(n: int, turn: Turn) -> tuple[list[dict[str, Any]], str]:
+    def _message(n: int, turn: Turn | None) -> tuple[list[dict[str, Any]], str]:
+        if turn is None:
+            return [], "end_turn"
         if turn.tool is not None:
             name, tool_input = turn.tool
             return [{"type": "tool_use", "id": f"toolu_{n:04d}", "name": name, "input": tool_input}], "tool_use"
         return [{"type": "text", "text": turn.text or ""}], "end_turn"
 
-    @staticmethod
-    def _events(n: int, model: str, content: list[dict[str, Any]], stop_reason: str) -> list[dict[str, Any]]:
+    def unstreamed(self, n: int, body: dict[str, Any], turn: Turn) -> dict[str, Any] | None:
+        if body.get("stream"):
+            return None
+        content, stop_reason = self._message(n, turn)
+        return {"id": f"msg_{n:04d}", "type": "message", "role": "assistant", "model": body.get("model") or "unknown",
+                "content": content, "stop_reason": stop_reason, "stop_sequence": None,
+                "usage": {"input_tokens": 100, "output_tokens": 20}}
+
+    def events(self, n: int, body: dict[str, Any], turn: Turn | None) -> list[dict[str, Any]]:
+        content, stop_reason = self._message(n, turn)
         usage = {"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0,
                  "cache_read_input_tokens": 0}
         events: list[dict[str, Any]] = [{"type": "message_start", "message": {
-            "id": f"msg_{n:04d}", "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": usage}}]
+            "id": f"msg_{n:04d}", "type": "message", "role": "assistant", "model": body.get("model") or "unknown",
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}}]
         for index, block in enumerate(content):
             if block["type"] == "tool_use":
                 events += [
@@ -241,107 +206,3 @@ class MessagesServer:
             {"type": "message_stop"},
         ]
         return events
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _error(self, status: int, kind: str, message: str) -> None:
-                self._json(status, {"type": "error", "error": {"type": kind, "message": message}})
-
-            def _hang(self, first_event: dict[str, Any]) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(sse(first_event))
-                self.wfile.flush()
-                server._stopping.wait()
-                self.close_connection = True
-
-            def do_GET(self) -> None:
-                with server._lock:
-                    server.other_requests.append(("GET", self.path))
-                self._error(404, "not_found_error", f"no route {self.path}")
-
-            def do_HEAD(self) -> None:
-                with server._lock:
-                    server.other_requests.append(("HEAD", self.path))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                encoding = (self.headers.get("Content-Encoding") or "identity").lower()
-                if encoding == "gzip":
-                    raw = gzip.decompress(raw)
-                elif encoding != "identity":  # e.g. codex's zstd request compression (OpenAI-auth only)
-                    self.send_error(415, f"scripted server cannot decode Content-Encoding {encoding}")
-                    return
-                path = self.path.split("?")[0]
-                if path.endswith("/messages/count_tokens"):
-                    with server._lock:
-                        server.other_requests.append(("POST", self.path))
-                    self._json(200, {"input_tokens": 100})
-                    return
-                if not path.endswith("/messages"):
-                    with server._lock:
-                        server.other_requests.append(("POST", self.path))
-                    self._error(404, "not_found_error", f"no route {self.path}")
-                    return
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    self._error(400, "invalid_request_error", "body is not JSON")
-                    return
-                model = body.get("model") or "unknown"
-                record = server._record(path, body)
-                if record is None:
-                    turn = Turn(text="Scripted side answer.")
-                    n = 0
-                elif server.hang:
-                    self._hang(server._events(record["n"], model, [], "end_turn")[0])
-                    return
-                elif server.script is None:
-                    kind = "invalid_request_error" if server.fail_status == 400 else "api_error"
-                    self._error(server.fail_status or 500, kind, "scripted failure")
-                    return
-                else:
-                    n = record["n"]
-                    try:
-                        turn = server.script(record)
-                    except Exception as exc:  # surface script bugs, not a dead socket
-                        self._error(500, "api_error", f"script error: {exc!r}")
-                        return
-                content, stop_reason = server._message(n, turn)
-                if not body.get("stream"):
-                    self._json(200, {"id": f"msg_{n:04d}", "type": "message", "role": "assistant", "model": model,
-                                     "content": content, "stop_reason": stop_reason, "stop_sequence": None,
-                                     "usage": {"input_tokens": 100, "output_tokens": 20}})
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                for event in server._events(n, model, content, stop_reason):
-                    self.wfile.write(sse(event))
-                    self.wfile.flush()
-                self.close_connection = True
-
-        return Handler

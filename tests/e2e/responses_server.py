@@ -25,15 +25,19 @@ the envelope. Raw bodies are in ``.bodies``.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import shlex
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+try:
+    from . import scripted_server
+    from .scripted_server import ScriptedServer
+except ImportError:  # imported as a top-level module (tests/e2e on sys.path)
+    import scripted_server
+    from scripted_server import ScriptedServer
 
 ENVELOPE = re.compile(r"```json\s*\n(.*?)\n```", re.DOTALL)
 
@@ -60,10 +64,6 @@ None identified.
 
 FINAL_TEXT = "Report written."
 NO_REPORT_TEXT = "I looked at the task and chose not to write a report."
-
-
-def sse(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 def user_texts(body: dict[str, Any]) -> list[str]:
@@ -177,90 +177,42 @@ SCRIPTS: dict[str, Script] = {"report": report_script(), "no_report": no_report_
 
 def by_worker(scripts: dict[str, str | Script], default: str | Script = "report") -> Script:
     """Pick the script by the envelope's worker_id (``default`` for the others)."""
-
-    def script(record: dict[str, Any]) -> Turn:
-        chosen = scripts.get((record["envelope"] or {}).get("worker_id", ""), default)
-        return (SCRIPTS[chosen] if isinstance(chosen, str) else chosen)(record)
-
-    return script
+    return scripted_server.by_worker(SCRIPTS, scripts, default)
 
 
-class ResponsesServer:
+class ResponsesServer(ScriptedServer):
     """Scripted Responses API on 127.0.0.1:<free port>; ``base_url`` ends in ``/v1``."""
 
-    def __init__(self, script: str | Script = "report", log_path: str | Path | None = None) -> None:
-        self.fail_status = {"fail": 400, "error": 500}.get(script) if isinstance(script, str) else None
-        self.hang = script == "hang"
-        self.script: Script | None = None if self.fail_status or self.hang else (
-            SCRIPTS[script] if isinstance(script, str) else script
-        )
-        self._stopping = threading.Event()
-        self.log_path = Path(log_path) if log_path else None
-        self.requests: list[dict[str, Any]] = []
-        self.bodies: list[dict[str, Any]] = []  # raw request bodies, same order as .requests
-        self.other_requests: list[tuple[str, str]] = []  # (method, path) of anything but POST /responses
-        self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+    scripts = SCRIPTS
+    api_root = "/v1"
+    endpoint = "/responses"
+    canned: ClassVar[dict[tuple[str, str], dict[str, Any] | None]] = {
+        ("GET", "/models"): {"object": "list", "data": [], "models": []},
+    }
+    error_types: ClassVar[dict[int, str]] = {400: "invalid_request_error", 404: "not_found", 500: "server_error"}
 
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return self._httpd.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> ResponsesServer:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="responses-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases "hang" handlers
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> ResponsesServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def for_worker(self, worker_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if (r["envelope"] or {}).get("worker_id") == worker_id]
-
-    def _record(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def describe(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         prompt, envelope = find_envelope(user_texts(body))
         outputs = tool_outputs(body)
-        with self._lock:
-            record = {
-                "n": len(self.requests) + 1,
-                "path": path,
-                "model": body.get("model"),
-                "effort": (body.get("reasoning") or {}).get("effort"),
-                "prompt": prompt,
-                "envelope": envelope,
-                "tools": tool_names(body),
-                "has_tool_output": bool(outputs),
-                "tool_output": outputs[-1] if outputs else None,
-            }
-            self.requests.append(record)
-            self.bodies.append(body)
-            if self.log_path is not None:
-                with self.log_path.open("a", encoding="utf-8") as log:
-                    log.write(json.dumps(record) + "\n")
-        return record
+        return {
+            "path": path,
+            "model": body.get("model"),
+            "effort": (body.get("reasoning") or {}).get("effort"),
+            "prompt": prompt,
+            "envelope": envelope,
+            "tools": tool_names(body),
+            "has_tool_output": bool(outputs),
+            "tool_output": outputs[-1] if outputs else None,
+        }
 
-    def _events(self, record: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
-        n = record["n"]
-        rid = f"resp_{n}"
-        response = {"id": rid, "object": "response", "status": "in_progress", "model": record["model"], "output": []}
+    def error_body(self, status: int, message: str, code: str | None = None) -> dict[str, Any]:
+        error = {"message": message, "type": self.error_types[status]}
+        return {"error": error | ({"code": code} if code else {})}
+
+    def events(self, n: int, body: dict[str, Any], turn: Turn | None) -> list[dict[str, Any]]:
+        turn = turn or Turn(text="")
+        response = {"id": f"resp_{n}", "object": "response", "status": "in_progress", "model": body.get("model"),
+                    "output": []}
         events: list[dict[str, Any]] = [
             {"type": "response.created", "response": response},
             {"type": "response.in_progress", "response": response},
@@ -304,87 +256,6 @@ class ResponsesServer:
         for seq, event in enumerate(events):
             event["sequence_number"] = seq
         return events
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _hang(self, first_event: dict[str, Any]) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(sse(first_event))
-                self.wfile.flush()
-                server._stopping.wait()
-                self.close_connection = True
-
-            def do_GET(self) -> None:
-                with server._lock:
-                    server.other_requests.append(("GET", self.path))
-                if self.path.split("?")[0].endswith("/models"):
-                    self._json(200, {"object": "list", "data": [], "models": []})
-                else:
-                    self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                encoding = (self.headers.get("Content-Encoding") or "identity").lower()
-                if encoding == "gzip":
-                    raw = gzip.decompress(raw)
-                elif encoding != "identity":  # e.g. codex's zstd request compression (OpenAI-auth only)
-                    self.send_error(415, f"scripted server cannot decode Content-Encoding {encoding}")
-                    return
-                path = self.path.split("?")[0]
-                if not path.endswith("/responses"):
-                    with server._lock:
-                        server.other_requests.append(("POST", self.path))
-                    self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-                    return
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    self._json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
-                    return
-                record = server._record(path, body)
-                if server.hang:
-                    self._hang(server._events(record, Turn(text=""))[0])
-                    return
-                if server.script is None:
-                    kind = "invalid_request_error" if server.fail_status == 400 else "server_error"
-                    self._json(server.fail_status or 500, {"error": {"message": "scripted failure", "type": kind,
-                                                                     "code": "scripted_failure"}})
-                    return
-                try:
-                    turn = server.script(record)
-                except Exception as exc:  # surface script bugs to codex and the test, not a dead socket
-                    self._json(500, {"error": {"message": f"script error: {exc!r}", "type": "server_error"}})
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                for event in server._events(record, turn):
-                    self.wfile.write(sse(event))
-                    self.wfile.flush()
-                self.close_connection = True
-
-        return Handler
 
 
 if __name__ == "__main__":  # manual use: python responses_server.py [script]
