@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from . import cleanup, drift, jsonio, schema
+from .clock import iso
 from .context import RunContext
 from .errors import UserError
-from .lifecycle import archive_root, hostname, iso, parse_iso, remove_tree, utc_now
+from .lifecycle import archive_root, hostname, parse_iso, remove_tree, utc_now
 
 FORMAT_VERSION = 1
 REQUIRED_OUTPUTS = ("final.json", "deferred.json")

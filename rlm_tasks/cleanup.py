@@ -24,6 +24,7 @@ from typing import Any
 import filelock
 
 from . import jsonio
+from .clock import iso
 from .errors import UserError
 from .lifecycle import (
     ARCHIVE_ID,
@@ -33,7 +34,6 @@ from .lifecycle import (
     cleanup_lock_file,
     cleanup_log,
     hostname,
-    iso,
     parse_iso,
     remove_tree,
     utc_now,

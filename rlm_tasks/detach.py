@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import jsonio, scheduler
+from .clock import iso
 from .context import RunContext
 from .errors import UserError
 from .lifecycle import LOCKED_EXIT_CODE
@@ -72,7 +73,7 @@ def start(ctx: RunContext, config: str, run_args: list[str]) -> dict[str, Any]:
     jsonio.write_json(state_path, {
         "version": FORMAT_VERSION, "run_id": ctx.plan.run_id, "pid": None, "pid_start_ticks": None,
         "host": socket.gethostname(), "cwd": os.getcwd(), "argv": ["rlm", *rlm_argv],
-        "log_path": log_rel(ctx), "started_at": scheduler.iso(time.time()), "finished_at": None, "exit_code": None,
+        "log_path": log_rel(ctx), "started_at": iso(), "finished_at": None, "exit_code": None,
     })
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
@@ -110,7 +111,7 @@ def _child(argv: list[str]) -> int:
         code = main(rlm_args)
     finally:
         state = read_state(state_path)
-        state.update(exit_code=code, finished_at=scheduler.iso(time.time()))
+        state.update(exit_code=code, finished_at=iso())
         jsonio.write_json(state_path, state)
         sys.stdout.flush()
     return code

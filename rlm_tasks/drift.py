@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from . import budget, jsonio, ownership
+from .clock import iso
 from .context import RunContext
 from .layout import STATE_DIR
-from .lifecycle import iso, utc_now
+from .lifecycle import utc_now
 from .provenance import sha256_file
 
 FORMAT_VERSION = 1

@@ -9,7 +9,6 @@ attempt left is moved aside, never left at report_path to look done.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import random
 import shutil
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import agents, budget, jsonio, reports, scheduler, worker
+from .clock import iso
 from .config import TIER_ORDER, Plan, TaskSpec, Tier
 from .context import RunContext
 from .errors import UserError
@@ -37,10 +37,6 @@ class TaskOutcome:
     tier: str = ""
     attempts: int = 1  # attempts made by this run of the task
     interrupted: bool = False
-
-
-def iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def progress_rel(layout: RunLayout, worker_id: str) -> str:

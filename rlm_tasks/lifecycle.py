@@ -26,6 +26,7 @@ from typing import Any
 import filelock
 
 from . import jsonio
+from .clock import iso
 from .errors import UserError
 from .layout import STATE_DIR, RunLayout
 from .procs import pid_alive
@@ -66,10 +67,6 @@ def breaks_log(root: Path) -> Path:
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: Any) -> dt.datetime | None:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections import Counter
 from typing import Any
 
 from . import deferred, drift, jsonio, reports, scheduler
 from .budget import attempts_by_task, budget_use
+from .clock import iso
 from .context import RunContext
 
 FORMAT_VERSION = 1
 STATES = ("fresh", "stale", "missing", "invalid", "failed", "running")
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
@@ -73,7 +69,7 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
     state: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "run_id": ctx.plan.run_id,
-        "generated_at": now_iso(),
+        "generated_at": iso(),
         "iteration": use.iterations,
         "stale_seconds": ctx.plan.stale_seconds,
         "total": len(rows),

@@ -10,7 +10,6 @@ tasks never do.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import jsonio, worker
+from .clock import iso
 from .config import TaskSpec, Tier
 from .context import RunContext
 from .layout import RunLayout
@@ -29,10 +29,6 @@ from .procs import pid_alive, start_ticks
 
 FORMAT_VERSION = 1
 ADOPT_ENV = "RLM_ADOPT"
-
-
-def iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def inflight_rel(layout: RunLayout) -> str:
