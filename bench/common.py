@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REPORT = ("# {id}\n\n## What I did\nRead.\n\n## Key findings\n- ok\n\n## Deferred opportunities\nNone identified.\n\n"
           "## Contract Compliance\n- kept\n")
 SLEEP_WORKER = Path(__file__).resolve().parent / "sleep_worker.py"
-RACY_WAIT = 2.2  # rlm_tasks.cache.RACY_SECONDS, plus a little
+RACY_WAIT = 2.2  # rlm_tasks.state.cache.RACY_SECONDS, plus a little
 
 
 def env() -> dict[str, str]:
@@ -64,19 +64,20 @@ def make_rlm_repo(root: Path, n: int, *, fresh: bool = True, max_inflight: int =
 
 def record_fresh(root: str | Path) -> None:
     """Write every report and its provenance entry (as if each worker had just succeeded)."""
-    from rlm_tasks import execute, planfile
-    from rlm_tasks.config import load_plan
-    from rlm_tasks.context import RunContext
+    from rlm_tasks.config.plan import load_plan
+    from rlm_tasks.run import attempts
+    from rlm_tasks.state import planfile
+    from rlm_tasks.state.context import RunContext
 
     ctx = RunContext(load_plan(Path(root) / "rlm.yaml"))
     planfile.write_plan(ctx)
     entries = {}
-    now = execute.iso(time.time())
+    now = attempts.iso(time.time())
     for task in ctx.plan.tasks:
         report = ctx.report_file(task)
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(REPORT.format(id=task.id))
-        from rlm_tasks.provenance import sha256_file
+        from rlm_tasks.state.provenance import sha256_file
 
         tier = ctx.plan.tier(task.compute_tier)
         entries[task.id] = {

@@ -1,3 +1,3 @@
-from .cli import entry
+from rlm_tasks.cli.main import entry
 
 entry()

@@ -12,11 +12,13 @@ from typing import Any, NoReturn
 
 from doit.exceptions import TaskFailed
 
-from . import cache, execute, final, planfile, reduce
-from .config import ConfigError, TaskSpec
-from .console import reporter_class
-from .context import RunContext
-from .errors import UserError
+from rlm_tasks.config.plan import ConfigError, TaskSpec
+from rlm_tasks.errors import UserError
+from rlm_tasks.phases import final, reduce
+from rlm_tasks.run import attempts
+from rlm_tasks.run.reporter import reporter_class
+from rlm_tasks.state import cache, planfile
+from rlm_tasks.state.context import RunContext
 
 # Our actions print nothing. doit's capture swaps sys.stdout/sys.stderr per action,
 # and with parallel threads the swaps interleave and leave a dead stream behind.
@@ -27,7 +29,7 @@ DEFAULT_TASKS = ["plan", "map", "verify", "reduce", "deferred"]
 def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
     def action() -> Any:
         try:
-            outcome = execute.run_task(ctx, task)  # claims the budget per attempt
+            outcome = attempts.run_task(ctx, task)  # claims the budget per attempt
         except UserError as exc:
             return TaskFailed(str(exc))
         if not outcome.ok:
@@ -143,7 +145,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
 
     def task_archive() -> dict[str, Any]:
         """Archive the finished run under .rlm/archive/, trim its logs, TTL cleanup (`doit archive` only)."""
-        from . import archive  # only `doit archive` needs it
+        from rlm_tasks.lifecycle import archive  # only `doit archive` needs it
 
         return {"actions": [lambda: archive.doit_action(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
 
@@ -194,7 +196,7 @@ def _summary_inputs(ctx: RunContext) -> list[str]:
 
 
 def _summary_signatures(ctx: RunContext) -> list[Any]:
-    from .cache import stat_signature
+    from rlm_tasks.state.cache import stat_signature
 
     return [stat_signature(path)[0] for path in _summary_inputs(ctx)]
 
@@ -203,7 +205,7 @@ def _summary_current(ctx: RunContext, name: str, output: Callable[[RunContext], 
     """A no-op run leaves the inventory as it is: nothing it summarises changed since it was written."""
     if ctx.cache is None:
         return False
-    from .cache import stat_signature
+    from rlm_tasks.state.cache import stat_signature
 
     return ctx.cache.marks.get(name) == [*inputs, stat_signature(ctx.layout.abs(output(ctx)))[0]]
 

@@ -172,7 +172,7 @@ class Repo:
         self.capsys.readouterr()
 
     def rlm(self, *args: str) -> Result:
-        from rlm_tasks.cli import main
+        from rlm_tasks.cli.main import main
 
         self.monkeypatch.chdir(self.root)
         self._drain()

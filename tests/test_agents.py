@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from conftest import FAKE_CODEX, RUN_DIR, Repo
 
-from rlm_tasks import agents
-from rlm_tasks.agents import AgentNotFound, Invocation
-from rlm_tasks.config import load_plan
+from rlm_tasks.config.plan import load_plan
 from rlm_tasks.layout import RunLayout
+from rlm_tasks.run import agents
+from rlm_tasks.run.agents import AgentNotFound, Invocation
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
 

@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlm_tasks import archive, cleanup, jsonio, lifecycle, schema, tasks
-from rlm_tasks.cli import main
-from rlm_tasks.config import load_plan
-from rlm_tasks.context import RunContext
-from rlm_tasks.lifecycle import RunLock
+from rlm_tasks import jsonio, tasks
+from rlm_tasks.cli.main import main
+from rlm_tasks.config import schema
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.lifecycle import archive, cleanup, runlock
+from rlm_tasks.lifecycle.runlock import RunLock
+from rlm_tasks.state.context import RunContext
 
 RUN = ".rlm/runs/r"
 NOW = dt.datetime(2026, 11, 21, 17, 0, 0, tzinfo=dt.timezone.utc)
@@ -153,9 +155,9 @@ def test_archive_failing_half_way_leaves_nothing(repo: Path, monkeypatch: pytest
 KILL_MID_COPY = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from rlm_tasks import archive
-    from rlm_tasks.config import load_plan
-    from rlm_tasks.context import RunContext
+    from rlm_tasks.lifecycle import archive
+    from rlm_tasks.config.plan import load_plan
+    from rlm_tasks.state.context import RunContext
     real, count = archive._copy_file, [0]
     def copy(src, dest):
         count[0] += 1
@@ -238,7 +240,7 @@ def test_doit_archive_is_a_task_but_not_a_default_one(repo: Path) -> None:
 
 def test_a_new_archive_survives_its_own_cleanup(repo: Path) -> None:
     """ttl_days 0: deleted by the next cleanup, not by the one its own archiving runs."""
-    earlier = lifecycle.utc_now() - dt.timedelta(hours=1)
+    earlier = runlock.utc_now() - dt.timedelta(hours=1)
     first = archive.create(context(repo), ttl_days=0, now=earlier)
     assert cleanup.archive_ids(repo) == [first.archive_id]
     second = archive.create(context(repo), ttl_days=0, now=earlier + dt.timedelta(seconds=1))

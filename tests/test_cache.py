@@ -11,8 +11,9 @@ import pytest
 import yaml
 from _robust import RUN, doit_in_process, make_repo, records
 
-from rlm_tasks import cache, schema
-from rlm_tasks.cli import main
+from rlm_tasks.cli.main import main
+from rlm_tasks.config import schema
+from rlm_tasks.state import cache
 
 RACY = 0.05
 

@@ -15,11 +15,14 @@ import filelock
 import pytest
 import yaml
 
-from rlm_tasks import cleanup, jsonio, lifecycle, runstart, schema
-from rlm_tasks.cleanup import Decision
-from rlm_tasks.cli import main
-from rlm_tasks.config import load_plan
-from rlm_tasks.context import RunContext
+from rlm_tasks import jsonio
+from rlm_tasks.cli.main import main
+from rlm_tasks.config import schema
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.lifecycle import cleanup, runlock
+from rlm_tasks.lifecycle.cleanup import Decision
+from rlm_tasks.run import housekeeping
+from rlm_tasks.state.context import RunContext
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -31,7 +34,7 @@ def make_archive(root: Path, archive_id: str, age_days: float, *, ttl_days: floa
     (path / "run").mkdir(parents=True)
     (path / "run/final.json").write_text("{}\n")
     jsonio.write_json(path / "meta.json", {
-        "archived_at": lifecycle.iso(NOW - dt.timedelta(days=age_days)),
+        "archived_at": runlock.iso(NOW - dt.timedelta(days=age_days)),
         "retention": {"ttl_days": ttl_days, "keep_forever": keep_forever, "size_bytes": 3},
     })
     (path / "in_use_by").mkdir()
@@ -44,7 +47,7 @@ def make_archive(root: Path, archive_id: str, age_days: float, *, ttl_days: floa
 
 
 def log_lines(root: Path) -> list[str]:
-    path = lifecycle.cleanup_log(root)
+    path = runlock.cleanup_log(root)
     return path.read_text().splitlines() if path.exists() else []
 
 
@@ -91,8 +94,8 @@ def test_dry_run_prints_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.
 
 def test_cleanup_skips_while_another_process_holds_the_lock(tmp_path: Path) -> None:
     make_archive(tmp_path, "r-20200101T000000Z", 10_000)
-    lifecycle.cleanup_lock_file(tmp_path).parent.mkdir(parents=True)
-    with filelock.FileLock(str(lifecycle.cleanup_lock_file(tmp_path))):
+    runlock.cleanup_lock_file(tmp_path).parent.mkdir(parents=True)
+    with filelock.FileLock(str(runlock.cleanup_lock_file(tmp_path))):
         done = subprocess.run([sys.executable, "-m", "rlm_tasks", "cleanup"], cwd=tmp_path, capture_output=True,
                               text=True, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert (done.returncode, done.stdout, done.stderr) == (
@@ -104,7 +107,7 @@ def test_cleanup_skips_while_another_process_holds_the_lock(tmp_path: Path) -> N
 RACE = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from rlm_tasks import cleanup
+    from rlm_tasks.lifecycle import cleanup
     root, go = Path(sys.argv[1]), Path(sys.argv[2])
     while not go.exists():
         time.sleep(0.002)
@@ -138,8 +141,8 @@ def test_abandoned_partial_directories_are_swept(tmp_path: Path) -> None:
     base = tmp_path / ".rlm/archive"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
-    gone = base / f".tmp~r-20260101T000000Z~{lifecycle.hostname()}~{dead.stdout.strip()}"
-    alive = base / f".tmp~r-20260102T000000Z~{lifecycle.hostname()}~{os.getpid()}"
+    gone = base / f".tmp~r-20260101T000000Z~{runlock.hostname()}~{dead.stdout.strip()}"
+    alive = base / f".tmp~r-20260102T000000Z~{runlock.hostname()}~{os.getpid()}"
     for path in (gone, alive):
         (path / "run").mkdir(parents=True)
     assert [(d.action, d.archive_id) for d in cleanup.collect(tmp_path)] == [("removed-partial", gone.name)]
@@ -155,7 +158,7 @@ def test_uses_marks_archives_automatically(tmp_path: Path) -> None:
               "uses": ["old-20200101T000000Z", "old-20200102T000000Z", "missing-20200101T000000Z"]}
     (tmp_path / "rlm.yaml").write_text(yaml.safe_dump(config))
     lines: list[str] = []
-    runstart.on_run_start(RunContext(load_plan(tmp_path / "rlm.yaml")), lines.append)
+    housekeeping.on_run_start(RunContext(load_plan(tmp_path / "rlm.yaml")), lines.append)
     assert lines == [
         "rlm: uses: archive 'missing-20200101T000000Z' not found under .rlm/archive; nothing to mark\n",
         "rlm: marked archive old-20200101T000000Z in use by run next (uses: in rlm.yaml)\n",
@@ -168,7 +171,7 @@ def test_uses_marks_archives_automatically(tmp_path: Path) -> None:
     config["uses"] = ["old-20200102T000000Z"]  # dropped from uses: → marker released → deleted
     (tmp_path / "rlm.yaml").write_text(yaml.safe_dump(config))
     lines.clear()
-    runstart.on_run_start(RunContext(load_plan(tmp_path / "rlm.yaml")), lines.append)
+    housekeeping.on_run_start(RunContext(load_plan(tmp_path / "rlm.yaml")), lines.append)
     assert lines == ["rlm: released archive old-20200101T000000Z (no longer under uses: of run next)\n",
                      "rlm: cleanup: deleted 1 expired archive(s): old-20200101T000000Z (see .rlm/cleanup.log)\n"]
     assert cleanup.archive_ids(tmp_path) == ["old-20200102T000000Z"]

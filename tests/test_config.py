@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import Repo
 
-from rlm_tasks.config import AgentSpec, Budget, ConfigError, Tier, load_plan
+from rlm_tasks.config.plan import AgentSpec, Budget, ConfigError, Tier, load_plan
 
 
 def validate(repo: Repo, text: str, name: str = "rlm.yaml") -> tuple[int, str, str]:
@@ -388,7 +388,7 @@ def test_the_plan_is_frozen(repo: Repo) -> None:
 
 def test_the_repository_example_is_valid(repo: Repo) -> None:
     example = Path(__file__).resolve().parent.parent / "rlm.yaml"
-    assert example.read_text().startswith("# yaml-language-server: $schema=schemas/rlm.schema.json\n")
+    assert example.read_text().startswith("# yaml-language-server: $schema=rlm_tasks/schemas/rlm.schema.json\n")
     repo.write(example.read_text())
     result = repo.rlm("validate")
     assert (result.code, result.out, result.err) == (0, "rlm.yaml: valid: run example, 5 map tasks, 1 verify tasks\n",

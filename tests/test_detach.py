@@ -10,7 +10,7 @@ import pytest
 import yaml
 from _robust import ROOT, RUN, config, kill_leftovers, make_repo, records, rlm, write_spec
 
-from rlm_tasks import schema
+from rlm_tasks.config import schema
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

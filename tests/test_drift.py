@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlm_tasks import drift, jsonio, schema
-from rlm_tasks.config import load_plan
-from rlm_tasks.context import RunContext
+from rlm_tasks import jsonio
+from rlm_tasks.config import schema
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.state import drift
+from rlm_tasks.state.context import RunContext
 
 CONFIG = {
     "version": 1, "run_id": "r", "goal": "g", "agent": {"kind": "command", "command": ["true"]},

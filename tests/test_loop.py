@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlm_tasks import schema
-from rlm_tasks.cli import main
+from rlm_tasks.cli.main import main
+from rlm_tasks.config import schema
 
 WORKER = Path(__file__).parent / "fake_agents" / "scripted_worker.py"
 RUN = ".rlm/runs/loop"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rlm_tasks import render
-from rlm_tasks.config import ConfigError, load_plan
+from rlm_tasks.config.ownership import matches, patterns_overlap
+from rlm_tasks.config.plan import ConfigError, load_plan
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.ownership import matches, patterns_overlap
+from rlm_tasks.render import jinja
 
 HEAD = """\
 version: 1
@@ -164,19 +164,19 @@ tasks:
   - {id: app, goal: g, owns: ["src/app/**", docs/guide.md]}
   - {id: reader, goal: g}
 """)
-    contract = render.render_contract(plan)
+    contract = jinja.render_contract(plan)
     assert ("## File ownership\n"
             "Workers may run at the same time, so each edits only the files it owns (a pattern owns everything "
             "beneath it).\nFiles another worker owns are off limits: if your task needs a change there, say so in "
             "your report.\n- `app`: `src/app/**`, `docs/guide.md`\n\n## ") in contract
     assert "`reader`" not in contract
     layout = RunLayout(plan.root, plan.run_id)
-    prompt = render.render_prompt(plan, plan.task("app"), layout)
+    prompt = jinja.render_prompt(plan, plan.task("app"), layout)
     assert ("## Files you own\nEdit only these files (a pattern owns everything beneath it); every other file is "
             "read-only for you:\n- `src/app/**`\n- `docs/guide.md`\n\n## Your report") in prompt
-    assert "Files you own" not in render.render_prompt(plan, plan.task("reader"), layout)
+    assert "Files you own" not in jinja.render_prompt(plan, plan.task("reader"), layout)
 
 
 def test_contract_without_owns_has_no_ownership_section(repo: Path) -> None:
     plan = load(repo, "tasks:\n  - {id: a, goal: g}\n  - {id: b, goal: g}\n")
-    assert "ownership" not in render.render_contract(plan).lower()
+    assert "ownership" not in jinja.render_contract(plan).lower()

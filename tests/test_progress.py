@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from _robust import RUN, doit_in_process, kill_leftovers, make_repo
 
-from rlm_tasks import console, progress, scheduler
-from rlm_tasks.cli import main
-from rlm_tasks.config import load_plan
-from rlm_tasks.context import RunContext
+from rlm_tasks.cli.main import main
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.run import inflight, progress, reporter
+from rlm_tasks.state.context import RunContext
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ class Tty(io.StringIO):
 
 def test_live_line_on_a_terminal(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_repo(repo, [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"a": {"sleep": 0.8}})
-    monkeypatch.setattr(console, "TICK_SECONDS", 0.1)
+    monkeypatch.setattr(reporter, "TICK_SECONDS", 0.1)
     monkeypatch.setenv("TERM", "xterm")
     tty = Tty()
     monkeypatch.setattr(sys, "stdout", tty)
@@ -83,7 +83,7 @@ def test_view_from_files_alone(repo: Path) -> None:
         now = time.time()
         (repo / RUN / "artifacts/scheduler/inflight.json").write_text(json.dumps({
             "version": 1, "run_id": "robust",
-            "orchestrator": {"pid": os.getpid(), "host": scheduler.socket.gethostname(), "started_at": "x",
+            "orchestrator": {"pid": os.getpid(), "host": inflight.socket.gethostname(), "started_at": "x",
                              "started": now - 65},
             "entries": [{"worker_id": "b", "doit_name": "map:b", "attempt": 1, "pid": sleeper.pid,
                          "pgid": sleeper.pid, "started_at": "x", "started": now - 5, "compute_tier": "standard"}],

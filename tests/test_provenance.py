@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import RUN_DIR, Repo
 
-from rlm_tasks import schema
+from rlm_tasks.config import schema
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
 FRESH: tuple[str, list[str]] = ("fresh", [])

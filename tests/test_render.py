@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from conftest import RUN_DIR, Repo
 
-from rlm_tasks.config import load_plan
-from rlm_tasks.context import RunContext
-from rlm_tasks.render import TemplateError, render_prompt
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.render.jinja import TemplateError, render_prompt
+from rlm_tasks.state.context import RunContext
 
 CONTRACT = f"{RUN_DIR}/artifacts/context/run_contract.md"
 ENVELOPE_KEYS = {"run_id", "worker_id", "mode", "granularity", "compute_tier", "goal", "report_path", "hint_paths"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _robust import RUN, group_gone, kill_leftovers, make_repo, provenance, records, start_doit, wait_for
 
-from rlm_tasks import schema
+from rlm_tasks.config import schema
 
 TASKS = [{"id": "done", "goal": "D"}, {"id": "slow", "goal": "S"}, {"id": "slower", "goal": "S"}]
 
@@ -94,8 +94,8 @@ def _provenance(repo: Path) -> dict:  # type: ignore[type-arg]
 
 
 def test_dead_orchestrator_record_is_not_alive(repo: Path) -> None:
-    from rlm_tasks import scheduler
+    from rlm_tasks.run import inflight
 
-    assert not scheduler.entry_alive({"pgid": 0}) and not scheduler.entry_alive({"pgid": "x"})
-    assert scheduler.orchestrator_alive({"orchestrator": {"pid": os.getpid(), "host": socket.gethostname()}})
-    assert not scheduler.orchestrator_alive({"orchestrator": {"pid": os.getpid(), "finished_at": "x"}})
+    assert not inflight.entry_alive({"pgid": 0}) and not inflight.entry_alive({"pgid": "x"})
+    assert inflight.orchestrator_alive({"orchestrator": {"pid": os.getpid(), "host": socket.gethostname()}})
+    assert not inflight.orchestrator_alive({"orchestrator": {"pid": os.getpid(), "finished_at": "x"}})

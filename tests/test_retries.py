@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from _robust import RUN, doit_in_process, group_gone, kill_leftovers, make_repo, provenance, records, write_spec
 
-from rlm_tasks import execute, schema
-from rlm_tasks.cli import main
-from rlm_tasks.config import load_plan
+from rlm_tasks.cli.main import main
+from rlm_tasks.config import schema
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.run import attempts
 
 
 @pytest.fixture
@@ -119,12 +120,12 @@ def test_rerun_keeps_the_earlier_fresh_report_in_history(repo: Path) -> None:
 
 def test_backoff_and_tiers(tmp_path: Path) -> None:
     rng = random.Random(7)
-    delays = [execute.backoff_delay(2.0, retry, rng) for retry in (1, 2, 3)]
+    delays = [attempts.backoff_delay(2.0, retry, rng) for retry in (1, 2, 3)]
     assert 1.0 <= delays[0] < 3.0 and 2.0 <= delays[1] < 6.0 and 4.0 <= delays[2] < 12.0
-    assert execute.backoff_delay(1000.0, 5) == execute.MAX_BACKOFF_SECONDS
+    assert attempts.backoff_delay(1000.0, 5) == attempts.MAX_BACKOFF_SECONDS
     make_repo(tmp_path, [{"id": "a", "goal": "A", "compute_tier": "standard-plus", "escalate": True},
                          {"id": "b", "goal": "B"}], {})
     plan = load_plan(tmp_path / "rlm.yaml")
     a, b = plan.tasks
-    assert [execute.tier_for(plan, a, r).name for r in range(4)] == ["standard-plus", "heavy", "heavy", "heavy"]
-    assert [execute.tier_for(plan, b, r).name for r in range(3)] == ["standard"] * 3  # no escalate: same tier
+    assert [attempts.tier_for(plan, a, r).name for r in range(4)] == ["standard-plus", "heavy", "heavy", "heavy"]
+    assert [attempts.tier_for(plan, b, r).name for r in range(3)] == ["standard"] * 3  # no escalate: same tier

@@ -359,7 +359,7 @@ HOLD = textwrap.dedent("""\
     import sys
     from pathlib import Path
     from rlm_tasks.layout import RunLayout
-    from rlm_tasks.lifecycle import RunLock
+    from rlm_tasks.lifecycle.runlock import RunLock
     lock = RunLock(RunLayout(Path(sys.argv[1]), sys.argv[2]))
     lock.acquire()
     print("locked", flush=True)
@@ -414,7 +414,7 @@ def test_the_root_example_runs_and_every_task_is_fresh(tmp_path: Path) -> None:
     copy = tmp_path / "example"
     copy.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("rlm_tasks", "templates", "schemas", "examples"):
+    for name in ("rlm_tasks", "examples"):
         shutil.copytree(REPO / name, copy / name, symlinks=True, ignore=ignore)
     for name in ("rlm.yaml", "dodo.py", "README.md", "pyproject.toml"):
         shutil.copy(REPO / name, copy / name)
@@ -432,7 +432,7 @@ def test_the_root_example_runs_and_every_task_is_fresh(tmp_path: Path) -> None:
 
 
 def test_console_script_entry_and_python_m(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlm_tasks.cli import entry
+    from rlm_tasks.cli.main import entry
 
     repo.write_codex([{"id": "a", "goal": "A"}])
     monkeypatch.setattr(sys, "argv", ["rlm", "validate"])

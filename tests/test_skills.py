@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlm_tasks import schema, skills
-from rlm_tasks.cli import main
+from rlm_tasks.cli.main import main
+from rlm_tasks.config import schema
+from rlm_tasks.install import skills
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", skills.SKILL_NAMES)
 def test_skill_files_have_frontmatter_codex_and_claude_read(name: str) -> None:
-    text = (REPO / "skills" / name / "SKILL.md").read_text()
+    text = (skills.SKILLS_DIR / name / "SKILL.md").read_text()
     assert text.startswith("---\n")
     front = yaml.safe_load(text.split("---\n")[1])
     assert front["name"] == name
@@ -24,7 +25,7 @@ def test_skill_files_have_frontmatter_codex_and_claude_read(name: str) -> None:
 
 
 def test_map_worker_skill_names_every_report_section() -> None:
-    text = (REPO / "skills" / "map-worker" / "SKILL.md").read_text()
+    text = (skills.SKILLS_DIR / "map-worker" / "SKILL.md").read_text()
     for section in (
         "What I did",
         "Key findings",
@@ -46,7 +47,7 @@ def test_install_update_refuse_force(tmp_path: Path, capsys: pytest.CaptureFixtu
         f"installed {base}/skills/{name}/SKILL.md" for base in (codex, claude) for name in skills.SKILL_NAMES
     ]
     installed = codex / "skills" / "map-worker" / "SKILL.md"
-    assert installed.read_bytes() == (REPO / "skills" / "map-worker" / "SKILL.md").read_bytes()
+    assert installed.read_bytes() == (skills.SKILLS_DIR / "map-worker" / "SKILL.md").read_bytes()
     marker = yaml.safe_load((installed.parent / skills.MARKER).read_text())
     assert schema.check("skill_marker", marker) == []
 

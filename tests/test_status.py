@@ -8,7 +8,7 @@ import shutil
 import pytest
 from conftest import RUN_DIR, Repo
 
-from rlm_tasks import schema
+from rlm_tasks.config import schema
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
 TASKS = [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]}, {"id": "c", "goal": "C"}]

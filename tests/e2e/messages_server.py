@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 try:
+    from rlm_tasks.responses_server import DEFAULT_REPORT, FINAL_TEXT, NO_REPORT_TEXT, find_envelope, write_command
+
     from . import scripted_server
-    from .responses_server import DEFAULT_REPORT, FINAL_TEXT, NO_REPORT_TEXT, find_envelope, write_command
     from .scripted_server import ScriptedServer
 except ImportError:  # imported as a top-level module (tests/e2e on sys.path)
     import scripted_server

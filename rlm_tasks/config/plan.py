@@ -1,0 +1,491 @@
+"""rlm.yaml → a validated, frozen Plan. Every problem is reported at once as FILE:LINE:COL."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from rlm_tasks.config import ownership, schema, yamlpos
+from rlm_tasks.config.yamlpos import KeyPath, format_path
+from rlm_tasks.errors import UserError
+
+TIER_ORDER = ("standard", "standard-plus", "heavy")
+DEFAULT_TIERS = {
+    "standard": ("gpt-5.1-codex-mini", "medium"),
+    "standard-plus": ("gpt-5.2-codex", "medium"),
+    "heavy": ("gpt-5.2-codex", "xhigh"),
+}
+DEFAULT_REQUIRED_SECTIONS = ("Contract Compliance",)
+RUNS_DIR = ".rlm/runs"
+
+
+class ConfigError(UserError):
+    """rlm.yaml is invalid; `problems` holds one formatted line per mistake."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    kind: str = "codex"
+    binary: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    sandbox: str = "workspace-write"
+    timeout: float | None = None
+    command: tuple[str, ...] = ()
+    report: str = "file"
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    model: str
+    effort: str | None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: str
+    goal: str
+    mode: str
+    granularity: str
+    compute_tier: str
+    depends_on: tuple[str, ...]
+    inputs: tuple[str, ...]
+    context_paths: tuple[str, ...]
+    watch: tuple[str, ...]
+    report_path: str
+    required_sections: tuple[str, ...]
+    agent: AgentSpec
+    retries: int = 0
+    escalate: bool = False
+    backoff_seconds: float = 2.0
+    stall_after: float | None = None
+    owns: tuple[str, ...] = ()
+
+    @property
+    def worker_id(self) -> str:
+        return self.id
+
+    @property
+    def doit_name(self) -> str:
+        return f"{self.mode}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    interpreter: str | None = None
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    commands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Contract:
+    scope_include: tuple[str, ...] = ()
+    scope_avoid: tuple[str, ...] = ()
+    invariants: tuple[str, ...] = ()
+    sequence: tuple[str, ...] = ()
+    verification: Verification = field(default_factory=Verification)
+    failure_policy: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_iterations: int | None = None
+    max_workers: int | None = None
+    max_inflight: int = 4
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    text: str
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    should_finish: bool | None = None
+    reason: str | None = None
+    conclusions: tuple[Conclusion, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    ttl_days: float = 14
+    keep_forever: bool = False
+    lock_stale_hours: float = 24
+    transient: str = "compress"
+
+
+MAX_VERIFY_K = 5
+MALFORMED = "\0malformed-"  # placeholder id of a task the schema already rejected
+DEFAULT_STALE_SECONDS = 1200
+
+
+@dataclass(frozen=True)
+class Plan:
+    root: Path
+    config_path: Path
+    run_id: str
+    goal: str
+    success_criteria: tuple[str, ...]
+    non_goals: tuple[str, ...]
+    hint_paths: tuple[str, ...]
+    templates_dir: str | None
+    budget: Budget
+    contract: Contract
+    tiers: tuple[Tier, ...]
+    tasks: tuple[TaskSpec, ...]  # map tasks first, then verify tasks, each in file order
+    verify_k: int = MAX_VERIFY_K
+    stale_seconds: float = DEFAULT_STALE_SECONDS
+    decision: Decision = field(default_factory=Decision)
+    uses: tuple[str, ...] = ()
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+
+    @property
+    def run_dir(self) -> str:
+        return f"{RUNS_DIR}/{self.run_id}"
+
+    def task(self, task_id: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)
+
+    def tier(self, name: str) -> Tier:
+        return next(t for t in self.tiers if t.name == name)
+
+
+def load_plan(config_path: str | Path = "rlm.yaml", root: str | Path | None = None) -> Plan:
+    """Read, validate and freeze one rlm.yaml; raise ConfigError listing every problem."""
+    path = Path(config_path)
+    shown = str(config_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}:1:1: (root): file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{shown}:1:1: (root): cannot read: {exc}"]) from None
+    base = Path(root) if root is not None else path.resolve().parent
+    return parse_plan(text, shown, base.resolve(), path.resolve())
+
+
+def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
+    try:
+        doc = yamlpos.load(text)
+    except yamlpos.YamlSyntaxError as exc:
+        pos = exc.position
+        raise ConfigError([f"{shown}:{pos.line}:{pos.column}: (yaml): {exc}"]) from None
+    checker = _Checker(doc, shown, root)
+    if doc.data is None:
+        checker.add((), "file is empty; expected a mapping with at least run_id, goal and tasks")
+    elif not isinstance(doc.data, dict):
+        checker.add((), f"expected a mapping at the top level, got {schema._describe(doc.data)}")
+    else:
+        for path, message, at_key in schema.problems("rlm", doc.data):
+            checker.add(path, message, at_key=at_key)
+        if not checker.problems:
+            checker.semantic(doc.data)
+        else:
+            # Still report duplicate ids, unknown dependencies, cycles... on the parts that are well formed.
+            checker.semantic(_well_formed(doc.data), partial=True)
+    if checker.problems:
+        raise ConfigError(checker.sorted_problems())
+    return freeze(doc.data, root, config_path)
+
+
+class _Checker:
+    def __init__(self, doc: yamlpos.YamlDocument, shown: str, root: Path) -> None:
+        self.doc = doc
+        self.shown = shown
+        self.root = root
+        self.problems: list[tuple[int, int, str]] = []
+
+    def add(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
+        pos = self.doc.position(path, key=at_key)
+        self.problems.append(
+            (pos.line, pos.column, f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: {message}")
+        )
+
+    def sorted_problems(self) -> list[str]:
+        seen: list[str] = []
+        for *_, line in sorted(self.problems, key=lambda p: (p[0], p[1])):
+            if line not in seen:
+                seen.append(line)
+        return seen
+
+    def repo_path(self, path: KeyPath, value: str, what: str) -> None:
+        if PurePosixPath(value).is_absolute() or (len(value) > 1 and value[1] == ":"):
+            self.add(path, f"{what} must be relative to the repository root, got absolute path '{value}'")
+            return
+        normal = posixpath.normpath(value)
+        if normal == ".." or normal.startswith("../"):
+            self.add(path, f"{what} '{value}' escapes the repository root")
+
+    def semantic(self, data: dict[str, Any], partial: bool = False) -> None:
+        sections = [("tasks", t) for t in data.get("tasks", [])] + [("verify", t) for t in data.get("verify", [])]
+        tiers = set(DEFAULT_TIERS) | set(data.get("tiers", {}))
+        defaults = data.get("defaults", {})
+        run_id = data["run_id"]
+        all_ids = sorted({t["id"] for _, t in sections if not t["id"].startswith(MALFORMED)})
+        # duplicate ids and report paths
+        seen_ids: dict[str, str] = {}
+        seen_reports: dict[str, str] = {}
+        for section, index, task in _positions(sections):
+            where = format_path((section, index))
+            task_id = task["id"]
+            if task_id.startswith(MALFORMED):
+                continue
+            duplicate = task_id in seen_ids
+            if duplicate:
+                self.add(
+                    (section, index, "id"), f"duplicate task id '{task_id}' (first defined at {seen_ids[task_id]})"
+                )
+            else:
+                seen_ids[task_id] = where
+            if task.get("mode") and task["mode"] != ("map" if section == "tasks" else "verify"):
+                expected = "map" if section == "tasks" else "verify"
+                self.add((section, index, "mode"), f"tasks under '{section}' have mode '{expected}'")
+            report = task.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{task_id}.md"
+            key = posixpath.normpath(report)
+            report_at = (section, index, "report_path") if "report_path" in task else (section, index, "id")
+            if key in seen_reports and not (duplicate and "report_path" not in task):  # said once is enough
+                self.add(report_at, f"report_path '{report}' is also the report of task '{seen_reports[key]}'")
+            else:
+                seen_reports[key] = task_id
+            if "report_path" in task:
+                self.repo_path((section, index, "report_path"), task["report_path"], "report_path")
+            for field_name in ("inputs", "context_paths", "watch", "owns"):
+                for i, item in enumerate(task.get(field_name, [])):
+                    self.repo_path((section, index, field_name, i), item, field_name)
+            tier = task.get("compute_tier")
+            if tier is not None and tier not in tiers:
+                self.add(
+                    (section, index, "compute_tier"),
+                    f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
+                )
+            for i, dep in enumerate(task.get("depends_on", [])):
+                if dep == task_id:
+                    self.add((section, index, "depends_on", i), f"task '{task_id}' depends on itself")
+                elif dep not in all_ids:
+                    self.add(
+                        (section, index, "depends_on", i),
+                        f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {', '.join(all_ids)}",
+                    )
+            self.agent((section, index, "agent"), _merged_agent(data, task), "agent" in task)
+        tier = defaults.get("compute_tier")
+        if tier is not None and tier not in tiers:
+            self.add(
+                ("defaults", "compute_tier"),
+                f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
+            )
+        for i, item in enumerate(data.get("hint_paths", [])):
+            self.repo_path(("hint_paths", i), item, "hint_paths")
+        if "templates_dir" in data:
+            self.repo_path(("templates_dir",), data["templates_dir"], "templates_dir")
+            if not (self.root / data["templates_dir"]).is_dir():
+                self.add(("templates_dir",), f"directory '{data['templates_dir']}' does not exist")
+        if not sections and not partial:
+            self.add((), "no tasks: declare at least one task under 'tasks'")
+        verify_count = len(data.get("verify", []))
+        limit = data.get("verify_k", MAX_VERIFY_K)
+        if verify_count > limit:
+            which = "verify_k" if "verify_k" in data else f"at most {MAX_VERIFY_K} (top-K, K <= {MAX_VERIFY_K})"
+            self.add(
+                ("verify",),
+                f"{verify_count} verify tasks, but an iteration may have {which}"
+                + (f" = {limit}" if "verify_k" in data else "")
+                + "; keep the most important ones",
+            )
+        for i, conclusion in enumerate(data.get("decision", {}).get("conclusions", [])):
+            for j, item in enumerate(conclusion.get("evidence", [])):
+                self.repo_path(("decision", "conclusions", i, "evidence", j), item, "evidence")
+        self.cycles(sections)
+        for path, message in ownership.config_problems(data, self.root):  # issue 4: disjoint owns
+            self.add(path, message)
+
+    def agent(self, path: KeyPath, agent: dict[str, Any], own_block: bool) -> None:
+        # `command`/`report` are ignored by other kinds, so switching kind stays a one-line edit.
+        at = path if own_block else ("agent",)
+        if agent.get("kind") == "command" and not agent.get("command"):
+            self.add(at, "agent kind 'command' needs 'command': the argv to run")
+
+    def cycles(self, sections: list[tuple[str, dict[str, Any]]]) -> None:
+        graph = {t["id"]: [d for d in t.get("depends_on", []) if d != t["id"]] for _, t in sections}
+        where = {t["id"]: (section, i) for section, i, t in _positions(sections)}
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+        reported: set[frozenset[str]] = set()
+
+        def visit(node: str, stack: list[str]) -> None:
+            state[node] = 1
+            stack.append(node)
+            for dep in graph.get(node, []):
+                if dep not in graph:
+                    continue
+                if state.get(dep) == 1:
+                    cycle = [*stack[stack.index(dep) :], dep]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        self.add((*where[dep], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
+                elif state.get(dep) is None:
+                    visit(dep, stack)
+            stack.pop()
+            state[node] = 2
+
+        for node in graph:
+            if node not in state:
+                visit(node, [])
+
+
+def _positions(sections: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
+    counters = {"tasks": 0, "verify": 0}
+    out = []
+    for section, task in sections:
+        out.append((section, counters[section], task))
+        counters[section] += 1
+    return out
+
+
+def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
+    """The subset the semantic checks can read safely when the schema already found problems.
+
+    Only tasks that are mappings with string ids and goals are kept, with only their list-of-string
+    fields; everything else was already reported by the schema.
+    """
+
+    def strings(value: Any) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def task(raw: Any) -> dict[str, Any] | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            return None
+        kept: dict[str, Any] = {"id": raw["id"], "goal": str(raw.get("goal", ""))}
+        for key in ("depends_on", "inputs", "context_paths", "watch", "owns"):
+            if key in raw:
+                kept[key] = strings(raw[key])
+        for key in ("report_path", "compute_tier", "mode"):
+            if isinstance(raw.get(key), str):
+                kept[key] = raw[key]
+        return kept
+
+    # Positions are looked up by index, so keep a placeholder where a task is malformed.
+    out: dict[str, Any] = {"run_id": data["run_id"] if isinstance(data.get("run_id"), str) else "run"}
+    for section in ("tasks", "verify"):
+        items = data.get(section)
+        if isinstance(items, list):
+            out[section] = [task(t) or {"id": f"{MALFORMED}{section}-{i}", "goal": ""} for i, t in enumerate(items)]
+    tiers = data.get("tiers")
+    out["tiers"] = {k: {} for k in tiers} if isinstance(tiers, dict) else {}
+    return out
+
+
+def _merged_agent(data: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(data.get("agent", {}))
+    merged.update(data.get("defaults", {}).get("agent", {}))
+    merged.update(task.get("agent", {}))
+    return merged
+
+
+def _freeze_agent(raw: dict[str, Any]) -> AgentSpec:
+    return AgentSpec(
+        kind=raw.get("kind", "codex"),
+        binary=raw.get("binary"),
+        args=tuple(raw.get("args", ())),
+        env=tuple(sorted(raw.get("env", {}).items())),
+        sandbox=raw.get("sandbox", "workspace-write"),
+        timeout=raw.get("timeout"),
+        command=tuple(raw.get("command", ())),
+        report=raw.get("report", "file"),
+    )
+
+
+def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
+    """Plan from already-validated data (the validation cache skips straight here)."""
+    run_id = data["run_id"]
+    defaults = data.get("defaults", {})
+    tasks: list[TaskSpec] = []
+    for section, mode in (("tasks", "map"), ("verify", "verify")):
+        for raw in data.get(section, []):
+
+            def pick(key: str, fallback: Any, raw: dict[str, Any] = raw) -> Any:
+                return raw.get(key, defaults.get(key, fallback))
+
+            tasks.append(
+                TaskSpec(
+                    id=raw["id"],
+                    goal=raw["goal"],
+                    mode=mode,
+                    granularity=pick("granularity", "meso"),
+                    compute_tier=pick("compute_tier", "standard"),
+                    depends_on=tuple(raw.get("depends_on", ())),
+                    inputs=tuple(pick("inputs", ())),
+                    context_paths=tuple(pick("context_paths", ())),
+                    watch=tuple(pick("watch", ())),
+                    report_path=posixpath.normpath(
+                        raw.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{raw['id']}.md"
+                    ),
+                    required_sections=tuple(pick("required_sections", DEFAULT_REQUIRED_SECTIONS)),
+                    agent=_freeze_agent(_merged_agent(data, raw)),
+                    retries=pick("retries", 0),
+                    escalate=pick("escalate", False),
+                    backoff_seconds=pick("backoff_seconds", 2.0),
+                    stall_after=pick("stall_after", None),
+                    owns=tuple(pick("owns", ())),
+                )
+            )
+    tiers_raw = {name: {"model": m, "effort": e} for name, (m, e) in DEFAULT_TIERS.items()}
+    for name, tier in data.get("tiers", {}).items():
+        tiers_raw[name] = {**tiers_raw.get(name, {}), **tier}
+    contract = data.get("contract", {})
+    verification = contract.get("verification", {})
+    budget = data.get("budget", {})
+    decision = data.get("decision", {})
+    return Plan(
+        root=root,
+        config_path=config_path,
+        run_id=run_id,
+        goal=data["goal"],
+        success_criteria=tuple(data.get("success_criteria", ())),
+        non_goals=tuple(data.get("non_goals", ())),
+        hint_paths=tuple(data.get("hint_paths", ())),
+        templates_dir=data.get("templates_dir"),
+        budget=Budget(
+            max_iterations=budget.get("max_iterations"),
+            max_workers=budget.get("max_workers"),
+            max_inflight=budget.get("max_inflight", 4),
+        ),
+        contract=Contract(
+            scope_include=tuple(contract.get("scope", {}).get("include", ())),
+            scope_avoid=tuple(contract.get("scope", {}).get("avoid", ())),
+            invariants=tuple(contract.get("invariants", ())),
+            sequence=tuple(contract.get("sequence", ())),
+            verification=Verification(
+                interpreter=verification.get("interpreter"),
+                cwd=verification.get("cwd"),
+                env=tuple(sorted(verification.get("env", {}).items())),
+                commands=tuple(verification.get("commands", ())),
+            ),
+            failure_policy=contract.get("failure_policy"),
+        ),
+        tiers=tuple(Tier(name, t["model"], t.get("effort")) for name, t in tiers_raw.items()),
+        tasks=tuple(tasks),
+        verify_k=data.get("verify_k", MAX_VERIFY_K),
+        stale_seconds=data.get("reduce", {}).get("stale_seconds", DEFAULT_STALE_SECONDS),
+        decision=Decision(
+            should_finish=decision.get("should_finish"),
+            reason=decision.get("reason"),
+            conclusions=tuple(
+                Conclusion(c["text"], tuple(c.get("evidence", ()))) for c in decision.get("conclusions", ())
+            ),
+        ),
+        uses=tuple(data.get("uses", ())),
+        lifecycle=Lifecycle(**data.get("lifecycle", {})),
+    )

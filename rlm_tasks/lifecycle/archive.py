@@ -1,0 +1,348 @@
+"""Immutable archives of finished runs: .rlm/archive/<run_id>-<UTC stamp>/{run/, meta.json, in_use_by/}.
+
+An archive is built in a hidden directory beside the others and renamed into
+place only when complete, so one that fails half-way leaves no partial archive
+(a killed build leaves a `.tmp~…` directory that the next cleanup removes).
+`meta.json` carries a sha256 manifest of every archived file; `verify`
+re-hashes against it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.clock import iso
+from rlm_tasks.config import schema
+from rlm_tasks.errors import UserError
+from rlm_tasks.lifecycle import cleanup
+from rlm_tasks.lifecycle.runlock import archive_root, hostname, parse_iso, remove_tree, utc_now
+from rlm_tasks.state import drift
+from rlm_tasks.state.context import RunContext
+
+FORMAT_VERSION = 1
+REQUIRED_OUTPUTS = ("final.json", "deferred.json")
+TRANSIENT_DIRS = ("artifacts/logs", "artifacts/progress")  # heavy, and the archive keeps a copy
+READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+CHUNK = 1 << 20
+
+
+class ArchiveRefused(UserError):
+    """The run cannot be archived yet (final outputs missing) or the archive already exists."""
+
+
+class ArchiveFailed(UserError):
+    """Archiving stopped half-way on an OS error; nothing was archived."""
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    archive_id: str
+    archive_rel: str
+    file_count: int
+    size_bytes: int
+    transient: str  # what happened to the run's logs
+    cleanup: cleanup.CleanupResult
+    notes: tuple[str, ...] = ()
+
+    def lines(self, run_id: str) -> list[str]:
+        size = f"{self.size_bytes / 1024:.1f} KiB" if self.size_bytes >= 1024 else f"{self.size_bytes} bytes"
+        swept = cleanup.summary_lines(self.cleanup, deletions_only=True)
+        return [f"archived run {run_id} to {self.archive_rel}/ ({self.file_count} files, {size}); {self.transient}",
+                *self.notes, *(line if self.cleanup.skipped else f"cleanup: {line}" for line in swept)]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    archive_id: str
+    file_count: int
+    changed: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def intact(self) -> bool:
+        return not (self.changed or self.missing or self.extra or self.problems)
+
+    def lines(self) -> list[str]:
+        if self.intact:
+            return [f"archive {self.archive_id}: intact ({self.file_count} files match the manifest)"]
+        out = [f"archive {self.archive_id}: NOT intact"]
+        out += [f"  {problem}" for problem in self.problems]
+        out += [f"  changed  {p}" for p in self.changed]
+        out += [f"  missing  {p}" for p in self.missing]
+        out += [f"  extra    {p}" for p in self.extra]
+        return out
+
+
+def archive_rel(archive_id: str) -> str:
+    return f"{cleanup.ARCHIVES}/{archive_id}"
+
+
+def archived_to_path(ctx: RunContext) -> Path:
+    return ctx.layout.run_dir / "archived_to.json"
+
+
+def stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+# ---- hashing and copying ----------------------------------------------------------------------------------
+
+def _files(tree: Path) -> list[Path]:
+    return sorted(Path(d) / name for d, _, names in os.walk(tree) for name in names)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _copy_file(src: Path, dest: Path) -> tuple[str, int]:
+    """Copy one file, hashing what is written (one read per file)."""
+    digest, size = hashlib.sha256(), 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with src.open("rb") as reader, dest.open("wb") as writer:
+        for block in iter(lambda: reader.read(CHUNK), b""):
+            digest.update(block)
+            writer.write(block)
+            size += len(block)
+    shutil.copystat(src, dest)
+    return digest.hexdigest(), size
+
+
+def manifest_of(tree: Path) -> dict[str, str]:
+    return {p.relative_to(tree).as_posix(): _hash_file(p)[0] for p in _files(tree)}
+
+
+def _make_read_only(tree: Path) -> None:
+    for dirpath, _dirs, names in os.walk(tree, topdown=False):
+        for name in names:
+            os.chmod(Path(dirpath) / name, READ_ONLY_FILE)
+        os.chmod(dirpath, READ_ONLY_DIR)
+
+
+# ---- building one archive ---------------------------------------------------------------------------------
+
+def _read_outputs(ctx: RunContext) -> dict[str, Any]:
+    missing = [name for name in REQUIRED_OUTPUTS if not (ctx.layout.run_dir / name).is_file()]
+    if missing:
+        raise ArchiveRefused(f"archive refused: run '{ctx.plan.run_id}' has no "
+                             + " and no ".join(f"{ctx.layout.run_dir_rel}/{m}" for m in missing)
+                             + "; finish the run first (`doit final`)")
+    try:
+        final = jsonio.read_json(ctx.layout.run_dir / "final.json")
+    except ValueError as exc:
+        raise ArchiveRefused(f"archive refused: {ctx.layout.run_dir_rel}/final.json is not valid JSON: {exc}") from None
+    if not isinstance(final, dict):
+        raise ArchiveRefused(f"archive refused: {ctx.layout.run_dir_rel}/final.json is not a JSON object")
+    return final
+
+
+def _run_window(ctx: RunContext) -> tuple[str, str]:
+    """(start, end) of the run: the drift baseline or first worker start; final.json's time."""
+    starts = [parse_iso(drift.baseline_taken_at(ctx))]
+    starts += [parse_iso(entry.get("started_at")) for entry in ctx.store.entries().values()]
+    known = [s for s in starts if s is not None]
+    if known:
+        start = min(known)
+    else:
+        mtimes = [p.stat().st_mtime for p in _files(ctx.layout.run_dir)]
+        start = dt.datetime.fromtimestamp(min(mtimes), dt.timezone.utc)
+    end = dt.datetime.fromtimestamp((ctx.layout.run_dir / "final.json").stat().st_mtime, dt.timezone.utc)
+    return iso(start), iso(end)
+
+
+def _meta(ctx: RunContext, final: dict[str, Any], archive_id: str, now: dt.datetime, ttl_days: float,
+          keep_forever: bool, manifest: dict[str, str], size: int) -> dict[str, Any]:
+    raw = final.get("termination_decision")
+    decision: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    start, end = _run_window(ctx)
+    return {
+        "version": FORMAT_VERSION,
+        "archive_id": archive_id,
+        "run_id": ctx.plan.run_id,
+        "archived_at": iso(now),
+        "goal_summary": str(final.get("goal_summary") or ctx.plan.goal),
+        "start_timestamp": start,
+        "end_timestamp": end,
+        "termination_reason": str(decision.get("reason") or ""),
+        "retention": {"ttl_days": ttl_days, "keep_forever": keep_forever, "size_bytes": size},
+        "file_count": len(manifest),
+        "manifest": manifest,
+    }
+
+
+def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+    """Steps 1-3: copy the run, write meta.json with the manifest, make it read-only; all or nothing."""
+    final = _read_outputs(ctx)
+    archive_id = f"{ctx.plan.run_id}-{stamp(now)}"
+    base = archive_root(ctx.plan.root)
+    dest = base / archive_id
+    if dest.exists():
+        raise ArchiveRefused(f"archive {archive_rel(archive_id)} already exists; archives are immutable "
+                             "(archive again in a second)")
+    base.mkdir(parents=True, exist_ok=True)
+    # Named so cleanup can tell whether the process building it still lives.
+    tmp = base / f".tmp~{archive_id}~{hostname()}~{os.getpid()}"
+    if tmp.exists():
+        remove_tree(tmp)  # left by a dead process that had our pid
+    tmp.mkdir()
+    try:
+        source = ctx.layout.run_dir
+        manifest: dict[str, str] = {}
+        size = 0
+        for path in _files(source):
+            rel = path.relative_to(source).as_posix()
+            manifest[rel], n = _copy_file(path, tmp / "run" / rel)
+            size += n
+        meta = _meta(ctx, final, archive_id, now, ttl_days, keep_forever, manifest, size)
+        problems = schema.check("archive_meta", meta)
+        if problems:
+            raise ArchiveFailed("archive failed: meta.json does not match its schema: " + "; ".join(problems))
+        jsonio.write_json(tmp / "meta.json", meta)
+        (tmp / cleanup.MARKERS).mkdir()
+        _make_read_only(tmp / "run")
+        os.chmod(tmp / "meta.json", READ_ONLY_FILE)
+        os.chmod(tmp, READ_ONLY_DIR)  # meta.json cannot be replaced either; in_use_by/ stays writable
+        os.rename(tmp, dest)
+    except OSError as exc:
+        remove_tree(tmp)
+        raise ArchiveFailed(f"archive failed, nothing was archived: {exc}") from None
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    return archive_id, meta
+
+
+def _trim_transient(ctx: RunContext, present: list[str], tarball: str | None) -> None:
+    """Step 5: compress (when `tarball` names the file) and remove the run's transient directories."""
+    run_dir = ctx.layout.run_dir
+    if tarball is not None:
+        target = run_dir / tarball
+        fd, tmp = tempfile.mkstemp(prefix=".transient.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            with tarfile.open(tmp, "w:gz") as tar:
+                for rel in present:
+                    tar.add(run_dir / rel, arcname=rel)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    for rel in present:
+        remove_tree(run_dir / rel)
+
+
+def _sweep(ctx: RunContext, archive_id: str) -> tuple[cleanup.CleanupResult, list[str]]:
+    """Step 6: TTL cleanup, and release of the markers this run's `uses:` set (a finished run needs none)."""
+    root = ctx.plan.root
+    with cleanup.locked(root) as got:
+        if not got:
+            return cleanup.CleanupResult(True), []
+        notes = cleanup.sync_uses(root, ctx.plan.run_id, ())
+        # The new archive waits for the next cleanup, even with ttl_days 0.
+        done = cleanup.apply(root, cleanup.collect(root, spare=archive_id))
+        return cleanup.CleanupResult(False, tuple(done)), notes
+
+
+def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool | None = None,
+           now: dt.datetime | None = None) -> ArchiveResult:
+    """Steps 1-6 of `rlm archive`; the caller holds the run lock and releases it (step 7)."""
+    now = now or utc_now()
+    lifecycle = ctx.plan.lifecycle
+    ttl = float(lifecycle.ttl_days if ttl_days is None else ttl_days)
+    forever = bool(lifecycle.keep_forever if keep_forever is None else keep_forever)
+    archive_id, meta = build(ctx, ttl_days=ttl, keep_forever=forever, now=now)
+
+    present = [rel for rel in TRANSIENT_DIRS if (ctx.layout.run_dir / rel).is_dir()]
+    mode = lifecycle.transient if present else "keep"
+    tarball = f"artifacts/transient-{archive_id}.tar.gz" if mode == "compress" else None
+    run_rel = ctx.layout.run_dir_rel
+    jsonio.write_json(archived_to_path(ctx), {  # the pointer first: trimming may fail, the archive is complete
+        "version": FORMAT_VERSION,
+        "run_id": ctx.plan.run_id,
+        "archive_id": archive_id,
+        "archive_path": archive_rel(archive_id),
+        "archived_at": meta["archived_at"],
+        "manifest_sha256": hashlib.sha256(jsonio.dumps(meta["manifest"]).encode("utf-8")).hexdigest(),
+        "transient": {
+            "mode": mode,
+            "paths": [f"{run_rel}/{rel}" for rel in present] if mode != "keep" else [],
+            "compressed_to": f"{run_rel}/{tarball}" if tarball else None,
+        },
+    })
+    if mode != "keep":
+        _trim_transient(ctx, present, tarball)
+    transient = ("no logs to trim" if not present else
+                 "logs kept (lifecycle.transient: keep)" if mode == "keep" else
+                 f"logs compressed to {run_rel}/{tarball}" if tarball else "logs removed (the archive keeps them)")
+    swept, notes = _sweep(ctx, archive_id)
+    return ArchiveResult(archive_id, archive_rel(archive_id), int(meta["file_count"]),
+                         int(meta["retention"]["size_bytes"]), transient, swept, tuple(notes))
+
+
+# ---- checking and listing ---------------------------------------------------------------------------------
+
+def verify(root: Path, archive_id: str) -> VerifyResult:
+    """Re-hash the archive's files against the manifest in its meta.json."""
+    path = cleanup.existing_archive(root, archive_id)
+    meta = cleanup.read_meta(path)
+    actual = manifest_of(path / "run") if (path / "run").is_dir() else {}
+    if meta is None or not isinstance(meta.get("manifest"), dict):
+        return VerifyResult(archive_id, len(actual), problems=("meta.json is unreadable or has no manifest",))
+    problems = tuple(f"meta.json: {p}" for p in schema.check("archive_meta", meta))
+    recorded: dict[str, Any] = meta["manifest"]
+    return VerifyResult(
+        archive_id,
+        len(recorded),
+        changed=tuple(sorted(p for p in recorded if p in actual and actual[p] != recorded[p])),
+        missing=tuple(sorted(p for p in recorded if p not in actual)),
+        extra=tuple(sorted(p for p in actual if p not in recorded)),
+        problems=problems,
+    )
+
+
+def list_lines(root: Path, now: dt.datetime | None = None) -> list[str]:
+    """One line per archive: age, retention and who uses it."""
+    now = now or utc_now()
+    lines = []
+    for archive_id in cleanup.archive_ids(root):
+        path = archive_root(root) / archive_id
+        meta = cleanup.read_meta(path) or {}
+        retention = meta.get("retention") or {}
+        archived = parse_iso(meta.get("archived_at"))
+        age = f"{(now - archived).total_seconds() / 86400:.1f}d" if archived else "?"
+        keep = "forever" if retention.get("keep_forever") else f"ttl {retention.get('ttl_days', '?')}d"
+        users = cleanup.markers(path)
+        used = f", in use by {', '.join(users)}" if users else ""
+        lines.append(f"{archive_id}  age {age}, {keep}, {retention.get('size_bytes', '?')} bytes{used}")
+    return lines
+
+
+def doit_action(ctx: RunContext) -> Any:
+    """`doit archive`: the run reporter holds the run lock and releases it when doit ends."""
+    from doit.exceptions import TaskFailed
+
+    try:
+        result = create(ctx)
+    except UserError as exc:
+        return TaskFailed(str(exc))
+    sys.stdout.write("".join(f"rlm: {line}\n" for line in result.lines(ctx.plan.run_id)))
+    return None

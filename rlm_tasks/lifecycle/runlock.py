@@ -1,0 +1,323 @@
+"""Run lifecycle: the per-run lock (one `doit` per run at a time) and the state paths it shares.
+
+The lock is an OS file lock plus a holder record (pid, host, start). On a
+local disk the kernel drops the OS lock when its holder dies, so a crash never
+blocks the next run. The record is what is left to judge when the OS lock
+proves nothing: a holder on another host, or a filesystem without OS locks.
+Such a lock is stale after `lifecycle.lock_stale_hours`, and only
+`--break-lock` takes it; every break is logged to .rlm/locks/breaks.log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import os
+import re
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from rlm_tasks import jsonio
+from rlm_tasks.clock import iso
+from rlm_tasks.errors import UserError
+from rlm_tasks.layout import STATE_DIR, RunLayout
+from rlm_tasks.procs import pid_alive
+
+LOCKED_EXIT_CODE = 3
+DEFAULT_STALE_HOURS = 24.0
+ARCHIVE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*-\d{8}T\d{6}Z$")
+RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+PID_REUSE_SLACK_SECONDS = 2.0
+
+
+# ---- where lifecycle state lives (repo-relative, under .rlm/) ---------------------------------------------
+
+def archive_root(root: Path) -> Path:
+    return root / STATE_DIR / "archive"
+
+
+def locks_dir(root: Path) -> Path:
+    return root / STATE_DIR / "locks"
+
+
+def cleanup_lock_file(root: Path) -> Path:
+    return locks_dir(root) / "cleanup.lock"
+
+
+def cleanup_log(root: Path) -> Path:
+    return root / STATE_DIR / "cleanup.log"
+
+
+BREAKS_LOG = f"{STATE_DIR}/locks/breaks.log"
+
+
+def breaks_log(root: Path) -> Path:
+    return root / BREAKS_LOG
+
+
+# ---- small shared helpers ---------------------------------------------------------------------------------
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def parse_iso(text: Any) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def boot_id() -> str | None:
+    """Linux's id of this boot: a holder recorded under another boot is dead."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def process_started(pid: int) -> dt.datetime | None:
+    """When a process started (Linux /proc), to tell a reused pid from the lock's holder; None if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat(5), counted after the ")" that ends the command name
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="ascii").splitlines()
+                     if line.startswith("btime "))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return dt.datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), dt.timezone.utc)
+
+
+def append_line(path: Path, line: str) -> None:
+    """One write per line with O_APPEND, so lines from concurrent processes never interleave."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also removes read-only archives (their directories are 0555)."""
+    def make_writable_and_retry(func: Any, target: str, _exc: Any) -> None:
+        parent = os.path.dirname(target)
+        os.chmod(parent, stat.S_IRWXU | os.stat(parent).st_mode)
+        if os.path.isdir(target) and not os.path.islink(target):
+            os.chmod(target, stat.S_IRWXU | os.stat(target).st_mode)
+        func(target)
+
+    if not path.exists():
+        return
+    if path.is_dir() and not path.is_symlink():
+        for dirpath, _dirs, _files in os.walk(path):
+            os.chmod(dirpath, stat.S_IRWXU | os.stat(dirpath).st_mode)
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=make_writable_and_retry)
+    else:  # onerror is deprecated from 3.12 on
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+# ---- the run lock -----------------------------------------------------------------------------------------
+
+class RunLocked(UserError):
+    """Another process holds the run's lock (or may: it cannot be proven dead)."""
+
+    exit_code = LOCKED_EXIT_CODE
+
+
+class RunLockStale(RunLocked):
+    """The run's lock is older than lock_stale_hours and its holder cannot be proven dead; --break-lock takes it."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a run lock, as recorded in .rlm/locks/<run_id>.holder.json (schemas/lock_holder.schema.json)."""
+
+    run_id: str
+    pid: int
+    host: str
+    started_at: str
+    boot_id: str | None = None
+
+    @classmethod
+    def current(cls, run_id: str) -> Holder:
+        return cls(run_id, os.getpid(), hostname(), iso(utc_now()), boot_id())
+
+    @classmethod
+    def from_json(cls, data: Any) -> Holder | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(str(data["run_id"]), int(data["pid"]), str(data["host"]), str(data["started_at"]),
+                       data.get("boot_id") if isinstance(data.get("boot_id"), str) else None)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "pid": self.pid, "host": self.host, "started_at": self.started_at,
+                "boot_id": self.boot_id}
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on host {self.host}, started {self.started_at}"
+
+
+def holder_is_dead(holder: Holder, *, os_lock_taken: bool) -> bool | None:
+    """True: provably dead; False: alive; None: cannot tell from this host."""
+    if holder.host != hostname():
+        return None
+    mine = boot_id()
+    if holder.boot_id and mine and holder.boot_id != mine:
+        return True  # recorded before this machine rebooted
+    if holder.pid == os.getpid():
+        # Same process: the OS lock we just took proves no lock object in this process holds it.
+        return os_lock_taken
+    if not pid_alive(holder.pid):
+        return True
+    # A process younger than the lock has merely reused the holder's pid.
+    started, since = process_started(holder.pid), parse_iso(holder.started_at)
+    return started is not None and since is not None and (started - since).total_seconds() > PID_REUSE_SLACK_SECONDS
+
+
+def _os_lock(path: Path) -> filelock.BaseFileLock:
+    try:
+        # No silent switch to a lock-file lock: a crashed holder's file would block forever.
+        return filelock.FileLock(str(path), timeout=0, fallback_to_soft=False)
+    except TypeError:  # older filelock: no such option, and no such switch either
+        return filelock.FileLock(str(path), timeout=0)
+
+
+class RunLock:
+    """The run's lock: an OS file lock plus a holder record; see the module docstring."""
+
+    def __init__(self, layout: RunLayout, stale_hours: float = DEFAULT_STALE_HOURS) -> None:
+        self.layout = layout
+        self.stale_hours = stale_hours
+        self._lock = _os_lock(layout.lock_file)
+        self._os_locked = False
+        self._holder: Holder | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._holder is not None
+
+    def _where(self) -> str:
+        return self.layout.lock_file.relative_to(self.layout.root).as_posix()
+
+    def _take_os_lock(self) -> bool:
+        """True when taken, False when the filesystem has no OS locks; RunLocked when another process holds it."""
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            holder = Holder.from_json(self._read_holder())
+            who = holder.describe() if holder else "holder unknown"
+            raise RunLocked(f"run '{self.layout.run_id}' is locked by another process ({who}); lock: {self._where()}"
+                            ) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+                return False
+            raise
+        return True
+
+    def _read_holder(self) -> Any:
+        try:
+            return jsonio.read_json(self.layout.lock_holder_json)
+        except ValueError:
+            return {}  # unreadable: judged like a holder we cannot prove dead
+
+    def acquire(self, *, break_lock: bool = False) -> None:
+        """Take the lock or raise RunLocked / RunLockStale; `break_lock` takes a stale one and logs it."""
+        self.layout.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        self._os_locked = self._take_os_lock()
+        try:
+            self._judge_previous(break_lock)
+            me = Holder.current(self.layout.run_id)
+            self._write_holder(me)
+            self._holder = me
+        except BaseException:
+            self._release_os_lock()
+            raise
+
+    def _judge_previous(self, break_lock: bool) -> None:
+        path = self.layout.lock_holder_json
+        raw = self._read_holder()
+        if raw is None:
+            return
+        holder = Holder.from_json(raw)
+        dead = holder_is_dead(holder, os_lock_taken=self._os_locked) if holder else None
+        if dead:
+            path.unlink(missing_ok=True)  # a crashed holder never blocks
+            return
+        who = holder.describe() if holder else "holder record unreadable"
+        if dead is False:
+            raise RunLocked(f"run '{self.layout.run_id}' is locked by a live process ({who}); lock: {self._where()}")
+        since = parse_iso(holder.started_at) if holder else None
+        if since is None:
+            since = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+        hours = (utc_now() - since).total_seconds() / 3600
+        if hours < self.stale_hours:
+            raise RunLocked(
+                f"run '{self.layout.run_id}' is locked by {who} ({hours:.1f} hours ago), which rlm cannot check "
+                f"from this host; the lock counts as stale after lock_stale_hours ({self.stale_hours:g}); "
+                f"lock: {self._where()}")
+        if not break_lock:
+            raise RunLockStale(
+                f"run '{self.layout.run_id}' has a stale lock: {who} ({hours:.1f} hours ago, more than "
+                f"lock_stale_hours {self.stale_hours:g}); rlm cannot tell whether it still runs. If it does not, "
+                f"take the lock with --break-lock, e.g. `rlm run --break-lock` (logged to {BREAKS_LOG})")
+        me = Holder.current(self.layout.run_id)
+        append_line(breaks_log(self.layout.root),
+                    f"{iso(utc_now())} broke the lock of run '{self.layout.run_id}' held by {who} "
+                    f"({hours:.1f} hours old, lock_stale_hours {self.stale_hours:g}); taken by {me.describe()}")
+        path.unlink(missing_ok=True)
+
+    def _write_holder(self, me: Holder) -> None:
+        if self._os_locked:
+            jsonio.write_json(self.layout.lock_holder_json, me.as_json())
+            return
+        # Without an OS lock the record itself is the lock: create it only if nobody else did.
+        fd, tmp = tempfile.mkstemp(prefix=".holder.", suffix=".tmp", dir=self.layout.lock_holder_json.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(jsonio.dumps(me.as_json()))
+            os.link(tmp, self.layout.lock_holder_json)
+        except FileExistsError:
+            raise RunLocked(f"run '{self.layout.run_id}' was locked by another process just now; "
+                            f"lock: {self._where()}") from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _release_os_lock(self) -> None:
+        if self._os_locked and self._lock.is_locked:
+            self._lock.release()
+        self._os_locked = False
+
+    def release(self) -> None:
+        if self._holder is None:
+            return
+        if Holder.from_json(self._read_holder()) == self._holder:
+            self.layout.lock_holder_json.unlink(missing_ok=True)
+        self._holder = None
+        self._release_os_lock()
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

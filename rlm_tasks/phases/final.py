@@ -1,0 +1,151 @@
+"""DECIDE's outputs: final.json and final.md, refused until VERIFY is done and the decision is written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.errors import UserError
+from rlm_tasks.phases import reduce
+from rlm_tasks.render import jinja
+from rlm_tasks.state.budget import BudgetUse, budget_use
+from rlm_tasks.state.context import RunContext
+
+FORMAT_VERSION = 1
+NONE_IDENTIFIED = "none identified"
+BUDGET_EXHAUSTED = "budget exhausted"
+
+
+class FinalRefused(UserError):
+    """final.json cannot be written yet; the message says what is missing."""
+
+
+def final_json_path(ctx: RunContext) -> str:
+    return f"{ctx.layout.run_dir_rel}/final.json"
+
+
+def final_md_path(ctx: RunContext) -> str:
+    return f"{ctx.layout.run_dir_rel}/final.md"
+
+
+def _preconditions(ctx: RunContext, use: BudgetUse) -> list[str]:
+    problems = []
+    verify = [t for t in ctx.plan.tasks if t.mode == "verify"]
+    if not verify:
+        problems.append("VERIFY is mandatory: the plan has no verify task; add one under 'verify:' and run doit")
+    for task in verify:
+        fresh = ctx.freshness(task)
+        if not fresh.fresh:
+            why = ",".join(fresh.reasons) or fresh.detail or ""
+            problems.append(f"verify report of {task.doit_name} is {fresh.state.value}"
+                            + (f" ({why})" if why else "") + ": run doit first")
+    if ctx.plan.decision.should_finish is None and use.exhausted(ctx) is None:
+        problems.append("no decision: write `decision: {should_finish, reason, conclusions}` in rlm.yaml")
+    for conclusion in ctx.plan.decision.conclusions:
+        for path in conclusion.evidence:
+            if not ctx.layout.abs(path).exists():
+                problems.append(f"decision.conclusions: evidence path '{path}' does not exist")
+    return problems
+
+
+def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(final.json, reduce_state, deferred) — reduce and deferred are refreshed first."""
+    state = reduce.write_reduce_state(ctx)
+    deferred = reduce.write_deferred(ctx)
+    use = budget_use(ctx)
+    problems = _preconditions(ctx, use)
+    if problems:
+        raise FinalRefused("final refused: " + "; ".join(problems))
+    decision = ctx.plan.decision
+    exhausted = use.exhausted(ctx)
+    should_finish = bool(decision.should_finish)
+    reason = decision.reason or ""
+    if exhausted and not should_finish:
+        should_finish, reason = True, f"{BUDGET_EXHAUSTED}: {exhausted}"
+    evidence = [t.report_path for t in ctx.plan.tasks]
+    for conclusion in decision.conclusions:
+        evidence.extend(p for p in conclusion.evidence if p not in evidence)
+    items = deferred["items"]
+    final = {
+        "version": FORMAT_VERSION,
+        "run_id": ctx.plan.run_id,
+        "goal_summary": ctx.plan.goal,
+        "termination_decision": {
+            "should_finish": should_finish,
+            "reason": reason,
+            "budget_used": {"iterations": use.iterations, "workers": use.workers, "attempts": use.attempts},
+        },
+        "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions],
+        "evidence_paths": evidence,
+        "deferred_opportunities": [{k: i[k] for k in ("proposal", "why_deferred", "how_to_validate", "source")}
+                                   for i in items] or NONE_IDENTIFIED,
+        "reduce_state_path": reduce.reduce_state_path(ctx),
+        "deferred_path": reduce.deferred_path(ctx),
+    }
+    return final, state, deferred
+
+
+def _node(index: int) -> str:
+    return f"t{index}"
+
+
+def mermaid_dag(ctx: RunContext, state: dict[str, Any]) -> str:
+    states = {row["id"]: row["state"] for row in state["tasks"]}
+    index = {task.id: i for i, task in enumerate(ctx.plan.tasks)}
+    lines = ["graph TD"]
+    for task in ctx.plan.tasks:
+        label = task.doit_name.replace('"', "'")
+        lines.append(f'  {_node(index[task.id])}["{label}"]:::{states[task.id]}')
+    for task in ctx.plan.tasks:
+        for dep in task.depends_on:
+            lines.append(f"  {_node(index[dep])} --> {_node(index[task.id])}")
+    colours = {
+        "fresh": "fill:#d4edda,stroke:#28a745", "stale": "fill:#fff3cd,stroke:#d39e00",
+        "missing": "fill:#e2e3e5,stroke:#6c757d", "invalid": "fill:#f8d7da,stroke:#dc3545",
+        "failed": "fill:#f8d7da,stroke:#dc3545", "running": "fill:#cce5ff,stroke:#007bff",
+    }
+    lines += [f"  classDef {name} {style}" for name, style in colours.items()]
+    return "\n".join(lines)
+
+
+def _parse_time(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+
+
+def mermaid_gantt(ctx: RunContext) -> str:
+    lines = ["gantt", "  title Worker timeline (UTC)", "  dateFormat YYYY-MM-DDTHH:mm:ss", "  axisFormat %H:%M:%S"]
+    for mode in ("map", "verify"):
+        rows = []
+        for i, task in enumerate(ctx.plan.tasks):
+            entry = ctx.store.get(task.id) if task.mode == mode else None
+            start = _parse_time(entry.get("started_at", "")) if entry else None
+            end = _parse_time(entry.get("finished_at", "")) if entry else None
+            if start is None or end is None:
+                continue
+            seconds = max(1, math.ceil((end - start).total_seconds()))
+            name = re.sub(r"[:#;]", "_", task.id)
+            rows.append(f"  {name} :done, g{i}, {start.strftime('%Y-%m-%dT%H:%M:%S')}, {seconds}s")
+        if rows:
+            lines.append(f"  section {mode}")
+            lines.extend(rows)
+    return "\n".join(lines)
+
+
+def write(ctx: RunContext) -> dict[str, Any]:
+    final, state, _ = build(ctx)
+    text = jinja.render_final(ctx.plan, {
+        "final": final,
+        "reduce_state": state,
+        "mermaid_dag": mermaid_dag(ctx, state),
+        "mermaid_gantt": mermaid_gantt(ctx),
+        "none_identified": NONE_IDENTIFIED,
+    })
+    jsonio.write_json(ctx.layout.abs(final_json_path(ctx)), final)
+    jsonio.write_text_atomic(ctx.layout.abs(final_md_path(ctx)), text)
+    return final

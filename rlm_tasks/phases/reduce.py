@@ -1,0 +1,124 @@
+"""REDUCE: reduce_state.json (an inventory, never report text) and deferred.json."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.clock import iso
+from rlm_tasks.phases import deferred
+from rlm_tasks.run import inflight
+from rlm_tasks.state import drift, reports
+from rlm_tasks.state.budget import attempts_by_task, budget_use
+from rlm_tasks.state.context import RunContext
+
+FORMAT_VERSION = 1
+STATES = ("fresh", "stale", "missing", "invalid", "failed", "running")
+
+
+def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
+    """Entries of artifacts/scheduler/inflight.json whose worker process group is still alive."""
+    return {str(e.get("worker_id")): e for e in inflight.live_entries(inflight.read(ctx.layout))}
+
+
+def reduce_state(ctx: RunContext) -> dict[str, Any]:
+    attempts = attempts_by_task(ctx)
+    running = running_workers(ctx)
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    for task in ctx.plan.tasks:
+        fresh = ctx.freshness(task)
+        report = ctx.report_file(task)
+        entry = ctx.store.get(task.id)
+        recorded_attempt = int(entry.get("attempt", 0)) if entry else 0
+        tried = attempts.get(task.id, 0)
+        if task.id in running:
+            task_state = "running"
+        elif not fresh.fresh and tried > recorded_attempt:
+            task_state = "failed"  # its last attempt left no accepted report
+        else:
+            task_state = fresh.state.value
+        size: int | None
+        age: float | None
+        try:
+            stat = report.stat()
+            size, age = stat.st_size, round(now - stat.st_mtime, 1)
+            text = report.read_text(encoding="utf-8", errors="replace")
+            compliance = any(reports.normalise_heading(h) == "contract compliance" for _, h in reports.headings(text))
+        except (FileNotFoundError, IsADirectoryError):
+            size = age = None
+            compliance = False
+        rows.append({
+            "id": task.id,
+            "doit_name": task.doit_name,
+            "mode": task.mode,
+            "state": task_state,
+            "reasons": list(fresh.reasons) or ([fresh.detail] if fresh.detail else []),
+            "report_path": task.report_path,
+            "report_bytes": size,
+            "age_seconds": age,
+            "attempts": tried,
+            "contract_compliance": compliance,
+            "log_path": ctx.layout.log_rel(task.worker_id, tried) if tried else None,
+        })
+    counts = Counter(r["state"] for r in rows)
+    stale_in_flight = [
+        r["id"] for r in rows
+        if r["state"] == "running" and (r["age_seconds"] is None or float(r["age_seconds"]) > ctx.plan.stale_seconds)
+    ]
+    use = budget_use(ctx)
+    state: dict[str, Any] = {
+        "version": FORMAT_VERSION,
+        "run_id": ctx.plan.run_id,
+        "generated_at": iso(),
+        "iteration": use.iterations,
+        "stale_seconds": ctx.plan.stale_seconds,
+        "total": len(rows),
+        "counts": {s: counts.get(s, 0) for s in STATES},
+        "missing": [r["id"] for r in rows if r["report_bytes"] is None],
+        "stale": stale_in_flight,
+        "tasks": rows,
+        "budget": {
+            "iterations_used": use.iterations,
+            "max_iterations": ctx.plan.budget.max_iterations,
+            "workers_used": use.workers,
+            "attempts_used": use.attempts,
+            "max_workers": ctx.plan.budget.max_workers,
+            "exhausted": use.exhausted(ctx),
+        },
+        "drift": drift.report(ctx),
+    }
+    return state
+
+
+def reduce_state_path(ctx: RunContext) -> str:
+    return f"{ctx.layout.run_dir_rel}/reduce_state.json"
+
+
+def deferred_path(ctx: RunContext) -> str:
+    return f"{ctx.layout.run_dir_rel}/deferred.json"
+
+
+def write_reduce_state(ctx: RunContext) -> dict[str, Any]:
+    state = reduce_state(ctx)
+    jsonio.write_json(ctx.layout.abs(reduce_state_path(ctx)), state)
+    return state
+
+
+def write_deferred(ctx: RunContext) -> dict[str, Any]:
+    data = deferred.collect([(t.report_path, ctx.report_file(t)) for t in ctx.plan.tasks])
+    data = {"version": FORMAT_VERSION, "run_id": ctx.plan.run_id, **data}
+    jsonio.write_json(ctx.layout.abs(deferred_path(ctx)), data)
+    return data
+
+
+def reduce_summary(state: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in state["counts"].items() if n)
+    return f"reduce: {state['total']} tasks ({counts or 'none'}), iteration {state['iteration']}"
+
+
+def deferred_summary(data: dict[str, Any]) -> str:
+    return (f"deferred: {data['count']} opportunities from {data['reports_read']} reports, "
+            f"{len(data['reports_without_section'])} without the section")

@@ -1,0 +1,167 @@
+"""The Jinja2 environment (StrictUndefined) and what it renders: the contract and worker prompts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rlm_tasks.config.plan import Plan, TaskSpec
+from rlm_tasks.errors import UserError
+from rlm_tasks.layout import RunLayout
+from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
+
+if TYPE_CHECKING:
+    import jinja2
+
+
+CONTRACT_TEMPLATE = "run_contract.md.j2"
+PROMPT_TEMPLATE = "worker_prompt.md.j2"
+
+
+class TemplateError(UserError):
+    """A template failed to render: syntax error or undefined variable, with the template named."""
+
+    exit_code = 2
+
+
+def environment(plan: Plan) -> jinja2.Environment:
+    import jinja2  # imported when needed: a no-op run renders nothing (bench/)
+
+    search = [str(BUILTIN_TEMPLATES)]
+    if plan.templates_dir:
+        search.insert(0, str(plan.root / plan.templates_dir))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # Markdown for agents, not HTML
+    )
+
+
+def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    import jinja2
+
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = exc.filename or exc.name or name
+        raise TemplateError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{name}: undefined variable: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template not found: {exc.name}") from None
+
+
+def render_string(template: str, context: dict[str, Any], what: str) -> str:
+    """Render a one-line template from rlm.yaml (e.g. a command argv item)."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        return env.from_string(template).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{what}: template syntax error in {template!r}: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{what}: undefined variable in {template!r}: {exc.message}") from None
+
+
+def plan_context(plan: Plan) -> dict[str, Any]:
+    c = plan.contract
+    return {
+        "run_id": plan.run_id,
+        "goal": plan.goal,
+        "success_criteria": list(plan.success_criteria),
+        "non_goals": list(plan.non_goals),
+        "hint_paths": list(plan.hint_paths),
+        "scope": {"include": list(c.scope_include), "avoid": list(c.scope_avoid)},
+        "invariants": list(c.invariants),
+        "sequence": list(c.sequence),
+        "verification": {
+            "interpreter": c.verification.interpreter,
+            "cwd": c.verification.cwd,
+            "env": dict(c.verification.env),
+            "commands": list(c.verification.commands),
+        },
+        "failure_policy": c.failure_policy,
+        # only tasks that own files: a task without `owns` must not change the contract all tasks share
+        "ownership": list(_ownership(plan)),
+    }
+
+
+_last_ownership: tuple[Plan, list[dict[str, Any]]] | None = None
+
+
+def _ownership(plan: Plan) -> list[dict[str, Any]]:
+    """Computed once per plan: every prompt's context includes it, and a loop over all tasks per
+    prompt made rendering a 5,000-task plan quadratic (bench/scaling.py)."""
+    global _last_ownership
+    last = _last_ownership
+    if last is None or last[0] is not plan:
+        owners = [{"worker_id": t.worker_id, "owns": list(t.owns)} for t in plan.tasks if t.owns]
+        last = _last_ownership = (plan, owners)
+    return last[1]
+
+
+def render_contract(plan: Plan) -> str:
+    return _render(environment(plan), CONTRACT_TEMPLATE, plan_context(plan))
+
+
+def task_context(plan: Plan, task: TaskSpec, layout: RunLayout) -> dict[str, Any]:
+    """Everything a prompt (or a command argv item) may refer to. Paths are repo-relative."""
+    tier = plan.tier(task.compute_tier)
+    input_reports = [plan.task(dep).report_path for dep in task.depends_on]
+    hint_paths = [layout.run_dir_rel, layout.contract_rel, *plan.hint_paths, *task.context_paths]
+    envelope = {
+        "run_id": plan.run_id,
+        "worker_id": task.worker_id,
+        "mode": task.mode,
+        "granularity": task.granularity,
+        "compute_tier": task.compute_tier,
+        "goal": task.goal,
+        "report_path": task.report_path,
+        "hint_paths": list(dict.fromkeys(hint_paths)),
+        "input_reports": input_reports,
+        "inputs": list(task.inputs),
+    }
+    return {
+        **plan_context(plan),
+        "run_goal": plan.goal,
+        "task": task,
+        "worker_id": task.worker_id,
+        "mode": task.mode,
+        "granularity": task.granularity,
+        "compute_tier": task.compute_tier,
+        "model": tier.model,
+        "effort": tier.effort,
+        "task_goal": task.goal,
+        "report_path": task.report_path,
+        "prompt_path": layout.prompt_rel(task.worker_id),
+        "contract_path": layout.contract_rel,
+        "run_dir": layout.run_dir_rel,
+        "input_reports": input_reports,
+        "inputs": list(task.inputs),
+        "context_paths": list(task.context_paths),
+        "owns": list(task.owns),
+        "required_sections": list(task.required_sections),
+        "envelope": envelope,
+        "envelope_json": json.dumps(envelope, indent=2, sort_keys=True, ensure_ascii=False),
+    }
+
+
+def render_prompt(plan: Plan, task: TaskSpec, layout: RunLayout, env: jinja2.Environment | None = None) -> str:
+    return _render(env or environment(plan), PROMPT_TEMPLATE, task_context(plan, task, layout))
+
+
+def command_context(plan: Plan, task: TaskSpec, layout: RunLayout) -> dict[str, Any]:
+    """Context of `agent.command` items: the task's fields plus where things are on this machine."""
+    return {**task_context(plan, task, layout), "python": sys.executable, "root": str(plan.root)}
+
+
+FINAL_TEMPLATE = "final.md.j2"
+
+
+def render_final(plan: Plan, context: dict[str, Any]) -> str:
+    return _render(environment(plan), FINAL_TEMPLATE, {**plan_context(plan), **context})

@@ -1,0 +1,120 @@
+"""Agent kinds → argv, environment and stdin. Never a shell: argv lists only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_tasks.config.plan import AgentSpec, Plan, TaskSpec, Tier
+from rlm_tasks.errors import UserError
+from rlm_tasks.layout import RunLayout
+from rlm_tasks.render.jinja import command_context, render_string
+
+DEFAULT_BINARIES = {"codex": "codex", "claude": "claude"}
+ROOT_PLACEHOLDER = "{root}"
+
+# Claude Code's permission modes closest to each sandbox choice.
+CLAUDE_PERMISSION_MODES = {
+    "read-only": "plan",
+    "workspace-write": "acceptEdits",
+    "danger-full-access": "bypassPermissions",
+}
+
+
+class AgentNotFound(UserError):
+    """The agent executable is neither a path that exists nor a name on PATH."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    report_from_stdout: bool
+    timeout: float | None
+
+
+def _argv_template(agent: AgentSpec, tier: Tier) -> list[str]:
+    """The argv with the repository root as a placeholder, so digests match across machines."""
+    binary = agent.binary or DEFAULT_BINARIES.get(agent.kind, agent.kind)
+    if agent.kind == "codex":
+        argv = [binary, "exec", "-m", tier.model]
+        if tier.effort:
+            argv += ["-c", f'model_reasoning_effort="{tier.effort}"']
+        argv += ["-C", ROOT_PLACEHOLDER]
+        if agent.sandbox == "bypass":
+            argv.append("--dangerously-bypass-approvals-and-sandbox")
+        else:
+            argv += ["--sandbox", agent.sandbox]
+        return [*argv, *agent.args, "-"]
+    if agent.kind == "claude":
+        argv = [binary, "-p", "--model", tier.model]
+        if tier.effort:
+            argv += ["--effort", tier.effort]
+        if agent.sandbox == "bypass":
+            argv.append("--dangerously-skip-permissions")
+        else:
+            argv += ["--permission-mode", CLAUDE_PERMISSION_MODES[agent.sandbox]]
+        return [*argv, *agent.args]
+    return list(agent.command)
+
+
+def describe(task: TaskSpec, tier: Tier) -> dict[str, Any]:
+    """What identifies the invocation for provenance: no machine-specific paths or env values."""
+    agent = task.agent
+    return {
+        "kind": agent.kind,
+        "binary": agent.binary,
+        "model": tier.model,
+        "effort": tier.effort,
+        "argv": _argv_template(agent, tier),
+        "env_names": sorted(name for name, _ in agent.env),
+        "report": agent.report if agent.kind == "command" else "file",
+    }
+
+
+def resolve_binary(name: str, plan: Plan) -> str:
+    if "/" in name:
+        candidate = plan.root / name if not os.path.isabs(name) else None
+        path = str(candidate) if candidate is not None else name
+        if os.path.exists(path):
+            return path
+        raise AgentNotFound(f"agent executable '{name}' does not exist")
+    found = shutil.which(name)
+    if found is None:
+        raise AgentNotFound(f"agent executable '{name}' not found on PATH; set agent.binary in rlm.yaml")
+    return found
+
+
+def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: int) -> Invocation:
+    agent = task.agent
+    template = _argv_template(agent, tier)
+    if agent.kind == "command":
+        context = command_context(plan, task, layout) | {"model": tier.model, "effort": tier.effort, "attempt": attempt}
+        argv = [render_string(item, context, f"agent.command[{i}]") for i, item in enumerate(template)]
+        if argv and "/" in argv[0] and not os.path.isabs(argv[0]):
+            argv[0] = str(plan.root / argv[0])
+    else:
+        argv = [str(plan.root) if item == ROOT_PLACEHOLDER else item for item in template]
+        argv[0] = resolve_binary(argv[0], plan)
+    env = dict(os.environ)
+    env.update(dict(agent.env))
+    env.update({
+        "RLM_RUN_ID": plan.run_id,
+        "RLM_WORKER_ID": task.worker_id,
+        "RLM_MODE": task.mode,
+        "RLM_REPORT_PATH": str(layout.abs(task.report_path)),
+        "RLM_PROMPT_PATH": str(layout.abs(layout.prompt_rel(task.worker_id))),
+        "RLM_CONTRACT_PATH": str(layout.abs(layout.contract_rel)),
+        "RLM_COMPUTE_TIER": tier.name,
+        "RLM_MODEL": tier.model,
+        "RLM_EFFORT": tier.effort or "",
+        "RLM_ATTEMPT": str(attempt),
+    })
+    return Invocation(
+        argv=tuple(argv),
+        env=env,
+        report_from_stdout=agent.kind == "command" and agent.report == "stdout",
+        timeout=agent.timeout,
+    )

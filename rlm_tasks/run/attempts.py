@@ -1,0 +1,262 @@
+"""One task end to end: prompt → attempts (retries, tier escalation) → validated report → provenance (last).
+
+A failed attempt (start error, non-zero exit, timeout, stall, missing or
+invalid report) is retried up to `retries` times after a jittered backoff;
+with `escalate` each retry runs one compute tier up. A report a failed
+attempt left is moved aside, never left at report_path to look done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.clock import iso
+from rlm_tasks.config.plan import TIER_ORDER, Plan, TaskSpec, Tier
+from rlm_tasks.errors import UserError
+from rlm_tasks.layout import RunLayout
+from rlm_tasks.run import agents, inflight, worker
+from rlm_tasks.state import budget, reports
+from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.provenance import sha256_file
+
+MAX_BACKOFF_SECONDS = 300.0
+ADOPT_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    ok: bool
+    message: str  # one line, names paths but never report or log contents
+    attempt: int
+    duration: float
+    tier: str = ""
+    attempts: int = 1  # attempts made by this run of the task
+    interrupted: bool = False
+
+
+def progress_rel(layout: RunLayout, worker_id: str) -> str:
+    """A file the worker may touch or append to; any change tells stall detection it is alive."""
+    return f"{layout.artifacts_rel}/progress/{worker_id}.md"
+
+
+def rejected_rel(layout: RunLayout, worker_id: str, attempt: int) -> str:
+    return f"{layout.artifacts_rel}/reports/{worker_id}.attempt-{attempt}.rejected.md"
+
+
+def tier_for(plan: Plan, task: TaskSpec, retry: int) -> Tier:
+    """The tier of the `retry`-th retry (0: first attempt); escalation stops at the top tier."""
+    name = task.compute_tier
+    if task.escalate and retry and name in TIER_ORDER:
+        name = TIER_ORDER[min(TIER_ORDER.index(name) + retry, len(TIER_ORDER) - 1)]
+    return plan.tier(name)
+
+
+def backoff_delay(base: float, retry: int, rng: random.Random | None = None) -> float:
+    """base · 2^(retry-1), times a jitter in [0.5, 1.5) so retries of many tasks do not start in lockstep."""
+    jitter: float = (rng or random).uniform(0.5, 1.5)
+    return min(MAX_BACKOFF_SECONDS, base * 2.0 ** (retry - 1) * jitter)
+
+
+def _move_aside(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dest))
+
+
+def _unique(path: Path) -> Path:
+    if not path.exists():
+        return path
+    n = 2
+    while path.with_name(f"{path.stem}.{n}{path.suffix}").exists():
+        n += 1
+    return path.with_name(f"{path.stem}.{n}{path.suffix}")
+
+
+def prepare(ctx: RunContext) -> None:
+    """Files every worker reads: the run contract."""
+    jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.contract_rel), ctx.contract_text)
+
+
+def _set_aside_previous(ctx: RunContext, sess: inflight.Session, task: TaskSpec, report: Path) -> None:
+    """Before a worker starts: drop the completion marker, keep an earlier report out of the way."""
+    layout = ctx.layout
+    entry = ctx.store.get(task.id)
+    ctx.store.forget(task.id)
+    if not report.exists():
+        return
+    orphan = sess.ended.get(task.id)
+    if entry is None and orphan is not None:
+        # left by an attempt of a dead orchestrator: it never validated
+        dest = layout.abs(rejected_rel(layout, task.worker_id, int(orphan.get("attempt") or 0)))
+    else:
+        n = int(entry.get("attempt") or 0) if entry else 0
+        dest = layout.abs(f"{layout.artifacts_rel}/history/{task.worker_id}/{n or 'unrecorded'}.md")
+    _move_aside(report, _unique(dest))
+
+
+def _record(ctx: RunContext, task: TaskSpec, report: Path, digests: dict[str, Any], tier: Tier,
+            attempt: dict[str, Any], history: list[dict[str, Any]], **extra: Any) -> None:
+    ctx.store.record(task.id, {
+        "worker_id": task.worker_id,
+        "mode": task.mode,
+        "report_path": task.report_path,
+        "report_sha256": sha256_file(report),
+        "digests": digests,
+        "compute_tier": tier.name,
+        "configured_tier": task.compute_tier,
+        "model": tier.model,
+        "effort": tier.effort,
+        "attempt": attempt["attempt"],
+        "attempts": history,
+        "log_path": attempt["log_path"],
+        "started_at": attempt["started_at"],
+        "finished_at": attempt["finished_at"],
+        "exit_code": attempt["exit_code"],
+        **extra,
+    })
+
+
+def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier, attempt: int, prompt: bytes,
+             digests: dict[str, Any], report: Path) -> tuple[dict[str, Any], str | None]:
+    """Run one attempt; (its record for provenance, why it failed or None)."""
+    layout = ctx.layout
+    log_rel = layout.log_rel(task.worker_id, attempt)
+    record: dict[str, Any] = {"attempt": attempt, "compute_tier": tier.name, "model": tier.model,
+                              "effort": tier.effort, "log_path": log_rel, "exit_code": None}
+    try:
+        invocation = agents.build(ctx.plan, layout, task, tier, attempt)
+    except UserError as exc:
+        now = iso(time.time())
+        layout.abs(log_rel).parent.mkdir(parents=True, exist_ok=True)
+        layout.abs(log_rel).write_text(f"{exc}\n", encoding="utf-8")
+        return {**record, "outcome": "start_error", "started_at": now, "finished_at": now}, str(exc)
+    progress = layout.abs(progress_rel(layout, task.worker_id))
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    invocation = dataclasses.replace(invocation, env={**invocation.env, "RLM_PROGRESS_PATH": str(progress)})
+    report.parent.mkdir(parents=True, exist_ok=True)
+
+    started = False
+
+    def on_start(pid: int, at: float) -> None:
+        nonlocal started
+        started = True
+        sess.attempt_started(task, attempt, tier, pid, at, digests, log_rel)
+
+    try:
+        result = worker.run(invocation, prompt, layout.abs(log_rel), ctx.plan.root, report,
+                            stall_after=task.stall_after, watch=[progress], on_start=on_start)
+    finally:
+        if started:
+            sess.attempt_ended(task, attempt, tier.name)
+    record.update(exit_code=result.exit_code, started_at=iso(result.started_at), finished_at=iso(result.finished_at))
+    failure: str | None
+    if result.error:
+        outcome, failure = ("interrupted" if result.interrupted else "start_error"), result.error
+    elif result.timed_out:
+        outcome, failure = "timeout", f"timed out after {invocation.timeout:g}s"
+    elif result.stalled:
+        outcome, failure = "stalled", (f"stalled: no change to its report, progress file or log "
+                                       f"for {task.stall_after:g}s")
+    elif result.exit_code != 0:
+        outcome = "interrupted" if result.interrupted else "exit"
+        failure = "interrupted" if result.interrupted else f"agent exited with code {result.exit_code}"
+    else:
+        failure = reports.problem(report, task.required_sections)
+        outcome = "ok" if failure is None else "invalid_report"
+    record["outcome"] = outcome
+    if failure is not None and report.exists():
+        rejected = rejected_rel(layout, task.worker_id, attempt)
+        _move_aside(report, layout.abs(rejected))
+        record["rejected_report"] = rejected
+        failure += f" (report moved to {rejected})"
+    record["duration"] = round(result.duration, 3)
+    return record, failure
+
+
+def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict[str, Any],
+           report: Path) -> TaskOutcome | None:
+    """Wait for a worker a dead orchestrator left running; accept its report when it validates."""
+    sess = inflight.session(ctx)
+    attempt = int(entry.get("attempt") or 0)
+    tier_name = str(entry.get("compute_tier") or task.compute_tier)
+    sess.emit(inflight.Event("adopt", task.doit_name, attempt, tier_name))
+    started = float(entry.get("started") or time.time())
+    timeout = task.agent.timeout
+    while inflight.entry_alive(entry):
+        overdue = timeout is not None and time.time() - started > timeout
+        if worker.shutting_down() or overdue:
+            worker.end_group(int(entry["pgid"]))
+            break
+        time.sleep(ADOPT_POLL_SECONDS)
+    sess.attempt_ended(task, attempt, tier_name)
+    if entry.get("digests") != digests or reports.problem(report, task.required_sections) is not None:
+        return None
+    try:
+        tier = ctx.plan.tier(tier_name)
+    except StopIteration:
+        return None
+    now = iso(time.time())
+    record = {"attempt": attempt, "compute_tier": tier.name, "model": tier.model, "effort": tier.effort,
+              "log_path": entry.get("log_path") or ctx.layout.log_rel(task.worker_id, attempt),
+              "exit_code": None, "outcome": "adopted", "started_at": entry.get("started_at") or now,
+              "finished_at": now}
+    _record(ctx, task, report, digests, tier, record, [record], adopted=True)
+    return TaskOutcome(True, task.report_path, attempt, time.time() - started, tier.name, 1)
+
+
+def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
+    layout = ctx.layout
+    sess = inflight.session(ctx)
+    report = ctx.report_file(task)
+    prepare(ctx)
+    prompt = ctx.prompt_text(task)
+    jsonio.write_text_if_changed(layout.abs(layout.prompt_rel(task.worker_id)), prompt)
+    digests = ctx.digests(task).as_json()  # taken before the worker starts: what it was asked to do
+
+    adopted = sess.take_adoptable(task.id)
+    if adopted is not None:
+        outcome = _adopt(ctx, task, adopted, digests, report)
+        if outcome is not None:
+            return outcome
+
+    _set_aside_previous(ctx, sess, task, report)
+    history: list[dict[str, Any]] = []
+    failure = "not started"
+    for retry in range(task.retries + 1):
+        tier = tier_for(ctx.plan, task, retry)
+        if worker.shutting_down():
+            break
+        if retry:
+            wait = backoff_delay(task.backoff_seconds, retry)
+            sess.emit(inflight.Event("retry", task.doit_name, history[-1]["attempt"] + 1, tier.name, failure, wait))
+            if worker.shutdown_event().wait(wait):
+                break
+        try:
+            budget.claim_attempt(ctx, task.doit_name)
+        except budget.BudgetExhausted as exc:
+            failure = str(exc)
+            break
+        record, problem = _attempt(ctx, sess, task, tier, sess.next_attempt(task), prompt.encode("utf-8"),
+                                   digests, report)
+        history.append(record)
+        if problem is None:
+            _record(ctx, task, report, digests, tier, record, history)
+            duration = sum(float(r.get("duration", 0)) for r in history)
+            return TaskOutcome(True, task.report_path, record["attempt"], duration, tier.name, len(history))
+        failure = f"{problem}; log: {record['log_path']}"
+        if record["outcome"] == "interrupted":
+            break
+    interrupted = worker.shutting_down()
+    if interrupted and (not history or history[-1]["outcome"] == "interrupted"):
+        failure = "interrupted" + (f"; log: {history[-1]['log_path']}" if history else "")
+    tries = f" (attempt {len(history)} of {task.retries + 1})" if task.retries and history else ""
+    last: dict[str, Any] = history[-1] if history else {"attempt": 0, "compute_tier": task.compute_tier}
+    duration = sum(float(r.get("duration", 0)) for r in history)
+    return TaskOutcome(False, failure + tries, int(last["attempt"]), duration, str(last["compute_tier"]),
+                       len(history), interrupted)

@@ -1,0 +1,238 @@
+"""artifacts/scheduler/inflight.json: the attempts running now, so a dead orchestrator's workers can be found.
+
+It is rewritten atomically whenever an attempt starts or ends. The next `doit`
+on the run reads what a dead orchestrator left: a worker group still alive is
+ended (the default) or adopted (`rlm run --adopt`, or RLM_ADOPT=1): its task
+waits for it and accepts its report if it validates against the digests taken
+before that worker started. Tasks without fresh provenance run again; finished
+tasks never do.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.clock import iso
+from rlm_tasks.config.plan import TaskSpec, Tier
+from rlm_tasks.layout import RunLayout
+from rlm_tasks.procs import pid_alive, start_ticks
+from rlm_tasks.run import worker
+from rlm_tasks.state.context import RunContext
+
+FORMAT_VERSION = 1
+ADOPT_ENV = "RLM_ADOPT"
+
+
+def inflight_rel(layout: RunLayout) -> str:
+    return f"{layout.artifacts_rel}/scheduler/inflight.json"
+
+
+def read(layout: RunLayout) -> dict[str, Any]:
+    try:
+        data = jsonio.read_json(layout.abs(inflight_rel(layout)), default={})
+    except ValueError:  # a torn file cannot happen (atomic writes), but never let it stop a run
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def entry_alive(entry: dict[str, Any]) -> bool:
+    """The recorded worker's process group still exists (and its leader is not a newer process)."""
+    pgid = entry.get("pgid")
+    if not isinstance(pgid, int) or pgid <= 1 or not worker.group_alive(pgid):
+        return False
+    recorded = entry.get("pid_start_ticks")
+    now = start_ticks(pgid)
+    # Linux reserves a pid while any process uses it as a group id, so a surviving group with a
+    # dead leader is still ours; a live leader with another start time is someone else.
+    return recorded is None or now is None or now == recorded
+
+
+def orchestrator_alive(data: dict[str, Any]) -> bool:
+    orch = data.get("orchestrator") or {}
+    if orch.get("finished_at") or orch.get("host") not in (None, socket.gethostname()):
+        return False
+    return pid_alive(orch.get("pid"), orch.get("pid_start_ticks"))
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # start | end | retry | adopt
+    doit_name: str
+    attempt: int
+    tier: str
+    message: str = ""
+    wait: float = 0.0
+
+
+@dataclass
+class Recovery:
+    ended: list[dict[str, Any]] = field(default_factory=list)
+    adopted: list[dict[str, Any]] = field(default_factory=list)
+    dead_pid: int | None = None
+
+
+class Session:
+    """One orchestrator's bookkeeping for its run: inflight.json, attempt numbers, adoption, event listeners."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.path = ctx.layout.abs(inflight_rel(ctx.layout))
+        self._lock = threading.Lock()
+        self.entries: dict[str, dict[str, Any]] = {}
+        now = time.time()
+        self.orchestrator: dict[str, Any] = {
+            "pid": os.getpid(), "host": socket.gethostname(), "started_at": iso(now), "started": now,
+            "pid_start_ticks": start_ticks(os.getpid()),
+        }
+        self.adoptable: dict[str, dict[str, Any]] = {}
+        self.ended: dict[str, dict[str, Any]] = {}
+        self.listeners: list[Callable[[Event], None]] = []
+        self._attempts: dict[str, int] | None = None
+        self._finished = False
+
+    # inflight.json
+    def write(self, finished: bool = False) -> None:
+        with self._lock:
+            self._write_locked(finished)
+
+    def _write_locked(self, finished: bool = False) -> None:
+        orchestrator = dict(self.orchestrator)
+        self._finished = self._finished or finished  # a worker thread ending late must not unfinish the run
+        if self._finished:
+            orchestrator["finished_at"] = iso(time.time())
+        # Atomic but not fsynced: it only matters while this machine runs (after a power loss no
+        # worker survives), and eight workers finishing at once would queue behind eight fsyncs.
+        jsonio.write_json(self.path, {
+            "version": FORMAT_VERSION,
+            "run_id": self.ctx.plan.run_id,
+            "orchestrator": orchestrator,
+            "entries": [self.entries[k] for k in sorted(self.entries)],
+        }, durable=False)
+
+    def recover(self, adopt: bool) -> Recovery:
+        """Deal with what a dead orchestrator left running; called with the run lock held."""
+        previous = read(self.ctx.layout)
+        recovery = Recovery()
+        left = previous.get("entries") or []
+        if left and not previous.get("orchestrator", {}).get("finished_at"):
+            recovery.dead_pid = previous.get("orchestrator", {}).get("pid")
+        known = {t.id for t in self.ctx.plan.tasks}
+        to_end: list[int] = []
+        for entry in left if isinstance(left, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            alive = entry_alive(entry)
+            if entry.get("worker_id") not in known:
+                if alive:
+                    to_end.append(int(entry["pgid"]))  # a task no longer in the plan: nobody will wait for it
+            elif adopt:
+                self.adoptable[entry["worker_id"]] = entry
+                if alive:
+                    self.entries[entry["worker_id"]] = {**entry, "adopted": True}
+                    recovery.adopted.append(entry)
+            else:
+                if alive:
+                    to_end.append(int(entry["pgid"]))
+                    recovery.ended.append(entry)
+                self.ended[entry["worker_id"]] = entry
+        if to_end:
+            worker.end_groups(to_end)
+        self.write()
+        return recovery
+
+    def take_adoptable(self, worker_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.adoptable.pop(worker_id, None)
+
+    # attempts
+    def next_attempt(self, task: TaskSpec) -> int:
+        """Attempt numbers never repeat within a run directory: logs and provenance both count."""
+        with self._lock:
+            if self._attempts is None:
+                self._attempts = _attempts_on_disk(self.ctx)
+            entry = self.ctx.store.get(task.id) or {}
+            left = self.adoptable.get(task.id) or self.ended.get(task.id) or {}
+            number = max(self._attempts.get(task.id, 0), int(entry.get("attempt") or 0),
+                         int(left.get("attempt") or 0)) + 1
+            self._attempts[task.id] = number
+            return number
+
+    def attempt_started(self, task: TaskSpec, attempt: int, tier: Tier, pid: int, started: float,
+                        digests: dict[str, Any], log_rel: str) -> None:
+        entry = {
+            "worker_id": task.worker_id, "doit_name": task.doit_name, "attempt": attempt,
+            "pid": pid, "pgid": pid, "pid_start_ticks": start_ticks(pid),
+            "started_at": iso(started), "started": started,
+            "compute_tier": tier.name, "model": tier.model, "effort": tier.effort,
+            "log_path": log_rel, "report_path": task.report_path, "digests": digests,
+        }
+        with self._lock:
+            self.entries[task.worker_id] = entry
+            self._write_locked()
+        self.emit(Event("start", task.doit_name, attempt, tier.name))
+
+    def attempt_ended(self, task: TaskSpec, attempt: int, tier: str) -> None:
+        with self._lock:
+            if self.entries.pop(task.worker_id, None) is not None:
+                self._write_locked()
+        self.emit(Event("end", task.doit_name, attempt, tier))
+
+    def finish(self) -> None:
+        with self._lock:
+            self.entries = {k: v for k, v in self.entries.items() if entry_alive(v)}
+            self._write_locked(finished=True)
+
+    def emit(self, event: Event) -> None:
+        for listener in list(self.listeners):
+            listener(event)
+
+
+def _attempts_on_disk(ctx: RunContext) -> dict[str, int]:
+    from rlm_tasks.state.budget import (
+        attempts_by_task,  # budget imports planfile; keep it off the import path of a no-op run
+    )
+
+    return attempts_by_task(ctx)
+
+
+_sessions: weakref.WeakKeyDictionary[RunContext, Session] = weakref.WeakKeyDictionary()
+_sessions_lock = threading.Lock()
+
+
+def session(ctx: RunContext) -> Session:
+    """The session of this run in this process; a passive one when no doit reporter started it."""
+    with _sessions_lock:
+        found = _sessions.get(ctx)
+        if found is None:
+            found = _sessions[ctx] = Session(ctx)
+        return found
+
+
+def start(ctx: RunContext, adopt: bool) -> tuple[Session, Recovery]:
+    """A new session for a doit run: recover what a dead orchestrator left, then write inflight.json."""
+    new = Session(ctx)
+    with _sessions_lock:
+        _sessions[ctx] = new
+    return new, new.recover(adopt)
+
+
+def adopt_requested() -> bool:
+    return os.environ.get(ADOPT_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def live_entries(data: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = data.get("entries") or []
+    return [e for e in entries if isinstance(e, dict) and entry_alive(e)] if isinstance(entries, list) else []
+
+
+def inflight_path(layout: RunLayout) -> Path:
+    return layout.abs(inflight_rel(layout))

@@ -1,0 +1,282 @@
+"""Running one worker attempt: argv without a shell, prompt on stdin, own process group, log, timeout, stall.
+
+Every live worker's process group is registered here, so a signal to the
+orchestrator reaches all of them (`begin_shutdown`) and no new one starts after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from rlm_tasks import jsonio
+from rlm_tasks.run.agents import Invocation
+
+KILL_GRACE_SECONDS = 3.0
+POLL_SECONDS = 0.2
+
+# RLock: the signal handler runs in the main thread, which may hold it (serial runner).
+_live_lock = threading.RLock()
+_live_groups: set[int] = set()
+_shutdown_signal: int | None = None
+_shutdown = threading.Event()
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    exit_code: int | None
+    timed_out: bool
+    started_at: float
+    finished_at: float
+    error: str | None = None  # the worker could not be started
+    stalled: bool = False
+    interrupted: bool = False  # ended because the orchestrator is shutting down
+    pid: int | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.finished_at - self.started_at
+
+
+def kill_group(pgid: int, sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_has_live_member(pgid: int) -> bool | None:
+    """Linux: does any non-zombie process have this group id? None when /proc cannot tell."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def group_alive(pgid: int) -> bool:
+    """Some process of the group still runs. Zombies do not count: an orphan's group may linger as
+    zombies until init reaps them, and kill(0) still succeeds on those."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, but not ours to signal
+    return _group_has_live_member(pgid) is not False
+
+
+def end_groups(pgids: Sequence[int], grace: float = KILL_GRACE_SECONDS, sig: int = signal.SIGTERM) -> None:
+    """Ask process groups that are not our children to stop, then force them (one grace period for all)."""
+    for pgid in pgids:
+        kill_group(pgid, sig)
+    deadline = time.monotonic() + grace
+    while any(group_alive(p) for p in pgids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pgid in pgids:
+        kill_group(pgid, signal.SIGKILL)
+
+
+def end_group(pgid: int, grace: float = KILL_GRACE_SECONDS, sig: int = signal.SIGTERM) -> None:
+    end_groups([pgid], grace, sig)
+
+
+def live_groups() -> list[int]:
+    with _live_lock:
+        return sorted(_live_groups)
+
+
+def terminate_all(sig: int = signal.SIGTERM) -> int:
+    """Signal every live worker's process group; returns how many were signalled."""
+    groups = live_groups()
+    for pgid in groups:
+        kill_group(pgid, sig)
+    return len(groups)
+
+
+def begin_shutdown(sig: int) -> int:
+    """No worker starts from now on; every live group gets `sig`. Safe to call from a signal handler."""
+    global _shutdown_signal
+    with _live_lock:
+        if _shutdown_signal is None:
+            _shutdown_signal = sig
+        _shutdown.set()
+        return terminate_all(sig)
+
+
+def shutting_down() -> bool:
+    return _shutdown.is_set()
+
+
+def shutdown_event() -> threading.Event:
+    return _shutdown
+
+
+def reset_shutdown() -> None:
+    """Forget a finished shutdown (a later run in the same process, e.g. tests)."""
+    global _shutdown_signal
+    with _live_lock:
+        _shutdown_signal = None
+        _shutdown.clear()
+
+
+def drain(timeout: float) -> bool:
+    """Wait until no worker group is live; SIGKILL what is left after `timeout`. True if none had to be killed."""
+    deadline = time.monotonic() + timeout
+    while live_groups() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = live_groups()
+    for pgid in left:
+        kill_group(pgid, signal.SIGKILL)
+    return not left
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Ask the whole group to stop, then force it."""
+    kill_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE_SECONDS)
+    kill_group(proc.pid, signal.SIGKILL)
+
+
+def _signature(paths: Sequence[Path]) -> tuple[tuple[int, int] | None, ...]:
+    """What changes when a worker makes progress: mtime and size of each watched file."""
+    out: list[tuple[int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _feed(stdin: IO[bytes] | None, prompt: bytes) -> None:
+    """Write the prompt and close stdin; an agent that exits without reading it is not an error."""
+    if stdin is None:
+        return
+    try:
+        stdin.write(prompt)
+    except (BrokenPipeError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+
+def _drain(stdout: IO[bytes], chunks: list[bytes]) -> None:
+    with stdout:
+        for chunk in iter(lambda: stdout.read(1 << 16), b""):
+            chunks.append(chunk)
+
+
+def _exit_waiter(proc: subprocess.Popen[bytes]) -> tuple[Callable[[float], bool], int | None]:
+    """wait(timeout) -> exited. Linux wakes us the moment the worker exits (pidfd); elsewhere poll finely."""
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def wait(timeout: float) -> bool:
+        if proc.poll() is not None:
+            return True
+        if pidfd is not None:
+            select.select([pidfd], [], [], timeout)
+        else:
+            end = time.monotonic() + timeout
+            while proc.poll() is None and time.monotonic() < end:
+                time.sleep(0.01)
+        return proc.poll() is not None
+
+    return wait, pidfd
+
+
+def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report_path: Path, *,
+        stall_after: float | None = None, watch: Sequence[Path] = (),
+        on_start: Callable[[int, float], None] | None = None) -> AttemptResult:
+    """One attempt. `watch` (with the log and the report) is what stall detection looks at."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    watched = [log_path, report_path, *watch]
+    with log_path.open("wb") as log:
+        with _live_lock:  # a shutdown either sees this group or stops it from starting
+            if _shutdown.is_set():
+                return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
+            try:
+                proc = subprocess.Popen(
+                    invocation.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE if invocation.report_from_stdout else log,
+                    stderr=log if invocation.report_from_stdout else subprocess.STDOUT,
+                    cwd=cwd,
+                    env=invocation.env,
+                    start_new_session=True,  # own process group: a timeout or signal ends the whole tree
+                )
+            except OSError as exc:
+                message = f"cannot start agent {invocation.argv[0]!r}: {exc.strerror or exc}"
+                log.write(message.encode() + b"\n")
+                return AttemptResult(None, False, started, time.time(), error=message)
+            _live_groups.add(proc.pid)
+        timed_out = stalled = False
+        chunks: list[bytes] = []
+        helpers = [threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True, name="rlm-stdin")]
+        if proc.stdout is not None:
+            helpers.append(threading.Thread(target=_drain, args=(proc.stdout, chunks), daemon=True, name="rlm-stdout"))
+        for helper in helpers:
+            helper.start()
+        exited, pidfd = _exit_waiter(proc)
+        try:
+            if on_start is not None:
+                on_start(proc.pid, started)
+            deadline = None if invocation.timeout is None else started + invocation.timeout
+            last_sig, last_change = (_signature(watched), len(chunks)), time.monotonic()
+            while True:
+                wait = POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.time()))
+                if exited(wait):
+                    break
+                if deadline is not None and time.time() >= deadline:
+                    timed_out = True
+                elif stall_after is not None:
+                    sig = (_signature(watched), len(chunks))  # stdout of a `report: stdout` agent counts too
+                    if sig != last_sig:
+                        last_sig, last_change = sig, time.monotonic()
+                    elif time.monotonic() - last_change >= stall_after:
+                        stalled = True
+                if timed_out or stalled:
+                    _end(proc)
+                    proc.wait()
+                    break
+        finally:
+            kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
+            if proc.poll() is None:  # an exception above: never leave a child unreaped
+                proc.wait()
+            if pidfd is not None:
+                os.close(pidfd)
+            for helper in helpers:
+                helper.join(timeout=KILL_GRACE_SECONDS)
+            with _live_lock:
+                _live_groups.discard(proc.pid)
+    stdout = b"".join(chunks)
+    interrupted = _shutdown.is_set() and not (timed_out or stalled)
+    if invocation.report_from_stdout and not (timed_out or stalled) and proc.returncode == 0 and stdout.strip():
+        jsonio.write_bytes_atomic(report_path, stdout)
+    return AttemptResult(proc.returncode, timed_out, started, time.time(), stalled=stalled,
+                         interrupted=interrupted, pid=proc.pid)

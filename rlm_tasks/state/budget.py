@@ -1,0 +1,79 @@
+"""Budget: iterations and worker attempts used, and the guard that stops workers past the budget."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+from rlm_tasks.errors import UserError
+from rlm_tasks.state import planfile
+from rlm_tasks.state.context import RunContext
+
+ATTEMPT_LOG = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.log$")
+
+
+class BudgetExhausted(UserError):
+    """A budget in rlm.yaml is used up; no new worker starts."""
+
+
+def attempts_by_task(ctx: RunContext) -> dict[str, int]:
+    """Highest attempt number per worker id, from the per-attempt logs."""
+    logs = ctx.layout.abs(f"{ctx.layout.artifacts_rel}/logs")
+    found: dict[str, int] = {}
+    if logs.is_dir():
+        for name in os.listdir(logs):
+            match = ATTEMPT_LOG.match(name)
+            if match:
+                found[match["id"]] = max(found.get(match["id"], 0), int(match["n"]))
+    return found
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    iterations: int
+    workers: int  # tasks started at least once
+    attempts: int  # worker processes started, retries included
+
+    def exhausted(self, ctx: RunContext) -> str | None:
+        """Which budget is used up (no further iteration or worker fits), or None."""
+        budget = ctx.plan.budget
+        if budget.max_iterations is not None and self.iterations >= budget.max_iterations:
+            return f"max_iterations ({self.iterations} of {budget.max_iterations} iterations used)"
+        return self._workers_used_up(ctx)
+
+    def refusal(self, ctx: RunContext) -> str | None:
+        """Why no new worker may start, or None: the plan is past max_iterations or no attempt is left."""
+        budget = ctx.plan.budget
+        if budget.max_iterations is not None and self.iterations > budget.max_iterations:
+            return f"max_iterations ({self.iterations} iterations, limit {budget.max_iterations})"
+        return self._workers_used_up(ctx)
+
+    def _workers_used_up(self, ctx: RunContext) -> str | None:
+        limit = ctx.plan.budget.max_workers
+        if limit is not None and self.attempts >= limit:
+            return f"max_workers ({self.attempts} worker attempts started, limit {limit})"
+        return None
+
+
+def budget_use(ctx: RunContext) -> BudgetUse:
+    attempts = attempts_by_task(ctx)
+    return BudgetUse(planfile.current_iteration(ctx), len(attempts), sum(attempts.values()))
+
+
+_claim_lock = threading.Lock()
+_started: dict[int, tuple[BudgetUse, int]] = {}  # per RunContext: usage at first claim, attempts since
+
+
+def claim_attempt(ctx: RunContext, what: str) -> None:
+    """Count one worker attempt against the budget, or raise BudgetExhausted naming the budget."""
+    with _claim_lock:
+        base, started = _started.get(id(ctx)) or (budget_use(ctx), 0)
+        use = BudgetUse(base.iterations, base.workers, base.attempts + started)
+        why = use.refusal(ctx)
+        if why is not None:
+            raise BudgetExhausted(
+                f"budget exhausted: {why}; {what} not started (raise the budget in rlm.yaml to go on)"
+            )
+        _started[id(ctx)] = (base, started + 1)

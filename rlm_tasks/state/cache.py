@@ -1,0 +1,233 @@
+"""A local speed-up cache, never a source of truth: what a no-op `doit` or `rlm check` would recompute.
+
+- The validated rlm.yaml, keyed by the file's bytes and the code reading it:
+  an unchanged plan skips YAML parsing, JSON Schema and semantic checks.
+- The prompt, contract and agent digests per task, keyed by the plan and the
+  templates: an unchanged plan renders nothing to tell fresh from stale.
+- File digests (inputs, reports) and report validity, keyed by a stat
+  signature (mtime, ctime, size, inode), like doit's own checker. A file
+  changed less than RACY_SECONDS before it was hashed is not cached, so an
+  edit within the filesystem's timestamp granularity cannot hide (git's
+  "racy clean" rule).
+
+It lives in `.rlm/cache/` (keep it out of git, like doit's database). A
+missing, corrupt or outdated cache only costs time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.resources import PACKAGE_DIR, SCHEMA_DIR
+from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
+
+FORMAT_VERSION = 1
+RACY_SECONDS = 2.0
+
+Signature = list[int]
+
+
+def stat_signature(path: str | Path) -> tuple[Signature | None, float]:
+    """([mtime_ns, ctime_ns, size, inode] or None when missing, the newest of mtime/ctime in seconds)."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, 0.0
+    return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino], max(st.st_mtime, st.st_ctime)
+
+
+def _tree_signature(directory: Path, suffixes: tuple[str, ...]) -> list[Any]:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return [str(directory), None]
+    out: list[Any] = [str(directory)]
+    for entry in entries:
+        if entry.name.endswith(suffixes):
+            st = entry.stat()
+            out.append([entry.name, st.st_mtime_ns, st.st_ctime_ns, st.st_size])
+    return out
+
+
+def code_signature() -> list[Any]:
+    """The code and schema that validate and render: a change (an upgrade, a local edit) invalidates the cache."""
+    rooms = sorted(p for p in PACKAGE_DIR.iterdir() if (p / "__init__.py").is_file())
+    return [FORMAT_VERSION, *(_tree_signature(d, (".py",)) for d in [PACKAGE_DIR, *rooms]),
+            _tree_signature(SCHEMA_DIR, (".json",))]
+
+
+def digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_path(root: Path, config_path: Path) -> Path:
+    return root / ".rlm" / "cache" / f"{hashlib.sha256(str(config_path).encode()).hexdigest()[:16]}.json"
+
+
+class Cache:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._dirty = False
+        data = self._read()
+        self.plan_key: str | None = data.get("plan_key")
+        self.plan_data: Any = data.get("plan")
+        self.derived_key: str | None = data.get("derived_key")
+        self.derived: dict[str, Any] = data.get("derived") or {}
+        self.files: dict[str, list[Any]] = data.get("files") or {}
+        self.marks: dict[str, Any] = data.get("marks") or {}
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) and data.get("version") == FORMAT_VERSION else {}
+
+    # the validated plan
+    def validated(self, key: str) -> Any:
+        return self.plan_data if self.plan_key == key else None
+
+    def set_validated(self, key: str, data: Any) -> None:
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError):
+            return  # not JSON-able (cannot happen for a valid plan): just do not cache
+        with self._lock:
+            self.plan_key, self.plan_data, self._dirty = key, data, True
+
+    # digests derived from the plan and the templates
+    def bind_derived(self, key: str) -> None:
+        with self._lock:
+            if self.derived_key != key:
+                self.derived_key, self.derived, self.marks, self._dirty = key, {}, {}, True
+
+    def get_derived(self, name: str) -> Any:
+        return self.derived.get(name)
+
+    def set_derived(self, name: str, value: Any) -> None:
+        with self._lock:
+            if self.derived.get(name) != value:
+                self.derived[name] = value
+                self._dirty = True
+
+    # marks: "these files were in this state when X was known to hold"
+    def mark_holds(self, name: str, paths: Sequence[str | Path]) -> bool:
+        recorded = self.marks.get(name)
+        return recorded is not None and recorded == [stat_signature(p)[0] for p in paths]
+
+    def set_mark(self, name: str, paths: Sequence[str | Path], outputs: Sequence[str | Path] = ()) -> None:
+        """Record `paths` (inputs: only when none changed within RACY_SECONDS) and `outputs` (ours, any age)."""
+        now = time.time()
+        signatures = []
+        for path in paths:
+            signature, changed = stat_signature(path)
+            if signature is not None and now - changed < RACY_SECONDS:
+                return  # a missing input is a state like any other
+            signatures.append(signature)
+        for path in outputs:
+            signature, _ = stat_signature(path)
+            if signature is None:
+                return
+            signatures.append(signature)
+        with self._lock:
+            self.marks[name] = signatures
+            self._dirty = True
+
+    # file digests and report checks, by stat signature
+    def _entry(self, path: str | Path, rel: str) -> tuple[list[Any] | None, Signature | None, float]:
+        signature, changed = stat_signature(path)
+        cached = self.files.get(rel)
+        if signature is not None and cached is not None and cached[0] == signature:
+            return cached, signature, changed
+        return None, signature, changed
+
+    def _store(self, rel: str, entry: list[Any], changed: float) -> None:
+        if time.time() - changed < RACY_SECONDS:
+            return
+        with self._lock:
+            self.files[rel] = entry
+            self._dirty = True
+
+    def file_sha(self, path: str | Path, rel: str) -> str | None:
+        from rlm_tasks.state.provenance import sha256_file
+
+        cached, signature, changed = self._entry(path, rel)
+        if cached is not None:
+            return str(cached[1])
+        sha = sha256_file(Path(path))
+        if signature is not None and sha is not None:
+            self._store(rel, [signature, sha, None], changed)
+        return sha
+
+    def report_check(self, path: Path, rel: str, sections: tuple[str, ...]) -> tuple[str | None, str | None]:
+        """(why the report is not acceptable or None, its sha256 or None)."""
+        from rlm_tasks.state import reports
+        from rlm_tasks.state.provenance import sha256_file
+
+        key = list(sections)
+        cached, signature, changed = self._entry(path, rel)
+        if cached is not None and cached[2] is not None and cached[2][0] == key:
+            return cached[2][1], str(cached[1])
+        problem = reports.problem(path, sections)
+        if signature is None:
+            return problem, None
+        sha = sha256_file(path)
+        if sha is not None:
+            self._store(rel, [signature, sha, [key, problem]], changed)
+        return problem, sha
+
+    def save(self) -> None:
+        with self._lock:
+            if not self._dirty:
+                return
+            data = {"version": FORMAT_VERSION, "plan_key": self.plan_key, "plan": self.plan_data,
+                    "derived_key": self.derived_key, "derived": dict(self.derived), "files": dict(self.files),
+                    "marks": dict(self.marks)}
+            self._dirty = False
+        # compact: this file is read on every run and never diffed; a read-only checkout runs, only slower
+        with contextlib.suppress(OSError):
+            jsonio.write_text_atomic(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")), durable=False)
+
+
+def load_context(config_path: str | Path = "rlm.yaml") -> Any:
+    """RunContext for rlm.yaml, its validation skipped when the cache vouches for these exact bytes."""
+    from rlm_tasks.config import plan as config
+    from rlm_tasks.state.context import RunContext
+
+    path = Path(config_path)
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return RunContext(config.load_plan(config_path))  # let the loader word the error
+    config_file = path.resolve()
+    root = config_file.parent.resolve()
+    cache = Cache(cache_path(root, config_file))
+    key = digest("plan", hashlib.sha256(raw).hexdigest(), str(root), str(config_file), code_signature())
+    plan = None
+    data = cache.validated(key)
+    if isinstance(data, dict) and (not data.get("templates_dir") or (root / data["templates_dir"]).is_dir()):
+        try:
+            plan = config.freeze(data, root, config_file)
+        except Exception:  # an unexpected shape: validate afresh
+            plan = None
+    if plan is None:
+        plan = config.load_plan(config_path)
+        from rlm_tasks.config import yamlpos
+
+        # parsed again, exactly as config parsed it (a second, plain parse differs in corner cases)
+        cache.set_validated(key, yamlpos.load(raw.decode("utf-8")).data)
+    templates = [_tree_signature(BUILTIN_TEMPLATES, (".j2",))]
+    if plan.templates_dir:
+        templates.append(_tree_signature(root / plan.templates_dir, (".j2",)))
+    cache.bind_derived(digest("derived", key, templates))
+    return RunContext(plan, cache=cache)

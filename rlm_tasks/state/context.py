@@ -1,0 +1,128 @@
+"""One run as the modules see it: plan + layout + provenance, with renders cached per process.
+
+With a `cache` (cache.load_context), digests that only depend on the plan and
+the templates, and digests of unchanged files, come from `.rlm/cache/`, so
+telling fresh from stale renders nothing and hashes only what changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlm_tasks.config.plan import Plan, TaskSpec
+from rlm_tasks.layout import RunLayout
+from rlm_tasks.state.provenance import (
+    Digests,
+    Freshness,
+    ProvenanceStore,
+    freshness,
+    sha256_file,
+    sha256_json,
+    sha256_text,
+)
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from rlm_tasks.state.cache import Cache
+
+
+class RunContext:
+    def __init__(self, plan: Plan, cache: Cache | None = None) -> None:
+        self.plan = plan
+        self.layout = RunLayout(plan.root, plan.run_id)
+        self.store = ProvenanceStore(self.layout.provenance_json, plan.run_id)
+        self.cache = cache
+        self._env: jinja2.Environment | None = None
+        self._tasks = {task.id: task for task in plan.tasks}
+        self._report_files: dict[str, Path] = {}
+        self._root = str(plan.root)
+
+    def task(self, task_id: str) -> TaskSpec:
+        return self._tasks[task_id]
+
+    @functools.cached_property
+    def contract_text(self) -> str:
+        from rlm_tasks.render import jinja
+
+        return jinja.render_contract(self.plan)
+
+    @functools.cached_property
+    def _prompts(self) -> dict[str, str]:
+        return {}
+
+    def prompt_text(self, task: TaskSpec) -> str:
+        cached = self._prompts.get(task.id)
+        if cached is None:
+            from rlm_tasks.render import jinja
+
+            if self._env is None:
+                self._env = jinja.environment(self.plan)
+            cached = self._prompts[task.id] = jinja.render_prompt(self.plan, task, self.layout, self._env)
+        return cached
+
+    def input_paths(self, task: TaskSpec) -> list[str]:
+        """Repo-relative files whose content the task depends on, sorted and unique."""
+        paths = {self._tasks[dep].report_path for dep in task.depends_on}
+        paths.update(task.inputs)
+        for pattern in task.watch:
+            paths.update(p.relative_to(self.plan.root).as_posix()
+                         for p in self.plan.root.glob(pattern) if p.is_file())
+        return sorted(paths)
+
+    def _derived(self, task: TaskSpec) -> tuple[str, str, str]:
+        """(prompt, contract, agent) digests: pure functions of the plan and the templates."""
+        cached: Any = None
+        if self.cache is not None and task.id not in self._prompts:
+            cached = self.cache.get_derived(task.id)
+        if isinstance(cached, list) and len(cached) == 3:
+            return cached[0], cached[1], cached[2]
+        from rlm_tasks.run import agents
+
+        contract = self.cache.get_derived(":contract") if self.cache is not None else None
+        if contract is None:
+            contract = sha256_text(self.contract_text)
+        derived = (sha256_text(self.prompt_text(task)), str(contract),
+                   sha256_json(agents.describe(task, self.plan.tier(task.compute_tier))))
+        if self.cache is not None:
+            self.cache.set_derived(":contract", derived[1])
+            self.cache.set_derived(task.id, list(derived))
+        return derived
+
+    def file_sha(self, rel: str) -> str | None:
+        if self.cache is not None:
+            return self.cache.file_sha(os.path.join(self._root, rel), rel)  # a str: no Path per call
+        return sha256_file(self.layout.abs(rel))
+
+    def digests(self, task: TaskSpec) -> Digests:
+        prompt, contract, agent = self._derived(task)
+        return Digests(
+            prompt=prompt,
+            contract=contract,
+            agent=agent,
+            inputs={path: self.file_sha(path) for path in self.input_paths(task)},
+        )
+
+    def abs_str(self, rel: str) -> str:
+        """An absolute path as a str: thousands of pathlib objects cost a no-op run measurable time."""
+        return os.path.join(self._root, rel)
+
+    def report_file(self, task: TaskSpec) -> Path:
+        found = self._report_files.get(task.id)
+        if found is None:
+            found = self._report_files[task.id] = self.layout.abs(task.report_path)
+        return found
+
+    def freshness(self, task: TaskSpec) -> Freshness:
+        report = self.report_file(task)
+        known = None
+        if self.cache is not None:
+            known = self.cache.report_check(report, task.report_path, task.required_sections)
+        return freshness(report, task.required_sections, self.store.get(task.id), self.digests(task), known)
+
+    def save_cache(self) -> None:
+        if self.cache is not None:
+            self.cache.save()

@@ -1,0 +1,173 @@
+"""Drift: working-tree changes since the run started that no task owns, or that only tasks that never ran own.
+
+When a run first takes its lock, `take_baseline` records the git HEAD and the
+digest of every file that already differed from it. `report` compares today's
+working tree with that baseline; files under .rlm/, rlm.yaml and the tasks'
+reports are the run's own outputs and never drift. Outside git there is no
+drift check, only a note saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.clock import iso
+from rlm_tasks.config import ownership
+from rlm_tasks.layout import STATE_DIR
+from rlm_tasks.lifecycle.runlock import utc_now
+from rlm_tasks.state import budget
+from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.provenance import sha256_file
+
+FORMAT_VERSION = 1
+GIT_TIMEOUT_SECONDS = 60
+
+
+def baseline_rel(ctx: RunContext) -> str:
+    return f"{ctx.layout.artifacts_rel}/drift_baseline.json"
+
+
+def _git(root: Path, *args: str) -> bytes | None:
+    """git's stdout, or None when git is missing or fails (not a repository, no HEAD, ...)."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=GIT_TIMEOUT_SECONDS,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _in_work_tree(root: Path) -> bool:
+    return (_git(root, "rev-parse", "--is-inside-work-tree") or b"").strip() == b"true"
+
+
+def _head(root: Path) -> str | None:
+    out = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+    return out.decode().strip() if out else None
+
+
+def _status_paths(root: Path) -> list[str]:
+    """Files that differ from HEAD or are untracked, relative to `root` (which may be below the top level)."""
+    prefix = (_git(root, "rev-parse", "--show-prefix") or b"").decode().strip()
+    out = _git(root, "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all", "--", ".") or b""
+    paths = []
+    for entry in out.decode("utf-8", "surrogateescape").split("\0"):
+        if len(entry) > 3:
+            path = entry[3:]  # porcelain paths are relative to the top level
+            paths.append(path[len(prefix):] if prefix and path.startswith(prefix) else path)
+    return paths
+
+
+def _diff_paths(root: Path, base: str) -> list[str]:
+    """Files that differ between commit `base` and the working tree (covers commits made during the run)."""
+    out = _git(root, "diff", "--name-only", "-z", "--no-renames", "--relative", base, "--") or b""
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def _own_outputs(ctx: RunContext) -> set[str]:
+    outputs = {t.report_path for t in ctx.plan.tasks}
+    with contextlib.suppress(ValueError):  # rlm.yaml outside the repository root
+        outputs.add(ctx.plan.config_path.relative_to(ctx.plan.root).as_posix())
+    return outputs
+
+
+def _is_own_output(path: str, outputs: set[str]) -> bool:
+    return path == STATE_DIR or path.startswith(STATE_DIR + "/") or path in outputs
+
+
+def _digests(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
+    return {p: sha256_file(root / p) for p in sorted(paths)}
+
+
+def take_baseline(ctx: RunContext) -> bool:
+    """Record the tree as the run starts, once per run; True when written now."""
+    path = ctx.layout.abs(baseline_rel(ctx))
+    if path.exists():
+        return False
+    root = ctx.plan.root
+    git = _in_work_tree(root)
+    dirty = [p for p in _status_paths(root) if not _is_own_output(p, _own_outputs(ctx))] if git else []
+    jsonio.write_json(path, {
+        "version": FORMAT_VERSION,
+        "run_id": ctx.plan.run_id,
+        "taken_at": iso(utc_now()),
+        "git": git,
+        "head": _head(root) if git else None,
+        "dirty": _digests(root, dirty),
+    })
+    return True
+
+
+def _baseline(ctx: RunContext) -> dict[str, Any] | None:
+    try:
+        data = jsonio.read_json(ctx.layout.abs(baseline_rel(ctx)))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and data.get("git") else None
+
+
+def baseline_taken_at(ctx: RunContext) -> str | None:
+    try:
+        data = jsonio.read_json(ctx.layout.abs(baseline_rel(ctx)))
+    except ValueError:
+        return None
+    return data.get("taken_at") if isinstance(data, dict) else None
+
+
+def changed_since_start(ctx: RunContext) -> tuple[list[str], dict[str, Any] | None]:
+    """(files changed since the baseline, the baseline or None when HEAD stood in for it)."""
+    root = ctx.plan.root
+    baseline = _baseline(ctx)
+    head = _head(root)
+    base = baseline.get("head") if baseline else head
+    dirty: dict[str, str | None] = dict(baseline.get("dirty") or {}) if baseline else {}
+    candidates = set(_status_paths(root)) | set(dirty)
+    if base and base != head:
+        candidates |= set(_diff_paths(root, base))
+    outputs = _own_outputs(ctx)
+    changed = []
+    for path in sorted(candidates):
+        if _is_own_output(path, outputs):
+            continue
+        if path in dirty and sha256_file(root / path) == dirty[path]:
+            continue  # already changed when the run started, and untouched since
+        changed.append(path)
+    return changed, baseline
+
+
+def report(ctx: RunContext) -> dict[str, Any]:
+    """The `drift` entry of reduce_state.json (schemas/drift.schema.json)."""
+    if not _in_work_tree(ctx.plan.root):
+        return {"checked": False, "note": "not a git working tree: drift not checked", "since": None,
+                "base_commit": None, "changed_files": 0, "unowned": [], "owned_by_tasks_not_run": []}
+    changed, baseline = changed_since_start(ctx)
+    tasks = ctx.plan.tasks
+    attempts = budget.attempts_by_task(ctx)
+    ran = {t.id for t in tasks if ctx.store.get(t.id) is not None or attempts.get(t.id, 0) > 0}
+    unowned: list[str] = []
+    idle: list[dict[str, Any]] = []
+    for path in changed:
+        owners = ownership.owners(tasks, path)
+        if not owners:
+            unowned.append(path)
+        elif not ran.intersection(owners):
+            idle.append({"path": path, "tasks": owners})
+    notes = []
+    if baseline is None:
+        notes.append("no baseline from the run's start: compared with HEAD")
+    if not any(t.owns for t in tasks):
+        notes.append("no task declares owns: every change counts as unowned")
+    return {
+        "checked": True,
+        "note": "; ".join(notes) or None,
+        "since": baseline.get("taken_at") if baseline else None,
+        "base_commit": (baseline.get("head") if baseline else _head(ctx.plan.root)),
+        "changed_files": len(changed),
+        "unowned": unowned,
+        "owned_by_tasks_not_run": idle,
+    }

@@ -1,0 +1,171 @@
+"""Digests, provenance.json and freshness: the source of truth for what needs to run.
+
+A task is fresh when its report exists, passes validation and every digest
+recorded before its worker started equals today's. Provenance is written
+last, after the report validated, so it doubles as the completion marker.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.errors import UserError
+from rlm_tasks.state import reports
+
+FORMAT_VERSION = 1
+
+REASONS = {
+    "prompt": "prompt_changed",
+    "contract": "contract_changed",
+    "agent": "agent_changed",
+    "inputs": "input_changed",
+}
+
+
+class State(str, enum.Enum):
+    FRESH = "fresh"
+    STALE = "stale"
+    MISSING = "missing"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    state: State
+    reasons: tuple[str, ...] = ()
+    detail: str | None = None  # why a report is invalid
+
+    @property
+    def fresh(self) -> bool:
+        return self.state is State.FRESH
+
+
+@dataclass(frozen=True)
+class Digests:
+    prompt: str
+    contract: str
+    agent: str
+    inputs: dict[str, str | None] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "contract": self.contract, "agent": self.agent, "inputs": dict(self.inputs)}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def sha256_json(data: Any) -> str:
+    return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
+
+
+def sha256_file(path: Path) -> str | None:
+    """Digest of a file's content, None when it does not exist."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 16), b""):  # 1 MiB reads cost an mmap each
+                digest.update(block)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return digest.hexdigest()
+
+
+class ProvenanceError(UserError):
+    """provenance.json cannot be read."""
+
+
+class ProvenanceStore:
+    """provenance.json of one run; safe to update from the worker threads of one process.
+
+    Readers never wait for a write in progress: the entries are guarded by a lock held only
+    for dict operations, and the file by another. A write takes the newest entries when it
+    starts, so changes that arrive while one write is under way share the next write, and
+    `record`/`forget` return once a write holding their change is on disk.
+    """
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self._lock = threading.Lock()  # the entries
+        self._write_lock = threading.Lock()  # the file
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._changes = 0  # how many changes were made
+        self._written = 0  # how many of them are on disk
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            try:
+                data = jsonio.read_json(self.path, default={})
+            except json.JSONDecodeError as exc:
+                raise ProvenanceError(f"{self.path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+            tasks = data.get("tasks", {}) if isinstance(data, dict) else {}
+            self._entries = tasks if isinstance(tasks, dict) else {}
+        return self._entries
+
+    def get(self, worker_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._load().get(worker_id)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._load())
+
+    def record(self, worker_id: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._load()[worker_id] = entry
+            self._changes += 1
+            mine = self._changes
+        self._flush(mine)
+
+    def forget(self, worker_id: str) -> None:
+        """Drop a task's completion marker before its worker starts again."""
+        with self._lock:
+            if self._load().pop(worker_id, None) is None:
+                return
+            self._changes += 1
+            mine = self._changes
+        self._flush(mine)
+
+    def _flush(self, change: int) -> None:
+        with self._write_lock:
+            if self._written >= change:
+                return  # a write that started after our change already put it on disk
+            with self._lock:
+                snapshot, upto = dict(self._load()), self._changes
+            self._write(snapshot)
+            self._written = upto
+
+    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
+        jsonio.write_json(self.path, {"version": FORMAT_VERSION, "run_id": self.run_id, "tasks": entries})
+
+
+def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str, Any] | None,
+              current: Digests, known: tuple[str | None, str | None] | None = None) -> Freshness:
+    """`known`: (problem, sha256) of the report when the caller already has them (cache.Cache.report_check)."""
+    problem = reports.problem(report, required_sections) if known is None else known[0]
+    if problem == "no report written":
+        return Freshness(State.MISSING)
+    if problem is not None:
+        return Freshness(State.INVALID, detail=problem)
+    if entry is None:
+        return Freshness(State.STALE, ("no_provenance",))
+    recorded = entry.get("digests", {})
+    now = current.as_json()
+    reasons = [reason for key, reason in REASONS.items() if recorded.get(key) != now[key]]
+    if entry.get("report_sha256") != (sha256_file(report) if known is None else known[1]):
+        reasons.append("report_changed")
+    if reasons:
+        return Freshness(State.STALE, tuple(reasons))
+    return Freshness(State.FRESH)
