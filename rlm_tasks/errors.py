@@ -12,3 +12,12 @@ class UserError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+def error_line(exc: UserError) -> str:
+    """The one shape a user's mistake is printed in, by `rlm` and by `doit` alike.
+
+    Configuration and usage errors (exit 2) already start with where they are (FILE:LINE:COL: ...);
+    the others are prefixed with the tool's name.
+    """
+    return f"{exc}\n" if exc.exit_code == 2 else f"rlm: {exc}\n"

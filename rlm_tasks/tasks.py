@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.plan import ConfigError, TaskSpec
-from rlm_tasks.errors import UserError
+from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.run import attempts
 from rlm_tasks.run.reporter import reporter_class
@@ -156,8 +156,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
 def _exit_on_user_error(generate: Callable[[], Any]) -> Callable[[], Any]:
     """doit prints a traceback for errors while it loads tasks; a user's mistake gets its one line and exit code."""
     def fail(exc: UserError) -> NoReturn:
-        # Same shape as the rlm CLI: config-like errors (exit 2) are FILE:... lines, the rest "rlm: ...".
-        sys.stderr.write(f"{exc}\n" if exc.exit_code == 2 else f"rlm: {exc}\n")
+        sys.stderr.write(error_line(exc))
         raise SystemExit(exc.exit_code) from None
 
     if inspect.isgeneratorfunction(generate):

@@ -20,12 +20,13 @@ from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.errors import UserError
 from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
-from rlm_tasks.procs import pid_alive, start_ticks
+from rlm_tasks.procs import pid_alive
 from rlm_tasks.run import inflight
 from rlm_tasks.state.context import RunContext
 
 FORMAT_VERSION = 1
 START_TIMEOUT_SECONDS = 15.0
+BACKGROUND_MODULE = "rlm_tasks.cli.background"  # runs `rlm run ...` and records its exit code
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
 
 
@@ -81,7 +82,7 @@ def start(ctx: RunContext, config: str, run_args: list[str]) -> dict[str, Any]:
     log_path = ctx.layout.abs(log_rel(ctx))
     with log_path.open("wb") as log:
         launcher = subprocess.run(
-            [sys.executable, "-m", "rlm_tasks.run.detach", str(state_path), *rlm_argv],
+            [sys.executable, "-m", BACKGROUND_MODULE, str(state_path), *rlm_argv],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # its own session: the caller's Ctrl-C and hangup do not reach it
             check=False,
@@ -95,28 +96,3 @@ def start(ctx: RunContext, config: str, run_args: list[str]) -> dict[str, Any]:
             return state
         time.sleep(0.02)
     raise UserError(f"the background run did not start within {START_TIMEOUT_SECONDS:g}s; log: {log_rel(ctx)}")
-
-
-def _child(argv: list[str]) -> int:
-    """`python -m rlm_tasks.run.detach STATE RLM_ARGS...`: fork once so the launcher returns, run, record the exit."""
-    state_path, rlm_args = Path(argv[0]), argv[1:]
-    if os.fork() > 0:
-        os._exit(0)  # the launcher: its child is now nobody's to wait for, and is reaped by init
-    state = read_state(state_path)
-    state.update(pid=os.getpid(), pid_start_ticks=start_ticks(os.getpid()))
-    jsonio.write_json(state_path, state)
-    from rlm_tasks.cli.main import main
-
-    code = 70
-    try:
-        code = main(rlm_args)
-    finally:
-        state = read_state(state_path)
-        state.update(exit_code=code, finished_at=iso())
-        jsonio.write_json(state_path, state)
-        sys.stdout.flush()
-    return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(_child(sys.argv[1:]))

@@ -44,6 +44,10 @@ class RunContext:
     def task(self, task_id: str) -> TaskSpec:
         return self._tasks[task_id]
 
+    def reload_provenance(self) -> None:
+        """Forget what this process read of provenance.json; another process is writing it."""
+        self.store = ProvenanceStore(self.layout.provenance_json, self.plan.run_id)
+
     @functools.cached_property
     def contract_text(self) -> str:
         from rlm_tasks.render import jinja
