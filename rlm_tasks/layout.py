@@ -1,4 +1,13 @@
-"""Where a run's files live under .rlm/ (one place, so every module agrees)."""
+"""Where a run's files live under .rlm/ (one place, so every module agrees).
+
+Two kinds of files, in two places:
+
+- committed, under `.rlm/runs/<run_id>/`: the run's record, the same on every machine
+  (plan, contract, prompts, reports, provenance, deferred, final, archived_to);
+- machine-local, under `.rlm/local/` (one line in .gitignore): doit's database, caches, locks,
+  logs, progress files, inflight records, detach state, the drift baseline and reduce_state.json:
+  anything with pids, hosts, clocks or ages, which would dirty a fresh clone's tree on every `doit`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STATE_DIR = ".rlm"
+LOCAL_DIR = f"{STATE_DIR}/local"
+RUNS_DIR = f"{STATE_DIR}/runs"
+ARCHIVE_DIR = f"{STATE_DIR}/archive"
+LOCKS_DIR = f"{LOCAL_DIR}/locks"
+CACHE_DIR = f"{LOCAL_DIR}/cache"
+CLEANUP_LOG = f"{LOCAL_DIR}/cleanup.log"
+BREAKS_LOG = f"{LOCKS_DIR}/breaks.log"
+CRASH_LOG = f"{LOCAL_DIR}/rlm-crash.log"
+DOIT_DB = f"{LOCAL_DIR}/doit.sqlite3"
+# What `rlm init` puts in .gitignore: everything machine-local is under this one directory.
+GITIGNORE_LINE = f"/{LOCAL_DIR}/"
 
 
 @dataclass(frozen=True)
@@ -15,9 +35,11 @@ class RunLayout:
     root: Path
     run_id: str
 
+    # ---- committed: the run's record --------------------------------------------------------------------
+
     @property
     def run_dir_rel(self) -> str:
-        return f"{STATE_DIR}/runs/{self.run_id}"
+        return f"{RUNS_DIR}/{self.run_id}"
 
     @property
     def artifacts_rel(self) -> str:
@@ -30,8 +52,52 @@ class RunLayout:
     def prompt_rel(self, worker_id: str) -> str:
         return f"{self.artifacts_rel}/prompts/{worker_id}.md"
 
+    @property
+    def deferred_rel(self) -> str:
+        return f"{self.run_dir_rel}/deferred.json"
+
+    # ---- machine-local: ignored by git ------------------------------------------------------------------
+
+    @property
+    def local_run_rel(self) -> str:
+        return f"{LOCAL_DIR}/runs/{self.run_id}"
+
+    @property
+    def logs_rel(self) -> str:
+        return f"{self.local_run_rel}/logs"
+
     def log_rel(self, worker_id: str, attempt: int) -> str:
-        return f"{self.artifacts_rel}/logs/{worker_id}.attempt-{attempt}.log"
+        return f"{self.logs_rel}/{worker_id}.attempt-{attempt}.log"
+
+    @property
+    def progress_dir_rel(self) -> str:
+        return f"{self.local_run_rel}/progress"
+
+    def progress_rel(self, worker_id: str) -> str:
+        return f"{self.progress_dir_rel}/{worker_id}.md"
+
+    @property
+    def inflight_rel(self) -> str:
+        return f"{self.local_run_rel}/inflight.json"
+
+    @property
+    def reduce_state_rel(self) -> str:
+        # ages, running workers and the drift since a commit: true on this machine, now
+        return f"{self.local_run_rel}/reduce_state.json"
+
+    @property
+    def drift_baseline_rel(self) -> str:
+        return f"{self.local_run_rel}/drift_baseline.json"
+
+    @property
+    def detached_state_rel(self) -> str:
+        return f"{self.local_run_rel}/detached.json"
+
+    @property
+    def detached_log_rel(self) -> str:
+        return f"{self.local_run_rel}/detached.log"
+
+    # ---- absolute paths ---------------------------------------------------------------------------------
 
     def abs(self, rel: str) -> Path:
         return self.root / rel
@@ -39,6 +105,10 @@ class RunLayout:
     @property
     def run_dir(self) -> Path:
         return self.abs(self.run_dir_rel)
+
+    @property
+    def local_run_dir(self) -> Path:
+        return self.abs(self.local_run_rel)
 
     @property
     def plan_json(self) -> Path:
@@ -53,14 +123,18 @@ class RunLayout:
         return self.root / STATE_DIR
 
     @property
+    def local_dir(self) -> Path:
+        return self.root / LOCAL_DIR
+
+    @property
     def lock_file(self) -> Path:
-        return self.state_dir / "locks" / f"{self.run_id}.lock"
+        return self.root / LOCKS_DIR / f"{self.run_id}.lock"
 
     @property
     def lock_holder_json(self) -> Path:
-        return self.state_dir / "locks" / f"{self.run_id}.holder.json"
+        return self.root / LOCKS_DIR / f"{self.run_id}.holder.json"
 
     @property
     def doit_db(self) -> Path:
         # doit's database is only a cache of provenance, so one file per repo is enough.
-        return self.state_dir / "doit.sqlite3"
+        return self.root / DOIT_DB

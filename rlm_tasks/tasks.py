@@ -190,7 +190,7 @@ def _plan_current(ctx: RunContext) -> bool:
 def _summary_inputs(ctx: RunContext) -> list[str]:
     """What reduce_state.json and deferred.json summarise: plan, provenance, attempt logs, every report."""
     layout = ctx.layout
-    return [str(layout.plan_json), str(layout.provenance_json), ctx.abs_str(f"{layout.artifacts_rel}/logs"),
+    return [str(layout.plan_json), str(layout.provenance_json), ctx.abs_str(layout.logs_rel),
             *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks)]
 
 
@@ -227,7 +227,7 @@ def _quiet(write: Callable[[RunContext], Any], ctx: RunContext) -> Any:
 
 
 def doit_config(ctx: RunContext) -> dict[str, Any]:
-    ctx.layout.state_dir.mkdir(parents=True, exist_ok=True)
+    ctx.layout.doit_db.parent.mkdir(parents=True, exist_ok=True)
     return {
         "default_tasks": DEFAULT_TASKS,
         "dep_file": str(ctx.layout.doit_db),

@@ -18,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = Path(__file__).resolve().parent / "fake_agents" / "flaky_agent.py"
 RUN = ".rlm/runs/robust"
+LOCAL = ".rlm/local/runs/robust"
 
 
 def config(tasks: list[dict[str, Any]], **defaults: Any) -> dict[str, Any]:

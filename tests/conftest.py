@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 FAKE_CODEX = Path(__file__).resolve().parent / "fake_agents" / "fake_codex.py"
 RUN_ID = "t"
 RUN_DIR = f".rlm/runs/{RUN_ID}"
+LOCAL_RUN = f".rlm/local/runs/{RUN_ID}"  # machine-local: logs, progress, inflight, reduce_state
 
 # ---- the write guard --------------------------------------------------------------------------------------
 # An audit hook sees every in-process open-for-writing, rename, mkdir, remove, ... (subprocesses are not

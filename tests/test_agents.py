@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_CODEX, RUN_DIR, Repo
+from conftest import FAKE_CODEX, LOCAL_RUN, RUN_DIR, Repo
 
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.layout import RunLayout
@@ -236,4 +236,4 @@ def test_command_with_an_undefined_variable_fails_the_task_in_one_line(repo: Rep
     assert result.code == 1
     failed = [line for line in result.lines if "FAILED" in line]
     assert failed == ["  FAILED  map:a: agent.command[1]: undefined variable in '{{ nope }}': 'nope' is undefined; "
-                      f"log: {RUN_DIR}/artifacts/logs/a.attempt-1.log"]
+                      f"log: {LOCAL_RUN}/logs/a.attempt-1.log"]

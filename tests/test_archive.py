@@ -25,6 +25,7 @@ from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.state.context import RunContext
 
 RUN = ".rlm/runs/r"
+LOCAL = ".rlm/local/runs/r"
 NOW = dt.datetime(2026, 11, 21, 17, 0, 0, tzinfo=dt.timezone.utc)
 ARCHIVE_ID = "r-20261121T170000Z"
 
@@ -46,17 +47,17 @@ def finish_run(root: Path) -> None:
         "termination_decision": {"should_finish": True, "reason": "verified",
                                  "budget_used": {"iterations": 1, "workers": 2, "attempts": 2}},
         "conclusions": [], "evidence_paths": [], "deferred_opportunities": "none identified",
-        "reduce_state_path": f"{RUN}/reduce_state.json", "deferred_path": f"{RUN}/deferred.json",
+        "reduce_state_path": f"{LOCAL}/reduce_state.json", "deferred_path": f"{RUN}/deferred.json",
     })
     jsonio.write_json(run / "deferred.json", {"version": 1, "run_id": "r", "items": [], "count": 0,
                                               "reports_read": 2, "reports_without_section": []})
     jsonio.write_json(run / "provenance.json", {"version": 1, "run_id": "r", "tasks": {
         "a": {"started_at": "2026-11-20T09:00:00Z"}, "v": {"started_at": "2026-11-20T10:00:00Z"}}})
-    for name, text in {"artifacts/reports/a.md": "# a\n", "artifacts/reports/v.md": "# v\n",
-                       "artifacts/logs/a.attempt-1.log": "log a\n" * 100, "artifacts/logs/v.attempt-1.log": "log v\n",
-                       "artifacts/progress/a.md": "step\n"}.items():
-        (run / name).parent.mkdir(parents=True, exist_ok=True)
-        (run / name).write_text(text)
+    for name, text in {f"{RUN}/artifacts/reports/a.md": "# a\n", f"{RUN}/artifacts/reports/v.md": "# v\n",
+                       f"{LOCAL}/logs/a.attempt-1.log": "log a\n" * 100, f"{LOCAL}/logs/v.attempt-1.log": "log v\n",
+                       f"{LOCAL}/progress/a.md": "step\n"}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
 
 
 @pytest.fixture
@@ -72,8 +73,11 @@ def context(root: Path) -> RunContext:
 
 
 def run_files(root: Path) -> dict[str, bytes]:
-    base = root / RUN
-    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+    """The run's files as the archive names them: the run dir, and its local logs and progress under artifacts/."""
+    trees = [(root / RUN, ""), (root / LOCAL / "logs", "artifacts/logs/"),
+             (root / LOCAL / "progress", "artifacts/progress/")]
+    return {prefix + p.relative_to(base).as_posix(): p.read_bytes()
+            for base, prefix in trees for p in sorted(base.rglob("*")) if p.is_file()}
 
 
 def test_archive_copies_hashes_and_locks_the_run(repo: Path) -> None:
@@ -97,10 +101,10 @@ def test_archive_copies_hashes_and_locks_the_run(repo: Path) -> None:
     pointer = json.loads((repo / RUN / "archived_to.json").read_text())
     assert schema.check("archived_to", pointer) == []
     assert pointer["archive_path"] == f".rlm/archive/{ARCHIVE_ID}"
-    tarball = f"{RUN}/artifacts/transient-{ARCHIVE_ID}.tar.gz"
-    assert pointer["transient"] == {"mode": "compress", "paths": [f"{RUN}/artifacts/logs", f"{RUN}/artifacts/progress"],
+    tarball = f"{LOCAL}/transient-{ARCHIVE_ID}.tar.gz"
+    assert pointer["transient"] == {"mode": "compress", "paths": [f"{LOCAL}/logs", f"{LOCAL}/progress"],
                                     "compressed_to": tarball}
-    assert not (repo / RUN / "artifacts/logs").exists() and not (repo / RUN / "artifacts/progress").exists()
+    assert not (repo / LOCAL / "logs").exists() and not (repo / LOCAL / "progress").exists()
     with tarfile.open(repo / tarball) as tar:
         assert sorted(m.name for m in tar.getmembers() if m.isfile()) == [
             "artifacts/logs/a.attempt-1.log", "artifacts/logs/v.attempt-1.log", "artifacts/progress/a.md"]
@@ -111,8 +115,8 @@ def test_archive_copies_hashes_and_locks_the_run(repo: Path) -> None:
 def test_transient_mode(repo: Path, mode: str, logs_left: bool) -> None:
     write_config(repo, lifecycle={"transient": mode, "ttl_days": 3, "keep_forever": True})
     result = archive.create(context(repo), now=NOW)
-    assert (repo / RUN / "artifacts/logs").exists() is logs_left
-    assert not list((repo / RUN / "artifacts").glob("*.tar.gz"))
+    assert (repo / LOCAL / "logs").exists() is logs_left
+    assert not list((repo / LOCAL).glob("*.tar.gz"))
     meta = json.loads((repo / ".rlm/archive" / result.archive_id / "meta.json").read_text())
     assert meta["retention"]["ttl_days"] == 3 and meta["retention"]["keep_forever"] is True
     assert "artifacts/logs/a.attempt-1.log" in meta["manifest"]  # the archive keeps what the run dir drops

@@ -1,4 +1,4 @@
-"""The speed-up cache (.rlm/cache/) never hides a change: every edit is seen, a broken cache only costs time."""
+"""The speed-up cache (.rlm/local/cache/) never hides a change: every edit is seen, a broken cache only costs time."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _robust import RUN, doit_in_process, make_repo, records
+from _robust import LOCAL, RUN, doit_in_process, make_repo, records
 
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
@@ -51,16 +51,16 @@ def ran(repo: Path) -> list[str]:
 
 
 def marks(repo: Path) -> set[str]:
-    (path,) = (repo / ".rlm/cache").glob("*.json")
+    (path,) = (repo / ".rlm/local/cache").glob("*.json")
     return set(json.loads(path.read_text())["marks"])
 
 
 def test_a_noop_run_skips_everything_and_rewrites_nothing(repo: Path) -> None:
     ran(repo)
     assert marks(repo) >= {"settled", "plan_current", "reduce", "deferred"}
-    (path,) = (repo / ".rlm/cache").glob("*.json")
+    (path,) = (repo / ".rlm/local/cache").glob("*.json")
     assert schema.check("cache", json.loads(path.read_text())) == []
-    state = repo / RUN / "reduce_state.json"
+    state = repo / LOCAL / "reduce_state.json"
     before = state.stat().st_mtime_ns
     assert doit_in_process() == 0
     assert ran(repo) == [] and state.stat().st_mtime_ns == before
@@ -120,12 +120,12 @@ def test_an_invalid_edit_is_refused_after_a_valid_cached_plan(repo: Path, capsys
 
 def test_a_broken_or_foreign_cache_costs_only_time(repo: Path) -> None:
     ran(repo)
-    for path in (repo / ".rlm/cache").glob("*.json"):
+    for path in (repo / ".rlm/local/cache").glob("*.json"):
         path.write_text("{not json")
     assert doit_in_process() == 0
     assert ran(repo) == []
     # a cache copied from elsewhere (other inodes and ctimes) vouches for nothing
-    (path,) = (repo / ".rlm/cache").glob("*.json")
+    (path,) = (repo / ".rlm/local/cache").glob("*.json")
     data = json.loads(path.read_text())
     data["files"] = {rel: [[1, 1, entry[0][2], 1], "0" * 64, entry[2]] for rel, entry in data["files"].items()}
     data["marks"] = {}

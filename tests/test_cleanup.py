@@ -99,7 +99,7 @@ def test_cleanup_skips_while_another_process_holds_the_lock(tmp_path: Path) -> N
         done = subprocess.run([sys.executable, "-m", "rlm_tasks", "cleanup"], cwd=tmp_path, capture_output=True,
                               text=True, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert (done.returncode, done.stdout, done.stderr) == (
-        0, "cleanup skipped: another process is cleaning up (holds .rlm/locks/cleanup.lock)\n", "")
+        0, "cleanup skipped: another process is cleaning up (holds .rlm/local/locks/cleanup.lock)\n", "")
     assert cleanup.archive_ids(tmp_path) == ["r-20200101T000000Z"]
     assert log_lines(tmp_path) == []
 
@@ -173,7 +173,7 @@ def test_uses_marks_archives_automatically(tmp_path: Path) -> None:
     lines.clear()
     housekeeping.on_run_start(RunContext(load_plan(tmp_path / "rlm.yaml")), lines.append)
     assert lines == ["rlm: released archive old-20200101T000000Z (no longer under uses: of run next)\n",
-                     "rlm: cleanup: deleted 1 expired archive(s): old-20200101T000000Z (see .rlm/cleanup.log)\n"]
+                     "rlm: cleanup: deleted 1 expired archive(s): old-20200101T000000Z (see .rlm/local/cleanup.log)\n"]
     assert cleanup.archive_ids(tmp_path) == ["old-20200102T000000Z"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _robust import ROOT, RUN, config, kill_leftovers, make_repo, records, rlm, write_spec
+from _robust import LOCAL, ROOT, RUN, config, kill_leftovers, make_repo, records, rlm, write_spec
 
 from rlm_tasks.config import schema
 
@@ -27,10 +27,10 @@ def test_detach_wait_exit_codes(repo: Path) -> None:
     make_repo(repo, [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"*": {"sleep": 1.5}})
     started = rlm(repo, "run", "--detach")
     assert started.returncode == 0, started.stdout
-    state = json.loads((repo / RUN / "detached.json").read_text())
+    state = json.loads((repo / LOCAL / "detached.json").read_text())
     assert schema.check("detached", state) == []
     assert started.stdout == (f"rlm: run robust started in the background (pid {state['pid']}); "
-                              f"log: {RUN}/detached.log; "
+                              f"log: {LOCAL}/detached.log; "
                               "`rlm wait` returns when it ends, `rlm status` shows progress\n")
     again = rlm(repo, "run", "--detach")
     assert again.returncode == 3
@@ -42,11 +42,11 @@ def test_detach_wait_exit_codes(repo: Path) -> None:
     assert rlm(repo, "status").returncode == 0
     done = rlm(repo, "wait")
     assert done.returncode == 0, done.stdout
-    assert done.stdout == (f"rlm: run robust finished (exit 0): 2/2 fresh; inventory: {RUN}/reduce_state.json; "
-                           f"log: {RUN}/detached.log\n")
-    state = json.loads((repo / RUN / "detached.json").read_text())
+    assert done.stdout == (f"rlm: run robust finished (exit 0): 2/2 fresh; inventory: {LOCAL}/reduce_state.json; "
+                           f"log: {LOCAL}/detached.log\n")
+    state = json.loads((repo / LOCAL / "detached.json").read_text())
     assert state["exit_code"] == 0 and state["finished_at"] and schema.check("detached", state) == []
-    log = (repo / RUN / "detached.log").read_text()
+    log = (repo / LOCAL / "detached.log").read_text()
     assert log.startswith("rlm: run robust: 2 tasks\n") and "rlm: 2 ran, 0 failed, 0 fresh in " in log
     assert rlm(repo, "wait", "--timeout", "0").returncode == 0  # finished: no waiting at all
 
@@ -70,7 +70,7 @@ def test_thousand_tasks_three_failures_print_under_2kb(repo: Path) -> None:
     assert waited.returncode == 1, waited.stdout
     assert waited.stdout == (
         f"rlm: run robust finished (exit 1): 997/1000 fresh, 3 failed: map:task-0007, map:task-0500, map:task-0999; "
-        f"inventory: {RUN}/reduce_state.json; log: {RUN}/detached.log\n")
+        f"inventory: {LOCAL}/reduce_state.json; log: {LOCAL}/detached.log\n")
     outputs += [waited, rlm(repo, "status")]
     for out in outputs:
         assert len(out.stdout.encode()) < 2048, out.stdout

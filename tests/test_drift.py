@@ -60,7 +60,7 @@ def test_drift_in_a_git_repo(repo: Path) -> None:
     assert sorted(baseline["dirty"]) == ["notes/later.txt", "notes/old.txt"]
 
     # `app` ran (it has an attempt log); `lib` never did.
-    write(repo, ".rlm/runs/r/artifacts/logs/app.attempt-1.log", "ran\n")
+    write(repo, ".rlm/local/runs/r/logs/app.attempt-1.log", "ran\n")
     write(repo, "src/app/main.py", "v2\n")
     write(repo, "src/lib/util.py", "v2\n")
     write(repo, "src/lib/new.py", "new\n")

@@ -71,7 +71,8 @@ def test_lock_held_by_a_live_process_is_never_taken(layout: RunLayout, holder_pr
         RunLock(layout).acquire(break_lock=True)
     holder = json.loads(layout.lock_holder_json.read_text())
     assert str(caught.value) == (f"run 'r' is locked by another process (pid {holder_process.pid} on host "
-                                 f"{runlock.hostname()}, started {holder['started_at']}); lock: .rlm/locks/r.lock")
+                                 f"{runlock.hostname()}, started {holder['started_at']}); "
+                                 "lock: .rlm/local/locks/r.lock")
     assert caught.value.exit_code == 3
     assert not isinstance(caught.value, RunLockStale)
     holder_process.stdin.close()  # the holder releases and ends
@@ -116,7 +117,7 @@ def test_stale_lock_on_a_foreign_host_needs_break_lock(layout: RunLayout) -> Non
     assert str(caught.value) == (
         f"run 'r' has a stale lock: pid 4242 on host elsewhere.invalid, started {holder['started_at']} "
         "(30.0 hours ago, more than lock_stale_hours 24); rlm cannot tell whether it still runs. If it does not, "
-        "take the lock with --break-lock, e.g. `rlm run --break-lock` (logged to .rlm/locks/breaks.log)")
+        "take the lock with --break-lock, e.g. `rlm run --break-lock` (logged to .rlm/local/locks/breaks.log)")
     assert caught.value.exit_code == 3
     assert json.loads(layout.lock_holder_json.read_text()) == holder  # refused: untouched
     assert not runlock.breaks_log(layout.root).exists()

@@ -15,6 +15,7 @@ from rlm_tasks.config import schema
 
 WORKER = Path(__file__).parent / "fake_agents" / "scripted_worker.py"
 RUN = ".rlm/runs/loop"
+LOCAL = ".rlm/local/runs/loop"
 SECTIONS = "## What I did\nx\n\n## Key findings\n- y\n\n"
 COMPLIANCE = "\n## Contract Compliance\n- kept\n"
 
@@ -89,7 +90,7 @@ def load(path: str) -> dict:
 
 def test_reduce_state_field_by_field(repo: Path) -> None:
     assert doit() == 0
-    state = load(f"{RUN}/reduce_state.json")
+    state = load(f"{LOCAL}/reduce_state.json")
     assert schema.check("reduce_state", state) == []
     assert state["run_id"] == "loop"
     assert state["iteration"] == 1
@@ -105,11 +106,11 @@ def test_reduce_state_field_by_field(repo: Path) -> None:
     assert 0 <= bullets["age_seconds"] < 60
     assert bullets["attempts"] == 1
     assert bullets["contract_compliance"] is True
-    assert bullets["log_path"] == f"{RUN}/artifacts/logs/bullets.attempt-1.log"
+    assert bullets["log_path"] == f"{LOCAL}/logs/bullets.attempt-1.log"
     assert state["drift"]["checked"] is False  # the tmp repo is not a git work tree
     assert state["drift"]["note"] == "not a git working tree: drift not checked"
     # an inventory, never report text
-    assert "cache digests" not in (repo / f"{RUN}/reduce_state.json").read_text()
+    assert "cache digests" not in (repo / f"{LOCAL}/reduce_state.json").read_text()
 
 
 def test_failed_and_missing_states(repo: Path) -> None:
@@ -118,7 +119,7 @@ def test_failed_and_missing_states(repo: Path) -> None:
     write_config(repo, cfg)
     assert doit() == 1
     assert main(["reduce"]) == 0  # the CLI verb writes the same file
-    state = load(f"{RUN}/reduce_state.json")
+    state = load(f"{LOCAL}/reduce_state.json")
     rows = {r["id"]: r for r in state["tasks"]}
     assert rows["numbered"]["state"] == "failed"
     assert rows["numbered"]["report_bytes"] is None
@@ -224,7 +225,7 @@ def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.C
         "Rewrite the parser",
         "Add fuzzing",
     ]
-    assert final["reduce_state_path"] == f"{RUN}/reduce_state.json"
+    assert final["reduce_state_path"] == f"{LOCAL}/reduce_state.json"
     assert final["deferred_path"] == f"{RUN}/deferred.json"
 
     md = (repo / f"{RUN}/final.md").read_text()
@@ -298,7 +299,7 @@ def test_budget_exhausted(repo: Path, capfd: pytest.CaptureFixture[str]) -> None
         "budget exhausted: max_workers (2 worker attempts started, limit 2); "
         "map:nothing not started (raise the budget in rlm.yaml to go on)"
     )
-    state = load(f"{RUN}/reduce_state.json")
+    state = load(f"{LOCAL}/reduce_state.json")
     assert state["budget"]["attempts_used"] == 2
     assert state["budget"]["exhausted"] == "max_workers (2 worker attempts started, limit 2)"
 
@@ -334,4 +335,4 @@ def test_python_m_entry_point(repo: Path) -> None:
 
     result = subprocess.run([sys.executable, "-m", "rlm_tasks", "reduce"], capture_output=True, text=True, cwd=repo)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"reduce: 4 tasks (4 missing), iteration 1: {RUN}/reduce_state.json\n"
+    assert result.stdout == f"reduce: 4 tasks (4 missing), iteration 1: {LOCAL}/reduce_state.json\n"

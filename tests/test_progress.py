@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _robust import RUN, doit_in_process, kill_leftovers, make_repo
+from _robust import LOCAL, RUN, doit_in_process, kill_leftovers, make_repo
 
 from rlm_tasks.cli.main import main
 from rlm_tasks.config.plan import load_plan
@@ -35,15 +35,15 @@ def test_plain_lines_without_a_terminal(repo: Path, capsys: pytest.CaptureFixtur
     assert out == (
         "rlm: run robust: 3 tasks\n"
         "  start   map:a  attempt 1, standard\n"
-        f"  retry   map:a: agent exited with code 3; log: {RUN}/artifacts/logs/a.attempt-1.log; "
+        f"  retry   map:a: agent exited with code 3; log: {LOCAL}/logs/a.attempt-1.log; "
         "attempt 2 (standard) in Ns\n"
         "  start   map:a  attempt 2, standard\n"
         f"  ok      map:a  Ns  {RUN}/artifacts/reports/a.md  attempt 2, standard\n"
         "  start   map:b  attempt 1, standard\n"
         f"  ok      map:b  Ns  {RUN}/artifacts/reports/b.md\n"
         "  start   map:c  attempt 1, standard\n"
-        f"  FAILED  map:c: agent exited with code 3; log: {RUN}/artifacts/logs/c.attempt-1.log\n"
-        f"rlm: 2 ran, 1 failed, 0 fresh in Ns; inventory: {RUN}/reduce_state.json\n"
+        f"  FAILED  map:c: agent exited with code 3; log: {LOCAL}/logs/c.attempt-1.log\n"
+        f"rlm: 2 ran, 1 failed, 0 fresh in Ns; inventory: {LOCAL}/reduce_state.json\n"
     )
     assert "fake agent" not in out  # worker output stays in its log
 
@@ -64,7 +64,7 @@ def test_live_line_on_a_terminal(repo: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert re.search(r"\r\x1b\[2Krlm: 1/2 done, 1 running, 0 failed, 0:0\d elapsed, longest map:a 0:0\d", out), out
     assert "  start " not in out  # on a terminal the live line shows what runs
     assert "  ok      map:a  " in out and "fake agent" not in out
-    assert out.endswith(f"inventory: {RUN}/reduce_state.json\n")
+    assert out.endswith(f"inventory: {LOCAL}/reduce_state.json\n")
 
 
 def test_progress_line_format() -> None:
@@ -77,11 +77,11 @@ def test_view_from_files_alone(repo: Path) -> None:
     make_repo(repo, [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}, {"id": "c", "goal": "C"}], {})
     assert doit_in_process("map:a") == 0
     ctx = RunContext(load_plan("rlm.yaml"))
-    (repo / RUN / "artifacts/logs/c.attempt-1.log").write_text("failed\n")  # an attempt without a report
+    (repo / LOCAL / "logs/c.attempt-1.log").write_text("failed\n")  # an attempt without a report
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
     try:
         now = time.time()
-        (repo / RUN / "artifacts/scheduler/inflight.json").write_text(json.dumps({
+        (repo / LOCAL / "inflight.json").write_text(json.dumps({
             "version": 1, "run_id": "robust",
             "orchestrator": {"pid": os.getpid(), "host": inflight.socket.gethostname(), "started_at": "x",
                              "started": now - 65},

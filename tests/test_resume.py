@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from _robust import RUN, group_gone, kill_leftovers, make_repo, provenance, records, start_doit, wait_for
+from _robust import LOCAL, group_gone, kill_leftovers, make_repo, provenance, records, start_doit, wait_for
 
 from rlm_tasks.config import schema
 
@@ -22,7 +22,7 @@ def repo(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def inflight(repo: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((repo / RUN / "artifacts/scheduler/inflight.json").read_text())
+    return json.loads((repo / LOCAL / "inflight.json").read_text())
 
 
 def kill_orchestrator_mid_run(repo: Path, spec: dict) -> list[dict]:  # type: ignore[type-arg]

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from _robust import RUN, doit_in_process, group_gone, kill_leftovers, make_repo, provenance, records, write_spec
+from _robust import LOCAL, RUN, doit_in_process, group_gone, kill_leftovers, make_repo, provenance, records, write_spec
 
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
@@ -25,14 +25,14 @@ def test_retry_then_succeed(repo: Path, capsys: pytest.CaptureFixture[str]) -> N
     make_repo(repo, [{"id": "a", "goal": "A", "retries": 2}, {"id": "b", "goal": "B"}], {"a": {"fail": [1]}})
     assert doit_in_process() == 0
     out = capsys.readouterr().out
-    assert (f"  retry   map:a: agent exited with code 3; log: {RUN}/artifacts/logs/a.attempt-1.log; "
+    assert (f"  retry   map:a: agent exited with code 3; log: {LOCAL}/logs/a.attempt-1.log; "
             "attempt 2 (standard) in 0.0s\n") in out
     assert "  ok      map:a  " in out and "attempt 2, standard\n" in out
     entry = provenance(repo)["a"]
     assert entry["attempt"] == 2
     assert [(a["attempt"], a["outcome"], a["exit_code"]) for a in entry["attempts"]] == [(1, "exit", 3), (2, "ok", 0)]
-    assert entry["log_path"] == f"{RUN}/artifacts/logs/a.attempt-2.log"
-    assert (repo / RUN / "artifacts/logs/a.attempt-1.log").read_text().startswith("fake agent a attempt 1 started")
+    assert entry["log_path"] == f"{LOCAL}/logs/a.attempt-2.log"
+    assert (repo / LOCAL / "logs/a.attempt-1.log").read_text().startswith("fake agent a attempt 1 started")
     assert schema.check("provenance", {"version": 1, "run_id": "robust", "tasks": provenance(repo)}) == []
     # finished means finished: nothing runs again
     assert doit_in_process() == 0
@@ -83,7 +83,7 @@ def test_progress_file_keeps_a_quiet_worker_alive(repo: Path) -> None:
     make_repo(repo, [{"id": "q", "goal": "quiet", "stall_after": 0.5}], {"q": {"sleep": 1.2, "progress": 0.1}})
     assert doit_in_process() == 0
     (run,) = records(repo, "q")
-    assert run["progress"] == str(repo / RUN / "artifacts/progress/q.md")
+    assert run["progress"] == str(repo / LOCAL / "progress/q.md")
     assert [a["outcome"] for a in provenance(repo)["q"]["attempts"]] == ["ok"]
 
 
@@ -92,7 +92,7 @@ def test_exhausted_retries_fail_and_independent_keep_going(repo: Path, capsys: p
                      {"id": "good", "goal": "G"}], {"bad": {"fail": [1, 2]}})
     assert doit_in_process() == 1
     out = capsys.readouterr().out
-    assert (f"  FAILED  map:bad: agent exited with code 3; log: {RUN}/artifacts/logs/bad.attempt-2.log "
+    assert (f"  FAILED  map:bad: agent exited with code 3; log: {LOCAL}/logs/bad.attempt-2.log "
             "(attempt 2 of 2)\n") in out
     assert "  SKIPPED map:after: a task it depends on failed\n" in out
     assert "rlm: 1 ran, 1 failed, 1 not started, 0 fresh in " in out
@@ -100,7 +100,7 @@ def test_exhausted_retries_fail_and_independent_keep_going(repo: Path, capsys: p
     assert not (repo / RUN / "artifacts/reports/bad.md").exists()
     assert main(["status"]) == 0
     out = capsys.readouterr().out
-    assert f"1 failed (bad); logs: {RUN}/artifacts/logs/\n" in out
+    assert f"1 failed (bad); logs: {LOCAL}/logs/\n" in out
     # the next run starts with the next attempt number; logs are never overwritten
     write_spec(repo, {})
     assert doit_in_process() == 0

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, RUN_DIR, Repo, subprocess_env
+from conftest import LOCAL_RUN, REPO, RUN_DIR, Repo, subprocess_env
 
 from rlm_tasks import jsonio
 from rlm_tasks.tasks import doit_namespace
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
-LOGS = f"{RUN_DIR}/artifacts/logs"
+LOGS = f"{LOCAL_RUN}/logs"
 DURATION = r"\d+\.\d+s"
 
 
@@ -32,7 +32,7 @@ def ok_line(name: str, report: str) -> str:
 def summary(ran: int, failed: int, fresh: int, not_started: int = 0) -> str:
     skipped = f", {not_started} not started" if not_started else ""
     return (rf"rlm: {ran} ran, {failed} failed{skipped}, {fresh} fresh in {DURATION}; "
-            rf"inventory: {re.escape(RUN_DIR)}/reduce_state\.json")
+            rf"inventory: {re.escape(LOCAL_RUN)}/reduce_state\.json")
 
 
 def finished_lines(out: str) -> list[str]:
@@ -98,9 +98,9 @@ def test_doit_state_lives_under_rlm_in_sqlite(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}], budget={"max_inflight": 3})
     config = doit_namespace("rlm.yaml")["DOIT_CONFIG"]
     assert (config["dep_file"], config["backend"], config["num_process"]) == (
-        str(repo.root.resolve() / ".rlm" / "doit.sqlite3"), "sqlite3", 3)
+        str(repo.root.resolve() / ".rlm" / "local" / "doit.sqlite3"), "sqlite3", 3)
     assert repo.doit().code == 0
-    assert (repo.root / ".rlm" / "doit.sqlite3").read_bytes()[:16] == b"SQLite format 3\x00"
+    assert (repo.root / ".rlm" / "local" / "doit.sqlite3").read_bytes()[:16] == b"SQLite format 3\x00"
     assert sorted(p.name for p in repo.root.iterdir() if p.name.startswith(".doit")) == []
 
 
@@ -331,7 +331,7 @@ def test_a_fresh_clone_of_a_finished_run_runs_no_worker(repo: Repo, tmp_path: Pa
         {"id": "a", "goal": "A", "inputs": ["src/a.txt"], "watch": ["docs/*.md"]},
         {"id": "b", "goal": "B", "depends_on": ["a"], "compute_tier": "heavy"},
     ], verify=[{"id": "v", "goal": "V", "depends_on": ["a", "b"]}])
-    (origin / ".gitignore").write_text(".rlm/doit.sqlite3\n.rlm/cache/\n.rlm/locks/\n.rlm/runs/*/artifacts/logs/\n")
+    (origin / ".gitignore").write_text("/.rlm/local/\n")
     result = origin_repo.doit_cli()
     assert result.code == 0, result.out + result.err
     assert len(repo.calls()) == 3
@@ -340,11 +340,11 @@ def test_a_fresh_clone_of_a_finished_run_runs_no_worker(repo: Repo, tmp_path: Pa
     git("commit", "-q", "-m", "finished run", cwd=origin)
     committed = git("ls-files", cwd=origin).splitlines()
     assert f"{RUN_DIR}/provenance.json" in committed and f"{REPORTS}/b.md" in committed
-    assert not any(path.startswith((".rlm/doit.sqlite3", LOGS)) for path in committed)
+    assert not any(path.startswith(".rlm/local/") for path in committed)
 
     git("clone", "-q", str(origin), str(tmp_path / "clone"), cwd=tmp_path)
     clone = tmp_path / "clone"
-    assert not (clone / ".rlm" / "doit.sqlite3").exists()
+    assert not (clone / ".rlm" / "local" / "doit.sqlite3").exists()
     check = origin_repo.rlm_cli("check", cwd=clone)
     assert (check.code, check.out) == (0, "run t: 3 tasks: 3 fresh, 0 stale, 0 missing, 0 invalid\n"), check.err
     run = origin_repo.doit_cli(cwd=clone)
@@ -388,13 +388,13 @@ def test_a_second_doit_on_the_same_run_exits_3_naming_the_holder(repo: Repo) -> 
     copy_dodo(repo.root)
     holder = hold_lock(repo.root)
     try:
-        started_at = jsonio.read_json(repo.root / ".rlm" / "locks" / "t.holder.json")["started_at"]
+        started_at = jsonio.read_json(repo.root / ".rlm" / "local" / "locks" / "t.holder.json")["started_at"]
         result = repo.doit_cli(timeout=30)
     finally:
         end(holder)
     assert (result.code, result.out) == (3, "")
     assert result.err == (f"rlm: run 't' is locked by another process (pid {holder.pid} on host "
-                          f"{socket.gethostname()}, started {started_at}); lock: .rlm/locks/t.lock\n")
+                          f"{socket.gethostname()}, started {started_at}); lock: .rlm/local/locks/t.lock\n")
     assert repo.calls() == []
 
 
@@ -427,7 +427,8 @@ def test_the_root_example_runs_and_every_task_is_fresh(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "doit"], cwd=copy, env=env, capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 0
-    assert re.fullmatch(r"rlm: 0 ran, 0 failed, 6 fresh in \d+\.\d+s; inventory: \.rlm/runs/example/reduce_state\.json",
+    assert re.fullmatch(r"rlm: 0 ran, 0 failed, 6 fresh in \d+\.\d+s; "
+                        r"inventory: \.rlm/local/runs/example/reduce_state\.json",
                         again.stdout.splitlines()[-1])
 
 

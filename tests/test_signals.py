@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from _robust import RUN, group_gone, kill_leftovers, make_repo, provenance, records, start_doit, wait_for
+from _robust import LOCAL, RUN, group_gone, kill_leftovers, make_repo, provenance, records, start_doit, wait_for
 
 TASKS = [{"id": "quick", "goal": "Q"}, {"id": "slow1", "goal": "S"}, {"id": "slow2", "goal": "S"},
          {"id": "later", "goal": "L", "depends_on": ["slow1"]}]
@@ -37,7 +37,7 @@ def test_signal_forwarded_no_orphan_finished_task_kept(repo: Path, sig: int, cod
         assert group_gone(record["pgid"]), record  # the worker and the grandchild it started
         assert group_gone(record["child"] or record["pgid"])
     assert set(provenance(repo)) == {"quick"}  # the finished task stays recorded
-    inflight = json.loads((repo / RUN / "artifacts/scheduler/inflight.json").read_text())
+    inflight = json.loads((repo / LOCAL / "inflight.json").read_text())
     assert inflight["entries"] == [] and inflight["orchestrator"]["finished_at"]
     assert not (repo / RUN / "artifacts/reports/slow1.md").exists()
     # the next run does not run the finished task again

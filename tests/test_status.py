@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import RUN_DIR, Repo
+from conftest import LOCAL_RUN, RUN_DIR, Repo
 
 from rlm_tasks.config import schema
 
@@ -75,7 +75,7 @@ def test_status_after_a_failed_run_says_which_failed_and_where_the_logs_are(repo
     assert repo.doit().code == 1
     result = repo.rlm("status")
     assert result.lines[:2] == ["run t: 3 tasks: 2 fresh, 0 stale, 1 missing, 0 invalid",
-                                f"1 failed (c); logs: {RUN_DIR}/artifacts/logs/"]
+                                f"1 failed (c); logs: {LOCAL_RUN}/logs/"]
 
 
 def test_check_exits_0_when_everything_is_fresh(done: Repo) -> None:
@@ -108,11 +108,11 @@ def test_check_exits_2_when_the_config_is_invalid(done: Repo) -> None:
 
 
 def test_check_needs_no_doit_database(done: Repo) -> None:
-    (done.root / ".rlm" / "doit.sqlite3").unlink()
-    shutil.rmtree(done.root / ".rlm" / "cache", ignore_errors=True)
+    (done.root / ".rlm" / "local" / "doit.sqlite3").unlink()
+    shutil.rmtree(done.root / ".rlm" / "local" / "cache", ignore_errors=True)
     result = done.rlm("check")
     assert result.code == 0, result.out
-    assert not (done.root / ".rlm" / "doit.sqlite3").exists()
+    assert not (done.root / ".rlm" / "local" / "doit.sqlite3").exists()
 
 
 def test_check_through_the_real_cli(done: Repo) -> None:

@@ -11,7 +11,7 @@ Exit codes:
   2    the configuration or the command line is invalid (archive use/release/verify: no such archive)
   3    the run is locked by another process (or its lock is stale: --break-lock);
        wait: still running at --timeout; archive use: cleanup.lock busy too long
-  70   a bug: "unexpected error", details in .rlm/rlm-crash.log
+  70   a bug: "unexpected error", details in .rlm/local/rlm-crash.log
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
 `rlm cleanup` exits 0 also when it skipped because another process is cleaning up.
 """
@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from rlm_tasks import layout
 from rlm_tasks.cli.commands import (
     archive,
     check,
@@ -43,7 +44,7 @@ from rlm_tasks.errors import UserError, error_line
 
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
-CRASH_LOG = Path(".rlm/rlm-crash.log")
+CRASH_LOG = Path(layout.CRASH_LOG)
 
 
 class Verb(NamedTuple):

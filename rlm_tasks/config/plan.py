@@ -10,6 +10,7 @@ from typing import Any
 from rlm_tasks.config import ownership, schema, yamlpos
 from rlm_tasks.config.yamlpos import KeyPath, format_path
 from rlm_tasks.errors import UserError
+from rlm_tasks.layout import RUNS_DIR
 
 TIER_ORDER = ("standard", "standard-plus", "heavy")
 DEFAULT_TIERS = {
@@ -18,7 +19,6 @@ DEFAULT_TIERS = {
     "heavy": ("gpt-5.2-codex", "xhigh"),
 }
 DEFAULT_REQUIRED_SECTIONS = ("Contract Compliance",)
-RUNS_DIR = ".rlm/runs"
 
 
 class ConfigError(UserError):

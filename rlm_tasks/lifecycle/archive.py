@@ -32,7 +32,14 @@ from rlm_tasks.state.context import RunContext
 
 FORMAT_VERSION = 1
 REQUIRED_OUTPUTS = ("final.json", "deferred.json")
-TRANSIENT_DIRS = ("artifacts/logs", "artifacts/progress")  # heavy, and the archive keeps a copy
+# The run's machine-local logs and progress files: heavy, so the archive keeps a copy (under these
+# names inside run/) and lifecycle.transient decides what happens to the originals.
+TRANSIENT_DIRS = ("artifacts/logs", "artifacts/progress")
+
+
+def _transient_sources(ctx: RunContext) -> dict[str, str]:
+    """Name inside the archive's run/ → repo-relative directory under .rlm/local/."""
+    return dict(zip(TRANSIENT_DIRS, (ctx.layout.logs_rel, ctx.layout.progress_dir_rel), strict=True))
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 CHUNK = 1 << 20
@@ -208,10 +215,13 @@ def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datet
         source = ctx.layout.run_dir
         manifest: dict[str, str] = {}
         size = 0
-        for path in _files(source):
-            rel = path.relative_to(source).as_posix()
-            manifest[rel], n = _copy_file(path, tmp / "run" / rel)
-            size += n
+        trees = [(source, "")] + [(ctx.layout.abs(local), f"{name}/")
+                                   for name, local in _transient_sources(ctx).items()]
+        for tree, prefix in trees:
+            for path in _files(tree):
+                rel = prefix + path.relative_to(tree).as_posix()
+                manifest[rel], n = _copy_file(path, tmp / "run" / rel)
+                size += n
         meta = _meta(ctx, final, archive_id, now, ttl_days, keep_forever, manifest, size)
         problems = schema.check("archive_meta", meta)
         if problems:
@@ -233,21 +243,21 @@ def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datet
 
 def _trim_transient(ctx: RunContext, present: list[str], tarball: str | None) -> None:
     """Step 5: compress (when `tarball` names the file) and remove the run's transient directories."""
-    run_dir = ctx.layout.run_dir
     if tarball is not None:
-        target = run_dir / tarball
+        target = ctx.layout.abs(tarball)
         fd, tmp = tempfile.mkstemp(prefix=".transient.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         try:
             with tarfile.open(tmp, "w:gz") as tar:
+                names = {local: name for name, local in _transient_sources(ctx).items()}
                 for rel in present:
-                    tar.add(run_dir / rel, arcname=rel)
+                    tar.add(ctx.layout.abs(rel), arcname=names[rel])  # the names the archive uses
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     for rel in present:
-        remove_tree(run_dir / rel)
+        remove_tree(ctx.layout.abs(rel))
 
 
 def _sweep(ctx: RunContext, archive_id: str) -> tuple[cleanup.CleanupResult, list[str]]:
@@ -271,10 +281,9 @@ def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool
     forever = bool(lifecycle.keep_forever if keep_forever is None else keep_forever)
     archive_id, meta = build(ctx, ttl_days=ttl, keep_forever=forever, now=now)
 
-    present = [rel for rel in TRANSIENT_DIRS if (ctx.layout.run_dir / rel).is_dir()]
+    present = [rel for rel in _transient_sources(ctx).values() if ctx.layout.abs(rel).is_dir()]
     mode = lifecycle.transient if present else "keep"
-    tarball = f"artifacts/transient-{archive_id}.tar.gz" if mode == "compress" else None
-    run_rel = ctx.layout.run_dir_rel
+    tarball = f"{ctx.layout.local_run_rel}/transient-{archive_id}.tar.gz" if mode == "compress" else None
     jsonio.write_json(archived_to_path(ctx), {  # the pointer first: trimming may fail, the archive is complete
         "version": FORMAT_VERSION,
         "run_id": ctx.plan.run_id,
@@ -284,15 +293,15 @@ def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool
         "manifest_sha256": hashlib.sha256(jsonio.dumps(meta["manifest"]).encode("utf-8")).hexdigest(),
         "transient": {
             "mode": mode,
-            "paths": [f"{run_rel}/{rel}" for rel in present] if mode != "keep" else [],
-            "compressed_to": f"{run_rel}/{tarball}" if tarball else None,
+            "paths": present if mode != "keep" else [],
+            "compressed_to": tarball,
         },
     })
     if mode != "keep":
         _trim_transient(ctx, present, tarball)
     transient = ("no logs to trim" if not present else
                  "logs kept (lifecycle.transient: keep)" if mode == "keep" else
-                 f"logs compressed to {run_rel}/{tarball}" if tarball else "logs removed (the archive keeps them)")
+                 f"logs compressed to {tarball}" if tarball else "logs removed (the archive keeps them)")
     swept, notes = _sweep(ctx, archive_id)
     return ArchiveResult(archive_id, archive_rel(archive_id), int(meta["file_count"]),
                          int(meta["retention"]["size_bytes"]), transient, swept, tuple(notes))

@@ -2,10 +2,10 @@
 
 An archive is deleted once it is older than its `retention.ttl_days`, unless
 `retention.keep_forever` is true or `in_use_by/` holds a marker. Deciding and
-deleting happen under .rlm/locks/cleanup.lock, taken without waiting: a
+deleting happen under .rlm/local/locks/cleanup.lock, taken without waiting: a
 second cleanup skips instead of queueing. Markers are written under the same
 lock, so an archive is never deleted between "is it in use?" and the marker.
-Every decision about an expired archive goes to .rlm/cleanup.log, one line
+Every decision about an expired archive goes to .rlm/local/cleanup.log, one line
 each, and only when it differs from the last line logged for that archive.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import filelock
 
-from rlm_tasks import jsonio
+from rlm_tasks import jsonio, layout
 from rlm_tasks.clock import iso
 from rlm_tasks.errors import UserError
 from rlm_tasks.lifecycle.runlock import (
@@ -42,7 +42,7 @@ from rlm_tasks.procs import pid_alive
 
 MARKERS = "in_use_by"
 ARCHIVES = ".rlm/archive"
-CLEANUP_LOCK = ".rlm/locks/cleanup.lock"
+CLEANUP_LOCK = f"{layout.LOCKS_DIR}/cleanup.lock"
 MARKER_WAIT_SECONDS = 60.0
 PARTIAL_PREFIXES = (".tmp~", ".deleting~")
 FOREIGN_PARTIAL_HOURS = 24.0

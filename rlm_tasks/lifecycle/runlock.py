@@ -5,7 +5,7 @@ local disk the kernel drops the OS lock when its holder dies, so a crash never
 blocks the next run. The record is what is left to judge when the OS lock
 proves nothing: a holder on another host, or a filesystem without OS locks.
 Such a lock is stale after `lifecycle.lock_stale_hours`, and only
-`--break-lock` takes it; every break is logged to .rlm/locks/breaks.log.
+`--break-lock` takes it; every break is logged to .rlm/local/locks/breaks.log.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import filelock
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.errors import UserError
-from rlm_tasks.layout import STATE_DIR, RunLayout
+from rlm_tasks.layout import ARCHIVE_DIR, BREAKS_LOG, CLEANUP_LOG, LOCKS_DIR, RunLayout
 from rlm_tasks.procs import pid_alive
 
 LOCKED_EXIT_CODE = 3
@@ -38,14 +38,14 @@ RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 PID_REUSE_SLACK_SECONDS = 2.0
 
 
-# ---- where lifecycle state lives (repo-relative, under .rlm/) ---------------------------------------------
+# ---- where lifecycle state lives (the paths themselves are in layout.py) -----------------------------------
 
 def archive_root(root: Path) -> Path:
-    return root / STATE_DIR / "archive"
+    return root / ARCHIVE_DIR
 
 
 def locks_dir(root: Path) -> Path:
-    return root / STATE_DIR / "locks"
+    return root / LOCKS_DIR
 
 
 def cleanup_lock_file(root: Path) -> Path:
@@ -53,10 +53,7 @@ def cleanup_lock_file(root: Path) -> Path:
 
 
 def cleanup_log(root: Path) -> Path:
-    return root / STATE_DIR / "cleanup.log"
-
-
-BREAKS_LOG = f"{STATE_DIR}/locks/breaks.log"
+    return root / CLEANUP_LOG
 
 
 def breaks_log(root: Path) -> Path:
@@ -147,7 +144,7 @@ class RunLockStale(RunLocked):
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds a run lock, as recorded in .rlm/locks/<run_id>.holder.json (schemas/lock_holder.schema.json)."""
+    """Who holds a run lock, as recorded in .rlm/local/locks/<run_id>.holder.json (schemas/lock_holder.schema.json)."""
 
     run_id: str
     pid: int

@@ -19,7 +19,7 @@ STATES = ("fresh", "stale", "missing", "invalid", "failed", "running")
 
 
 def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
-    """Entries of artifacts/scheduler/inflight.json whose worker process group is still alive."""
+    """Entries of inflight.json whose worker process group is still alive."""
     return {str(e.get("worker_id")): e for e in inflight.live_entries(inflight.read(ctx.layout))}
 
 
@@ -94,11 +94,11 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
 
 
 def reduce_state_path(ctx: RunContext) -> str:
-    return f"{ctx.layout.run_dir_rel}/reduce_state.json"
+    return ctx.layout.reduce_state_rel
 
 
 def deferred_path(ctx: RunContext) -> str:
-    return f"{ctx.layout.run_dir_rel}/deferred.json"
+    return ctx.layout.deferred_rel
 
 
 def write_reduce_state(ctx: RunContext) -> dict[str, Any]:

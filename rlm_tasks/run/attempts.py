@@ -43,7 +43,7 @@ class TaskOutcome:
 
 def progress_rel(layout: RunLayout, worker_id: str) -> str:
     """A file the worker may touch or append to; any change tells stall detection it is alive."""
-    return f"{layout.artifacts_rel}/progress/{worker_id}.md"
+    return layout.progress_rel(worker_id)
 
 
 def rejected_rel(layout: RunLayout, worker_id: str, attempt: int) -> str:

@@ -3,7 +3,7 @@
 An orchestrating agent's tool call cannot block for an hour. The background
 run lives in its own session (so the caller's terminal, job control and
 Ctrl-C do not reach it); its pid, argv, log and -- once finished -- exit code
-are in `<run dir>/detached.json`, its output in `<run dir>/detached.log`.
+are in `.rlm/local/runs/<run_id>/detached.json`, its output in `detached.log` next to it.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ class AlreadyRunning(UserError):
 
 
 def state_rel(ctx: RunContext) -> str:
-    return f"{ctx.layout.run_dir_rel}/detached.json"
+    return ctx.layout.detached_state_rel
 
 
 def log_rel(ctx: RunContext) -> str:
-    return f"{ctx.layout.run_dir_rel}/detached.log"
+    return ctx.layout.detached_log_rel
 
 
 def read_state(path: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rlm_tasks.layout import CLEANUP_LOG
 from rlm_tasks.lifecycle import cleanup
 from rlm_tasks.state import drift
 from rlm_tasks.state.context import RunContext
@@ -32,7 +33,7 @@ def on_run_start(ctx: RunContext, write: Callable[[str], None]) -> None:
                 deleted = [d.archive_id for d in done if d.action == "deleted"]
                 if deleted:
                     write(f"rlm: cleanup: deleted {len(deleted)} expired archive(s): {', '.join(deleted)} "
-                          f"(see .rlm/cleanup.log)\n")
+                          f"(see {CLEANUP_LOG})\n")
         drift.take_baseline(ctx)
     except Exception as exc:  # housekeeping must never cost a run
         write(f"rlm: lifecycle housekeeping failed, run continues: {type(exc).__name__}: {exc}\n")

@@ -1,4 +1,4 @@
-"""artifacts/scheduler/inflight.json: the attempts running now, so a dead orchestrator's workers can be found.
+"""inflight.json (machine-local): the attempts running now, so a dead orchestrator's workers can be found.
 
 It is rewritten atomically whenever an attempt starts or ends. The next `doit`
 on the run reads what a dead orchestrator left: a worker group still alive is
@@ -33,7 +33,7 @@ ADOPT_ENV = "RLM_ADOPT"
 
 
 def inflight_rel(layout: RunLayout) -> str:
-    return f"{layout.artifacts_rel}/scheduler/inflight.json"
+    return layout.inflight_rel
 
 
 def read(layout: RunLayout) -> dict[str, Any]:

@@ -20,7 +20,7 @@ class BudgetExhausted(UserError):
 
 def attempts_by_task(ctx: RunContext) -> dict[str, int]:
     """Highest attempt number per worker id, from the per-attempt logs."""
-    logs = ctx.layout.abs(f"{ctx.layout.artifacts_rel}/logs")
+    logs = ctx.layout.abs(ctx.layout.logs_rel)
     found: dict[str, int] = {}
     if logs.is_dir():
         for name in os.listdir(logs):

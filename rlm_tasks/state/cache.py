@@ -10,7 +10,7 @@
   edit within the filesystem's timestamp granularity cannot hide (git's
   "racy clean" rule).
 
-It lives in `.rlm/cache/` (keep it out of git, like doit's database). A
+It lives in `.rlm/local/cache/` (keep it out of git, like doit's database). A
 missing, corrupt or outdated cache only costs time.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlm_tasks import jsonio
+from rlm_tasks import jsonio, layout
 from rlm_tasks.resources import PACKAGE_DIR, SCHEMA_DIR
 from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
 
@@ -70,7 +70,7 @@ def digest(*parts: Any) -> str:
 
 
 def cache_path(root: Path, config_path: Path) -> Path:
-    return root / ".rlm" / "cache" / f"{hashlib.sha256(str(config_path).encode()).hexdigest()[:16]}.json"
+    return root / layout.CACHE_DIR / f"{hashlib.sha256(str(config_path).encode()).hexdigest()[:16]}.json"
 
 
 class Cache:

@@ -1,7 +1,7 @@
 """One run as the modules see it: plan + layout + provenance, with renders cached per process.
 
 With a `cache` (cache.load_context), digests that only depend on the plan and
-the templates, and digests of unchanged files, come from `.rlm/cache/`, so
+the templates, and digests of unchanged files, come from `.rlm/local/cache/`, so
 telling fresh from stale renders nothing and hashes only what changed.
 """
 

@@ -29,7 +29,7 @@ GIT_TIMEOUT_SECONDS = 60
 
 
 def baseline_rel(ctx: RunContext) -> str:
-    return f"{ctx.layout.artifacts_rel}/drift_baseline.json"
+    return ctx.layout.drift_baseline_rel
 
 
 def _git(root: Path, *args: str) -> bytes | None:

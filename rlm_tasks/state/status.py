@@ -100,5 +100,5 @@ def activity_line(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> str | N
         parts.append(f"{len(running)} running")
     if failed:
         shown = ", ".join(failed[:LISTED_PER_STATE]) + (" ..." if len(failed) > LISTED_PER_STATE else "")
-        parts.append(f"{len(failed)} failed ({shown}); logs: {ctx.layout.artifacts_rel}/logs/")
+        parts.append(f"{len(failed)} failed ({shown}); logs: {ctx.layout.logs_rel}/")
     return "; ".join(parts) if parts else None

@@ -25,6 +25,7 @@ from messages_server import MessagesServer
 from responses_server import ResponsesServer
 
 RUN = ".rlm/runs/t"  # RUN_ID of tests/conftest.py's Repo
+LOCAL = ".rlm/local/runs/t"
 TIMEOUT = 60  # agent.timeout: a hung CLI fails its task instead of the whole suite
 
 CODEX_TIERS = {  # the defaults, spelled out so the assertions below read against them
@@ -221,7 +222,7 @@ def test_codex_worker_without_a_report_fails_with_its_log_and_is_retried(codex_b
         ], max_inflight=3))
         result = repo.doit()
         assert result.code == 1, result.out + result.err
-        logs = f"{RUN}/artifacts/logs"
+        logs = f"{LOCAL}/logs"
         assert f"  retry   map:flaky: no report written; log: {logs}/flaky.attempt-1.log; attempt 2 (standard) in " \
                in result.out
         assert f"  retry   map:stubborn: no report written; log: {logs}/stubborn.attempt-1.log; attempt 2 " \
@@ -283,7 +284,7 @@ def test_claude_worker_without_a_report_fails_with_its_log_and_is_retried(claude
         ]))
         result = repo.doit()
         assert result.code == 1, result.out + result.err
-        logs = f"{RUN}/artifacts/logs"
+        logs = f"{LOCAL}/logs"
         assert f"  retry   map:flaky: no report written; log: {logs}/flaky.attempt-1.log; attempt 2 (standard) in " \
                in result.out
         assert "  ok      map:flaky  " in result.out

@@ -7,9 +7,10 @@ import argparse
 from rlm_tasks.cli.common import repo_root
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.errors import UserError
+from rlm_tasks.layout import CLEANUP_LOG
 from rlm_tasks.lifecycle import cleanup as ttl
 
-HELP = "delete archives past their ttl_days unless kept forever or in use; log to .rlm/cleanup.log"
+HELP = f"delete archives past their ttl_days unless kept forever or in use; log to {CLEANUP_LOG}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

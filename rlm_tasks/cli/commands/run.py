@@ -10,6 +10,7 @@ from doit.doit_cmd import DoitMain
 
 from rlm_tasks.cli.common import context
 from rlm_tasks.config.plan import load_plan
+from rlm_tasks.layout import BREAKS_LOG
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.run import detach, inflight
 from rlm_tasks.state.context import RunContext
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: end them); same as RLM_ADOPT=1 doit")
     parser.add_argument("--break-lock", action="store_true",
                         help="take the run's lock when it is stale (holder on another host, older than "
-                             "lifecycle.lock_stale_hours); logged to .rlm/locks/breaks.log")
+                             f"lifecycle.lock_stale_hours); logged to {BREAKS_LOG}")
 
 
 def run(args: argparse.Namespace) -> int:

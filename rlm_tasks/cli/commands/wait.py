@@ -62,7 +62,7 @@ def outcome_line(ctx: RunContext) -> tuple[int, str]:
     others = len(not_fresh) - len(failed)
     if others:
         text += f", {others} not fresh (rlm status)"
-    text += f"; inventory: {ctx.layout.run_dir_rel}/reduce_state.json"
+    text += f"; inventory: {ctx.layout.reduce_state_rel}"
     if state.get("log_path"):
         text += f"; log: {state['log_path']}"
     return (0 if not not_fresh else 1), text
