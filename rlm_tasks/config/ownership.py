@@ -102,6 +102,20 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile(regex + r"\Z")
 
 
+@functools.lru_cache(maxsize=256)
+def compile_exact(pattern: str) -> re.Pattern[str]:
+    """The pattern as a regex for the path itself, not what lies beneath it (`foreach.files` picks files)."""
+    parts = [p for p in pattern.strip("/").split("/") if p not in ("", ".")]
+    regex = ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            regex += "(?:[^/]+/)*[^/]+" if last else "(?:[^/]+/)*"
+        else:
+            regex += "".join(_token_regex(t) for t in _tokens(part)) + ("" if last else "/")
+    return re.compile(regex + r"\Z")
+
+
 def matches(pattern: str, path: str) -> bool:
     return compile_pattern(pattern).match(path) is not None
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rlm_tasks.config import ownership, schema, yamlpos
+from rlm_tasks.config import foreach, ownership, schema, yamlpos
 from rlm_tasks.config.yamlpos import KeyPath, format_path
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RUNS_DIR
@@ -69,6 +70,8 @@ class TaskSpec:
     backoff_seconds: float = 2.0
     stall_after: float | None = None
     owns: tuple[str, ...] = ()
+    fanout: str | None = None  # the `foreach` task this one was generated from
+    item: str | None = None  # its item, as a short label
 
     @property
     def worker_id(self) -> str:
@@ -149,6 +152,8 @@ class Plan:
     decision: Decision = field(default_factory=Decision)
     uses: tuple[str, ...] = ()
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    fanouts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # foreach name → generated ids
+    sources: str = ""  # digest of what foreach expansion read (globbed names, items files)
 
     @property
     def run_dir(self) -> str:
@@ -185,6 +190,7 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
         pos = exc.position
         raise ConfigError([f"{shown}:{pos.line}:{pos.column}: (yaml): {exc}"]) from None
     checker = _Checker(doc, shown, root)
+    expansion: foreach.Expansion | None = None
     if doc.data is None:
         checker.add((), "file is empty; expected a mapping with at least run_id, goal and tasks")
     elif not isinstance(doc.data, dict):
@@ -193,13 +199,15 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
         for path, message, at_key in schema.problems("rlm", doc.data):
             checker.add(path, message, at_key=at_key)
         if not checker.problems:
-            checker.semantic(doc.data)
+            expansion = foreach.expand(doc.data, root)
+            checker.semantic(doc.data, expansion)
         else:
             # Still report duplicate ids, unknown dependencies, cycles... on the parts that are well formed.
-            checker.semantic(_well_formed(doc.data), partial=True)
+            well_formed = _well_formed(doc.data)
+            checker.semantic(well_formed, foreach.expand(well_formed, root), partial=True)
     if checker.problems:
         raise ConfigError(checker.sorted_problems())
-    return freeze(doc.data, root, config_path)
+    return freeze(doc.data, root, config_path, expansion)
 
 
 class _Checker:
@@ -230,24 +238,35 @@ class _Checker:
         if normal == ".." or normal.startswith("../"):
             self.add(path, f"{what} '{value}' escapes the repository root")
 
-    def semantic(self, data: dict[str, Any], partial: bool = False) -> None:
-        sections = [("tasks", t) for t in data.get("tasks", [])] + [("verify", t) for t in data.get("verify", [])]
+    def semantic(self, data: dict[str, Any], expansion: foreach.Expansion, partial: bool = False) -> None:
+        for path, message in expansion.problems:
+            self.add(path, message)
+        generated = expansion.tasks
         tiers = set(DEFAULT_TIERS) | set(data.get("tiers", {}))
         defaults = data.get("defaults", {})
         run_id = data["run_id"]
-        all_ids = sorted({t["id"] for _, t in sections if not t["id"].startswith(MALFORMED)})
+        ids = {g.task["id"] for g in generated if isinstance(g.task.get("id"), str)}
+        all_ids = sorted({i for i in ids if not i.startswith(MALFORMED)} | set(expansion.fanouts))
         # duplicate ids and report paths
         seen_ids: dict[str, str] = {}
         seen_reports: dict[str, str] = {}
-        for section, index, task in _positions(sections):
-            where = format_path((section, index))
+        for name, (section, index) in expansion.where.items():
+            seen_ids[name] = f"{format_path((section, index))} (the fan-out's name)"
+        for g in generated:
+            section, index, task = g.section, g.origin, g.task
+            where = format_path((section, index)) + (f" (item '{g.item}')" if g.fanout else "")
             task_id = task["id"]
-            if task_id.startswith(MALFORMED):
+            if not isinstance(task_id, str) or task_id.startswith(MALFORMED):
                 continue
+            if g.fanout and not foreach.NAME.match(task_id):
+                self.add((section, index, "id"), f"generated id {json.dumps(task_id)} (item '{g.item}') does not "
+                                                 f"match the pattern {foreach.NAME.pattern}")
             duplicate = task_id in seen_ids
             if duplicate:
                 self.add(
-                    (section, index, "id"), f"duplicate task id '{task_id}' (first defined at {seen_ids[task_id]})"
+                    (section, index, "id"),
+                    f"duplicate task id '{task_id}'{f' (item {chr(39)}{g.item}{chr(39)})' if g.fanout else ''} "
+                    f"(first defined at {seen_ids[task_id]})",
                 )
             else:
                 seen_ids[task_id] = where
@@ -273,8 +292,9 @@ class _Checker:
                     f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
                 )
             for i, dep in enumerate(task.get("depends_on", [])):
-                if dep == task_id:
-                    self.add((section, index, "depends_on", i), f"task '{task_id}' depends on itself")
+                if dep == task_id or (g.fanout is not None and dep == g.fanout):
+                    self.add((section, index, "depends_on", i), f"task '{task_id}' depends on itself"
+                             + (f" (through its fan-out '{dep}')" if dep != task_id else ""))
                 elif dep not in all_ids:
                     self.add(
                         (section, index, "depends_on", i),
@@ -293,9 +313,9 @@ class _Checker:
             self.repo_path(("templates_dir",), data["templates_dir"], "templates_dir")
             if not (self.root / data["templates_dir"]).is_dir():
                 self.add(("templates_dir",), f"directory '{data['templates_dir']}' does not exist")
-        if not sections and not partial:
+        if not (data.get("tasks") or data.get("verify")) and not partial:
             self.add((), "no tasks: declare at least one task under 'tasks'")
-        verify_count = len(data.get("verify", []))
+        verify_count = sum(1 for g in generated if g.section == "verify")
         limit = data.get("verify_k", MAX_VERIFY_K)
         if verify_count > limit:
             which = "verify_k" if "verify_k" in data else f"at most {MAX_VERIFY_K} (top-K, K <= {MAX_VERIFY_K})"
@@ -308,9 +328,9 @@ class _Checker:
         for i, conclusion in enumerate(data.get("decision", {}).get("conclusions", [])):
             for j, item in enumerate(conclusion.get("evidence", [])):
                 self.repo_path(("decision", "conclusions", i, "evidence", j), item, "evidence")
-        self.cycles(sections)
-        for path, message in ownership.config_problems(data, self.root):  # issue 4: disjoint owns
-            self.add(path, message)
+        self.cycles(expansion)
+        for path, message in ownership.config_problems(_expanded(data, expansion), self.root):  # issue 4
+            self.add(_origin(path, expansion), message)
 
     def agent(self, path: KeyPath, agent: dict[str, Any], own_block: bool) -> None:
         # `command`/`report` are ignored by other kinds, so switching kind stays a one-line edit.
@@ -318,9 +338,10 @@ class _Checker:
         if agent.get("kind") == "command" and not agent.get("command"):
             self.add(at, "agent kind 'command' needs 'command': the argv to run")
 
-    def cycles(self, sections: list[tuple[str, dict[str, Any]]]) -> None:
-        graph = {t["id"]: [d for d in t.get("depends_on", []) if d != t["id"]] for _, t in sections}
-        where = {t["id"]: (section, i) for section, i, t in _positions(sections)}
+    def cycles(self, expansion: foreach.Expansion) -> None:
+        graph = {g.task["id"]: [d for d in expansion.resolve(g.task.get("depends_on", [])) if d != g.task["id"]]
+                 for g in expansion.tasks}
+        where = {g.task["id"]: (g.section, g.origin) for g in expansion.tasks}
         state: dict[str, int] = {}  # 1 visiting, 2 done
         reported: set[frozenset[str]] = set()
 
@@ -345,13 +366,22 @@ class _Checker:
                 visit(node, [])
 
 
-def _positions(sections: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
-    counters = {"tasks": 0, "verify": 0}
-    out = []
-    for section, task in sections:
-        out.append((section, counters[section], task))
-        counters[section] += 1
+def _expanded(data: dict[str, Any], expansion: foreach.Expansion) -> dict[str, Any]:
+    """`data` with the generated tasks in place of each fan-out (and fan-out names resolved in depends_on)."""
+    out = dict(data)
+    for section in ("tasks", "verify"):
+        out[section] = [{**g.task, "depends_on": list(expansion.resolve(g.task.get("depends_on", [])))}
+                        for g in expansion.tasks if g.section == section]
     return out
+
+
+def _origin(path: KeyPath, expansion: foreach.Expansion) -> KeyPath:
+    """A key path into _expanded(data) → the same place in rlm.yaml (the declared foreach task)."""
+    if len(path) >= 2 and path[0] in ("tasks", "verify") and isinstance(path[1], int):
+        origins = [g.origin for g in expansion.tasks if g.section == path[0]]
+        if path[1] < len(origins):
+            return (path[0], origins[path[1]], *path[2:])
+    return path
 
 
 def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
@@ -368,6 +398,8 @@ def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
             return None
         kept: dict[str, Any] = {"id": raw["id"], "goal": str(raw.get("goal", ""))}
+        if isinstance(raw.get("foreach"), dict):
+            kept["foreach"] = raw["foreach"]
         for key in ("depends_on", "inputs", "context_paths", "watch", "owns"):
             if key in raw:
                 kept[key] = strings(raw[key])
@@ -407,13 +439,18 @@ def _freeze_agent(raw: dict[str, Any]) -> AgentSpec:
     )
 
 
-def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
+def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: foreach.Expansion | None = None) -> Plan:
     """Plan from already-validated data (the validation cache skips straight here)."""
     run_id = data["run_id"]
     defaults = data.get("defaults", {})
+    if expansion is None:
+        expansion = foreach.expand(data, root)
+        if expansion.problems:  # the files changed since validation: say so rather than run a broken plan
+            raise ConfigError([f"{config_path}:1:1: {format_path(p)}: {m}" for p, m in expansion.problems])
     tasks: list[TaskSpec] = []
     for section, mode in (("tasks", "map"), ("verify", "verify")):
-        for raw in data.get(section, []):
+        for generated in (g for g in expansion.tasks if g.section == section):
+            raw = generated.task
 
             def pick(key: str, fallback: Any, raw: dict[str, Any] = raw) -> Any:
                 return raw.get(key, defaults.get(key, fallback))
@@ -425,7 +462,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
                     mode=mode,
                     granularity=pick("granularity", "meso"),
                     compute_tier=pick("compute_tier", "standard"),
-                    depends_on=tuple(raw.get("depends_on", ())),
+                    depends_on=expansion.resolve(raw.get("depends_on", ())),
                     inputs=tuple(pick("inputs", ())),
                     context_paths=tuple(pick("context_paths", ())),
                     watch=tuple(pick("watch", ())),
@@ -439,6 +476,8 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
                     backoff_seconds=pick("backoff_seconds", 2.0),
                     stall_after=pick("stall_after", None),
                     owns=tuple(pick("owns", ())),
+                    fanout=generated.fanout,
+                    item=generated.item,
                 )
             )
     tiers_raw = {name: {"model": m, "effort": e} for name, (m, e) in DEFAULT_TIERS.items()}
@@ -488,4 +527,6 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path) -> Plan:
         ),
         uses=tuple(data.get("uses", ())),
         lifecycle=Lifecycle(**data.get("lifecycle", {})),
+        fanouts=tuple((name, tuple(ids)) for name, ids in expansion.fanouts.items()),
+        sources=foreach.sources_digest(expansion),
     )

@@ -81,6 +81,7 @@ class Cache:
         data = self._read()
         self.plan_key: str | None = data.get("plan_key")
         self.plan_data: Any = data.get("plan")
+        self.plan_sources: str = str(data.get("plan_sources") or "")  # foreach: the files the plan expanded
         self.derived_key: str | None = data.get("derived_key")
         self.derived: dict[str, Any] = data.get("derived") or {}
         self.files: dict[str, list[Any]] = data.get("files") or {}
@@ -97,13 +98,13 @@ class Cache:
     def validated(self, key: str) -> Any:
         return self.plan_data if self.plan_key == key else None
 
-    def set_validated(self, key: str, data: Any) -> None:
+    def set_validated(self, key: str, data: Any, sources: str = "") -> None:
         try:
             json.dumps(data)
         except (TypeError, ValueError):
             return  # not JSON-able (cannot happen for a valid plan): just do not cache
         with self._lock:
-            self.plan_key, self.plan_data, self._dirty = key, data, True
+            self.plan_key, self.plan_data, self.plan_sources, self._dirty = key, data, sources, True
 
     # digests derived from the plan and the templates
     def bind_derived(self, key: str) -> None:
@@ -191,7 +192,7 @@ class Cache:
             if not self._dirty:
                 return
             data = {"version": FORMAT_VERSION, "plan_key": self.plan_key, "plan": self.plan_data,
-                    "derived_key": self.derived_key, "derived": dict(self.derived), "files": dict(self.files),
+                    "plan_sources": self.plan_sources, "derived_key": self.derived_key, "derived": dict(self.derived), "files": dict(self.files),
                     "marks": dict(self.marks)}
             self._dirty = False
         # compact: this file is read on every run and never diffed; a read-only checkout runs, only slower
@@ -201,6 +202,7 @@ class Cache:
 
 def load_context(config_path: str | Path = "rlm.yaml") -> Any:
     """RunContext for rlm.yaml, its validation skipped when the cache vouches for these exact bytes."""
+    from rlm_tasks.config import foreach
     from rlm_tasks.config import plan as config
     from rlm_tasks.state.context import RunContext
 
@@ -217,7 +219,11 @@ def load_context(config_path: str | Path = "rlm.yaml") -> Any:
     data = cache.validated(key)
     if isinstance(data, dict) and (not data.get("templates_dir") or (root / data["templates_dir"]).is_dir()):
         try:
-            plan = config.freeze(data, root, config_file)
+            # foreach: a file added or removed, or an edited items file, is a new plan to validate
+            expansion = foreach.expand(data, root) if foreach.declared(data) else None
+            if expansion is None or (not expansion.problems
+                                     and foreach.sources_digest(expansion) == cache.plan_sources):
+                plan = config.freeze(data, root, config_file, expansion)
         except Exception:  # an unexpected shape: validate afresh
             plan = None
     if plan is None:
@@ -225,9 +231,9 @@ def load_context(config_path: str | Path = "rlm.yaml") -> Any:
         from rlm_tasks.config import yamlpos
 
         # parsed again, exactly as config parsed it (a second, plain parse differs in corner cases)
-        cache.set_validated(key, yamlpos.load(raw.decode("utf-8")).data)
+        cache.set_validated(key, yamlpos.load(raw.decode("utf-8")).data, plan.sources)
     templates = [_tree_signature(BUILTIN_TEMPLATES, (".j2",))]
     if plan.templates_dir:
         templates.append(_tree_signature(root / plan.templates_dir, (".j2",)))
-    cache.bind_derived(digest("derived", key, templates))
+    cache.bind_derived(digest("derived", key, templates, plan.sources))
     return RunContext(plan, cache=cache)

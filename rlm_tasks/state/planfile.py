@@ -35,6 +35,8 @@ def _task_record(ctx: RunContext, task: Any) -> dict[str, Any]:
         "prompt_path": ctx.layout.prompt_rel(task.worker_id),
         "agent_kind": task.agent.kind,
     }
+    if task.fanout is not None:  # only generated tasks: a plan without foreach keeps its plan.json bytes
+        record["foreach"] = {"name": task.fanout, "item": task.item}
     record["definition_sha256"] = sha256_json(record)
     return record
 
@@ -56,6 +58,7 @@ def plan_record(ctx: RunContext, iteration: int, changed: dict[str, list[str]]) 
         },
         "verify_k": plan.verify_k,
         "tasks": [_task_record(ctx, task) for task in plan.tasks],
+        **({"fanouts": {name: list(ids) for name, ids in plan.fanouts}} if plan.fanouts else {}),
     }
 
 

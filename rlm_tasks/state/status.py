@@ -41,6 +41,7 @@ def as_json(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> dict[str, Any
             "report_path": task.report_path,
             "attempts": attempts,
             "compute_tier": tier,
+            **({"foreach": {"name": task.fanout, "item": task.item}} if task.fanout else {}),
         })
     running, failed = activity(ctx, rows)
     return {
@@ -50,7 +51,21 @@ def as_json(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> dict[str, Any
         "running": running,
         "failed": failed,
         "tasks": tasks,
+        "fanouts": {name: fanout_counts(rows, name) for name, _ in ctx.plan.fanouts},
     }
+
+
+def fanout_counts(rows: list[tuple[Any, Freshness]], name: str) -> dict[str, int]:
+    counts = Counter(f.state.value for task, f in rows if task.fanout == name)
+    return {state.value: counts.get(state.value, 0) for state in STATE_ORDER}
+
+
+def fanout_line(rows: list[tuple[Any, Freshness]], name: str) -> str:
+    """A whole fan-out in one line: its size and how many tasks are in each state."""
+    counts = fanout_counts(rows, name)
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    return f"{'foreach':<8} {name:<30} {total} tasks" + (f": {parts}" if parts else "")
 
 
 def summary_line(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> str:
@@ -69,8 +84,19 @@ def task_line(task: Any, f: Freshness, attempts: int = 0, tier: str | None = Non
 
 
 def task_lines(ctx: RunContext, rows: list[tuple[Any, Freshness]], show_all: bool = False) -> list[str]:
-    """Every task of a small run; of a large one, up to LISTED_PER_STATE per state that is not fresh."""
-    if show_all or len(rows) <= LIST_ALL_UP_TO:
+    """Every task of a small run; of a large one, up to LISTED_PER_STATE per state that is not fresh.
+
+    A fan-out is one line of counts (unless `show_all`).
+    """
+    if show_all:
+        return [task_line(task, f, *produced_by(ctx, task)) for task, f in rows]
+    grouped = [fanout_line(rows, name) for name, _ in ctx.plan.fanouts]
+    rows = [(task, f) for task, f in rows if task.fanout is None]
+    return grouped + _listed(ctx, rows)
+
+
+def _listed(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> list[str]:
+    if len(rows) <= LIST_ALL_UP_TO:
         return [task_line(task, f, *produced_by(ctx, task)) for task, f in rows]
     lines: list[str] = []
     for state in STATE_ORDER[1:]:

@@ -24,4 +24,6 @@ def render(args: argparse.Namespace) -> int:
         f"rendered {ctx.layout.contract_rel} and {len(ctx.plan.tasks)} prompts under "
         f"{ctx.layout.artifacts_rel}/prompts/"
     )
+    for name, ids in ctx.plan.fanouts:  # the expansion itself is in plan.json
+        print(f"foreach {name}: {len(ids)} tasks; plan.json lists them: {ctx.layout.run_dir_rel}/plan.json")
     return 0

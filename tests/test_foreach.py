@@ -1,0 +1,267 @@
+"""`foreach` fan-out end to end on command workers: expansion, add/remove a file, joins, errors with positions."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import RUN_DIR, RUN_ID, Repo
+
+WORKER = """\
+import os, pathlib, sys
+sys.stdin.read()
+worker = os.environ["RLM_WORKER_ID"]
+with open("ran.txt", "a", encoding="utf-8") as log:
+    log.write(worker + "\\n")
+report = pathlib.Path(os.environ["RLM_REPORT_PATH"])
+report.parent.mkdir(parents=True, exist_ok=True)
+report.write_text(f"# {worker}\\n\\n## Contract Compliance\\n- kept\\n", encoding="utf-8")
+"""
+
+
+def config(tasks: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    return {"version": 1, "run_id": RUN_ID, "goal": "Fan out.",
+            "agent": {"kind": "command", "command": ["{{ python }}", "worker.py"]}, "tasks": tasks, **top}
+
+
+LINT = {"id": "lint-{{ item.stem }}", "goal": "Lint {{ item }}.", "inputs": ["{{ item }}"],
+        "foreach": {"files": "src/**/*.py", "exclude": ["src/vendor"]}}
+JOIN = {"id": "summary", "goal": "Sum up the lint reports.", "depends_on": ["lint"]}
+
+
+@pytest.fixture
+def fan(repo: Repo) -> Repo:
+    repo.write(WORKER, "worker.py")
+    for rel in ("src/a.py", "src/pkg/b.py", "src/vendor/c.py", "src/notes.txt"):
+        repo.write(f"# {rel}\n", rel)
+    repo.write(config([LINT, JOIN]))
+    return repo
+
+
+def ran(repo: Repo) -> list[str]:
+    path = repo.path("ran.txt")
+    names = sorted(path.read_text(encoding="utf-8").split()) if path.exists() else []
+    path.unlink(missing_ok=True)
+    return names
+
+
+def test_a_glob_expands_to_one_task_per_file_and_the_join_waits_for_all(fan: Repo) -> None:
+    result = fan.doit()
+    assert result.code == 0, result.out + result.err
+    assert ran(fan) == ["lint-a", "lint-b", "summary"]
+    plan = json.loads(fan.path(f"{RUN_DIR}/plan.json").read_text(encoding="utf-8"))
+    assert plan["fanouts"] == {"lint": ["lint-a", "lint-b"]}
+    by_id = {t["id"]: t for t in plan["tasks"]}
+    assert by_id["lint-b"]["foreach"] == {"name": "lint", "item": "src/pkg/b.py"}
+    assert by_id["lint-b"]["goal"] == "Lint src/pkg/b.py."
+    assert by_id["lint-b"]["inputs"] == ["src/pkg/b.py"]
+    assert by_id["summary"]["depends_on"] == ["lint-a", "lint-b"]
+    assert "foreach" not in by_id["summary"]
+    # the join's prompt lists every generated report
+    prompt = fan.path(f"{RUN_DIR}/artifacts/prompts/summary.md").read_text(encoding="utf-8")
+    assert f"{RUN_DIR}/artifacts/reports/lint-a.md" in prompt and f"{RUN_DIR}/artifacts/reports/lint-b.md" in prompt
+    again = fan.doit()
+    assert again.code == 0
+    assert ran(fan) == []  # an unchanged set runs nothing
+
+
+def test_adding_a_file_runs_its_task_and_the_join_only(fan: Repo) -> None:
+    assert fan.doit().code == 0
+    ran(fan)
+    fan.write("# new\n", "src/new.py")
+    assert fan.rlm("status").lines[:3] == [
+        "run t: 4 tasks: 2 fresh, 1 stale, 1 missing, 0 invalid",
+        "foreach  lint                           3 tasks: 2 fresh, 1 missing",
+        f"stale    map:summary                    prompt_changed,input_changed  {RUN_DIR}/artifacts/reports/summary.md",
+    ]
+    assert fan.doit().code == 0
+    assert ran(fan) == ["lint-new", "summary"]
+
+
+def test_removing_a_file_drops_its_task_and_makes_the_join_stale(fan: Repo) -> None:
+    assert fan.doit().code == 0
+    ran(fan)
+    fan.path("src/pkg/b.py").unlink()
+    status = json.loads(fan.rlm("status", "--json").out)
+    assert [t["id"] for t in status["tasks"]] == ["lint-a", "summary"]
+    assert status["fanouts"] == {"lint": {"fresh": 1, "stale": 0, "missing": 0, "invalid": 0}}
+    assert status["tasks"][1]["reasons"] == ["prompt_changed", "input_changed"]
+    assert fan.doit().code == 0
+    assert ran(fan) == ["summary"]
+
+
+def test_editing_an_input_reruns_that_item_only(fan: Repo) -> None:
+    assert fan.doit().code == 0
+    ran(fan)
+    fan.write("# changed\n", "src/a.py")
+    assert fan.doit().code == 0
+    assert ran(fan) == ["lint-a"]  # it wrote the same report again: the join has nothing new to read
+
+
+def test_status_all_lists_every_generated_task(fan: Repo) -> None:
+    result = fan.rlm("status", "--all")
+    assert result.lines == [
+        "run t: 3 tasks: 0 fresh, 0 stale, 3 missing, 0 invalid",
+        f"missing  map:lint-a                     {RUN_DIR}/artifacts/reports/lint-a.md",
+        f"missing  map:lint-b                     {RUN_DIR}/artifacts/reports/lint-b.md",
+        f"missing  map:summary                    {RUN_DIR}/artifacts/reports/summary.md",
+    ]
+
+
+def test_render_names_the_expansion(fan: Repo) -> None:
+    result = fan.rlm("render")
+    assert result.lines == [
+        f"rendered {RUN_DIR}/artifacts/context/run_contract.md and 3 prompts under {RUN_DIR}/artifacts/prompts/",
+        f"foreach lint: 2 tasks; plan.json lists them: {RUN_DIR}/plan.json",
+    ]
+
+
+def test_inline_items_and_an_items_file(repo: Repo) -> None:
+    repo.write(WORKER, "worker.py")
+    repo.write(json.dumps([{"name": "alpha", "path": "docs/a.md"}, {"name": "beta", "path": "docs/b.md"}]),
+               "items.json")
+    repo.write(config([
+        {"id": "topic-{{ item }}", "goal": "Study {{ item }} ({{ index }}).", "foreach": {"items": ["x", "y"]}},
+        {"id": "doc-{{ item.name }}", "goal": "Read {{ item.path }}.", "context_paths": ["{{ item.path }}"],
+         "foreach": {"name": "docs", "items_file": "items.json"}},
+        {"id": "all", "goal": "Both.", "depends_on": ["topic", "docs", "doc-beta"]},
+    ]))
+    assert repo.doit().code == 0
+    assert ran(repo) == ["all", "doc-alpha", "doc-beta", "topic-x", "topic-y"]
+    plan = json.loads(repo.path(f"{RUN_DIR}/plan.json").read_text(encoding="utf-8"))
+    by_id = {t["id"]: t for t in plan["tasks"]}
+    assert by_id["topic-y"]["goal"] == "Study y (1)."
+    assert by_id["doc-alpha"]["foreach"] == {"name": "docs", "item": '{"name": "alpha", "path": "docs/a.md"}'}
+    assert by_id["all"]["depends_on"] == ["topic-x", "topic-y", "doc-alpha", "doc-beta"]
+    # an edited items file is a new plan: one more item, one more task
+    repo.write(yaml.safe_dump(["x", "y", "z"]), "topics.yaml")
+    data = yaml.safe_load(repo.path("rlm.yaml").read_text(encoding="utf-8"))
+    data["tasks"][0]["foreach"] = {"items_file": "topics.yaml"}
+    repo.write(data)
+    assert repo.doit().code == 0
+    assert ran(repo) == ["all", "topic-z"]
+    repo.write(yaml.safe_dump(["x", "y", "z", "w"]), "topics.yaml")
+    assert repo.doit().code == 0
+    assert ran(repo) == ["all", "topic-w"]
+
+
+def errors(repo: Repo, text: str) -> list[str]:
+    repo.write(text)
+    result = repo.rlm("validate")
+    assert result.code == 2
+    return result.err.splitlines()
+
+
+HEAD = """\
+version: 1
+run_id: t
+goal: g
+agent: {kind: command, command: [x]}
+tasks:
+"""
+
+
+def test_colliding_generated_ids_name_both_items(fan: Repo) -> None:
+    fan.write("# other a\n", "src/pkg/a.py")
+    assert errors(fan, HEAD + """\
+  - id: "lint-{{ item.stem }}"
+    goal: "Lint {{ item }}"
+    foreach: {files: "src/**/*.py"}
+""") == ["rlm.yaml:6:9: tasks[0].id: duplicate task id 'lint-a' (item 'src/pkg/a.py') "
+         "(first defined at tasks[0] (item 'src/a.py'))"]
+
+
+def test_a_generated_id_that_collides_with_a_written_one(fan: Repo) -> None:
+    assert errors(fan, HEAD + """\
+  - id: lint-a
+    goal: by hand
+  - id: "lint-{{ item.stem }}"
+    goal: "Lint {{ item }}"
+    foreach: {files: "src/*.py"}
+""") == ["rlm.yaml:8:9: tasks[1].id: duplicate task id 'lint-a' (item 'src/a.py') (first defined at tasks[0])"]
+
+
+def test_errors_point_at_the_foreach_task(fan: Repo) -> None:
+    assert errors(fan, HEAD + """\
+  - id: "lint-{{ item.stem }}"
+    goal: "Lint {{ item.missing_attr }}"
+    foreach: {files: "src/*.py"}
+  - id: "doc-{{ item }}"
+    goal: d
+    foreach: {items_file: nowhere.json}
+  - id: "x-{{ item }}"
+    goal: d
+    foreach: {files: "../*.py"}
+  - id: "y-{{ item }}"
+    goal: d
+    foreach: {items: [a], files: "*.py"}
+  - id: "{{ item }}"
+    goal: d
+    foreach: {items: [a]}
+  - id: s
+    goal: s
+    depends_on: [lint, docs]
+""") == [
+        "rlm.yaml:7:11: tasks[0].goal: for item 'src/a.py': undefined in \"Lint {{ item.missing_attr }}\": "
+        "'rlm_tasks.config.foreach.PathItem object' has no attribute 'missing_attr'",
+        "rlm.yaml:11:27: tasks[1].foreach.items_file: items_file 'nowhere.json' does not exist",
+        "rlm.yaml:14:22: tasks[2].foreach.files: files pattern \"../*.py\" must be relative to the repository "
+        "root and stay inside it",
+        "rlm.yaml:17:14: tasks[3].foreach: give exactly one of files, items, items_file (got files and items)",
+        "rlm.yaml:18:9: tasks[4].id: fan-out name \"\" is not a valid id; set foreach.name (the id other tasks "
+        "use in depends_on to wait for every generated task)",
+        "rlm.yaml:23:24: tasks[5].depends_on[1]: unknown task 'docs' (did you mean 'doc'?); known: doc, lint, s, x, "
+        "y",
+    ]
+
+
+def test_a_symlink_out_of_the_repository_is_refused(fan: Repo) -> None:
+    os.symlink("/etc/passwd", fan.path("src/leak.py"))
+    assert errors(fan, HEAD + """\
+  - id: "lint-{{ item.stem }}"
+    goal: g
+    foreach: {files: "src/*.py"}
+""") == ["rlm.yaml:8:22: tasks[0].foreach.files: 'src/leak.py' is a symlink out of the repository"]
+
+
+def test_bad_items_files(repo: Repo) -> None:
+    repo.write("[1, NaN]", "nan.json")
+    repo.write("{a: 1}\n", "map.yaml")
+    repo.write("[ok, '']\n", "empty.yaml")
+    assert errors(repo, HEAD + """\
+  - {id: "a-{{ item }}", goal: g, foreach: {items_file: nan.json}}
+  - {id: "b-{{ item }}", goal: g, foreach: {items_file: map.yaml}}
+  - {id: "c-{{ item }}", goal: g, foreach: {items_file: empty.yaml}}
+  - {id: "d-{{ item }}", goal: g, foreach: {items: [ok, "bad id"]}}
+""") == [
+        "rlm.yaml:6:57: tasks[0].foreach.items_file: items_file 'nan.json': NaN is not a number JSON allows",
+        "rlm.yaml:7:57: tasks[1].foreach.items_file: items_file 'map.yaml' must hold a list of strings or "
+        "mappings, got a mapping",
+        "rlm.yaml:8:57: tasks[2].foreach.items_file: item 1 must be a non-empty string or mapping, got a string (\"\")",
+        "rlm.yaml:9:10: tasks[3].id: generated id \"d-bad id\" (item 'bad id') does not match the pattern "
+        "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    ]
+
+
+def test_too_many_items(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlm_tasks.config import foreach
+
+    monkeypatch.setattr(foreach, "MAX_ITEMS", 2)
+    assert errors(repo, HEAD + """\
+  - {id: "a-{{ item }}", goal: g, foreach: {items: [x, y, z]}}
+""") == ["rlm.yaml:6:52: tasks[0].foreach.items: 3 items, more than the 2 a fan-out may have; narrow it "
+         "(exclude:, a smaller glob) or split it"]
+
+
+def test_globs_never_match_git_or_rlm_state(repo: Repo) -> None:
+    for rel in (".git/hooks/x.py", ".rlm/cache/y.py", "z.py"):
+        repo.write("\n", rel)
+    repo.write(HEAD + '  - {id: "f-{{ item.slug }}", goal: g, foreach: {files: "**/*.py"}}\n')
+    result = repo.rlm("render")
+    assert result.code == 0, result.err
+    assert json.loads(Path(repo.path(f"{RUN_DIR}/plan.json")).read_text(encoding="utf-8"))["fanouts"] == {
+        "f": ["f-z.py"]}
