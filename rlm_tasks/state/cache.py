@@ -192,8 +192,8 @@ class Cache:
             if not self._dirty:
                 return
             data = {"version": FORMAT_VERSION, "plan_key": self.plan_key, "plan": self.plan_data,
-                    "plan_sources": self.plan_sources, "derived_key": self.derived_key, "derived": dict(self.derived), "files": dict(self.files),
-                    "marks": dict(self.marks)}
+                    "plan_sources": self.plan_sources, "derived_key": self.derived_key,
+                    "derived": dict(self.derived), "files": dict(self.files), "marks": dict(self.marks)}
             self._dirty = False
         # compact: this file is read on every run and never diffed; a read-only checkout runs, only slower
         with contextlib.suppress(OSError):
