@@ -16,7 +16,7 @@ from rlm_tasks.config.plan import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.run import attempts
-from rlm_tasks.run.reporter import reporter_class
+from rlm_tasks.run.session import reporter_class
 from rlm_tasks.state import cache, planfile
 from rlm_tasks.state.context import RunContext
 
@@ -244,8 +244,8 @@ def doit_config(ctx: RunContext) -> dict[str, Any]:
 def doit_namespace(config_path: str | Path = "rlm.yaml") -> dict[str, Any]:
     """DOIT_CONFIG and the task_* functions for dodo.py; invalid config → errors on stderr, exit 2."""
     # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
-    # garbage; full collections over them were a third of a no-op run. The run reporter freezes
-    # what loading built and turns collection back on (console.RunReporter.initialize).
+    # garbage; full collections over them were a third of a no-op run. The run session freezes
+    # what loading built and turns collection back on (run.session.RunSession.open).
     gc.disable()
     try:
         ctx = cache.load_context(config_path)  # skips validation and rendering when nothing changed

@@ -346,7 +346,7 @@ def list_lines(root: Path, now: dt.datetime | None = None) -> list[str]:
 
 
 def doit_action(ctx: RunContext) -> Any:
-    """`doit archive`: the run reporter holds the run lock and releases it when doit ends."""
+    """`doit archive`: the run session holds the run lock and releases it when doit ends."""
     from doit.exceptions import TaskFailed
 
     try:

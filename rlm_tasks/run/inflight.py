@@ -209,7 +209,7 @@ _sessions_lock = threading.Lock()
 
 
 def session(ctx: RunContext) -> Session:
-    """The session of this run in this process; a passive one when no doit reporter started it."""
+    """The session of this run in this process; a passive one when no run session started it."""
     with _sessions_lock:
         found = _sessions.get(ctx)
         if found is None:

@@ -4,32 +4,25 @@ On a terminal a live progress line (done/running/failed/total, elapsed, the
 longest-running worker) sits below the lines for finished tasks; without one
 (CI logs, `rlm run --detach`) every state change is one plain line.
 
-A doit reporter is the hook doit gives for a run's start and end, so it also
-holds the run lock, the signal handlers and inflight.json for exactly the
-duration of the run.
+It only reports, as doit's reporters do: the lock, the signal handlers and
+inflight.json belong to the run session (run/session.py) around it.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
-import sys
 import threading
 import time
 from typing import Any, TextIO
 
 from doit.exceptions import UnmetDependency
 
-from rlm_tasks.errors import UserError
-from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
-from rlm_tasks.run import housekeeping, inflight, progress, signals, worker
+from rlm_tasks.run import inflight, progress
 from rlm_tasks.state.context import RunContext
 
 WORKER_TASK_PREFIXES = ("map:", "verify:")
-EXIT_FAILED = 1
-EXIT_ERROR = 2
 TICK_SECONDS = 1.0
 NAMES_SHOWN = 5
 
@@ -57,25 +50,20 @@ def _worker_closure(tasks: Any, selected: Any) -> int:
 
 
 class RunReporter:
-    """doit reporter for rlm runs; `ctx` is bound by `reporter_class`."""
+    """doit reporter for rlm runs; `ctx` is bound by `session.reporter_class`."""
 
     desc = "rlm run output"
     ctx: RunContext
-    adopt = False  # `rlm run --adopt`; RLM_ADOPT=1 does the same for plain `doit`
 
     def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         self.out = outstream
-        self.lock = RunLock(self.ctx.layout, self.ctx.plan.lifecycle.lock_stale_hours)
         self.started = time.time()
         self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0}
         self.failures: list[str] = []
         self.errors: list[str] = []
         self.total = 0
         self.running: dict[str, tuple[float, int, str]] = {}  # doit name → (start, attempt, tier)
-        self.guard = signals.SignalGuard()
-        self.session: inflight.Session | None = None
         self._write_lock = threading.RLock()
-        self._locked = False
         isatty = getattr(outstream, "isatty", None)
         self.live = bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
         self._drawn = False
@@ -135,22 +123,11 @@ class RunReporter:
 
     # doit reporter interface
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
-        gc.freeze()  # the loaded plan and tasks live until the end: keep them out of every collection
-        gc.enable()  # disabled while loading (tasks.doit_namespace)
-        try:
-            self.lock.acquire()
-        except UserError as exc:
-            sys.stderr.write(f"rlm: {exc}\n")
-            raise SystemExit(exc.exit_code) from None
-        self._locked = True
-        housekeeping.on_run_start(self.ctx, self.write)  # uses: markers, TTL cleanup, drift baseline
-        worker.reset_shutdown()
-        self.guard.install()
         self.total = _worker_closure(tasks, selected_tasks)
         self.write(f"rlm: run {self.ctx.plan.run_id}: {sum(1 for name in tasks if _is_worker(name))} tasks\n")
-        adopt = self.adopt or inflight.adopt_requested()
-        self.session, recovery = inflight.start(self.ctx, adopt)
-        self.session.listeners.append(self.on_event)
+
+    def recovered(self, recovery: inflight.Recovery) -> None:
+        """What the session did with the workers a dead orchestrator left running."""
         dead = f" (pid {recovery.dead_pid})" if recovery.dead_pid else ""
         if recovery.ended:
             self.write(f"rlm: ended {len(recovery.ended)} worker group(s) a dead orchestrator{dead} left running: "
@@ -158,9 +135,16 @@ class RunReporter:
         if recovery.adopted:
             self.write(f"rlm: adopting {len(recovery.adopted)} worker(s) a dead orchestrator{dead} left running: "
                        f"{_names([str(e.get('doit_name') or e.get('worker_id')) for e in recovery.adopted])}\n")
+
+    def start_progress(self) -> None:
         if self.live:
             self._ticker = threading.Thread(target=self._tick, name="rlm-progress", daemon=True)
             self._ticker.start()
+
+    def stop_progress(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2 * TICK_SECONDS)
 
     def get_status(self, task: Any) -> None:
         pass
@@ -210,49 +194,18 @@ class RunReporter:
         self.write(f"rlm: cleanup error: {exception}\n")
 
     def complete_run(self) -> None:
-        """Summary, the REDUCE inventory when doit skipped it, and our exit code.
+        self.stop_progress()
+        self.summary(None, 0)
 
-        doit exits 2 when a dependency failed (an "error") and skips `reduce`;
-        a run with failed workers should exit 1 and still leave its inventory.
-        Interrupted by SIGINT/SIGTERM: every worker group has had the signal;
-        wait for them (then SIGKILL), keep what finished, exit 130/143.
-        """
-        self.guard.unwinding = True
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(timeout=2 * TICK_SECONDS)
-        if not self._locked:
-            self.guard.restore()
-            return
-        try:
-            if self.guard.signum is not None:
-                worker.drain(worker.KILL_GRACE_SECONDS + 1.0)
-            if self.session is not None:
-                self.session.finish()
-            self.ctx.save_cache()
-            if (self.failures and "reduce" in self.failures) or self.guard.signum is not None:
-                try:
-                    reduce.write_reduce_state(self.ctx)
-                    reduce.write_deferred(self.ctx)
-                except UserError as exc:  # the exit code below still says what happened to the run
-                    self.write(f"rlm: {exc}\n")
-        finally:
-            self.guard.restore()
-            self.lock.release()
+    def summary(self, interrupted_by: str | None, signalled: int) -> None:
+        """The last line: counts, time and where the inventory is; or what interrupted the run."""
         elapsed = time.time() - self.started
         c = self.counts
         skipped = f", {c['skipped']} not started" if c["skipped"] else ""
         summary = (f"{c['ran']} ran, {c['failed']} failed{skipped}, {c['fresh']} fresh in {elapsed:.1f}s; "
                    f"inventory: {reduce.reduce_state_path(self.ctx)}")
-        if self.guard.signum is not None:
-            self.write(f"rlm: interrupted by {self.guard.name}; "
-                       f"signalled {self.guard.signalled} running worker group(s); "
+        if interrupted_by is not None:
+            self.write(f"rlm: interrupted by {interrupted_by}; signalled {signalled} running worker group(s); "
                        f"{summary}\n")
-            raise SystemExit(self.guard.exit_code)
-        self.write(f"rlm: {summary}\n")
-        if self.failures:
-            raise SystemExit(EXIT_FAILED if not self.errors else EXIT_ERROR)
-
-
-def reporter_class(ctx: RunContext) -> type[RunReporter]:
-    return type("RunReporter", (RunReporter,), {"ctx": ctx})
+        else:
+            self.write(f"rlm: {summary}\n")

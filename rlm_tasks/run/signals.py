@@ -3,7 +3,7 @@
 Workers run in their own sessions, so a Ctrl-C on the terminal reaches only the
 orchestrator; it forwards the signal. Raising KeyboardInterrupt in the main
 thread makes doit stop dispatching and still run its `finish()` (database
-saved, reporter's complete_run called) -- with SIGTERM's default action doit
+saved, the run session closed) -- with SIGTERM's default action doit
 would die on the spot. A second signal kills every worker group at once.
 """
 

@@ -1,0 +1,130 @@
+"""A run session: everything that holds from the start of one `doit` run on a run to its end.
+
+Opening it freezes what loading built out of the GC, takes the run lock, tidies
+`.rlm/` (housekeeping), installs the signal handlers and starts inflight.json
+(ending or adopting the workers a dead orchestrator left). Closing it waits for
+interrupted workers, finishes inflight.json, saves the cache, writes the REDUCE
+inventory when doit skipped `reduce` (a worker failed) or the run was
+interrupted, and releases the lock.
+
+doit's only hooks for a run's start and end are its reporter's `initialize`
+and `complete_run`; `SessionReporter` opens and closes the session there and
+leaves every line of output to `RunReporter`.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.lifecycle.runlock import RunLock
+from rlm_tasks.phases import reduce
+from rlm_tasks.run import housekeeping, inflight, signals, worker
+from rlm_tasks.run.reporter import RunReporter
+from rlm_tasks.state.context import RunContext
+
+EXIT_FAILED = 1  # a task failed (doit's own code would be 2 when a dependency failed)
+EXIT_ERROR = 2  # a task failed and doit reported an error
+
+
+class RunSession:
+    def __init__(self, ctx: RunContext, write: Callable[[str], None]) -> None:
+        self.ctx = ctx
+        self.write = write
+        self.lock = RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours)
+        self.guard = signals.SignalGuard()
+        self.inflight: inflight.Session | None = None
+        self.opened = False
+
+    def open(self, adopt: bool, on_event: Callable[[inflight.Event], None]) -> inflight.Recovery:
+        """Take the lock (or exit 3 with one line), tidy up, catch signals; what a dead orchestrator left.
+
+        `on_event` hears every attempt's start, end, retry and adoption.
+        """
+        gc.freeze()  # the loaded plan and tasks live until the end: keep them out of every collection
+        gc.enable()  # disabled while loading (tasks.doit_namespace)
+        try:
+            self.lock.acquire()
+        except UserError as exc:
+            sys.stderr.write(error_line(exc))
+            raise SystemExit(exc.exit_code) from None
+        self.opened = True
+        housekeeping.on_run_start(self.ctx, self.write)  # uses: markers, TTL cleanup, drift baseline
+        worker.reset_shutdown()
+        self.guard.install()
+        self.inflight, recovery = inflight.start(self.ctx, adopt)
+        self.inflight.listeners.append(on_event)
+        return recovery
+
+    def unwind(self) -> None:
+        """The run is ending: a signal from now on is forwarded to workers but interrupts nothing here."""
+        self.guard.unwinding = True
+
+    @property
+    def interrupted(self) -> bool:
+        return self.guard.signum is not None
+
+    def close(self, reduce_skipped: bool) -> None:
+        if not self.opened:
+            self.guard.restore()
+            return
+        try:
+            if self.interrupted:
+                worker.drain(worker.KILL_GRACE_SECONDS + 1.0)
+            if self.inflight is not None:
+                self.inflight.finish()
+            self.ctx.save_cache()
+            if reduce_skipped or self.interrupted:
+                try:
+                    reduce.write_reduce_state(self.ctx)
+                    reduce.write_deferred(self.ctx)
+                except UserError as exc:  # the exit code still says what happened to the run
+                    self.write(f"rlm: {exc}\n")
+        finally:
+            self.guard.restore()
+            self.lock.release()
+
+    def exit_code(self, failed: bool, errors: bool) -> int | None:
+        """130/143 when interrupted; 1 when a task failed (2 if doit also reported an error); None: doit's own."""
+        if self.interrupted:
+            return self.guard.exit_code
+        if failed:
+            return EXIT_FAILED if not errors else EXIT_ERROR
+        return None
+
+
+class SessionReporter(RunReporter):
+    """The doit reporter of an rlm run: the session around the run, RunReporter's output inside it."""
+
+    adopt = False  # `rlm run --adopt`; RLM_ADOPT=1 does the same for plain `doit`
+
+    def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self.run_session = RunSession(self.ctx, self.write)
+
+    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+        recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event)
+        super().initialize(tasks, selected_tasks)
+        self.recovered(recovery)
+        self.start_progress()
+
+    def complete_run(self) -> None:
+        self.run_session.unwind()
+        self.stop_progress()
+        if not self.run_session.opened:  # the lock was not ours: nothing ran, nothing to summarise
+            self.run_session.close(reduce_skipped=False)
+            return
+        self.run_session.close(reduce_skipped="reduce" in self.failures)
+        guard = self.run_session.guard
+        self.summary(guard.name if self.run_session.interrupted else None, guard.signalled)
+        code = self.run_session.exit_code(bool(self.failures), bool(self.errors))
+        if code is not None:
+            raise SystemExit(code)
+
+
+def reporter_class(ctx: RunContext) -> type[SessionReporter]:
+    """doit takes a reporter class: this one bound to the run's context."""
+    return type("RunReporter", (SessionReporter,), {"ctx": ctx})
