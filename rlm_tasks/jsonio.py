@@ -9,11 +9,31 @@ from pathlib import Path
 from typing import Any
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once at import, before any thread writes files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def new_file_mode(path: Path) -> int:
+    """The mode a replaced file keeps, or what the user's umask gives a new one (mkstemp alone gives 0600)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~UMASK
+
+
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """`durable=False` skips the fsync: for files that only matter while this machine is up (inflight.json)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

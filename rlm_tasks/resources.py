@@ -16,3 +16,4 @@ PACKAGE_DIR = _package_dir("")
 SCHEMA_DIR = _package_dir("schemas")
 TEMPLATE_DIR = _package_dir("templates")
 SKILLS_DIR = _package_dir("skills")
+STARTER_DIR = _package_dir("starter")  # what `rlm init` writes

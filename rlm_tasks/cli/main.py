@@ -25,13 +25,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from rlm_tasks import layout
+from rlm_tasks import __version__, layout
 from rlm_tasks.cli.commands import (
     archive,
     check,
     cleanup,
     deferred,
     final,
+    init,
     reduce,
     render,
     run,
@@ -55,6 +56,7 @@ class Verb(NamedTuple):
 
 
 VERBS = (
+    Verb("init", init.HELP, init.add_arguments, init.init),
     Verb("validate", validate.HELP, validate.add_arguments, validate.validate),
     Verb("status", status.HELP, status.add_arguments, status.status),
     Verb("check", check.HELP, check.add_arguments, check.check),
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlm", description="Declarative MapReduce(+Verify) runner for coding-agent workers."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-c", "--config", default="rlm.yaml", help="the run's rlm.yaml (default: %(default)s)")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in VERBS:

@@ -246,6 +246,7 @@ def _trim_transient(ctx: RunContext, present: list[str], tarball: str | None) ->
     if tarball is not None:
         target = ctx.layout.abs(tarball)
         fd, tmp = tempfile.mkstemp(prefix=".transient.", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, jsonio.new_file_mode(target))
         os.close(fd)
         try:
             with tarfile.open(tmp, "w:gz") as tar:

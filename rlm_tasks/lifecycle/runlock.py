@@ -290,6 +290,7 @@ class RunLock:
         # Without an OS lock the record itself is the lock: create it only if nobody else did.
         fd, tmp = tempfile.mkstemp(prefix=".holder.", suffix=".tmp", dir=self.layout.lock_holder_json.parent)
         try:
+            os.fchmod(fd, jsonio.new_file_mode(self.layout.lock_holder_json))
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(jsonio.dumps(me.as_json()))
             os.link(tmp, self.layout.lock_holder_json)

@@ -1,0 +1,139 @@
+"""`rlm init`: the starter files that make any repository an rlm repository.
+
+Writes a commented rlm.yaml that validates and runs, the thin dodo.py, a copy of the schema the
+rlm.yaml's modeline points at (so editors check it in a fresh clone, offline), the bundled worker
+for `--agent command`, the .gitignore line for machine-local state and, with `--ci github`, a
+workflow running `rlm check`. Nothing that exists is overwritten unless `force`; `upgrade` rewrites
+only the files the tool owns (the schema copy, the bundled worker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlm_tasks import __version__, jsonio, layout
+from rlm_tasks.errors import UserError
+from rlm_tasks.resources import SCHEMA_DIR, STARTER_DIR
+
+AGENTS = ("command", "codex", "claude")
+CI_KINDS = ("github",)
+SCHEMA_COPY = f"{layout.STATE_DIR}/rlm.schema.json"  # the starter rlm.yaml's modeline names it
+WORKER_COPY = f"{layout.STATE_DIR}/starter_worker.py"
+WORKFLOW = ".github/workflows/rlm.yml"
+GITIGNORE = ".gitignore"
+GITIGNORE_BLOCK = f"# rlm: machine-local state (doit database, caches, locks, logs)\n{layout.GITIGNORE_LINE}\n"
+NEXT_STEPS = (
+    "doit                  # run the starter tasks",
+    "rlm check             # exit 0: every report is fresh",
+    f"git add rlm.yaml dodo.py {GITIGNORE} {layout.STATE_DIR} && git commit -m 'rlm: starter run'",
+)
+
+
+class InitRefused(UserError):
+    """`rlm init` would overwrite a file that exists; nothing was written."""
+
+    exit_code = 1
+
+
+@dataclass
+class InitResult:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return ([f"wrote {rel}" for rel in self.written] + [f"unchanged {rel}" for rel in self.unchanged]
+                + [f"note: {note}" for note in self.notes])
+
+
+def _starter(name: str) -> str:
+    return (STARTER_DIR / name).read_text(encoding="utf-8")
+
+
+def _rlm_yaml(agent: str) -> str:
+    return _starter("rlm.yaml").replace("@AGENT@\n", _starter(f"agent-{agent}.yaml"))
+
+
+def tool_owned(agent: str) -> dict[str, str]:
+    """Files `--upgrade` keeps current: a user edits rlm.yaml and dodo.py, never these."""
+    files = {SCHEMA_COPY: (SCHEMA_DIR / "rlm.schema.json").read_text(encoding="utf-8")}
+    if agent == "command":
+        files[WORKER_COPY] = _starter("starter_worker.py")
+    return files
+
+
+def starter_files(agent: str, ci: str | None) -> dict[str, str]:
+    files = {"rlm.yaml": _rlm_yaml(agent), "dodo.py": _starter("dodo.py"), **tool_owned(agent)}
+    if ci == "github":
+        files[WORKFLOW] = _starter("github-workflow.yml").replace("@REQUIREMENT@", f"rlm-tasks=={__version__}")
+    return files
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """The file's path, refused when a symlinked directory would put it outside the repository."""
+    path = root / rel
+    real_root = root.resolve()
+    parent = path.parent.resolve()
+    if parent != real_root and real_root not in parent.parents:
+        raise UserError(f"init: {rel}: its directory leads outside the repository ({parent}); nothing written")
+    return path
+
+
+def _gitignore_text(root: Path) -> str | None:
+    """The .gitignore with the machine-local line added, or None when it is already ignored."""
+    path = _inside(root, GITIGNORE)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return GITIGNORE_BLOCK
+    lines = {line.strip() for line in text.splitlines()}
+    if {layout.GITIGNORE_LINE, layout.GITIGNORE_LINE.lstrip("/")} & lines:
+        return None
+    return text + ("" if not text or text.endswith("\n") else "\n") + GITIGNORE_BLOCK
+
+
+def _ignores_all_state(root: Path) -> bool:
+    try:
+        lines = _inside(root, GITIGNORE).read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
+    return any(line.strip().rstrip("/") in (layout.STATE_DIR, "/" + layout.STATE_DIR) for line in lines)
+
+
+def init(root: Path, *, agent: str = "command", ci: str | None = None, force: bool = False,
+         upgrade: bool = False) -> InitResult:
+    files = tool_owned(agent) if upgrade else starter_files(agent, ci)
+    result = InitResult()
+    todo: dict[Path, str] = {}
+    conflicts: list[str] = []
+    for rel, text in files.items():
+        path = _inside(root, rel)
+        try:
+            current = path.read_text(encoding="utf-8") if path.exists() or path.is_symlink() else None
+        except (OSError, UnicodeDecodeError):
+            current = ""  # unreadable or not text: something is there, so it counts as a conflict
+        if current == text:
+            result.unchanged.append(rel)
+        elif current is None or force or upgrade:
+            todo[path] = rel
+        else:
+            conflicts.append(rel)
+    if conflicts:
+        raise InitRefused("init: " + ", ".join(conflicts) + (" exists" if len(conflicts) == 1 else " exist")
+                          + "; nothing written (--force overwrites"
+                          + (", or add the rlm tasks to your dodo.py: see README)" if "dodo.py" in conflicts else ")"))
+    for path, rel in todo.items():
+        jsonio.write_text_atomic(path, files[rel])
+        result.written.append(rel)
+    if not upgrade:
+        ignore = _gitignore_text(root)
+        if _ignores_all_state(root):
+            result.notes.append(f"{GITIGNORE} ignores all of {layout.STATE_DIR}/, so the run's record under "
+                                f"{layout.RUNS_DIR}/ would not be committed; ignore only {layout.GITIGNORE_LINE}")
+        if ignore is None:
+            result.unchanged.append(GITIGNORE)
+        else:
+            jsonio.write_text_atomic(_inside(root, GITIGNORE), ignore)
+            result.written.append(GITIGNORE)
+    return result
