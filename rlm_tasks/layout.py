@@ -11,6 +11,7 @@ Two kinds of files, in two places:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,31 @@ LOCKS_DIR = f"{LOCAL_DIR}/locks"
 CACHE_DIR = f"{LOCAL_DIR}/cache"
 CLEANUP_LOG = f"{LOCAL_DIR}/cleanup.log"
 BREAKS_LOG = f"{LOCKS_DIR}/breaks.log"
+CLEANUP_LOCK = f"{LOCKS_DIR}/cleanup.lock"
 CRASH_LOG = f"{LOCAL_DIR}/rlm-crash.log"
 DOIT_DB = f"{LOCAL_DIR}/doit.sqlite3"
 # What `rlm init` puts in .gitignore: everything machine-local is under this one directory.
 GITIGNORE_LINE = f"/{LOCAL_DIR}/"
+RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+ARCHIVE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*-\d{8}T\d{6}Z$")  # <run_id>-<UTC timestamp>: an archive's directory
+
+
+# ---- repository-wide places (not one run's) --------------------------------------------------------------
+
+def archive_root(root: Path) -> Path:
+    return root / ARCHIVE_DIR
+
+
+def cleanup_lock_file(root: Path) -> Path:
+    return root / CLEANUP_LOCK
+
+
+def cleanup_log(root: Path) -> Path:
+    return root / CLEANUP_LOG
+
+
+def breaks_log(root: Path) -> Path:
+    return root / BREAKS_LOG
 
 
 @dataclass(frozen=True)

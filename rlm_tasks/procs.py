@@ -1,18 +1,38 @@
-"""Is a recorded process still the one we recorded? (Linux /proc; degrades to kill(pid, 0) elsewhere.)"""
+"""This machine and its processes, from Linux /proc (degrading to kill(pid, 0) elsewhere).
+
+The one reader of `/proc/<pid>/stat`: whether a recorded process is still the
+one recorded (its start time), a zombie, or a member of a process group.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import socket
+from pathlib import Path
 from typing import Any
+
+# Indexes into the fields after the ")" that ends the command name: field 3 of proc(5) is index 0.
+STATE, PGRP, STARTTIME = 0, 2, 19
+ENDED_STATES = (b"Z", b"X")  # finished, waiting to be reaped (or being reaped)
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """/proc/<pid>/stat split after the command name (which may hold spaces and parentheses); None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields if len(fields) > STARTTIME else None
 
 
 def start_ticks(pid: int) -> int | None:
     """When a process started, in clock ticks since boot: tells a reused pid from the one recorded."""
+    fields = _stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-        return int(fields[19])
-    except (OSError, IndexError, ValueError):
+        return int(fields[STARTTIME]) if fields else None
+    except ValueError:
         return None
 
 
@@ -26,10 +46,47 @@ def pid_alive(pid: Any, ticks: Any = None) -> bool:
         return False
     except PermissionError:
         return True  # exists, owned by someone else
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            if handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
-                return False  # finished, waiting to be reaped
-    except (OSError, IndexError):
-        pass
+    fields = _stat_fields(pid)
+    if fields and fields[STATE] in ENDED_STATES:
+        return False
     return ticks is None or start_ticks(pid) in (None, ticks)
+
+
+def group_has_live_member(pgid: int) -> bool | None:
+    """Does any non-zombie process have this process group id? None when /proc cannot tell."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    wanted = str(pgid).encode()
+    for name in names:
+        if name.isdigit():
+            fields = _stat_fields(name)
+            if fields and fields[PGRP] == wanted and fields[STATE] not in ENDED_STATES:
+                return True
+    return False
+
+
+def started_at(pid: int) -> dt.datetime | None:
+    """When a process started, as a UTC time (boot time + start ticks); None if unknown."""
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return None
+    try:
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="ascii").splitlines()
+                     if line.startswith("btime "))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return dt.datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), dt.timezone.utc)
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def boot_id() -> str | None:
+    """Linux's id of this boot: a process recorded under another boot is dead."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None

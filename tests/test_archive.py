@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlm_tasks import jsonio, tasks
+from rlm_tasks import clock, jsonio, tasks
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
 from rlm_tasks.config.plan import load_plan
-from rlm_tasks.lifecycle import archive, cleanup, runlock
+from rlm_tasks.lifecycle import archive, cleanup
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.state.context import RunContext
 
@@ -244,7 +244,7 @@ def test_doit_archive_is_a_task_but_not_a_default_one(repo: Path) -> None:
 
 def test_a_new_archive_survives_its_own_cleanup(repo: Path) -> None:
     """ttl_days 0: deleted by the next cleanup, not by the one its own archiving runs."""
-    earlier = runlock.utc_now() - dt.timedelta(hours=1)
+    earlier = clock.utc_now() - dt.timedelta(hours=1)
     first = archive.create(context(repo), ttl_days=0, now=earlier)
     assert cleanup.archive_ids(repo) == [first.archive_id]
     second = archive.create(context(repo), ttl_days=0, now=earlier + dt.timedelta(seconds=1))

@@ -15,11 +15,11 @@ import filelock
 import pytest
 import yaml
 
-from rlm_tasks import jsonio
+from rlm_tasks import clock, jsonio, layout, procs
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
 from rlm_tasks.config.plan import load_plan
-from rlm_tasks.lifecycle import cleanup, runlock
+from rlm_tasks.lifecycle import cleanup
 from rlm_tasks.lifecycle.cleanup import Decision
 from rlm_tasks.run import housekeeping
 from rlm_tasks.state.context import RunContext
@@ -34,7 +34,7 @@ def make_archive(root: Path, archive_id: str, age_days: float, *, ttl_days: floa
     (path / "run").mkdir(parents=True)
     (path / "run/final.json").write_text("{}\n")
     jsonio.write_json(path / "meta.json", {
-        "archived_at": runlock.iso(NOW - dt.timedelta(days=age_days)),
+        "archived_at": clock.iso(NOW - dt.timedelta(days=age_days)),
         "retention": {"ttl_days": ttl_days, "keep_forever": keep_forever, "size_bytes": 3},
     })
     (path / "in_use_by").mkdir()
@@ -47,7 +47,7 @@ def make_archive(root: Path, archive_id: str, age_days: float, *, ttl_days: floa
 
 
 def log_lines(root: Path) -> list[str]:
-    path = runlock.cleanup_log(root)
+    path = layout.cleanup_log(root)
     return path.read_text().splitlines() if path.exists() else []
 
 
@@ -94,8 +94,8 @@ def test_dry_run_prints_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.
 
 def test_cleanup_skips_while_another_process_holds_the_lock(tmp_path: Path) -> None:
     make_archive(tmp_path, "r-20200101T000000Z", 10_000)
-    runlock.cleanup_lock_file(tmp_path).parent.mkdir(parents=True)
-    with filelock.FileLock(str(runlock.cleanup_lock_file(tmp_path))):
+    layout.cleanup_lock_file(tmp_path).parent.mkdir(parents=True)
+    with filelock.FileLock(str(layout.cleanup_lock_file(tmp_path))):
         done = subprocess.run([sys.executable, "-m", "rlm_tasks", "cleanup"], cwd=tmp_path, capture_output=True,
                               text=True, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert (done.returncode, done.stdout, done.stderr) == (
@@ -141,8 +141,8 @@ def test_abandoned_partial_directories_are_swept(tmp_path: Path) -> None:
     base = tmp_path / ".rlm/archive"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
-    gone = base / f".tmp~r-20260101T000000Z~{runlock.hostname()}~{dead.stdout.strip()}"
-    alive = base / f".tmp~r-20260102T000000Z~{runlock.hostname()}~{os.getpid()}"
+    gone = base / f".tmp~r-20260101T000000Z~{procs.hostname()}~{dead.stdout.strip()}"
+    alive = base / f".tmp~r-20260102T000000Z~{procs.hostname()}~{os.getpid()}"
     for path in (gone, alive):
         (path / "run").mkdir(parents=True)
     assert [(d.action, d.archive_id) for d in cleanup.collect(tmp_path)] == [("removed-partial", gone.name)]

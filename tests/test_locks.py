@@ -14,17 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlm_tasks import jsonio
+from rlm_tasks import clock, jsonio, procs
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
-from rlm_tasks.layout import RunLayout
-from rlm_tasks.lifecycle import runlock
+from rlm_tasks.layout import RunLayout, breaks_log
 from rlm_tasks.lifecycle.runlock import RunLock, RunLocked, RunLockStale
 
 HOLD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from rlm_tasks.layout import RunLayout
+    from rlm_tasks.layout import RunLayout, breaks_log
     from rlm_tasks.lifecycle.runlock import RunLock
     lock = RunLock(RunLayout(Path(sys.argv[1]), "r"))
     lock.acquire()
@@ -35,7 +34,7 @@ HOLD = textwrap.dedent("""
 
 
 def _iso(hours_ago: float) -> str:
-    return runlock.iso(runlock.utc_now() - dt.timedelta(hours=hours_ago))
+    return clock.iso(clock.utc_now() - dt.timedelta(hours=hours_ago))
 
 
 @pytest.fixture
@@ -71,7 +70,7 @@ def test_lock_held_by_a_live_process_is_never_taken(layout: RunLayout, holder_pr
         RunLock(layout).acquire(break_lock=True)
     holder = json.loads(layout.lock_holder_json.read_text())
     assert str(caught.value) == (f"run 'r' is locked by another process (pid {holder_process.pid} on host "
-                                 f"{runlock.hostname()}, started {holder['started_at']}); "
+                                 f"{procs.hostname()}, started {holder['started_at']}); "
                                  "lock: .rlm/local/locks/r.lock")
     assert caught.value.exit_code == 3
     assert not isinstance(caught.value, RunLockStale)
@@ -92,15 +91,15 @@ def test_lock_of_a_killed_process_does_not_block(layout: RunLayout, holder_proce
     assert recorded["pid"] == os.getpid()
     assert schema.check("lock_holder", recorded) == []
     lock.release()
-    assert not runlock.breaks_log(layout.root).exists()  # taking a dead holder's lock is no break
+    assert not breaks_log(layout.root).exists()  # taking a dead holder's lock is no break
 
 
 def test_live_holder_without_an_os_lock_is_never_taken(layout: RunLayout) -> None:
     """A filesystem without OS locks: the holder record alone says the lock is held; its process lives."""
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        write_holder(layout, pid=sleeper.pid, host=runlock.hostname(), started_at=_iso(-0.001),
-                     boot_id=runlock.boot_id())
+        write_holder(layout, pid=sleeper.pid, host=procs.hostname(), started_at=_iso(-0.001),
+                     boot_id=procs.boot_id())
         with pytest.raises(RunLocked, match=rf"locked by a live process \(pid {sleeper.pid} on host"):
             RunLock(layout).acquire(break_lock=True)
     finally:
@@ -120,15 +119,15 @@ def test_stale_lock_on_a_foreign_host_needs_break_lock(layout: RunLayout) -> Non
         "take the lock with --break-lock, e.g. `rlm run --break-lock` (logged to .rlm/local/locks/breaks.log)")
     assert caught.value.exit_code == 3
     assert json.loads(layout.lock_holder_json.read_text()) == holder  # refused: untouched
-    assert not runlock.breaks_log(layout.root).exists()
+    assert not breaks_log(layout.root).exists()
 
     lock = RunLock(layout)
     lock.acquire(break_lock=True)
     assert json.loads(layout.lock_holder_json.read_text())["pid"] == os.getpid()
-    lines = runlock.breaks_log(layout.root).read_text().splitlines()
+    lines = breaks_log(layout.root).read_text().splitlines()
     assert len(lines) == 1
     assert (f"broke the lock of run 'r' held by pid 4242 on host elsewhere.invalid, started {holder['started_at']} "
-            f"(30.0 hours old, lock_stale_hours 24); taken by pid {os.getpid()} on host {runlock.hostname()}"
+            f"(30.0 hours old, lock_stale_hours 24); taken by pid {os.getpid()} on host {procs.hostname()}"
             ) in lines[0]
     lock.release()
 
@@ -177,6 +176,6 @@ def test_rlm_run_break_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["run"]) == 3
     assert "more than lock_stale_hours 12" in capsys.readouterr().err
     assert main(["run", "--break-lock"]) == 0
-    assert len(runlock.breaks_log(tmp_path).read_text().splitlines()) == 1
+    assert len(breaks_log(tmp_path).read_text().splitlines()) == 1
     assert (tmp_path / ".rlm/runs/r/artifacts/reports/only.md").exists()
     assert not layout.lock_holder_json.exists()  # released at the end of the run

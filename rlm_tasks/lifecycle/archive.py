@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from rlm_tasks import jsonio
-from rlm_tasks.clock import iso
+from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.config import schema
 from rlm_tasks.errors import UserError
+from rlm_tasks.fs import remove_tree
+from rlm_tasks.layout import ARCHIVE_DIR, archive_root
 from rlm_tasks.lifecycle import cleanup
-from rlm_tasks.lifecycle.runlock import archive_root, hostname, parse_iso, remove_tree, utc_now
+from rlm_tasks.procs import hostname
 from rlm_tasks.state import drift
 from rlm_tasks.state.context import RunContext
 
@@ -95,7 +97,7 @@ class VerifyResult:
 
 
 def archive_rel(archive_id: str) -> str:
-    return f"{cleanup.ARCHIVES}/{archive_id}"
+    return f"{ARCHIVE_DIR}/{archive_id}"
 
 
 def archived_to_path(ctx: RunContext) -> Path:

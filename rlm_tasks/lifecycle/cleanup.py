@@ -23,26 +23,14 @@ from typing import Any
 
 import filelock
 
-from rlm_tasks import jsonio, layout
-from rlm_tasks.clock import iso
+from rlm_tasks import jsonio
+from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.errors import UserError
-from rlm_tasks.lifecycle.runlock import (
-    ARCHIVE_ID,
-    RUN_ID,
-    append_line,
-    archive_root,
-    cleanup_lock_file,
-    cleanup_log,
-    hostname,
-    parse_iso,
-    remove_tree,
-    utc_now,
-)
-from rlm_tasks.procs import pid_alive
+from rlm_tasks.fs import append_line, remove_tree
+from rlm_tasks.layout import ARCHIVE_DIR, ARCHIVE_ID, CLEANUP_LOCK, RUN_ID, archive_root, cleanup_lock_file, cleanup_log
+from rlm_tasks.procs import hostname, pid_alive
 
 MARKERS = "in_use_by"
-ARCHIVES = ".rlm/archive"
-CLEANUP_LOCK = f"{layout.LOCKS_DIR}/cleanup.lock"
 MARKER_WAIT_SECONDS = 60.0
 PARTIAL_PREFIXES = (".tmp~", ".deleting~")
 FOREIGN_PARTIAL_HOURS = 24.0
@@ -101,7 +89,7 @@ def existing_archive(root: Path, archive_id: str) -> Path:
     if not (path / "meta.json").is_file():
         known = archive_ids(root)
         hint = f"; archives: {', '.join(known[-5:])}" if known else "; there are no archives"
-        raise UnknownArchive(f"no archive '{archive_id}' under {ARCHIVES}{hint}")
+        raise UnknownArchive(f"no archive '{archive_id}' under {ARCHIVE_DIR}{hint}")
     return path
 
 
@@ -189,7 +177,7 @@ def sync_uses(root: Path, run_id: str, uses: Sequence[str]) -> list[str]:
     for archive_id in sorted(wanted):
         path = archive_dir(root, archive_id)
         if not (path / "meta.json").is_file():
-            lines.append(f"uses: archive '{archive_id}' not found under {ARCHIVES}; nothing to mark")
+            lines.append(f"uses: archive '{archive_id}' not found under {ARCHIVE_DIR}; nothing to mark")
         elif _write_marker(path, run_id, "uses"):
             lines.append(f"marked archive {archive_id} in use by run {run_id} (uses: in rlm.yaml)")
     for archive_id in archive_ids(root):

@@ -1,4 +1,4 @@
-"""Run lifecycle: the per-run lock (one `doit` per run at a time) and the state paths it shares.
+"""The per-run lock: one `doit` per run at a time.
 
 The lock is an OS file lock plus a holder record (pid, host, start). On a
 local disk the kernel drops the OS lock when its holder dies, so a crash never
@@ -13,11 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
-import re
-import shutil
-import socket
-import stat
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,108 +21,15 @@ from typing import Any
 import filelock
 
 from rlm_tasks import jsonio
-from rlm_tasks.clock import iso
+from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.errors import UserError
-from rlm_tasks.layout import ARCHIVE_DIR, BREAKS_LOG, CLEANUP_LOG, LOCKS_DIR, RunLayout
-from rlm_tasks.procs import pid_alive
+from rlm_tasks.fs import append_line
+from rlm_tasks.layout import BREAKS_LOG, RunLayout, breaks_log
+from rlm_tasks.procs import boot_id, hostname, pid_alive, started_at
 
 LOCKED_EXIT_CODE = 3
 DEFAULT_STALE_HOURS = 24.0
-ARCHIVE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*-\d{8}T\d{6}Z$")
-RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 PID_REUSE_SLACK_SECONDS = 2.0
-
-
-# ---- where lifecycle state lives (the paths themselves are in layout.py) -----------------------------------
-
-def archive_root(root: Path) -> Path:
-    return root / ARCHIVE_DIR
-
-
-def locks_dir(root: Path) -> Path:
-    return root / LOCKS_DIR
-
-
-def cleanup_lock_file(root: Path) -> Path:
-    return locks_dir(root) / "cleanup.lock"
-
-
-def cleanup_log(root: Path) -> Path:
-    return root / CLEANUP_LOG
-
-
-def breaks_log(root: Path) -> Path:
-    return root / BREAKS_LOG
-
-
-# ---- small shared helpers ---------------------------------------------------------------------------------
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def parse_iso(text: Any) -> dt.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
-def hostname() -> str:
-    return socket.gethostname()
-
-
-def boot_id() -> str | None:
-    """Linux's id of this boot: a holder recorded under another boot is dead."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
-    except OSError:
-        return None
-
-
-def process_started(pid: int) -> dt.datetime | None:
-    """When a process started (Linux /proc), to tell a reused pid from the lock's holder; None if unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 of stat(5), counted after the ")" that ends the command name
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="ascii").splitlines()
-                     if line.startswith("btime "))
-    except (OSError, IndexError, ValueError, StopIteration):
-        return None
-    return dt.datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), dt.timezone.utc)
-
-
-def append_line(path: Path, line: str) -> None:
-    """One write per line with O_APPEND, so lines from concurrent processes never interleave."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
-
-
-def remove_tree(path: Path) -> None:
-    """rmtree that also removes read-only archives (their directories are 0555)."""
-    def make_writable_and_retry(func: Any, target: str, _exc: Any) -> None:
-        parent = os.path.dirname(target)
-        os.chmod(parent, stat.S_IRWXU | os.stat(parent).st_mode)
-        if os.path.isdir(target) and not os.path.islink(target):
-            os.chmod(target, stat.S_IRWXU | os.stat(target).st_mode)
-        func(target)
-
-    if not path.exists():
-        return
-    if path.is_dir() and not path.is_symlink():
-        for dirpath, _dirs, _files in os.walk(path):
-            os.chmod(dirpath, stat.S_IRWXU | os.stat(dirpath).st_mode)
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=make_writable_and_retry)
-    else:  # onerror is deprecated from 3.12 on
-        shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
 # ---- the run lock -----------------------------------------------------------------------------------------
@@ -187,7 +89,7 @@ def holder_is_dead(holder: Holder, *, os_lock_taken: bool) -> bool | None:
     if not pid_alive(holder.pid):
         return True
     # A process younger than the lock has merely reused the holder's pid.
-    started, since = process_started(holder.pid), parse_iso(holder.started_at)
+    started, since = started_at(holder.pid), parse_iso(holder.started_at)
     return started is not None and since is not None and (started - since).total_seconds() > PID_REUSE_SLACK_SECONDS
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from typing import Any
 
 from rlm_tasks import jsonio
+from rlm_tasks.clock import parse_iso
 from rlm_tasks.errors import UserError
 from rlm_tasks.phases import reduce
 from rlm_tasks.render import jinja
@@ -111,21 +111,14 @@ def mermaid_dag(ctx: RunContext, state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _parse_time(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return None
-
-
 def mermaid_gantt(ctx: RunContext) -> str:
     lines = ["gantt", "  title Worker timeline (UTC)", "  dateFormat YYYY-MM-DDTHH:mm:ss", "  axisFormat %H:%M:%S"]
     for mode in ("map", "verify"):
         rows = []
         for i, task in enumerate(ctx.plan.tasks):
             entry = ctx.store.get(task.id) if task.mode == mode else None
-            start = _parse_time(entry.get("started_at", "")) if entry else None
-            end = _parse_time(entry.get("finished_at", "")) if entry else None
+            start = parse_iso(entry.get("started_at", "")) if entry else None
+            end = parse_iso(entry.get("finished_at", "")) if entry else None
             if start is None or end is None:
                 continue
             seconds = max(1, math.ceil((end - start).total_seconds()))

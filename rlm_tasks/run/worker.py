@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from rlm_tasks import jsonio
+from rlm_tasks.procs import group_has_live_member
 from rlm_tasks.run.agents import Invocation
 
 KILL_GRACE_SECONDS = 3.0
@@ -52,25 +53,6 @@ def kill_group(pgid: int, sig: int = signal.SIGTERM) -> None:
         os.killpg(pgid, sig)
 
 
-def _group_has_live_member(pgid: int) -> bool | None:
-    """Linux: does any non-zombie process have this group id? None when /proc cannot tell."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return None
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
-
-
 def group_alive(pgid: int) -> bool:
     """Some process of the group still runs. Zombies do not count: an orphan's group may linger as
     zombies until init reaps them, and kill(0) still succeeds on those."""
@@ -80,7 +62,7 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True  # exists, but not ours to signal
-    return _group_has_live_member(pgid) is not False
+    return group_has_live_member(pgid) is not False
 
 
 def end_groups(pgids: Sequence[int], grace: float = KILL_GRACE_SECONDS, sig: int = signal.SIGTERM) -> None:

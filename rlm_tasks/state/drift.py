@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rlm_tasks import jsonio
-from rlm_tasks.clock import iso
+from rlm_tasks.clock import iso, utc_now
 from rlm_tasks.config import ownership
 from rlm_tasks.layout import STATE_DIR
-from rlm_tasks.lifecycle.runlock import utc_now
 from rlm_tasks.state import budget
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import sha256_file
