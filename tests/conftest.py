@@ -1,19 +1,25 @@
-"""Shared fixtures: every test runs in its own tmp dir, and nothing in-process writes outside it.
+"""The one test harness: every test runs in its own tmp dir, and nothing in-process writes outside it.
 
 `repo` is a tmp repository with helpers to write rlm.yaml, run `rlm` and `doit`
-in-process (fast) or as real subprocesses (a handful of CLI tests), and read
-what the fake agent (fake_agents/fake_codex.py) recorded.
+in-process (fast) or as real subprocesses (CLI, signal and detach tests), start
+a background `doit`, wait for a condition, and read provenance and what the fake
+agent (fake_agent.py, one script with modes) recorded. At the end of a test it
+ends what the test left running: only processes it can prove are the recorded ones.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +28,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_CODEX = Path(__file__).resolve().parent / "fake_agents" / "fake_codex.py"
+FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
+FAKE_CODEX = FAKE_AGENT  # the same script: it behaves as codex when called with codex's argv
 RUN_ID = "t"
 RUN_DIR = f".rlm/runs/{RUN_ID}"
 LOCAL_RUN = f".rlm/local/runs/{RUN_ID}"  # machine-local: logs, progress, inflight, reduce_state
+KILL_GRACE = "0.2"  # RLM_KILL_GRACE_SECONDS in tests: a worker ignoring SIGTERM costs 0.2 s, not 3 s
 
 # ---- the write guard --------------------------------------------------------------------------------------
 # An audit hook sees every in-process open-for-writing, rename, mkdir, remove, ... (subprocesses are not
@@ -96,6 +104,49 @@ def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert not violations, f"writes outside tmp_path: {violations}"
 
 
+# ---- waiting ----------------------------------------------------------------------------------------------
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Poll `condition` until it is true; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def group_gone(pgid: int, timeout: float = 10.0) -> bool:
+    """No process of the group runs any more (zombies waiting for init to reap them run nothing)."""
+    from rlm_tasks.run.worker import group_alive
+
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def process_gone(pid: int, timeout: float = 10.0) -> bool:
+    """The process no longer runs: it does not exist, or it is a zombie waiting to be reaped."""
+    from rlm_tasks.procs import pid_alive
+
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def read_json_or(path: Path, default: Any) -> Any:
+    """A JSON file another process may be writing right now: `default` until it exists and parses."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
 # ---- running the tool -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -112,17 +163,74 @@ class Result:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     env.pop("RLM_CONFIG", None)
+    env.pop("RLM_ADOPT", None)
+    env["RLM_KILL_GRACE_SECONDS"] = KILL_GRACE
     env.update(extra)
     return env
 
 
-def codex_config(log: Path, tasks: list[dict[str, Any]], *, mode: str = "ok", **top: Any) -> dict[str, Any]:
-    """A run whose agent is the fake codex; `mode` is FAKE_AGENT_MODE (see fake_codex.py)."""
-    agent = {"kind": "codex", "binary": str(FAKE_CODEX), "timeout": 30,
-             "env": {"FAKE_AGENT_LOG": str(log), "FAKE_AGENT_MODE": mode}}
-    agent.update(top.pop("agent", {}))
+def agent_config(log: Path, tasks: list[dict[str, Any]], *, kind: str = "codex", mode: str = "ok",
+                 spec: Path | None = None, **top: Any) -> dict[str, Any]:
+    """A run whose agent is the fake agent: as codex (its argv) or as a `kind: command` worker.
+
+    `mode` is FAKE_AGENT_MODE and `spec` the FAKE_AGENT_SPEC file (see fake_agent.py).
+    """
+    env = {"FAKE_AGENT_LOG": str(log), "FAKE_AGENT_MODE": mode}
+    if spec is not None:
+        env["FAKE_AGENT_SPEC"] = str(spec)
+    if kind == "codex":
+        agent: dict[str, Any] = {"kind": "codex", "binary": str(FAKE_AGENT), "timeout": 30, "env": env}
+    else:
+        agent = {"kind": "command", "timeout": 60, "env": env,
+                 "command": ["{{ python }}", str(FAKE_AGENT), "--model", "{{ model }}", "--effort", "{{ effort }}"]}
+    overrides = top.pop("agent", {})
+    agent["env"] = {**agent["env"], **overrides.pop("env", {})}
+    agent.update(overrides)
     return {"version": 1, "run_id": RUN_ID, "goal": "Exercise the core runner.", "agent": agent,
             "tasks": tasks, **top}
+
+
+def codex_config(log: Path, tasks: list[dict[str, Any]], *, mode: str = "ok", **top: Any) -> dict[str, Any]:
+    """A run whose agent is the fake agent as codex; `mode` is FAKE_AGENT_MODE (see fake_agent.py)."""
+    return agent_config(log, tasks, mode=mode, **top)
+
+
+class Background:
+    """A process started by the test, its stdout and stderr read line by line as they come."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+    def wait_line(self, start: str, timeout: float = 30.0) -> None:
+        """Wait until a line of its output starts with `start`."""
+        try:
+            wait_for(lambda: any(line.startswith(start) for line in list(self.lines)), f"a line {start!r}", timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; output so far:\n{self.out}") from None
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str]:
+        """Wait until it ends and its output is read: (exit code, output)."""
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return code, self.out
 
 
 class Repo:
@@ -133,6 +241,10 @@ class Repo:
         self.monkeypatch = monkeypatch
         self.capsys = capsys
         self.log = root / "agent-log.jsonl"
+        self.spec_path = root / "agent-spec.json"
+        self.run_dir = root / RUN_DIR
+        self.local_dir = root / LOCAL_RUN
+        self.started: list[Background] = []
 
     # files
     def write(self, data: dict[str, Any] | str, name: str = "rlm.yaml") -> Path:
@@ -142,24 +254,58 @@ class Repo:
         return path
 
     def write_codex(self, tasks: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
-        data = codex_config(self.log, tasks, **kw)
+        """rlm.yaml with the fake agent as codex; FAKE_AGENT_MODE `mode` (e.g. "ok", "slow=hang")."""
+        data = agent_config(self.log, tasks, spec=self.spec_path, **kw)
         self.write(data)
         return data
+
+    def write_command(self, tasks: list[dict[str, Any]], spec: dict[str, Any] | None = None,
+                      **top: Any) -> dict[str, Any]:
+        """rlm.yaml with the fake agent as a `kind: command` worker (argv `--model M --effort E`), no backoff,
+        4 at a time; `spec` is what each worker does (see fake_agent.py), `top` the other top-level keys."""
+        top.setdefault("budget", {"max_inflight": 4})
+        top["defaults"] = {"backoff_seconds": 0, **top.get("defaults", {})}
+        data = agent_config(self.log, tasks, kind="command", spec=self.spec_path, **top)
+        self.write(data)
+        self.agent_spec(spec or {})
+        return data
+
+    def agent_spec(self, spec: dict[str, Any]) -> None:
+        """What each worker does from its next start on: {"<worker_id>" | "*": behaviour} (see fake_agent.py)."""
+        self.spec_path.write_text(json.dumps(spec), encoding="utf-8")
 
     def path(self, rel: str) -> Path:
         return self.root / rel
 
     def report(self, task_id: str) -> Path:
-        return self.root / RUN_DIR / "artifacts" / "reports" / f"{task_id}.md"
+        return self.run_dir / "artifacts" / "reports" / f"{task_id}.md"
 
     def provenance(self) -> dict[str, Any]:
-        return json.loads((self.root / RUN_DIR / "provenance.json").read_text(encoding="utf-8"))
+        return json.loads((self.run_dir / "provenance.json").read_text(encoding="utf-8"))
+
+    def tasks_done(self) -> dict[str, Any]:
+        """provenance.json's tasks, or {} while there is none (a run in another process may be writing it)."""
+        return dict(read_json_or(self.run_dir / "provenance.json", {}).get("tasks", {}))
+
+    def inflight(self) -> dict[str, Any]:
+        return json.loads((self.local_dir / "inflight.json").read_text(encoding="utf-8"))
+
+    def inflight_entries(self) -> list[dict[str, Any]]:
+        """The workers inflight.json lists as running, or [] while there is none."""
+        data = read_json_or(self.local_dir / "inflight.json", {})
+        return list(data.get("entries", []))
 
     def calls(self) -> list[dict[str, Any]]:
         """What the fake agent recorded, one dict per start, in start order."""
         if not self.log.exists():
             return []
-        return [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines()]
+        lines = self.log.read_text(encoding="utf-8").splitlines(keepends=True)
+        return [json.loads(line) for line in lines if line.endswith("\n")]  # a line being written is not yet one
+
+    def records(self, worker_id: str | None = None) -> list[dict[str, Any]]:
+        """The fake agent's starts (of one worker), sorted by worker id and attempt."""
+        found = [call for call in self.calls() if worker_id in (None, call["worker_id"])]
+        return sorted(found, key=lambda call: (call["worker_id"], call["attempt"]))
 
     def ran(self) -> list[str]:
         return sorted(call["worker_id"] for call in self.calls())
@@ -198,19 +344,60 @@ class Repo:
         return Result(code, captured.out, captured.err)
 
     # real CLI
-    def doit_cli(self, *args: str, timeout: float = 60, cwd: Path | None = None) -> Result:
-        proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=cwd or self.root, env=subprocess_env(),
+    def doit_cli(self, *args: str, timeout: float = 60, cwd: Path | None = None, **env: str) -> Result:
+        proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=cwd or self.root, env=subprocess_env(**env),
                               capture_output=True, text=True, timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def rlm_cli(self, *args: str, timeout: float = 60, cwd: Path | None = None) -> Result:
+    def rlm_cli(self, *args: str, timeout: float = 60, cwd: Path | None = None, **env: str) -> Result:
         proc = subprocess.run([sys.executable, "-m", "rlm_tasks", *args], cwd=cwd or self.root,
-                              env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+                              env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def start_doit(self, *args: str, **env: str) -> Background:
+        """`python -m doit` in the background, as a person runs it, in its own process group (so a test can
+        signal it alone); its output is collected line by line; ended at the end of the test if still running."""
+        copy = self.root / "dodo.py"
+        if not copy.exists():
+            copy.write_text((REPO / "dodo.py").read_text(encoding="utf-8"), encoding="utf-8")
+        proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.root,
+                                env=subprocess_env(PYTHONUNBUFFERED="1", **env), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        started = Background(proc)
+        self.started.append(started)
+        return started
+
+    wait_for = staticmethod(wait_for)
+    group_gone = staticmethod(group_gone)
+
+    # cleanup
+    def end_leftovers(self) -> None:
+        """End what a test left running: its background processes, the worker groups the fake agent recorded
+        and a detached run. Each only when the product's own check says the pid is still the recorded process,
+        so a pid reused by an unrelated process is never signalled."""
+        from rlm_tasks.procs import pid_alive
+        from rlm_tasks.run.inflight import entry_alive
+
+        for started in self.started:
+            if started.proc.poll() is None:
+                started.proc.kill()
+            started.finish()
+        for path in self.root.glob(".rlm/local/runs/*/detached.json"):
+            state = read_json_or(path, {})
+            if pid_alive(state.get("pid"), state.get("pid_start_ticks")) and state.get("pid_start_ticks"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(state["pid"], signal.SIGKILL)
+        for call in self.calls():
+            if entry_alive({"pgid": call["pgid"], "pid_start_ticks": call["pid_start_ticks"]}):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(call["pgid"], signal.SIGKILL)
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Repo:
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Repo]:
     monkeypatch.delenv("RLM_CONFIG", raising=False)
     monkeypatch.delenv("RLM_ADOPT", raising=False)
-    return Repo(tmp_path, monkeypatch, capsys)
+    monkeypatch.setenv("RLM_KILL_GRACE_SECONDS", KILL_GRACE)
+    made = Repo(tmp_path, monkeypatch, capsys)
+    yield made
+    made.end_leftovers()

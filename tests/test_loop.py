@@ -4,102 +4,73 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from conftest import LOCAL_RUN, RUN_DIR, Repo
 
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
 
-WORKER = Path(__file__).parent / "fake_agents" / "scripted_worker.py"
-RUN = ".rlm/runs/loop"
-LOCAL = ".rlm/local/runs/loop"
+RUN = RUN_DIR
+LOCAL = LOCAL_RUN
 SECTIONS = "## What I did\nx\n\n## Key findings\n- y\n\n"
 COMPLIANCE = "\n## Contract Compliance\n- kept\n"
-
-
-def base_config(scripts: Path) -> dict:
-    return {
-        "version": 1,
-        "run_id": "loop",
-        "goal": "Exercise the loop.",
-        "budget": {"max_inflight": 2},
-        "agent": {
-            "kind": "command",
-            "command": ["{{ python }}", str(WORKER)],
-            "env": {"SCRIPTED_REPORTS": str(scripts)},
-            "timeout": 30,
-        },
-        "tasks": [
-            {"id": "bullets", "goal": "Report with bullet items."},
-            {"id": "numbered", "goal": "Report with numbered items."},
-            {"id": "nothing", "goal": "Report with none identified."},
-            {"id": "nosection", "goal": "Report without the heading."},
-        ],
-    }
+# the report of a worker without a script of its own: every section, no deferred opportunity
+DEFAULT_REPORT = ("# {worker_id}\n\n## What I did\nRead.\n\n## Key findings\n- ok\n\n## Evidence\n- none\n\n"
+                  "## Open questions / risks\n- none\n\n## Deferred opportunities\nNone identified.\n\n"
+                  "## Contract Compliance\n- kept\n")
+SCRIPTS = {
+    "bullets": "# bullets\n" + SECTIONS + "## Deferred opportunities\n"
+    "- Proposal: cache digests. Why deferred: no benchmark yet. How to validate: bench/noop.py\n"
+    "- **Proposal:** split config.py\n"
+    "  - Why deferred: out of scope\n" + COMPLIANCE,
+    "numbered": "# numbered\n" + SECTIONS + "### Deferred Opportunities:\n"
+    "1. Rewrite the parser.\n2) Add fuzzing; How to validate: atheris finds nothing in 1h\n" + COMPLIANCE,
+    "nothing": "# nothing\n" + SECTIONS + "## Deferred opportunities\nNone identified.\n" + COMPLIANCE,
+    "nosection": "# nosection\n" + SECTIONS + COMPLIANCE,
+}
+SPEC: dict[str, Any] = {"*": {"text": DEFAULT_REPORT}, **{w: {"text": text} for w, text in SCRIPTS.items()}}
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    (scripts / "bullets.md").write_text(
-        "# bullets\n" + SECTIONS + "## Deferred opportunities\n"
-        "- Proposal: cache digests. Why deferred: no benchmark yet. How to validate: bench/noop.py\n"
-        "- **Proposal:** split config.py\n"
-        "  - Why deferred: out of scope\n" + COMPLIANCE
-    )
-    (scripts / "numbered.md").write_text(
-        "# numbered\n" + SECTIONS + "### Deferred Opportunities:\n"
-        "1. Rewrite the parser.\n2) Add fuzzing; How to validate: atheris finds nothing in 1h\n" + COMPLIANCE
-    )
-    (scripts / "nothing.md").write_text(
-        "# nothing\n" + SECTIONS + "## Deferred opportunities\nNone identified.\n" + COMPLIANCE
-    )
-    (scripts / "nosection.md").write_text("# nosection\n" + SECTIONS + COMPLIANCE)
-    write_config(tmp_path, base_config(scripts))
-    return tmp_path
+def loop(repo: Repo) -> Repo:
+    """Four map tasks whose workers write scripted reports, two at a time."""
+    repo.write_command([
+        {"id": "bullets", "goal": "Report with bullet items."},
+        {"id": "numbered", "goal": "Report with numbered items."},
+        {"id": "nothing", "goal": "Report with none identified."},
+        {"id": "nosection", "goal": "Report without the heading."},
+    ], SPEC, goal="Exercise the loop.", budget={"max_inflight": 2})
+    return repo
 
 
-def write_config(root: Path, config: dict) -> None:
-    (root / "rlm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+def write_config(repo: Repo, config: dict[str, Any]) -> None:
+    repo.write(config)
 
 
-def config(root: Path) -> dict:
-    return yaml.safe_load((root / "rlm.yaml").read_text())
+def config(repo: Repo) -> dict[str, Any]:
+    return dict(yaml.safe_load((repo.root / "rlm.yaml").read_text()))
 
 
-def doit(*args: str) -> int:
-    from doit.cmd_base import ModuleTaskLoader
-    from doit.doit_cmd import DoitMain
-
-    from rlm_tasks.tasks import doit_namespace
-
-    try:
-        return int(DoitMain(ModuleTaskLoader(doit_namespace("rlm.yaml"))).run(list(args)))
-    except SystemExit as exc:  # the run reporter sets the exit code when something failed
-        return int(exc.code or 0)
-
-
-def load(path: str) -> dict:
+def load(path: str) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def test_reduce_state_field_by_field(repo: Path) -> None:
-    assert doit() == 0
+def test_reduce_state_field_by_field(loop: Repo) -> None:
+    assert loop.doit().code == 0
     state = load(f"{LOCAL}/reduce_state.json")
     assert schema.check("reduce_state", state) == []
-    assert state["run_id"] == "loop"
+    assert state["run_id"] == "t"
     assert state["iteration"] == 1
     assert state["total"] == 4
     assert state["counts"] == {"fresh": 4, "stale": 0, "missing": 0, "invalid": 0, "failed": 0, "running": 0}
     assert state["missing"] == [] and state["stale"] == []
     rows = {r["id"]: r for r in state["tasks"]}
     bullets = rows["bullets"]
-    report = repo / f"{RUN}/artifacts/reports/bullets.md"
+    report = loop.root / f"{RUN}/artifacts/reports/bullets.md"
     assert bullets["state"] == "fresh"
     assert bullets["report_path"] == f"{RUN}/artifacts/reports/bullets.md"
     assert bullets["report_bytes"] == report.stat().st_size
@@ -110,14 +81,12 @@ def test_reduce_state_field_by_field(repo: Path) -> None:
     assert state["drift"]["checked"] is False  # the tmp repo is not a git work tree
     assert state["drift"]["note"] == "not a git working tree: drift not checked"
     # an inventory, never report text
-    assert "cache digests" not in (repo / f"{LOCAL}/reduce_state.json").read_text()
+    assert "cache digests" not in (loop.root / f"{LOCAL}/reduce_state.json").read_text()
 
 
-def test_failed_and_missing_states(repo: Path) -> None:
-    cfg = config(repo)
-    cfg["agent"]["env"]["SCRIPTED_FAIL"] = "numbered"
-    write_config(repo, cfg)
-    assert doit() == 1
+def test_failed_and_missing_states(loop: Repo) -> None:
+    loop.agent_spec({**SPEC, "numbered": {"exit": 1, "report": "none"}})
+    assert loop.doit().code == 1
     assert main(["reduce"]) == 0  # the CLI verb writes the same file
     state = load(f"{LOCAL}/reduce_state.json")
     rows = {r["id"]: r for r in state["tasks"]}
@@ -127,8 +96,8 @@ def test_failed_and_missing_states(repo: Path) -> None:
     assert state["counts"]["failed"] == 1 and state["counts"]["fresh"] == 3
 
 
-def test_deferred_formats(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert doit() == 0
+def test_deferred_formats(loop: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert loop.doit().code == 0
     data = load(f"{RUN}/deferred.json")
     assert schema.check("deferred", data) == []
     bullets = f"{RUN}/artifacts/reports/bullets.md"
@@ -168,30 +137,30 @@ def test_deferred_formats(repo: Path, capsys: pytest.CaptureFixture[str]) -> Non
     )
 
 
-def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = config(repo)
+def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config(loop)
     cfg["decision"] = {
         "should_finish": True,
         "reason": "answered",
         "conclusions": [{"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}],
     }
-    write_config(repo, cfg)
-    assert doit() == 0
+    write_config(loop, cfg)
+    assert loop.doit().code == 0
     capsys.readouterr()
     assert main(["final"]) == 1
     err = capsys.readouterr().err
     assert err == (
         "rlm: final refused: VERIFY is mandatory: the plan has no verify task; add one under 'verify:' and run doit\n"
     )
-    assert not (repo / f"{RUN}/final.json").exists()
-    assert not (repo / f"{RUN}/final.md").exists()
+    assert not (loop.root / f"{RUN}/final.json").exists()
+    assert not (loop.root / f"{RUN}/final.md").exists()
 
     # iteration 2: add a verify task; before it ran, final is still refused
     cfg["verify"] = [{"id": "check", "goal": "Check the bullets report.", "depends_on": ["bullets"]}]
-    write_config(repo, cfg)
+    write_config(loop, cfg)
     assert main(["final"]) == 1
     assert "verify report of verify:check is missing: run doit first" in capsys.readouterr().err
-    assert doit() == 0
+    assert loop.doit().code == 0
     plan = load(f"{RUN}/plan.json")
     assert plan["iteration"] == 2
     assert plan["changed_since_last_iteration"] == {"added": ["check"], "removed": [], "edited": []}
@@ -205,7 +174,7 @@ def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.C
     assert schema.check("plan", plan) == [] and schema.check("plan", kept) == []
 
     capsys.readouterr()
-    assert doit("final") == 0
+    assert loop.doit("final").code == 0
     final = load(f"{RUN}/final.json")
     assert schema.check("final", final) == []
     assert final["termination_decision"] == {
@@ -228,7 +197,7 @@ def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.C
     assert final["reduce_state_path"] == f"{LOCAL}/reduce_state.json"
     assert final["deferred_path"] == f"{RUN}/deferred.json"
 
-    md = (repo / f"{RUN}/final.md").read_text()
+    md = (loop.root / f"{RUN}/final.md").read_text()
     blocks = re.findall(r"```mermaid\n(.*?)\n```", md, re.S)
     assert len(blocks) == 2
     dag, gantt = blocks
@@ -249,50 +218,50 @@ def test_final_refused_without_verify_then_accepted(repo: Path, capsys: pytest.C
     assert "## Deferred opportunities\n- cache digests" in md
 
 
-def test_final_deferred_none_identified(repo: Path) -> None:
-    cfg = config(repo)
+def test_final_deferred_none_identified(loop: Repo) -> None:
+    cfg = config(loop)
     cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
     cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["nothing"]}]
     cfg["decision"] = {"should_finish": False, "reason": "needs another pass"}
-    write_config(repo, cfg)
-    assert doit() == 0
+    write_config(loop, cfg)
+    assert loop.doit().code == 0
     assert main(["final"]) == 0
     final = load(f"{RUN}/final.json")
     assert final["deferred_opportunities"] == "none identified"
     assert final["termination_decision"]["should_finish"] is False
-    assert "## Deferred opportunities\nnone identified\n" in (repo / f"{RUN}/final.md").read_text()
+    assert "## Deferred opportunities\nnone identified\n" in (loop.root / f"{RUN}/final.md").read_text()
 
 
-def test_final_refuses_missing_evidence_and_missing_decision(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = config(repo)
+def test_final_refuses_missing_evidence_and_missing_decision(loop: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config(loop)
     cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
     cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["nothing"]}]
-    write_config(repo, cfg)
-    assert doit() == 0
+    write_config(loop, cfg)
+    assert loop.doit().code == 0
     capsys.readouterr()
     assert main(["final"]) == 1
     assert capsys.readouterr().err == (
         "rlm: final refused: no decision: write `decision: {should_finish, reason, conclusions}` in rlm.yaml\n"
     )
     cfg["decision"] = {"should_finish": True, "reason": "r", "conclusions": [{"text": "t", "evidence": ["nope.md"]}]}
-    write_config(repo, cfg)
+    write_config(loop, cfg)
     assert main(["final"]) == 1
     assert capsys.readouterr().err == (
         "rlm: final refused: decision.conclusions: evidence path 'nope.md' does not exist\n"
     )
-    assert not (repo / f"{RUN}/final.json").exists()
+    assert not (loop.root / f"{RUN}/final.json").exists()
 
 
-def test_budget_exhausted(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    cfg = config(repo)
+def test_budget_exhausted(loop: Repo) -> None:
+    cfg = config(loop)
     cfg["budget"]["max_workers"] = 2
     cfg["budget"]["max_inflight"] = 1
     cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["bullets"]}]
     cfg["decision"] = {"should_finish": False, "reason": "wanted more"}
-    write_config(repo, cfg)
-    capfd.readouterr()
-    assert doit() == 1  # doit's console is the process's stdout, hence capfd
-    out = capfd.readouterr().out
+    write_config(loop, cfg)
+    result = loop.doit()
+    assert result.code == 1
+    out = result.out
     refusals = [line for line in out.splitlines() if "budget exhausted" in line]
     assert len(refusals) == 3
     assert refusals[0].endswith(
@@ -304,35 +273,33 @@ def test_budget_exhausted(repo: Path, capfd: pytest.CaptureFixture[str]) -> None
     assert state["budget"]["exhausted"] == "max_workers (2 worker attempts started, limit 2)"
 
 
-def test_budget_exhausted_final_finishes(repo: Path) -> None:
-    cfg = config(repo)
+def test_budget_exhausted_final_finishes(loop: Repo) -> None:
+    cfg = config(loop)
     cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
     cfg["verify"] = [{"id": "check", "goal": "v", "depends_on": ["nothing"]}]
     cfg["budget"]["max_iterations"] = 1
     cfg["decision"] = {"should_finish": False, "reason": "wanted more"}
-    write_config(repo, cfg)
-    assert doit() == 0
+    write_config(loop, cfg)
+    assert loop.doit().code == 0
     assert main(["final"]) == 0
     decision = load(f"{RUN}/final.json")["termination_decision"]
     assert decision["should_finish"] is True
     assert decision["reason"] == "budget exhausted: max_iterations (1 of 1 iterations used)"
     # a plan change past max_iterations starts no worker
     cfg["tasks"][0]["goal"] = "changed"
-    write_config(repo, cfg)
-    assert doit() == 1
+    write_config(loop, cfg)
+    assert loop.doit().code == 1
     assert load(f"{RUN}/plan.json")["iteration"] == 2
 
 
-def test_unchanged_plan_is_not_an_iteration(repo: Path) -> None:
-    assert doit() == 0
-    assert doit() == 0
+def test_unchanged_plan_is_not_an_iteration(loop: Repo) -> None:
+    assert loop.doit().code == 0
+    assert loop.doit().code == 0
     assert load(f"{RUN}/plan.json")["iteration"] == 1
-    assert not (repo / f"{RUN}/artifacts/plan.iter-1.json").exists()
+    assert not (loop.root / f"{RUN}/artifacts/plan.iter-1.json").exists()
 
 
-def test_python_m_entry_point(repo: Path) -> None:
-    import subprocess
-
-    result = subprocess.run([sys.executable, "-m", "rlm_tasks", "reduce"], capture_output=True, text=True, cwd=repo)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == f"reduce: 4 tasks (4 missing), iteration 1: {LOCAL}/reduce_state.json\n"
+def test_python_m_entry_point(loop: Repo) -> None:
+    result = loop.rlm_cli("reduce")
+    assert result.code == 0, result.err
+    assert result.out == f"reduce: 4 tasks (4 missing), iteration 1: {LOCAL}/reduce_state.json\n"

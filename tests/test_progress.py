@@ -9,31 +9,27 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from _robust import LOCAL, RUN, doit_in_process, kill_leftovers, make_repo
+from conftest import LOCAL_RUN, RUN_DIR, Repo
 
-from rlm_tasks.cli.main import main
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.run import inflight, progress, reporter
 from rlm_tasks.state.context import RunContext
 
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    kill_leftovers(tmp_path)
+RUN = RUN_DIR
+LOCAL = LOCAL_RUN
+FAIL = {"exit": 3, "report": "none"}
 
 
-def test_plain_lines_without_a_terminal(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    make_repo(repo, [{"id": "a", "goal": "A", "retries": 1}, {"id": "b", "goal": "B", "depends_on": ["a"]},
-                     {"id": "c", "goal": "C"}], {"a": {"fail": [1]}, "c": {"fail": [1]}})
-    assert doit_in_process("-n", "1") == 1
-    out = re.sub(r"\d+\.\d+s", "Ns", capsys.readouterr().out)
+def test_plain_lines_without_a_terminal(repo: Repo) -> None:
+    repo.write_command([{"id": "a", "goal": "A", "retries": 1}, {"id": "b", "goal": "B", "depends_on": ["a"]},
+                        {"id": "c", "goal": "C"}], {"a": {"attempts": {"1": FAIL}}, "c": FAIL})
+    result = repo.doit("-n", "1")
+    assert result.code == 1
+    out = re.sub(r"\d+\.\d+s", "Ns", result.out)
     assert out == (
-        "rlm: run robust: 3 tasks\n"
+        "rlm: run t: 3 tasks\n"
         "  start   map:a  attempt 1, standard\n"
         f"  retry   map:a: agent exited with code 3; log: {LOCAL}/logs/a.attempt-1.log; "
         "attempt 2 (standard) in Ns\n"
@@ -53,13 +49,13 @@ class Tty(io.StringIO):
         return True
 
 
-def test_live_line_on_a_terminal(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_repo(repo, [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"a": {"sleep": 0.8}})
+def test_live_line_on_a_terminal(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"a": {"sleep": 0.8}})
     monkeypatch.setattr(reporter, "TICK_SECONDS", 0.1)
     monkeypatch.setenv("TERM", "xterm")
     tty = Tty()
     monkeypatch.setattr(sys, "stdout", tty)
-    assert doit_in_process() == 0
+    assert repo.doit().code == 0
     out = tty.getvalue()
     assert re.search(r"\r\x1b\[2Krlm: 1/2 done, 1 running, 0 failed, 0:0\d elapsed, longest map:a 0:0\d", out), out
     assert "  start " not in out  # on a terminal the live line shows what runs
@@ -73,16 +69,16 @@ def test_progress_line_format() -> None:
     assert progress.line(progress.Snapshot(3, 3, 0, 0)) == "3/3 done, 0 running, 0 failed"
 
 
-def test_view_from_files_alone(repo: Path) -> None:
-    make_repo(repo, [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}, {"id": "c", "goal": "C"}], {})
-    assert doit_in_process("map:a") == 0
+def test_view_from_files_alone(repo: Repo) -> None:
+    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}, {"id": "c", "goal": "C"}])
+    assert repo.doit("map:a").code == 0
     ctx = RunContext(load_plan("rlm.yaml"))
-    (repo / LOCAL / "logs/c.attempt-1.log").write_text("failed\n")  # an attempt without a report
+    (repo.local_dir / "logs/c.attempt-1.log").write_text("failed\n")  # an attempt without a report
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
     try:
         now = time.time()
-        (repo / LOCAL / "inflight.json").write_text(json.dumps({
-            "version": 1, "run_id": "robust",
+        (repo.local_dir / "inflight.json").write_text(json.dumps({
+            "version": 1, "run_id": "t",
             "orchestrator": {"pid": os.getpid(), "host": inflight.socket.gethostname(), "started_at": "x",
                              "started": now - 65},
             "entries": [{"worker_id": "b", "doit_name": "map:b", "attempt": 1, "pid": sleeper.pid,
@@ -98,9 +94,8 @@ def test_view_from_files_alone(repo: Path) -> None:
     assert progress.from_files(ctx).running == 0
 
 
-def test_status_watch_when_nothing_runs(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    make_repo(repo, [{"id": "a", "goal": "A"}], {})
-    assert doit_in_process() == 0
-    capsys.readouterr()
-    assert main(["status", "--watch", "--interval", "0.1"]) == 0
-    assert capsys.readouterr().out == "rlm: run robust: 1/1 done, 0 running, 0 failed (not running)\n"
+def test_status_watch_when_nothing_runs(repo: Repo) -> None:
+    repo.write_command([{"id": "a", "goal": "A"}])
+    assert repo.doit().code == 0
+    watched = repo.rlm("status", "--watch", "--interval", "0.1")
+    assert (watched.code, watched.out) == (0, "rlm: run t: 1/1 done, 0 running, 0 failed (not running)\n")

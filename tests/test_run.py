@@ -1,4 +1,4 @@
-"""End to end: doit runs the fake codex in tmp repos; failures, timeouts, reruns, fresh clones, the run lock."""
+"""End to end: doit runs the fake codex agent in tmp repos; failures, timeouts, reruns, fresh clones, the lock."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LOCAL_RUN, REPO, RUN_DIR, Repo, subprocess_env
+from conftest import LOCAL_RUN, REPO, RUN_DIR, Repo, process_gone, subprocess_env
 
 from rlm_tasks import jsonio
 from rlm_tasks.tasks import doit_namespace
@@ -38,24 +37,6 @@ def summary(ran: int, failed: int, fresh: int, not_started: int = 0) -> str:
 def finished_lines(out: str) -> list[str]:
     """The console lines that report an outcome (start lines are progress, in nondeterministic order)."""
     return [line for line in out.splitlines() if not line.startswith("  start ")]
-
-
-def process_gone(pid: int, timeout: float = 10.0) -> bool:
-    """The process no longer runs: it does not exist, or it is a zombie waiting for init to reap it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def copy_dodo(root: Path) -> None:
@@ -90,8 +71,8 @@ def test_worker_output_goes_to_its_log_never_to_the_console(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     result = repo.doit()
     assert result.code == 0
-    assert "fake codex" not in result.out + result.err
-    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text() == "fake codex: a in mode ok\n"
+    assert "fake agent" not in result.out + result.err
+    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text() == "fake agent: a attempt 1 in mode ok\n"
 
 
 def test_doit_state_lives_under_rlm_in_sqlite(repo: Repo) -> None:
@@ -139,7 +120,7 @@ def test_rlm_run_is_doit(repo: Repo) -> None:
 
 
 def barrier_run(repo: Repo) -> None:
-    """Two tasks that each succeed only while the other runs at the same time (fake codex mode `barrier`)."""
+    """Two tasks that each succeed only while the other runs at the same time (fake agent mode `barrier`)."""
     env = {"FAKE_AGENT_LOG": str(repo.log), "FAKE_AGENT_MODE": "barrier",
            "FAKE_AGENT_BARRIER_DIR": str(repo.root / "barrier"), "FAKE_AGENT_BARRIER_N": "2"}
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], budget={"max_inflight": 2},
@@ -209,7 +190,7 @@ def test_failed_worker_is_one_line_and_independent_tasks_complete(repo: Repo, mo
     assert not repo.report("bad").exists()
     assert sorted(repo.provenance()["tasks"]) == ["good"]
     assert repo.path(f"{REPORTS}/bad.attempt-1.rejected.md").exists() is rejected
-    assert repo.path(f"{LOGS}/bad.attempt-1.log").read_text().startswith(f"fake codex: bad in mode {mode}\n")
+    assert repo.path(f"{LOGS}/bad.attempt-1.log").read_text().startswith(f"fake agent: bad attempt 1 in mode {mode}\n")
 
 
 def test_rejected_report_keeps_what_the_worker_wrote(repo: Repo) -> None:

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""The one fake agent of the tests: behaves as `codex exec` or as a `kind: command` worker, as its config says.
+
+    fake_agent.py exec -m MODEL [-c KEY=VALUE]... -C ROOT (--sandbox MODE | --dangerously-bypass-approvals-and-sandbox)
+                  [extra args]... -          codex's argv (checked: exit 64 on anything else); the report goes to
+                                             ROOT/<report_path of the prompt's JSON envelope>, as codex writes it
+    fake_agent.py [anything]                 a `kind: command` worker; the report goes to $RLM_REPORT_PATH
+
+What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names a JSON file
+{"<worker_id>" | "*": BEHAVIOUR}, and $FAKE_AGENT_MODE holds short names, `MODE` (every worker) or
+`WORKER_ID=MODE`, comma-separated (see MODES). A worker's own entry wins over "*" and the mode. BEHAVIOUR keys:
+
+    report       "ok" (default: every section and the task's goal) | "none" (no report) |
+                 "no-section" (no Contract Compliance) | "empty" | "stdout" (printed, for `report: stdout`)
+    text         the report's text instead of the default one; {worker_id} and {attempt} in it are replaced
+    exit         exit code once done (default 0)
+    sleep        seconds of work before reporting
+    wait_for     a path: work until it exists (the test decides when the worker finishes)
+    progress     while sleeping, rewrite $RLM_PROGRESS_PATH every this many seconds
+    child        start a child in the same process group (a timeout or signal must end it too)
+    hang         never finish (with `child`, neither does the child)
+    ignore_term  ignore SIGTERM (it and its child): only SIGKILL ends it
+    barrier      wait up to 2 s until this many ($FAKE_AGENT_BARRIER_N if set) workers have reached the barrier
+                 in $FAKE_AGENT_BARRIER_DIR; alone past the wait, exit 2 without a report
+    attempts     {"<attempt>": BEHAVIOUR}: overrides for one attempt ($RLM_ATTEMPT), e.g. fail only the first
+
+Every start appends one JSON line to $FAKE_AGENT_LOG: argv, stdin (base64), the RLM_* environment, cwd, pid,
+process group and its start time, the child's pid, worker id, attempt, tier, behaviour.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("What I did", "Key findings", "Evidence", "Open questions / risks", "Deferred opportunities",
+            "Contract Compliance")
+FAIL = {"exit": 3, "report": "none"}
+MODES: dict[str, dict[str, Any]] = {
+    "ok": {},
+    "no-report": {"report": "none"},
+    "no-section": {"report": "no-section"},
+    "empty": {"report": "empty"},
+    "exit-1": {"exit": 1},
+    "fail": FAIL,
+    "hang": {"hang": True, "child": True},
+    "hang-hard": {"hang": True, "child": True, "ignore_term": True},
+    "barrier": {"barrier": 2},
+    "stdout": {"report": "stdout"},
+}
+REPORTS = ("ok", "none", "no-section", "empty", "stdout")
+
+
+def parse_codex_argv(argv: list[str]) -> dict[str, Any]:
+    """codex exec's argv as the runner builds it; exits 64 on anything else, so a wrong argv fails the test."""
+    parsed: dict[str, Any] = {"model": None, "config": [], "root": None, "sandbox": None, "bypass": False,
+                              "extra": []}
+    rest = argv[1:]
+    if not rest or rest[-1] != "-":
+        raise SystemExit(f"fake agent: expected '-' (prompt on stdin) last, got {argv!r}")
+    rest = rest[:-1]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg in ("-m", "-c", "-C", "--sandbox"):
+            key = {"-m": "model", "-c": "config", "-C": "root", "--sandbox": "sandbox"}[arg]
+            if key == "config":
+                parsed["config"].append(rest[i + 1])
+            else:
+                parsed[key] = rest[i + 1]
+            i += 2
+        elif arg == "--dangerously-bypass-approvals-and-sandbox":
+            parsed["bypass"] = True
+            i += 1
+        else:
+            parsed["extra"].append(arg)
+            i += 1
+    if parsed["root"] is None or parsed["model"] is None:
+        raise SystemExit(f"fake agent: -m and -C are required, got {argv!r}")
+    return parsed
+
+
+def behaviour_for(worker_id: str, attempt: int) -> tuple[str, dict[str, Any]]:
+    """(a name for the log, the behaviour) from $FAKE_AGENT_MODE and the $FAKE_AGENT_SPEC file."""
+    name = "ok"
+    for entry in filter(None, (e.strip() for e in os.environ.get("FAKE_AGENT_MODE", "").split(","))):
+        who, named, what = entry.partition("=")
+        if not named:
+            name = who  # every worker, unless named on its own
+        elif who == worker_id:
+            name = what
+            break
+    if name not in MODES:
+        raise SystemExit(f"fake agent: unknown FAKE_AGENT_MODE {name!r}")
+    chosen = MODES[name]
+    spec_path = os.environ.get("FAKE_AGENT_SPEC")
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8")) if spec_path and Path(spec_path).exists() else {}
+    if "*" in spec or worker_id in spec:
+        name = "spec"
+        chosen = {**chosen, **spec.get("*", {}), **spec.get(worker_id, {})}
+    overrides = chosen.get("attempts", {}).get(str(attempt), {})
+    behaviour = {**chosen, **overrides}
+    behaviour.pop("attempts", None)
+    if behaviour.get("report", "ok") not in REPORTS:
+        raise SystemExit(f"fake agent: unknown report {behaviour['report']!r}")
+    return name, behaviour
+
+
+def log(record: dict[str, Any]) -> None:
+    path = os.environ.get("FAKE_AGENT_LOG")
+    if not path:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))  # one write: no interleaving
+    finally:
+        os.close(fd)
+
+
+def start_ticks(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def report_text(envelope: dict[str, Any], *, with_compliance: bool = True) -> str:
+    # the goal is in the report, so a changed goal changes the report (and what depends on it)
+    worker_id = envelope["worker_id"]
+    lines = [f"# Report: {worker_id} ({envelope.get('mode', 'map')})", "", f"Task: {envelope.get('goal', '')}", ""]
+    for section in SECTIONS:
+        if section == "Contract Compliance" and not with_compliance:
+            continue
+        lines += [f"## {section}", f"- {section.lower()} of {worker_id}", ""]
+    return "\n".join(lines)
+
+
+def barrier(worker_id: str, count: int, wait: float = 2.0) -> bool:
+    """True once `count` workers are running at the same time (each leaves a file)."""
+    directory = Path(os.environ["FAKE_AGENT_BARRIER_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / worker_id).touch()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if len(list(directory.iterdir())) >= count:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def work(seconds: float, progress_every: float | None) -> None:
+    """Simulated work; with `progress_every`, alive but quiet in its log: only the progress file changes."""
+    end = time.monotonic() + seconds
+    while progress_every and time.monotonic() < end:
+        Path(os.environ["RLM_PROGRESS_PATH"]).write_text(f"step at {time.time()}\n", encoding="utf-8")
+        time.sleep(progress_every)
+    time.sleep(max(0.0, end - time.monotonic()))
+
+
+def main() -> int:
+    codex = sys.argv[1:2] == ["exec"]
+    parsed = parse_codex_argv(sys.argv[1:]) if codex else None
+    stdin = sys.stdin.buffer.read()
+    match = re.search(r"```json\n(.*?)\n```", stdin.decode("utf-8"), re.S)
+    if codex and not match:
+        print("fake agent: no ```json envelope in the prompt", flush=True)
+        return 65
+    envelope = json.loads(match.group(1)) if match else {}
+    worker_id = str(envelope.get("worker_id") or os.environ["RLM_WORKER_ID"])
+    envelope.setdefault("worker_id", worker_id)
+    attempt = int(os.environ.get("RLM_ATTEMPT", "1"))
+    tier = os.environ.get("RLM_COMPUTE_TIER", "")
+    mode, behaviour = behaviour_for(worker_id, attempt)
+    if behaviour.get("ignore_term"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = None
+    if behaviour.get("child"):  # a grandchild in our process group: ending the worker must end it too
+        ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" * bool(behaviour.get("ignore_term"))
+        child = subprocess.Popen([sys.executable, "-c", ignore + "import time\nwhile True: time.sleep(3600)"])
+    log({
+        "argv": sys.argv, "parsed": parsed, "stdin_b64": base64.b64encode(stdin).decode("ascii"),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("RLM_")}, "cwd": os.getcwd(),
+        "pid": os.getpid(), "pgid": os.getpgid(0), "pid_start_ticks": start_ticks(os.getpid()),
+        "child": child.pid if child else None, "child_pid": child.pid if child else None,
+        "worker_id": worker_id, "attempt": attempt, "tier": tier, "model": os.environ.get("RLM_MODEL"),
+        "progress": os.environ.get("RLM_PROGRESS_PATH"), "prompt_bytes": len(stdin), "mode": mode,
+        "behaviour": behaviour,
+    })
+    report_kind = behaviour.get("report", "ok")
+    if report_kind != "stdout":
+        print(f"fake agent: {worker_id} attempt {attempt} in mode {mode}", flush=True)
+    if behaviour.get("hang"):
+        while True:
+            time.sleep(3600)
+    work(float(behaviour.get("sleep", 0)), behaviour.get("progress"))
+    while behaviour.get("wait_for") and not Path(behaviour["wait_for"]).exists():
+        time.sleep(0.02)
+    count = int(os.environ.get("FAKE_AGENT_BARRIER_N") or behaviour.get("barrier") or 0)
+    if count and not barrier(worker_id, count):
+        print("fake agent: nobody else reached the barrier", flush=True)
+        return 2
+    text = (behaviour.get("text", "").replace("{worker_id}", worker_id).replace("{attempt}", str(attempt))
+            or report_text(envelope, with_compliance=report_kind != "no-section"))
+    if report_kind == "stdout":
+        sys.stdout.write(text)
+    elif report_kind != "none":
+        report = (Path(parsed["root"]) / str(envelope["report_path"]) if parsed
+                  else Path(os.environ["RLM_REPORT_PATH"]))
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("" if report_kind == "empty" else text, encoding="utf-8")
+    if child:
+        child.kill()
+        child.wait()
+    code = int(behaviour.get("exit", 0))
+    if code:
+        print(f"fake agent: exiting with {code} on purpose", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
