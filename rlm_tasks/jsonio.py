@@ -61,15 +61,24 @@ def write_text_if_changed(path: Path, text: str) -> bool:
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_json(path: Path, data: Any, durable: bool = True) -> None:
     write_text_atomic(path, dumps(data), durable)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads without Python's NaN/Infinity extension: every file we read was written as strict JSON."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default

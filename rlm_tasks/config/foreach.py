@@ -122,7 +122,7 @@ def _fan_out(out: Expansion, section: str, index: int, raw: dict[str, Any], root
     at: KeyPath = (section, index, "foreach")
     id_template = str(raw["id"]) if isinstance(raw.get("id"), str) else ""
     name = spec.get("name") if isinstance(spec.get("name"), str) else default_name(id_template)
-    if not NAME.match(name or ""):
+    if not NAME.fullmatch(name or ""):
         where = (*at, "name") if "name" in spec else (section, index, "id")
         out.problems.append((where, f"fan-out name {json.dumps(name)} is not a valid id; set foreach.name "
                                     "(the id other tasks use in depends_on to wait for every generated task)"))

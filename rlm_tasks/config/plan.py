@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rlm_tasks.config import foreach, ownership, schema, yamlpos
+from rlm_tasks.config import foreach, ownership, schema, values, yamlpos
 from rlm_tasks.config.yamlpos import KeyPath, format_path
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RUNS_DIR
@@ -129,6 +129,7 @@ class Lifecycle:
 
 
 MAX_VERIFY_K = 5
+MAX_INFLIGHT = 256  # rlm.schema.json budget.max_inflight maximum; also the cap of `-n`
 MALFORMED = "\0malformed-"  # placeholder id of a task the schema already rejected
 DEFAULT_STALE_SECONDS = 1200
 
@@ -198,6 +199,8 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
     else:
         for path, message, at_key in schema.problems("rlm", doc.data):
             checker.add(path, message, at_key=at_key)
+        for path, message, at_key in values.problems(doc.data):
+            checker.add(path, message, at_key=at_key)
         if not checker.problems:
             expansion = foreach.expand(doc.data, root)
             checker.semantic(doc.data, expansion)
@@ -258,9 +261,10 @@ class _Checker:
             task_id = task["id"]
             if not isinstance(task_id, str) or task_id.startswith(MALFORMED):
                 continue
-            if g.fanout and not foreach.NAME.match(task_id):
+            if g.fanout and (not foreach.NAME.fullmatch(task_id) or len(task_id) > values.MAX_ID_LENGTH):
                 self.add((section, index, "id"), f"generated id {json.dumps(task_id)} (item '{g.item}') does not "
-                                                 f"match the pattern {foreach.NAME.pattern}")
+                                                 f"match the pattern {foreach.NAME.pattern} "
+                                                 f"or is longer than {values.MAX_ID_LENGTH} characters")
             duplicate = task_id in seen_ids
             if duplicate:
                 self.add(

@@ -102,6 +102,13 @@ def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:
         elif kind in ("minimum", "exclusiveMinimum"):
             op = ">=" if kind == "minimum" else ">"
             yield path, f"must be {op} {error.validator_value}; got {error.instance}", False
+        elif kind in ("maximum", "exclusiveMaximum"):
+            op = "<=" if kind == "maximum" else "<"
+            yield path, f"must be {op} {error.validator_value}; got {error.instance}", False
+        elif kind == "maxLength":
+            yield path, f"longer than {error.validator_value} characters ({len(error.instance)})", False
+        elif kind == "minLength":
+            yield path, f"must be at least {error.validator_value} characters long", False
         else:
             yield path, error.message, False
 

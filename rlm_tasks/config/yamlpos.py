@@ -6,6 +6,7 @@ that tree lets every later error point at `file:line:col`.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,12 @@ if TYPE_CHECKING:
     import yaml
 
 KeyPath = tuple[str | int, ...]
+
+# rlm.yaml is a handful of levels deep; libyaml's composer recurses in C and crashes the process on deep input.
+MAX_DEPTH = 64
+# Nodes reachable through aliases, counted with repetition: a 650-byte "billion laughs" file expands to
+# hundreds of millions; real configs reuse a few blocks.
+MAX_ALIAS_NODES = 100_000
 
 
 @dataclass(frozen=True)
@@ -87,10 +94,50 @@ class YamlDocument:
         return self.positions.get((), Position(1, 1))
 
 
+def _check_shape(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and alias expansion beyond MAX_ALIAS_NODES from the event stream,
+    which libyaml produces without recursion, before anything composes or builds the document."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        sizes: dict[str, int] = {}  # anchor -> nodes its value expands to
+        frames: list[list[Any]] = []  # open collections: [anchor, node count]
+        expanded = 0
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(frames) >= MAX_DEPTH:
+                    raise YamlSyntaxError(f"nesting deeper than {MAX_DEPTH} levels", _position(event.start_mark))
+                frames.append([event.anchor, 1])
+                continue
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, size = frames.pop()
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, size = None, sizes.get(event.anchor or "", 1)
+                expanded += size
+                if expanded > MAX_ALIAS_NODES:
+                    raise YamlSyntaxError(
+                        f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes", _position(event.start_mark)
+                    )
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, size = event.anchor, 1
+            else:
+                continue
+            if anchor is not None:
+                sizes[anchor] = size
+            if frames:
+                frames[-1][1] += size
+    finally:
+        loader.dispose()
+
+
 def load(text: str) -> YamlDocument:
     """Parse one YAML document; an empty document yields data None."""
     import yaml  # imported when needed: a cached, unchanged rlm.yaml is not parsed again (bench/)
 
+    with contextlib.suppress(yaml.YAMLError):  # a syntax error: the parse below reports it with its position
+        _check_shape(text)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import os
 import re
 import stat
@@ -232,10 +233,18 @@ def collect(root: Path, now: dt.datetime | None = None, spare: str | None = None
         meta = read_meta(path)
         retention = meta.get("retention") if meta else None
         age = _age_days(meta, now) if meta else None
-        if not isinstance(retention, dict) or age is None or not isinstance(retention.get("ttl_days"), (int, float)):
+        if not isinstance(retention, dict) or age is None:
             decisions.append(Decision(archive_id, "kept-unreadable", "meta.json is missing or unreadable"))
             continue
-        ttl = float(retention["ttl_days"])
+        ttl = retention.get("ttl_days")
+        # A garbage TTL (NaN, negative, a string, true) must never lead to deletion: keep and say why.
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl < 0:
+            decisions.append(Decision(archive_id, "kept-unreadable",
+                                      f"meta.json retention.ttl_days is not a finite number >= 0 ({ttl!r})"))
+            continue
+        if age < 0:
+            decisions.append(Decision(archive_id, "kept-unreadable", "meta.json archived_at is in the future"))
+            continue
         if age <= ttl:
             continue
         expired = f"age {age:.1f} days > ttl_days {ttl:g}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from rlm_tasks.cli.common import context
+from rlm_tasks.cli.common import context, positive
 from rlm_tasks.phases import reduce as reduce_phase
 from rlm_tasks.state.context import RunContext
 
@@ -15,7 +15,7 @@ HELP = "write reduce_state.json: every task's state, report size and age, attemp
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stale-seconds",
-        type=float,
+        type=positive,
         metavar="N",
         help="list in-flight tasks whose report is older than N seconds as stale (default: reduce.stale_seconds)",
     )

@@ -8,7 +8,7 @@ import os
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from rlm_tasks.cli.common import context
+from rlm_tasks.cli.common import context, jobs
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.layout import BREAKS_LOG
 from rlm_tasks.lifecycle.runlock import RunLock
@@ -20,7 +20,7 @@ HELP = "run the stale and missing tasks (same as `doit` in the repo root)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", "--jobs", type=int, help="workers at once (default: budget.max_inflight)")
+    parser.add_argument("-n", "--jobs", type=jobs, help="workers at once (default: budget.max_inflight)")
     parser.add_argument("tasks", nargs="*", help="doit task names, e.g. map:inventory (default: all)")
     parser.add_argument("--detach", action="store_true",
                         help="start the run in the background and return at once (pid and log under the run dir)")
