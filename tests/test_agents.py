@@ -229,12 +229,14 @@ def test_command_kind_gets_the_prompt_on_stdin_and_may_report_on_stdout(repo: Re
     assert repo.report("a").read_text(encoding="utf-8") == expected
 
 
-def test_command_with_an_undefined_variable_fails_the_task_in_one_line(repo: Repo) -> None:
+def test_command_with_an_undefined_variable_is_a_config_error(repo: Repo) -> None:
     repo.write({"version": 1, "run_id": "t", "goal": "g",
                 "agent": {"kind": "command", "command": ["{{ python }}", "{{ nope }}"]},
                 "tasks": [{"id": "a", "goal": "A"}]})
     result = repo.doit()
-    assert result.code == 1
-    failed = [line for line in result.lines if "FAILED" in line]
-    assert failed == ["  FAILED  map:a: agent.command[1]: undefined variable in '{{ nope }}': 'nope' is undefined; "
-                      f"log: {LOCAL_RUN}/logs/a.attempt-1.log"]
+    assert result.code == 2
+    from rlm_tasks.config.values import COMMAND_VARIABLES
+
+    assert result.err == ("rlm.yaml:8:5: agent.command[1]: undefined variable 'nope' in '{{ nope }}' "
+                          f"(did you mean 'scope'?); known: {', '.join(sorted(COMMAND_VARIABLES))}\n")
+    assert repo.calls() == []
