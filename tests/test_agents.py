@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_CODEX, LOCAL_RUN, RUN_DIR, Repo
+from conftest import FAKE_CODEX, RUN_DIR, Repo
 
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.layout import RunLayout
