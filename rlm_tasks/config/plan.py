@@ -261,10 +261,12 @@ class _Checker:
             task_id = task["id"]
             if not isinstance(task_id, str) or task_id.startswith(MALFORMED):
                 continue
-            if g.fanout and (not foreach.NAME.fullmatch(task_id) or len(task_id) > values.MAX_ID_LENGTH):
+            if g.fanout and len(task_id) > values.MAX_ID_LENGTH:
+                self.add((section, index, "id"), f"generated id (item '{g.item}') is longer than "
+                                                 f"{values.MAX_ID_LENGTH} characters ({len(task_id)})")
+            elif g.fanout and not foreach.NAME.fullmatch(task_id):
                 self.add((section, index, "id"), f"generated id {json.dumps(task_id)} (item '{g.item}') does not "
-                                                 f"match the pattern {foreach.NAME.pattern} "
-                                                 f"or is longer than {values.MAX_ID_LENGTH} characters")
+                                                 f"match the pattern {foreach.NAME.pattern}")
             duplicate = task_id in seen_ids
             if duplicate:
                 self.add(
