@@ -141,6 +141,10 @@ class RunLayout:
         return self.run_dir / "provenance.json"
 
     @property
+    def provenance_journal(self) -> Path:
+        return self.run_dir / "provenance.journal.jsonl"
+
+    @property
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
 

@@ -56,7 +56,8 @@ def settled(ctx: RunContext) -> dict[str, bool]:
     """
     files: list[Any] | None = None
     if ctx.cache is not None and not any(task.watch for task in ctx.plan.tasks):  # globs can match new files
-        files = [str(ctx.layout.provenance_json), *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks),
+        files = [str(ctx.layout.provenance_json), str(ctx.store.journal_path),
+                 *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks),
                  *sorted({ctx.abs_str(path) for task in ctx.plan.tasks for path in task.inputs})]
         if ctx.cache.mark_holds("settled", files):
             return {task.id: True for task in ctx.plan.tasks}
@@ -190,7 +191,8 @@ def _plan_current(ctx: RunContext) -> bool:
 def _summary_inputs(ctx: RunContext) -> list[str]:
     """What reduce_state.json and deferred.json summarise: plan, provenance, attempt logs, every report."""
     layout = ctx.layout
-    return [str(layout.plan_json), str(layout.provenance_json), ctx.abs_str(layout.logs_rel),
+    return [str(layout.plan_json), str(layout.provenance_json), str(ctx.store.journal_path),
+            ctx.abs_str(layout.logs_rel),
             *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks)]
 
 

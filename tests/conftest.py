@@ -284,8 +284,14 @@ class Repo:
         return json.loads((self.run_dir / "provenance.json").read_text(encoding="utf-8"))
 
     def tasks_done(self) -> dict[str, Any]:
-        """provenance.json's tasks, or {} while there is none (a run in another process may be writing it)."""
-        return dict(read_json_or(self.run_dir / "provenance.json", {}).get("tasks", {}))
+        """provenance.json's tasks with its journal replayed (what a run in another process has recorded so far),
+        or {} while there is neither."""
+        from rlm_tasks.state.provenance import ProvenanceError, ProvenanceStore
+
+        try:
+            return ProvenanceStore(self.run_dir / "provenance.json", RUN_ID).entries()
+        except ProvenanceError:  # provenance.json is replaced atomically, so only a journal line in flight
+            return {}
 
     def inflight(self) -> dict[str, Any]:
         return json.loads((self.local_dir / "inflight.json").read_text(encoding="utf-8"))

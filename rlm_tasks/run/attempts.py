@@ -79,8 +79,10 @@ def _unique(path: Path) -> Path:
 
 
 def prepare(ctx: RunContext) -> None:
-    """Files every worker reads: the run contract."""
-    jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.contract_rel), ctx.contract_text)
+    """Files every worker reads: the run contract (checked once per process: it lists every task's files)."""
+    if not ctx.contract_written:
+        jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.contract_rel), ctx.contract_text)
+        ctx.contract_written = True
 
 
 def _set_aside_previous(ctx: RunContext, sess: inflight.Session, task: TaskSpec, report: Path) -> None:

@@ -56,6 +56,7 @@ class RunSession:
         worker.reset_shutdown()
         self.guard.install()
         self.inflight, recovery = inflight.start(self.ctx, adopt)
+        self.ctx.store.compact()  # a killed run's provenance journal becomes part of provenance.json
         self.inflight.listeners.append(on_event)
         return recovery
 
@@ -76,6 +77,7 @@ class RunSession:
                 worker.drain(worker.KILL_GRACE_SECONDS + 1.0)
             if self.inflight is not None:
                 self.inflight.finish()
+            self.ctx.store.compact()  # the committed form: one provenance.json, no journal
             self.ctx.save_cache()
             if reduce_skipped or self.interrupted:
                 try:

@@ -40,6 +40,7 @@ class RunContext:
         self._tasks = {task.id: task for task in plan.tasks}
         self._report_files: dict[str, Path] = {}
         self._root = str(plan.root)
+        self.contract_written = False  # run_contract.md is on disk as rendered (attempts.prepare)
 
     def task(self, task_id: str) -> TaskSpec:
         return self._tasks[task_id]

@@ -17,9 +17,10 @@ from typing import Any
 
 from rlm_tasks import jsonio
 from rlm_tasks.errors import UserError
-from rlm_tasks.state import reports
+from rlm_tasks.state import journal, reports
 
 FORMAT_VERSION = 1
+COMPACT_AFTER_LINES = 1000  # and at least as many lines as the plan has tasks
 
 REASONS = {
     "prompt": "prompt_changed",
@@ -87,22 +88,31 @@ class ProvenanceError(UserError):
 
 
 class ProvenanceStore:
-    """provenance.json of one run; safe to update from the worker threads of one process.
+    """provenance.json of one run, with its journal; safe to update from the worker threads of one process.
+
+    A finished (or restarted) task costs one line appended to provenance.journal.jsonl and an
+    fsync, whatever the plan's size; provenance.json is rewritten whole only when the journal
+    outgrows the plan (amortised O(1) per task) and when a run ends (`compact`), so the committed
+    form is one reviewable file. Readers load provenance.json and replay the journal, so a run
+    killed at any point loses only the tasks still running.
 
     Readers never wait for a write in progress: the entries are guarded by a lock held only
-    for dict operations, and the file by another. A write takes the newest entries when it
-    starts, so changes that arrive while one write is under way share the next write, and
-    `record`/`forget` return once a write holding their change is on disk.
+    for dict operations, and the journal by another. Lines that arrive while one append is under
+    way share the next append and fsync; `record`/`forget` return once their line is on disk.
     """
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
+        self.journal_path = path.with_name(f"{path.stem}.journal.jsonl")
         self.run_id = run_id
-        self._lock = threading.Lock()  # the entries
-        self._write_lock = threading.Lock()  # the file
+        self._lock = threading.Lock()  # the entries and the pending lines
+        self._write_lock = threading.Lock()  # the files
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._pending: list[bytes] = []
         self._changes = 0  # how many changes were made
         self._written = 0  # how many of them are on disk
+        self._journal_lines = 0
+        self._appender = journal.Appender(self.journal_path)
 
     def _load(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
@@ -111,7 +121,14 @@ class ProvenanceStore:
             except json.JSONDecodeError as exc:
                 raise ProvenanceError(f"{self.path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
             tasks = data.get("tasks", {}) if isinstance(data, dict) else {}
-            self._entries = tasks if isinstance(tasks, dict) else {}
+            entries: dict[str, dict[str, Any]] = tasks if isinstance(tasks, dict) else {}
+            try:
+                ops = journal.read(self.journal_path)
+            except journal.JournalError as exc:
+                raise ProvenanceError(str(exc)) from None
+            for op in ops:
+                _apply(entries, op)
+            self._entries, self._journal_lines = entries, len(ops)
         return self._entries
 
     def get(self, worker_id: str) -> dict[str, Any] | None:
@@ -123,10 +140,10 @@ class ProvenanceStore:
             return dict(self._load())
 
     def record(self, worker_id: str, entry: dict[str, Any]) -> None:
+        line = journal.line({"op": "record", "worker_id": worker_id, "entry": entry})
         with self._lock:
             self._load()[worker_id] = entry
-            self._changes += 1
-            mine = self._changes
+            mine = self._queue(line)
         self._flush(mine)
 
     def forget(self, worker_id: str) -> None:
@@ -134,21 +151,57 @@ class ProvenanceStore:
         with self._lock:
             if self._load().pop(worker_id, None) is None:
                 return
-            self._changes += 1
-            mine = self._changes
+            mine = self._queue(journal.line({"op": "forget", "worker_id": worker_id}))
         self._flush(mine)
+
+    def _queue(self, line: bytes) -> int:
+        self._pending.append(line)
+        self._changes += 1
+        return self._changes
 
     def _flush(self, change: int) -> None:
         with self._write_lock:
             if self._written >= change:
-                return  # a write that started after our change already put it on disk
+                return  # an append that started after our change already put it on disk
             with self._lock:
-                snapshot, upto = dict(self._load()), self._changes
-            self._write(snapshot)
+                lines, self._pending, upto = self._pending, [], self._changes
+                size = len(self._load())
+            self._appender.append(b"".join(lines))
             self._written = upto
+            self._journal_lines += len(lines)
+            if self._journal_lines > max(COMPACT_AFTER_LINES, size):
+                self._compact_locked()
+
+    def compact(self) -> bool:
+        """Fold the journal into provenance.json; False when there was no journal to fold."""
+        with self._write_lock:
+            with self._lock:
+                self._load()
+            if not self._journal_lines and not self.journal_path.exists():
+                return False
+            self._compact_locked()
+            return True
+
+    def _compact_locked(self) -> None:
+        with self._lock:
+            snapshot = dict(self._load())
+        self._write(snapshot)
+        self._appender.close()
+        self.journal_path.unlink(missing_ok=True)  # after the write: a crash in between replays what it holds
+        self._journal_lines = 0
 
     def _write(self, entries: dict[str, dict[str, Any]]) -> None:
         jsonio.write_json(self.path, {"version": FORMAT_VERSION, "run_id": self.run_id, "tasks": entries})
+
+
+def _apply(entries: dict[str, dict[str, Any]], op: dict[str, Any]) -> None:
+    worker_id = op.get("worker_id")
+    if not isinstance(worker_id, str):
+        return
+    if op.get("op") == "record" and isinstance(op.get("entry"), dict):
+        entries[worker_id] = op["entry"]
+    elif op.get("op") == "forget":
+        entries.pop(worker_id, None)
 
 
 def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str, Any] | None,

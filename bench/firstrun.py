@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""First run of N instant-worker tasks at max_inflight 8, against bare doit and make on the same subprocesses.
+
+Every task's agent is `python -S bench/sleep_worker.py 0` (reads the prompt,
+writes a valid report). Baselines, measured in the same run: a bare dodo.py
+running the same N subprocesses as actions with `-n 8 -P thread`, and
+`make -j8` running them as N targets (the floor). Goals: rlm/bare <= 2 at
+every N, and the time per task at the largest N within 1.25x of the time per
+task at the smallest.
+
+    python bench/firstrun.py [N ...] [--rounds R] [--profile OUT.prof]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DOIT, SLEEP_WORKER, make_rlm_repo, run_once
+
+GOAL_RATIO = 2.0
+GOAL_GROWTH = 1.25
+BARE_WORKERS = '''\
+import sys
+N = {n}
+DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".bare.sqlite3", "verbosity": 0}}
+
+
+def task_w():
+    for i in range(N):
+        yield {{"name": f"t{{i:05d}}", "actions": [[sys.executable, "-S", {worker!r}, "0"]], "uptodate": [False]}}
+'''
+
+
+def makefile(n: int) -> str:
+    names = " ".join(f"t{i:05d}" for i in range(n))
+    return (f".PHONY: all {names}\nall: {names}\n"
+            f"{names}:\n\t@{sys.executable} -S {SLEEP_WORKER} 0\n")
+
+
+def measure(n: int, rounds: int, base: Path, profile: str | None) -> dict[str, float]:
+    bare = base / f"bare-{n}"
+    bare.mkdir()
+    (bare / "dodo.py").write_text(BARE_WORKERS.format(n=n, worker=str(SLEEP_WORKER)))
+    (bare / "Makefile").write_text(makefile(n))
+    times: dict[str, list[float]] = {"rlm": [], "bare": [], "make": []}
+    for i in range(rounds):  # interleaved, so a busy machine slows them alike
+        repo = make_rlm_repo(base / f"rlm-{n}-{i}", n, fresh=False, max_inflight=8)
+        argv = DOIT if profile is None or i else [sys.executable, "-m", "cProfile", "-o", profile, "-m", "doit"]
+        times["rlm"].append(run_once(argv, repo))
+        shutil.rmtree(repo)
+        times["bare"].append(run_once([*DOIT, "-n", "8", "-P", "thread"], bare))
+        times["make"].append(run_once(["make", "-s", "-j8"], bare))
+    shutil.rmtree(bare)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000, 10000])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--profile", help="write a cProfile of the first rlm run at the largest N here")
+    args = parser.parse_args()
+    print(f"{'N':>6}  {'make -j8':>9}  {'bare doit':>9}  {'rlm doit':>9}  {'rlm/bare':>8}  {'rlm ms/task':>11}")
+    per_task: list[float] = []
+    worst = 0.0
+    with tempfile.TemporaryDirectory(prefix="rlm-bench-") as tmp:
+        for n in args.sizes:
+            profile = args.profile if n == max(args.sizes) else None
+            t = measure(n, args.rounds, Path(tmp), profile)
+            ratio = t["rlm"] / t["bare"]
+            worst = max(worst, ratio)
+            per_task.append(t["rlm"] / n)
+            print(f"{n:>6}  {t['make']:>8.2f}s  {t['bare']:>8.2f}s  {t['rlm']:>8.2f}s  {ratio:>7.2f}x  "
+                  f"{t['rlm'] / n * 1e3:>11.3f}", flush=True)
+    growth = per_task[-1] / per_task[0]
+    met = worst <= GOAL_RATIO and growth <= GOAL_GROWTH
+    print(f"time per task, largest N vs smallest: {growth:.2f}x (goal <= {GOAL_GROWTH})")
+    print(f"goal rlm/bare <= {GOAL_RATIO}x: worst {worst:.2f}x; {'met' if met else 'MISSED'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
