@@ -15,7 +15,7 @@ from doit.exceptions import TaskFailed
 from rlm_tasks.config.plan import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.phases import final, reduce
-from rlm_tasks.run import attempts
+from rlm_tasks.run import attempts, worker
 from rlm_tasks.run.session import reporter_class
 from rlm_tasks.state import cache, planfile
 from rlm_tasks.state.context import RunContext
@@ -248,6 +248,11 @@ def doit_namespace(config_path: str | Path = "rlm.yaml") -> dict[str, Any]:
     # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
     # garbage; full collections over them were a third of a no-op run. The run session freezes
     # what loading built and turns collection back on (run.session.RunSession.open).
+    try:
+        worker.kill_grace()  # checked before anything runs, like the config
+    except UserError as exc:
+        sys.stderr.write(error_line(exc))
+        raise SystemExit(exc.exit_code) from None
     gc.disable()
     try:
         ctx = cache.load_context(config_path)  # skips validation and rendering when nothing changed

@@ -350,7 +350,15 @@ class Repo:
         return Result(code, captured.out, captured.err)
 
     # real CLI
+    def dodo(self, root: Path | None = None) -> None:
+        """The repository's dodo.py in `root` (default: this repo), as `python -m doit` needs it."""
+        copy = (root or self.root) / "dodo.py"
+        if not copy.exists():
+            copy.write_text((REPO / "dodo.py").read_text(encoding="utf-8"), encoding="utf-8")
+
     def doit_cli(self, *args: str, timeout: float = 60, cwd: Path | None = None, **env: str) -> Result:
+        """`python -m doit` (dodo.py copied in when missing); `env` adds to its environment."""
+        self.dodo(cwd)
         proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=cwd or self.root, env=subprocess_env(**env),
                               capture_output=True, text=True, timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -363,9 +371,7 @@ class Repo:
     def start_doit(self, *args: str, **env: str) -> Background:
         """`python -m doit` in the background, as a person runs it, in its own process group (so a test can
         signal it alone); its output is collected line by line; ended at the end of the test if still running."""
-        copy = self.root / "dodo.py"
-        if not copy.exists():
-            copy.write_text((REPO / "dodo.py").read_text(encoding="utf-8"), encoding="utf-8")
+        self.dodo()
         proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.root,
                                 env=subprocess_env(PYTHONUNBUFFERED="1", **env), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -74,7 +74,7 @@ class RunSession:
             return
         try:
             if self.interrupted:
-                worker.drain(worker.KILL_GRACE_SECONDS + 1.0)
+                worker.drain(worker.kill_grace_or_default() + 1.0)
             if self.inflight is not None:
                 self.inflight.finish()
             self.ctx.store.compact()  # the committed form: one provenance.json, no journal

@@ -7,6 +7,7 @@ orchestrator reaches all of them (`begin_shutdown`) and no new one starts after.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import signal
@@ -19,10 +20,13 @@ from pathlib import Path
 from typing import IO
 
 from rlm_tasks import jsonio
+from rlm_tasks.errors import UserError
 from rlm_tasks.procs import group_has_live_member
 from rlm_tasks.run.agents import Invocation
 
-KILL_GRACE_SECONDS = 3.0
+KILL_GRACE_ENV = "RLM_KILL_GRACE_SECONDS"
+KILL_GRACE_SECONDS = 3.0  # the default: how long a worker group asked to stop (SIGTERM) has before SIGKILL
+MAX_KILL_GRACE_SECONDS = 3600.0  # beyond this a wait's timeout overflows, and no grace needs an hour
 POLL_SECONDS = 0.2
 
 # RLock: the signal handler runs in the main thread, which may hold it (serial runner).
@@ -65,8 +69,39 @@ def group_alive(pgid: int) -> bool:
     return group_has_live_member(pgid) is not False
 
 
-def end_groups(pgids: Sequence[int], grace: float = KILL_GRACE_SECONDS, sig: int = signal.SIGTERM) -> None:
+class BadKillGrace(UserError):
+    """$RLM_KILL_GRACE_SECONDS is not a number of seconds from 0 to MAX_KILL_GRACE_SECONDS."""
+
+    exit_code = 2
+
+
+def kill_grace() -> float:
+    """The grace period from $RLM_KILL_GRACE_SECONDS (unset or empty: KILL_GRACE_SECONDS); BadKillGrace if invalid."""
+    raw = os.environ.get(KILL_GRACE_ENV, "").strip()
+    if not raw:
+        return KILL_GRACE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= MAX_KILL_GRACE_SECONDS):
+        raise BadKillGrace(f"{KILL_GRACE_ENV}: expected a number of seconds from 0 to {MAX_KILL_GRACE_SECONDS:g}, "
+                           f"got {raw!r}")
+    return value
+
+
+def kill_grace_or_default() -> float:
+    """kill_grace() where a run is already going: loading validated it, so an error here means the
+    variable changed under a running process; the default then, never an exception while ending workers."""
+    try:
+        return kill_grace()
+    except BadKillGrace:
+        return KILL_GRACE_SECONDS
+
+
+def end_groups(pgids: Sequence[int], grace: float | None = None, sig: int = signal.SIGTERM) -> None:
     """Ask process groups that are not our children to stop, then force them (one grace period for all)."""
+    grace = kill_grace_or_default() if grace is None else grace
     for pgid in pgids:
         kill_group(pgid, sig)
     deadline = time.monotonic() + grace
@@ -76,7 +111,7 @@ def end_groups(pgids: Sequence[int], grace: float = KILL_GRACE_SECONDS, sig: int
         kill_group(pgid, signal.SIGKILL)
 
 
-def end_group(pgid: int, grace: float = KILL_GRACE_SECONDS, sig: int = signal.SIGTERM) -> None:
+def end_group(pgid: int, grace: float | None = None, sig: int = signal.SIGTERM) -> None:
     end_groups([pgid], grace, sig)
 
 
@@ -134,7 +169,7 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
     """Ask the whole group to stop, then force it."""
     kill_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=KILL_GRACE_SECONDS)
+        proc.wait(timeout=kill_grace_or_default())
     kill_group(proc.pid, signal.SIGKILL)
 
 
@@ -253,7 +288,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             if pidfd is not None:
                 os.close(pidfd)
             for helper in helpers:
-                helper.join(timeout=KILL_GRACE_SECONDS)
+                helper.join(timeout=kill_grace_or_default())
             with _live_lock:
                 _live_groups.discard(proc.pid)
     stdout = b"".join(chunks)

@@ -12,7 +12,7 @@ from rlm_tasks.cli.common import context, jobs
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.layout import BREAKS_LOG
 from rlm_tasks.lifecycle.runlock import RunLock
-from rlm_tasks.run import detach, inflight
+from rlm_tasks.run import detach, inflight, worker
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.tasks import doit_namespace
 
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    worker.kill_grace()  # a bad RLM_KILL_GRACE_SECONDS is refused before anything starts, --detach too
     if args.break_lock:  # take a stale lock (logged) and hand it back; the run below takes it as usual
         ctx = RunContext(load_plan(args.config))
         lock = RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours)
