@@ -23,6 +23,9 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
     barrier      wait up to 2 s until this many ($FAKE_AGENT_BARRIER_N if set) workers have reached the barrier
                  in $FAKE_AGENT_BARRIER_DIR; alone past the wait, exit 2 without a report
     attempts     {"<attempt>": BEHAVIOUR}: overrides for one attempt ($RLM_ATTEMPT), e.g. fail only the first
+    usage        token usage it reports: as codex with `--json` (the runner's event stream) a `turn.completed`
+                 event with this usage (default USAGE) on stdout; as a command worker, written to
+                 $RLM_USAGE_PATH (only when given)
 
 Every start appends one JSON line to $FAKE_AGENT_LOG: argv, stdin (base64), the RLM_* environment, cwd, pid,
 process group and its start time, the child's pid, worker id, attempt, tier, behaviour.
@@ -57,6 +60,7 @@ MODES: dict[str, dict[str, Any]] = {
     "stdout": {"report": "stdout"},
 }
 REPORTS = ("ok", "none", "no-section", "empty", "stdout")
+USAGE = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100, "reasoning_output_tokens": 10}
 
 
 def parse_codex_argv(argv: list[str]) -> dict[str, Any]:
@@ -197,6 +201,8 @@ def main() -> int:
     report_kind = behaviour.get("report", "ok")
     if report_kind != "stdout":
         print(f"fake agent: {worker_id} attempt {attempt} in mode {mode}", flush=True)
+    if parsed and "--json" in parsed["extra"] and not behaviour.get("hang"):  # as codex exec --json ends a turn
+        print(json.dumps({"type": "turn.completed", "usage": behaviour.get("usage", USAGE)}), flush=True)
     if behaviour.get("hang"):
         while True:
             time.sleep(3600)
@@ -216,6 +222,8 @@ def main() -> int:
                   else Path(os.environ["RLM_REPORT_PATH"]))
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text("" if report_kind == "empty" else text, encoding="utf-8")
+    if not parsed and behaviour.get("usage"):
+        Path(os.environ["RLM_USAGE_PATH"]).write_text(json.dumps(behaviour["usage"]), encoding="utf-8")
     if child:
         child.kill()
         child.wait()

@@ -43,8 +43,8 @@ def executable(path: Path) -> Path:
 def test_codex_argv(repo: Repo) -> None:
     inv = build(repo, {"kind": "codex", "binary": str(FAKE_CODEX)})
     assert inv.argv == (str(FAKE_CODEX), "exec", "-m", "gpt-5.1-codex-mini", "-c", 'model_reasoning_effort="medium"',
-                        "-C", str(repo.root.resolve()), "--sandbox", "workspace-write", "-")
-    assert (inv.report_from_stdout, inv.timeout) == (False, None)
+                        "-C", str(repo.root.resolve()), "--sandbox", "workspace-write", "--json", "-")
+    assert (inv.report_from_stdout, inv.timeout, inv.events) == (False, None, "codex")
 
 
 def test_codex_heavy_tier_asks_for_xhigh_effort(repo: Repo) -> None:
@@ -61,19 +61,20 @@ def test_codex_tier_from_rlm_yaml(repo: Repo) -> None:
 @pytest.mark.parametrize("sandbox", ["read-only", "workspace-write", "danger-full-access"])
 def test_codex_sandbox_modes(repo: Repo, sandbox: str) -> None:
     inv = build(repo, {"kind": "codex", "binary": str(FAKE_CODEX), "sandbox": sandbox})
-    assert inv.argv[-3:] == ("--sandbox", sandbox, "-")
+    assert inv.argv[-4:] == ("--sandbox", sandbox, "--json", "-")
 
 
 def test_codex_bypass_replaces_the_sandbox_flag(repo: Repo) -> None:
     inv = build(repo, {"kind": "codex", "binary": str(FAKE_CODEX), "sandbox": "bypass"})
     assert inv.argv == (str(FAKE_CODEX), "exec", "-m", "gpt-5.1-codex-mini", "-c", 'model_reasoning_effort="medium"',
-                        "-C", str(repo.root.resolve()), "--dangerously-bypass-approvals-and-sandbox", "-")
+                        "-C", str(repo.root.resolve()), "--dangerously-bypass-approvals-and-sandbox", "--json",
+                        "-")
     assert "--sandbox" not in inv.argv
 
 
 def test_codex_extra_args_go_before_the_trailing_dash(repo: Repo) -> None:
     inv = build(repo, {"kind": "codex", "binary": str(FAKE_CODEX), "args": ["--json", "--skip-git-repo-check"]})
-    assert inv.argv[-5:] == ("--sandbox", "workspace-write", "--json", "--skip-git-repo-check", "-")
+    assert inv.argv[-5:] == ("--sandbox", "workspace-write", "--json", "--skip-git-repo-check", "-")  # once
 
 
 def test_codex_binary_defaults_to_codex_on_path(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +107,18 @@ def test_claude_argv(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", f"{claude.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     inv = build(repo, {"kind": "claude", "args": ["--verbose"]}, tier="heavy")
     assert inv.argv == (str(claude), "-p", "--model", "gpt-5.2-codex", "--effort", "xhigh",
-                        "--permission-mode", "acceptEdits", "--verbose")
+                        "--permission-mode", "acceptEdits", "--verbose", "--output-format", "stream-json")
+    assert inv.events == "claude"
+
+
+@pytest.mark.parametrize(("args", "events"), [(["--output-format", "text"], None),
+                                              (["--output-format=stream-json", "--verbose"], "claude")])
+def test_claude_output_chosen_in_args_is_kept(repo: Repo, args: list[str], events: str | None) -> None:
+    claude = executable(repo.root / "claude-bin")
+    inv = build(repo, {"kind": "claude", "binary": str(claude), "args": args})
+    assert inv.argv[-len(args):] == tuple(args)
+    assert "stream-json" not in inv.argv[:-len(args)]
+    assert inv.events == events
 
 
 @pytest.mark.parametrize(("sandbox", "flags"), [
@@ -118,7 +130,8 @@ def test_claude_argv(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_claude_sandbox_modes(repo: Repo, sandbox: str, flags: tuple[str, ...]) -> None:
     claude = executable(repo.root / "claude-bin")
     inv = build(repo, {"kind": "claude", "binary": str(claude), "sandbox": sandbox})
-    assert inv.argv == (str(claude), "-p", "--model", "gpt-5.1-codex-mini", "--effort", "medium", *flags)
+    assert inv.argv == (str(claude), "-p", "--model", "gpt-5.1-codex-mini", "--effort", "medium", *flags,
+                        "--output-format", "stream-json", "--verbose")
 
 
 # ---- command ----------------------------------------------------------------------------------------------
@@ -198,7 +211,7 @@ def test_fake_codex_sees_the_argv_env_and_root(repo: Repo) -> None:
     [call] = repo.calls()
     root = str(repo.root.resolve())
     assert call["argv"][1:] == ["exec", "-m", "gpt-5.2-codex", "-c", 'model_reasoning_effort="xhigh"', "-C", root,
-                                "--sandbox", "read-only", "--note", "$(touch pwned)", "`touch pwned2`", "-"]
+                                "--sandbox", "read-only", "--note", "$(touch pwned)", "`touch pwned2`", "--json", "-"]
     assert call["cwd"] == root
     assert call["env"]["RLM_WORKER_ID"] == "a"
     assert call["env"]["RLM_ATTEMPT"] == "1"

@@ -180,7 +180,7 @@ def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.C
     assert final["termination_decision"] == {
         "should_finish": True,
         "reason": "answered",
-        "budget_used": {"iterations": 2, "workers": 5, "attempts": 5},
+        "budget_used": {"iterations": 2, "workers": 5, "attempts": 5, "tokens": 0, "cost_usd": 0.0},
     }
     assert final["conclusions"] == [
         {"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}

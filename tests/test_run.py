@@ -72,7 +72,8 @@ def test_worker_output_goes_to_its_log_never_to_the_console(repo: Repo) -> None:
     result = repo.doit()
     assert result.code == 0
     assert "fake agent" not in result.out + result.err
-    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text() == "fake agent: a attempt 1 in mode ok\n"
+    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text() == (
+        "fake agent: a attempt 1 in mode ok\n[usage] input 1000 (cached 200), output 100\n")  # the event, readable
 
 
 def test_doit_state_lives_under_rlm_in_sqlite(repo: Repo) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,19 @@ DEFAULT_TIERS = {
     "heavy": ("gpt-5.2-codex", "xhigh"),
 }
 DEFAULT_REQUIRED_SECTIONS = ("Contract Compliance",)
+# US dollars per million tokens (input, cached input, output), as published when this table was
+# written; `prices:` in rlm.yaml overrides or extends it. Claude reports its own cost, which wins.
+DEFAULT_PRICES = {
+    "gpt-5.1-codex-mini": (0.25, 0.025, 2.0),
+    "gpt-5.1-codex": (1.25, 0.125, 10.0),
+    "gpt-5-codex": (1.25, 0.125, 10.0),
+    "gpt-5.2-codex": (1.75, 0.175, 14.0),
+    "claude-haiku-4-5": (1.0, 0.1, 5.0),
+    "claude-sonnet-4-5": (3.0, 0.3, 15.0),
+    "claude-sonnet-4-6": (3.0, 0.3, 15.0),
+    "claude-opus-4-5": (5.0, 0.5, 25.0),
+    "claude-opus-4-6": (5.0, 0.5, 25.0),
+}
 
 
 class ConfigError(UserError):
@@ -105,6 +119,17 @@ class Budget:
     max_iterations: int | None = None
     max_workers: int | None = None
     max_inflight: int = 4
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input: float
+    cached_input: float
+    output: float
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,7 @@ class Plan:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     fanouts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # foreach name → generated ids
     sources: str = ""  # digest of what foreach expansion read (globbed names, items files)
+    prices: tuple[tuple[str, Price], ...] = ()  # by model: the defaults with rlm.yaml's `prices:` over them
 
     @property
     def run_dir(self) -> str:
@@ -313,6 +339,9 @@ class _Checker:
                 ("defaults", "compute_tier"),
                 f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
             )
+        for path, value in _numbers(data):  # YAML's .nan/.inf pass the schema's minimum
+            if not math.isfinite(value):
+                self.add(path, f"must be a finite number, got {value}")
         for i, item in enumerate(data.get("hint_paths", [])):
             self.repo_path(("hint_paths", i), item, "hint_paths")
         if "templates_dir" in data:
@@ -370,6 +399,20 @@ class _Checker:
         for node in graph:
             if node not in state:
                 visit(node, [])
+
+
+def _numbers(data: dict[str, Any]) -> list[tuple[KeyPath, float]]:
+    """Money figures of a schema-valid rlm.yaml, with their key paths."""
+    out: list[tuple[KeyPath, float]] = []
+    budget = data.get("budget")
+    if isinstance(budget, dict) and isinstance(budget.get("max_cost_usd"), float):
+        out.append((("budget", "max_cost_usd"), budget["max_cost_usd"]))
+    prices = data.get("prices")
+    for model, price in (prices.items() if isinstance(prices, dict) else []):
+        for key, value in (price.items() if isinstance(price, dict) else []):
+            if isinstance(value, float):
+                out.append((("prices", model, key), value))
+    return out
 
 
 def _expanded(data: dict[str, Any], expansion: foreach.Expansion) -> dict[str, Any]:
@@ -506,6 +549,8 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
             max_iterations=budget.get("max_iterations"),
             max_workers=budget.get("max_workers"),
             max_inflight=budget.get("max_inflight", 4),
+            max_tokens=budget.get("max_tokens"),
+            max_cost_usd=budget.get("max_cost_usd"),
         ),
         contract=Contract(
             scope_include=tuple(contract.get("scope", {}).get("include", ())),
@@ -535,4 +580,12 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
         lifecycle=Lifecycle(**data.get("lifecycle", {})),
         fanouts=tuple((name, tuple(ids)) for name, ids in expansion.fanouts.items()),
         sources=foreach.sources_digest(expansion),
+        prices=_prices(data.get("prices", {})),
     )
+
+
+def _prices(declared: dict[str, Any]) -> tuple[tuple[str, Price], ...]:
+    table = {model: Price(*numbers) for model, numbers in DEFAULT_PRICES.items()}
+    for model, price in declared.items():
+        table[model] = Price(price["input"], price.get("cached_input", price["input"]), price["output"])
+    return tuple(sorted(table.items()))

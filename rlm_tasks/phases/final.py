@@ -11,6 +11,7 @@ from rlm_tasks.clock import parse_iso
 from rlm_tasks.errors import UserError
 from rlm_tasks.phases import reduce
 from rlm_tasks.render import jinja
+from rlm_tasks.state import usage
 from rlm_tasks.state.budget import BudgetUse, budget_use
 from rlm_tasks.state.context import RunContext
 
@@ -69,6 +70,7 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     for conclusion in decision.conclusions:
         evidence.extend(p for p in conclusion.evidence if p not in evidence)
     items = deferred["items"]
+    spent = usage.summary(ctx)
     final = {
         "version": FORMAT_VERSION,
         "run_id": ctx.plan.run_id,
@@ -76,8 +78,10 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
         "termination_decision": {
             "should_finish": should_finish,
             "reason": reason,
-            "budget_used": {"iterations": use.iterations, "workers": use.workers, "attempts": use.attempts},
+            "budget_used": {"iterations": use.iterations, "workers": use.workers, "attempts": use.attempts,
+                            "tokens": use.tokens, "cost_usd": round(use.cost_usd, 6)},
         },
+        "usage": {key: spent[key] for key in ("total", "by_tier", "top_tasks")},
         "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions],
         "evidence_paths": evidence,
         "deferred_opportunities": [{k: i[k] for k in ("proposal", "why_deferred", "how_to_validate", "source")}

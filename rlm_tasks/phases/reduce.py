@@ -10,7 +10,7 @@ from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.phases import deferred
 from rlm_tasks.run import inflight
-from rlm_tasks.state import drift, reports
+from rlm_tasks.state import drift, reports, usage
 from rlm_tasks.state.budget import attempts_by_task, budget_use
 from rlm_tasks.state.context import RunContext
 
@@ -25,6 +25,7 @@ def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
 
 def reduce_state(ctx: RunContext) -> dict[str, Any]:
     attempts = attempts_by_task(ctx)
+    spent = usage.summary(ctx)
     running = running_workers(ctx)
     now = time.time()
     rows: list[dict[str, Any]] = []
@@ -62,6 +63,7 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
             "attempts": tried,
             "contract_compliance": compliance,
             "log_path": ctx.layout.log_rel(task.worker_id, tried) if tried else None,
+            "usage": spent["tasks"].get(task.id),
         })
     counts = Counter(r["state"] for r in rows)
     stale_in_flight = [
@@ -86,8 +88,13 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
             "workers_used": use.workers,
             "attempts_used": use.attempts,
             "max_workers": ctx.plan.budget.max_workers,
+            "tokens_used": use.tokens,
+            "max_tokens": ctx.plan.budget.max_tokens,
+            "cost_usd_used": round(use.cost_usd, 6),
+            "max_cost_usd": ctx.plan.budget.max_cost_usd,
             "exhausted": use.exhausted(ctx),
         },
+        "usage": {"total": spent["total"], "by_tier": spent["by_tier"]},
         "drift": drift.report(ctx),
     }
     return state

@@ -33,6 +33,7 @@ class Invocation:
     env: dict[str, str]
     report_from_stdout: bool
     timeout: float | None
+    events: str | None = None  # "codex" / "claude": stdout is a JSONL event stream (run/usage.py reads it)
 
 
 def _argv_template(agent: AgentSpec, tier: Tier) -> list[str]:
@@ -90,6 +91,7 @@ def resolve_binary(name: str, plan: Plan) -> str:
 def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: int) -> Invocation:
     agent = task.agent
     template = _argv_template(agent, tier)
+    events: str | None = None
     if agent.kind == "command":
         context = command_context(plan, task, layout) | {"model": tier.model, "effort": tier.effort, "attempt": attempt}
         argv = [render_string(item, context, f"agent.command[{i}]") for i, item in enumerate(template)]
@@ -98,6 +100,7 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
     else:
         argv = [str(plan.root) if item == ROOT_PLACEHOLDER else item for item in template]
         argv[0] = resolve_binary(argv[0], plan)
+        events = _with_event_stream(agent, argv)
     env = dict(os.environ)
     env.update(dict(agent.env))
     env.update({
@@ -117,4 +120,27 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
         env=env,
         report_from_stdout=agent.kind == "command" and agent.report == "stdout",
         timeout=agent.timeout,
+        events=events,
     )
+
+
+def _with_event_stream(agent: AgentSpec, argv: list[str]) -> str | None:
+    """Ask the agent for its JSONL event stream, where its usage is; None when `args` chose another output.
+
+    Added here, not in the argv template: the output format does not change what the worker does, so
+    provenance digests stay as they were.
+    """
+    args = list(agent.args)
+    if agent.kind == "codex":
+        if "--json" not in args:
+            argv.insert(len(argv) - 1, "--json")  # before the final "-" (prompt on stdin)
+        return "codex"
+    if agent.kind != "claude":
+        return None
+    chosen = [i for i, arg in enumerate(args) if arg.startswith("--output-format")]
+    if chosen:
+        i = chosen[-1]
+        value = args[i].partition("=")[2] or (args[i + 1] if i + 1 < len(args) else "")
+        return "claude" if value == "stream-json" else None
+    argv.extend(["--output-format", "stream-json", *([] if "--verbose" in args else ["--verbose"])])
+    return "claude"

@@ -21,8 +21,9 @@ from rlm_tasks.clock import iso
 from rlm_tasks.config.plan import TIER_ORDER, Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.run import agents, inflight, worker
+from rlm_tasks.run import agents, inflight, usage, worker
 from rlm_tasks.state import budget, reports
+from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import sha256_file
 
@@ -140,7 +141,11 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         return {**record, "outcome": "start_error", "started_at": now, "finished_at": now}, str(exc)
     progress = layout.abs(progress_rel(layout, task.worker_id))
     progress.parent.mkdir(parents=True, exist_ok=True)
-    invocation = dataclasses.replace(invocation, env={**invocation.env, "RLM_PROGRESS_PATH": str(progress)})
+    events = layout.abs(log_rel[: -len(".log")] + ".events.jsonl")
+    worker_usage = layout.abs(log_rel[: -len(".log")] + ".worker-usage.json")
+    worker_usage.unlink(missing_ok=True)  # only what this attempt writes counts
+    invocation = dataclasses.replace(invocation, env={**invocation.env, "RLM_PROGRESS_PATH": str(progress),
+                                                      "RLM_USAGE_PATH": str(worker_usage)})
     report.parent.mkdir(parents=True, exist_ok=True)
 
     started = False
@@ -152,10 +157,14 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
 
     try:
         result = worker.run(invocation, prompt, layout.abs(log_rel), ctx.plan.root, report,
-                            stall_after=task.stall_after, watch=[progress], on_start=on_start)
+                            stall_after=task.stall_after, watch=[progress], on_start=on_start, events_path=events)
     finally:
         if started:
             sess.attempt_ended(task, attempt, tier.name)
+    if started:
+        spent = _usage(ctx, task, tier, attempt, invocation, events, worker_usage, layout.abs(log_rel))
+        if spent is not None:
+            record["usage"] = spent
     record.update(exit_code=result.exit_code, started_at=iso(result.started_at), finished_at=iso(result.finished_at))
     failure: str | None
     if result.error:
@@ -179,6 +188,24 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         failure += f" (report moved to {rejected})"
     record["duration"] = round(result.duration, 3)
     return record, failure
+
+
+def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, invocation: agents.Invocation,
+           events: Path, worker_usage: Path, log: Path) -> dict[str, Any] | None:
+    """What the attempt cost, recorded next to its log and counted against the budget; None when unknown."""
+    if invocation.events is not None:
+        found = usage.from_events(invocation.events, events)
+    else:
+        found, problem = usage.from_usage_file(worker_usage)
+        if problem is not None:
+            with log.open("ab") as handle:  # the worker's mistake, said where the worker's output is
+                handle.write(f"rlm: usage file ignored: {problem}\n".encode())
+    if found is None:
+        return None
+    record = usage_state.attempt_record(ctx.plan, found, tier.model)
+    usage_state.write_attempt(ctx, task.worker_id, attempt, tier.name, record)
+    budget.add_usage(ctx, record)
+    return record
 
 
 def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict[str, Any],

@@ -199,6 +199,20 @@ def _feed(stdin: IO[bytes] | None, prompt: bytes) -> None:
             stdin.close()
 
 
+def _tee(stdout: IO[bytes], events_path: Path, log: IO[bytes], kind: str) -> None:
+    """An agent's event stream: every line to the events file, a readable line per event to the log."""
+    from rlm_tasks.run.usage import human_line
+
+    with stdout, events_path.open("wb") as events:
+        for line in iter(stdout.readline, b""):
+            events.write(line)
+            events.flush()
+            shown = human_line(kind, line)
+            if shown is not None:
+                log.write(shown)
+                log.flush()
+
+
 def _drain(stdout: IO[bytes], chunks: list[bytes]) -> None:
     with stdout:
         for chunk in iter(lambda: stdout.read(1 << 16), b""):
@@ -228,11 +242,15 @@ def _exit_waiter(proc: subprocess.Popen[bytes]) -> tuple[Callable[[float], bool]
 
 def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report_path: Path, *,
         stall_after: float | None = None, watch: Sequence[Path] = (),
-        on_start: Callable[[int, float], None] | None = None) -> AttemptResult:
-    """One attempt. `watch` (with the log and the report) is what stall detection looks at."""
+        on_start: Callable[[int, float], None] | None = None, events_path: Path | None = None) -> AttemptResult:
+    """One attempt. `watch` (with the log and the report) is what stall detection looks at.
+
+    With `events_path` and an agent that streams events, its stdout goes there (and, readable, to the log).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    watched = [log_path, report_path, *watch]
+    streaming = events_path is not None and invocation.events is not None and not invocation.report_from_stdout
+    watched = [log_path, report_path, *watch, *([events_path] if streaming and events_path else [])]
     with log_path.open("wb") as log:
         with _live_lock:  # a shutdown either sees this group or stops it from starting
             if _shutdown.is_set():
@@ -241,8 +259,8 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 proc = subprocess.Popen(
                     invocation.argv,
                     stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE if invocation.report_from_stdout else log,
-                    stderr=log if invocation.report_from_stdout else subprocess.STDOUT,
+                    stdout=subprocess.PIPE if invocation.report_from_stdout or streaming else log,
+                    stderr=log if invocation.report_from_stdout or streaming else subprocess.STDOUT,
                     cwd=cwd,
                     env=invocation.env,
                     start_new_session=True,  # own process group: a timeout or signal ends the whole tree
@@ -255,7 +273,10 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         timed_out = stalled = False
         chunks: list[bytes] = []
         helpers = [threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True, name="rlm-stdin")]
-        if proc.stdout is not None:
+        if proc.stdout is not None and streaming and events_path is not None and invocation.events is not None:
+            helpers.append(threading.Thread(target=_tee, args=(proc.stdout, events_path, log, invocation.events),
+                                            daemon=True, name="rlm-events"))
+        elif proc.stdout is not None:
             helpers.append(threading.Thread(target=_drain, args=(proc.stdout, chunks), daemon=True, name="rlm-stdout"))
         for helper in helpers:
             helper.start()

@@ -6,9 +6,10 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from rlm_tasks.errors import UserError
-from rlm_tasks.state import planfile
+from rlm_tasks.state import planfile, usage
 from rlm_tasks.state.context import RunContext
 
 ATTEMPT_LOG = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.log$")
@@ -35,20 +36,22 @@ class BudgetUse:
     iterations: int
     workers: int  # tasks started at least once
     attempts: int  # worker processes started, retries included
+    tokens: int = 0  # input + output tokens of every attempt that reported usage
+    cost_usd: float = 0.0  # of the attempts with a known cost
 
     def exhausted(self, ctx: RunContext) -> str | None:
         """Which budget is used up (no further iteration or worker fits), or None."""
         budget = ctx.plan.budget
         if budget.max_iterations is not None and self.iterations >= budget.max_iterations:
             return f"max_iterations ({self.iterations} of {budget.max_iterations} iterations used)"
-        return self._workers_used_up(ctx)
+        return self._workers_used_up(ctx) or self._spending_used_up(ctx)
 
     def refusal(self, ctx: RunContext) -> str | None:
         """Why no new worker may start, or None: the plan is past max_iterations or no attempt is left."""
         budget = ctx.plan.budget
         if budget.max_iterations is not None and self.iterations > budget.max_iterations:
             return f"max_iterations ({self.iterations} iterations, limit {budget.max_iterations})"
-        return self._workers_used_up(ctx)
+        return self._workers_used_up(ctx) or self._spending_used_up(ctx)
 
     def _workers_used_up(self, ctx: RunContext) -> str | None:
         limit = ctx.plan.budget.max_workers
@@ -56,21 +59,43 @@ class BudgetUse:
             return f"max_workers ({self.attempts} worker attempts started, limit {limit})"
         return None
 
+    def _spending_used_up(self, ctx: RunContext) -> str | None:
+        budget = ctx.plan.budget
+        if budget.max_tokens is not None and self.tokens >= budget.max_tokens:
+            return f"max_tokens ({self.tokens} tokens used, limit {budget.max_tokens})"
+        if budget.max_cost_usd is not None and self.cost_usd >= budget.max_cost_usd:
+            return f"max_cost_usd (${self.cost_usd:.4f} spent, limit ${budget.max_cost_usd:g})"
+        return None
+
 
 def budget_use(ctx: RunContext) -> BudgetUse:
     attempts = attempts_by_task(ctx)
-    return BudgetUse(planfile.current_iteration(ctx), len(attempts), sum(attempts.values()))
+    spent = usage.spent(ctx)
+    return BudgetUse(planfile.current_iteration(ctx), len(attempts), sum(attempts.values()), spent.total_tokens,
+                     spent.cost_usd)
 
 
 _claim_lock = threading.Lock()
 _started: dict[int, tuple[BudgetUse, int]] = {}  # per RunContext: usage at first claim, attempts since
+_spent: dict[int, tuple[int, float]] = {}  # per RunContext: tokens and cost of attempts ended since
+
+
+def add_usage(ctx: RunContext, record: dict[str, Any]) -> None:
+    """An attempt ended having used this (state/usage.attempt_record): later claims see it."""
+    with _claim_lock:
+        tokens, cost = _spent.get(id(ctx), (0, 0.0))
+        _spent[id(ctx)] = (tokens + int(record.get("total_tokens") or 0), cost + float(record.get("cost_usd") or 0))
 
 
 def claim_attempt(ctx: RunContext, what: str) -> None:
     """Count one worker attempt against the budget, or raise BudgetExhausted naming the budget."""
     with _claim_lock:
+        if id(ctx) not in _started:
+            _spent.pop(id(ctx), None)  # a context that reused a finished one's id starts from the files
         base, started = _started.get(id(ctx)) or (budget_use(ctx), 0)
-        use = BudgetUse(base.iterations, base.workers, base.attempts + started)
+        tokens, cost = _spent.get(id(ctx), (0, 0.0))
+        use = BudgetUse(base.iterations, base.workers, base.attempts + started, base.tokens + tokens,
+                        base.cost_usd + cost)
         why = use.refusal(ctx)
         if why is not None:
             raise BudgetExhausted(

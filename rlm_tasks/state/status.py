@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from rlm_tasks.state import usage
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import Freshness, State
 
@@ -52,6 +53,7 @@ def as_json(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> dict[str, Any
         "failed": failed,
         "tasks": tasks,
         "fanouts": {name: fanout_counts(rows, name) for name, _ in ctx.plan.fanouts},
+        "usage": usage.summary(ctx),
     }
 
 
@@ -72,6 +74,12 @@ def summary_line(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> str:
     counts = Counter(f.state for _, f in rows)
     parts = ", ".join(f"{counts.get(s, 0)} {s.value}" for s in STATE_ORDER)
     return f"run {ctx.plan.run_id}: {len(rows)} tasks: {parts}"
+
+
+def usage_line(ctx: RunContext) -> str | None:
+    """The run's tokens and cost so far; None before any attempt reported usage."""
+    spent = usage.spent(ctx)
+    return f"usage: {spent.line()}" if spent.attempts else None
 
 
 def task_line(task: Any, f: Freshness, attempts: int = 0, tier: str | None = None) -> str:

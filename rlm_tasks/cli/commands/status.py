@@ -35,6 +35,9 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(task_status.as_json(ctx, rows), indent=2, sort_keys=True))
         return 0
     print(task_status.summary_line(ctx, rows))
+    spent = task_status.usage_line(ctx)
+    if spent:
+        print(spent)
     now = task_status.activity_line(ctx, rows)
     if now:
         print(now)

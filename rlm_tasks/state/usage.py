@@ -1,0 +1,171 @@
+"""Cost of attempts: the agent's own figure, else tokens times `prices:`; totals per task, tier and run.
+
+Every attempt that reported usage leaves `logs/<id>.attempt-<n>.usage.json` (what this machine
+spent, failed attempts included: the budget counts these), and its record in provenance keeps the
+same figures for the attempts that produced each accepted report (what a fresh clone knows).
+A model with no price and no figure of its own counts its tokens, never a guessed cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.config.plan import Plan, Price
+from rlm_tasks.state.context import RunContext
+
+USAGE_FILE = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.usage\.json$")
+TOKEN_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
+TOP_TASKS = 10
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens of one attempt. input counts every prompt token, cached ones included; output counts reasoning."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None  # the agent's own figure, when it gives one
+    model: str | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def price_of(plan: Plan, model: str | None) -> Price | None:
+    if model is None:
+        return None
+    for name, price in plan.prices:
+        if name == model:
+            return price
+    return None
+
+
+def attempt_record(plan: Plan, usage: Usage, model: str) -> dict[str, Any]:
+    """The usage and cost of one attempt as provenance and the usage file keep it."""
+    model = usage.model or model
+    cost, source = usage.cost_usd, "agent"
+    if cost is None:
+        price = price_of(plan, model)
+        source = "prices" if price is not None else "unknown"
+        if price is not None:
+            uncached = max(0, usage.input_tokens - usage.cached_input_tokens)
+            cost = (uncached * price.input + usage.cached_input_tokens * price.cached_input
+                    + usage.output_tokens * price.output) / 1_000_000
+    return {
+        "input_tokens": usage.input_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost_usd": None if cost is None else round(cost, 6),
+        "cost_source": source,
+        "model": model,
+    }
+
+
+def usage_rel(ctx: RunContext, worker_id: str, attempt: int) -> str:
+    return f"{ctx.layout.artifacts_rel}/logs/{worker_id}.attempt-{attempt}.usage.json"
+
+
+def write_attempt(ctx: RunContext, worker_id: str, attempt: int, compute_tier: str,
+                  record: dict[str, Any]) -> None:
+    jsonio.write_json(ctx.layout.abs(usage_rel(ctx, worker_id, attempt)),
+                      {"worker_id": worker_id, "attempt": attempt, "compute_tier": compute_tier, **record})
+
+
+@dataclass
+class Totals:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: int = 0  # attempts with a usage record
+    unpriced: int = 0  # of them, attempts whose cost is unknown (tokens only)
+
+    def add(self, record: dict[str, Any]) -> None:
+        for key in TOKEN_KEYS:
+            value = record.get(key)
+            if isinstance(value, int):
+                setattr(self, key, getattr(self, key) + value)
+        cost = record.get("cost_usd")
+        if isinstance(cost, (int, float)):
+            self.cost_usd += float(cost)
+        else:
+            self.unpriced += 1
+        self.attempts += 1
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def as_json(self) -> dict[str, Any]:
+        return {**{key: getattr(self, key) for key in TOKEN_KEYS}, "total_tokens": self.total_tokens,
+                "cost_usd": round(self.cost_usd, 6), "attempts": self.attempts, "unpriced_attempts": self.unpriced}
+
+    def line(self) -> str:
+        """`1234 tokens (input 1000, cached 200, output 234), $0.0123` with what is unknown said."""
+        text = (f"{self.total_tokens} tokens (input {self.input_tokens}, cached {self.cached_input_tokens}, "
+                f"output {self.output_tokens}), ${self.cost_usd:.4f}")
+        if self.unpriced:
+            text += f" + {self.unpriced} attempt{'s' if self.unpriced != 1 else ''} of unknown price"
+        return text
+
+
+def attempts(ctx: RunContext) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every attempt's usage record by (worker id, attempt): this machine's usage files, then provenance."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    logs = ctx.layout.abs(f"{ctx.layout.artifacts_rel}/logs")
+    try:
+        names = os.listdir(logs)
+    except OSError:
+        names = []
+    for name in names:
+        match = USAGE_FILE.match(name)
+        if match is None:
+            continue
+        try:
+            record = json.loads((logs / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            found[(match["id"], int(match["n"]))] = record
+    for worker_id, entry in ctx.store.entries().items():
+        for attempt in entry.get("attempts") or []:
+            if isinstance(attempt, dict) and isinstance(attempt.get("usage"), dict):
+                key = (worker_id, int(attempt.get("attempt") or 0))
+                found.setdefault(key, {"compute_tier": attempt.get("compute_tier"), **attempt["usage"]})
+    return found
+
+
+def spent(ctx: RunContext) -> Totals:
+    totals = Totals()
+    for record in attempts(ctx).values():
+        totals.add(record)
+    return totals
+
+
+def summary(ctx: RunContext) -> dict[str, Any]:
+    """Run total, per task and per tier, for status --json, reduce_state.json and final.json."""
+    total = Totals()
+    by_task: dict[str, Totals] = {}
+    by_tier: dict[str, Totals] = {}
+    for (worker_id, _), record in sorted(attempts(ctx).items()):
+        total.add(record)
+        by_task.setdefault(worker_id, Totals()).add(record)
+        by_tier.setdefault(str(record.get("compute_tier") or "unknown"), Totals()).add(record)
+    top = sorted(by_task.items(), key=lambda kv: (-kv[1].cost_usd, -kv[1].total_tokens, kv[0]))[:TOP_TASKS]
+    return {
+        "total": total.as_json(),
+        "tasks": {worker_id: t.as_json() for worker_id, t in sorted(by_task.items())},
+        "by_tier": {tier: t.as_json() for tier, t in sorted(by_tier.items())},
+        "top_tasks": [{"worker_id": worker_id, **t.as_json()} for worker_id, t in top],
+    }
