@@ -1,0 +1,176 @@
+"""Tokens and cost end to end on the fake codex (its `--json` turn) and command workers ($RLM_USAGE_PATH).
+
+The real codex and claude CLIs against the scripted servers are in tests/e2e/test_usage_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import RUN_DIR, Repo
+
+from rlm_tasks.config import schema
+
+LOGS = f"{RUN_DIR}/artifacts/logs"
+USAGE = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100, "reasoning_output_tokens": 10}
+# the default price of gpt-5.1-codex-mini: $0.25 / $0.025 / $2 per million input / cached input / output tokens
+ONE_ATTEMPT = (800 * 0.25 + 200 * 0.025 + 100 * 2.0) / 1_000_000
+
+
+def load(repo: Repo, rel: str) -> Any:
+    return json.loads(repo.path(rel).read_text(encoding="utf-8"))
+
+
+def record(cost: float | None, source: str, model: str = "gpt-5.1-codex-mini") -> dict[str, Any]:
+    return {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100, "reasoning_tokens": 10,
+            "total_tokens": 1100, "cost_usd": cost, "cost_source": source, "model": model}
+
+
+def test_codex_usage_is_recorded_per_attempt_and_summed(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "compute_tier": "heavy"}])
+    assert repo.doit().code == 0
+    provenance = repo.provenance()
+    assert schema.check("provenance", provenance) == []
+    assert provenance["tasks"]["a"]["attempts"][0]["usage"] == record(round(ONE_ATTEMPT, 6), "prices")
+    heavy = (800 * 1.75 + 200 * 0.175 + 100 * 14.0) / 1_000_000  # gpt-5.2-codex
+    assert provenance["tasks"]["b"]["attempts"][0]["usage"] == record(round(heavy, 6), "prices", "gpt-5.2-codex")
+    usage_file = load(repo, f"{LOGS}/a.attempt-1.usage.json")
+    assert schema.check("usage", usage_file) == []
+    assert usage_file == {"worker_id": "a", "attempt": 1, "compute_tier": "standard",
+                          **record(round(ONE_ATTEMPT, 6), "prices")}
+    # the raw events are next to the log; the log has the readable line
+    events = repo.path(f"{LOGS}/a.attempt-1.events.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(events[-1]) == {"type": "turn.completed", "usage": USAGE}
+    status = json.loads(repo.rlm("status", "--json").out)
+    assert schema.check("status", status) == []
+    total = status["usage"]["total"]
+    assert (total["input_tokens"], total["cached_input_tokens"], total["output_tokens"], total["total_tokens"],
+            total["attempts"], total["unpriced_attempts"]) == (2000, 400, 200, 2200, 2, 0)
+    assert total["cost_usd"] == round(round(ONE_ATTEMPT, 6) + round(heavy, 6), 6)
+    assert list(status["usage"]["by_tier"]) == ["heavy", "standard"]
+    assert [t["worker_id"] for t in status["usage"]["top_tasks"]] == ["b", "a"]
+    assert repo.rlm("status").lines[1] == (
+        f"usage: 2200 tokens (input 2000, cached 400, output 200), ${total['cost_usd']:.4f}")
+    reduce_state = load(repo, f"{RUN_DIR}/reduce_state.json")
+    assert schema.check("reduce_state", reduce_state) == []
+    assert reduce_state["usage"]["total"] == total
+    assert reduce_state["tasks"][0]["usage"] == status["usage"]["tasks"]["a"]
+    assert reduce_state["budget"]["tokens_used"] == 2200
+
+
+def test_an_unknown_model_counts_tokens_only_and_prices_override(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "compute_tier": "mine"}],
+                     tiers={"mine": {"model": "my-model"}, "standard": {"model": "priced"}},
+                     prices={"priced": {"input": 10, "output": 20}})
+    assert repo.doit().code == 0
+    provenance = repo.provenance()
+    assert provenance["tasks"]["a"]["attempts"][0]["usage"] == record(0.012, "prices", "priced")  # cached = input
+    assert provenance["tasks"]["b"]["attempts"][0]["usage"] == record(None, "unknown", "my-model")
+    lines = repo.rlm("status").lines
+    assert lines[1] == "usage: 2200 tokens (input 2000, cached 400, output 200), $0.0120 + 1 attempt of unknown price"
+
+
+def test_failed_attempts_count_too(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A", "retries": 1, "backoff_seconds": 0}], mode="no-report")
+    assert repo.doit().code == 1
+    status = json.loads(repo.rlm("status", "--json").out)
+    assert status["usage"]["tasks"]["a"]["attempts"] == 2
+    assert status["usage"]["total"]["total_tokens"] == 2200
+
+
+def test_max_tokens_stops_new_attempts(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]},
+                      {"id": "c", "goal": "C", "depends_on": ["b"]}],
+                     budget={"max_inflight": 1, "max_tokens": 2000})
+    result = repo.doit()
+    assert result.code == 1
+    assert repo.ran() == ["a", "b"]  # 1100 tokens after a, 2200 after b: c may not start
+    assert ("budget exhausted: max_tokens (2200 tokens used, limit 2000); map:c not started "
+            "(raise the budget in rlm.yaml to go on)") in result.out
+    reduce_state = load(repo, f"{RUN_DIR}/reduce_state.json")
+    assert reduce_state["budget"]["exhausted"] == "max_tokens (2200 tokens used, limit 2000)"
+
+
+def test_max_cost_usd_stops_new_attempts(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]}],
+                     budget={"max_inflight": 1, "max_cost_usd": 0.0001})
+    result = repo.doit()
+    assert result.code == 1
+    assert repo.ran() == ["a"]
+    assert "budget exhausted: max_cost_usd ($0.0004 spent, limit $0.0001); map:b not started" in result.out
+
+
+COMMAND_WORKER = """\
+import json, os, pathlib, sys
+sys.stdin.read()
+usage = os.environ.get("USAGE_TEXT")
+if usage is not None:
+    pathlib.Path(os.environ["RLM_USAGE_PATH"]).write_text(usage, encoding="utf-8")
+pathlib.Path(os.environ["RLM_REPORT_PATH"]).write_text("# r\\n\\n## Contract Compliance\\n- kept\\n", encoding="utf-8")
+"""
+
+
+def command_run(repo: Repo, usage_text: str | None) -> dict[str, Any]:
+    repo.write(COMMAND_WORKER, "worker.py")
+    env = {} if usage_text is None else {"USAGE_TEXT": usage_text}
+    repo.write({"version": 1, "run_id": "t", "goal": "g", "tasks": [{"id": "a", "goal": "A"}],
+                "agent": {"kind": "command", "command": ["{{ python }}", "worker.py"], "env": env}})
+    assert repo.doit().code == 0
+    return repo.provenance()["tasks"]["a"]["attempts"][0]  # type: ignore[no-any-return]
+
+
+def test_a_command_worker_reports_usage_through_its_usage_file(repo: Repo) -> None:
+    attempt = command_run(repo, json.dumps({"input_tokens": 50, "output_tokens": 7, "cost_usd": 0.5,
+                                            "model": "local"}))
+    assert attempt["usage"] == {"input_tokens": 50, "cached_input_tokens": 0, "output_tokens": 7,
+                                "reasoning_tokens": 0, "total_tokens": 57, "cost_usd": 0.5, "cost_source": "agent",
+                                "model": "local"}
+
+
+def test_a_command_worker_without_a_usage_file_has_no_usage(repo: Repo) -> None:
+    attempt = command_run(repo, None)
+    assert "usage" not in attempt
+    assert repo.rlm("status").lines[1:] == [f"fresh    map:a                          {RUN_DIR}/artifacts/reports/a.md"]
+
+
+def test_a_bad_usage_file_is_ignored_and_said_in_the_log(repo: Repo) -> None:
+    attempt = command_run(repo, '{"input_tokens": -1}')
+    assert "usage" not in attempt
+    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text(encoding="utf-8") == (
+        "rlm: usage file ignored: a.attempt-1.worker-usage.json: input_tokens: must be >= 0; got -1\n")
+
+
+def test_final_shows_cost_per_tier_and_task(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}], verify=[{"id": "v", "goal": "V", "depends_on": ["a"]}],
+                     decision={"should_finish": True, "reason": "done"})
+    assert repo.doit().code == 0
+    assert repo.rlm("final").code == 0
+    final = load(repo, f"{RUN_DIR}/final.json")
+    assert schema.check("final", final) == []
+    assert final["usage"]["total"]["total_tokens"] == 2200
+    assert [t["worker_id"] for t in final["usage"]["top_tasks"]] == ["a", "v"]
+    assert final["termination_decision"]["budget_used"]["tokens"] == 2200
+    text = repo.path(f"{RUN_DIR}/final.md").read_text(encoding="utf-8")
+    cost = ONE_ATTEMPT * 2
+    assert (f"2200 tokens (input 2000, cached 400, output 200, reasoning 20), ${cost:.4f} over 2 attempt(s)."
+            in text)
+    assert f"| standard | 2 | 2200 | {cost:.4f} |" in text
+    assert f"| `a` | 1 | 1100 | {ONE_ATTEMPT:.4f} |" in text
+
+
+def test_prices_must_be_finite(repo: Repo) -> None:
+    repo.write("""\
+version: 1
+run_id: t
+goal: g
+tasks: [{id: a, goal: g}]
+budget: {max_cost_usd: .inf}
+prices:
+  m: {input: .nan, output: 1}
+""")
+    result = repo.rlm("validate")
+    assert (result.code, result.err.splitlines()) == (2, [
+        "rlm.yaml:5:24: budget.max_cost_usd: must be a finite number, got inf",
+        "rlm.yaml:7:14: prices.m.input: must be a finite number, got nan",
+    ])
