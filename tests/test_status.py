@@ -75,14 +75,9 @@ def test_status_after_a_failed_run_says_which_failed_and_where_the_logs_are(repo
     repo.write_codex(TASKS, mode="c=no-report")
     assert repo.doit().code == 1
     result = repo.rlm("status")
-<<<<<<< HEAD
-    assert result.lines[:2] == ["run t: 3 tasks: 2 fresh, 0 stale, 1 missing, 0 invalid",
-                                f"1 failed (c); logs: {LOCAL_RUN}/logs/"]
-=======
     assert result.lines[:3] == ["run t: 3 tasks: 2 fresh, 0 stale, 1 missing, 0 invalid",
                                 "usage: 3300 tokens (input 3000, cached 600, output 300), $0.0012",
-                                f"1 failed (c); logs: {RUN_DIR}/artifacts/logs/"]
->>>>>>> deced88 (Token and cost accounting (issue 14): codex exec --json and claude stream-json events next to the attempt log (the log gets readable lines), $RLM_USAGE_PATH for command agents; per-attempt usage and cost (agent's figure, else prices:) in provenance and logs/<id>.attempt-<n>.usage.json; budget.max_tokens / max_cost_usd; totals in status, status --json, reduce_state.json, final.json/md)
+                                f"1 failed (c); logs: {LOCAL_RUN}/logs/"]
 
 
 def test_check_exits_0_when_everything_is_fresh(done: Repo) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import RUN_DIR, Repo
+from conftest import LOCAL_RUN, RUN_DIR, Repo
 
 from rlm_tasks.config import schema
 
-LOGS = f"{RUN_DIR}/artifacts/logs"
+LOGS = f"{LOCAL_RUN}/logs"
 USAGE = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100, "reasoning_output_tokens": 10}
 # the default price of gpt-5.1-codex-mini: $0.25 / $0.025 / $2 per million input / cached input / output tokens
 ONE_ATTEMPT = (800 * 0.25 + 200 * 0.025 + 100 * 2.0) / 1_000_000
@@ -52,7 +52,7 @@ def test_codex_usage_is_recorded_per_attempt_and_summed(repo: Repo) -> None:
     assert [t["worker_id"] for t in status["usage"]["top_tasks"]] == ["b", "a"]
     assert repo.rlm("status").lines[1] == (
         f"usage: 2200 tokens (input 2000, cached 400, output 200), ${total['cost_usd']:.4f}")
-    reduce_state = load(repo, f"{RUN_DIR}/reduce_state.json")
+    reduce_state = load(repo, f"{LOCAL_RUN}/reduce_state.json")
     assert schema.check("reduce_state", reduce_state) == []
     assert reduce_state["usage"]["total"] == total
     assert reduce_state["tasks"][0]["usage"] == status["usage"]["tasks"]["a"]
@@ -88,7 +88,7 @@ def test_max_tokens_stops_new_attempts(repo: Repo) -> None:
     assert repo.ran() == ["a", "b"]  # 1100 tokens after a, 2200 after b: c may not start
     assert ("budget exhausted: max_tokens (2200 tokens used, limit 2000); map:c not started "
             "(raise the budget in rlm.yaml to go on)") in result.out
-    reduce_state = load(repo, f"{RUN_DIR}/reduce_state.json")
+    reduce_state = load(repo, f"{LOCAL_RUN}/reduce_state.json")
     assert reduce_state["budget"]["exhausted"] == "max_tokens (2200 tokens used, limit 2000)"
 
 

@@ -72,7 +72,7 @@ def attempt_record(plan: Plan, usage: Usage, model: str) -> dict[str, Any]:
 
 
 def usage_rel(ctx: RunContext, worker_id: str, attempt: int) -> str:
-    return f"{ctx.layout.artifacts_rel}/logs/{worker_id}.attempt-{attempt}.usage.json"
+    return f"{ctx.layout.logs_rel}/{worker_id}.attempt-{attempt}.usage.json"
 
 
 def write_attempt(ctx: RunContext, worker_id: str, attempt: int, compute_tier: str,
@@ -123,7 +123,7 @@ class Totals:
 def attempts(ctx: RunContext) -> dict[tuple[str, int], dict[str, Any]]:
     """Every attempt's usage record by (worker id, attempt): this machine's usage files, then provenance."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
-    logs = ctx.layout.abs(f"{ctx.layout.artifacts_rel}/logs")
+    logs = ctx.layout.abs(ctx.layout.logs_rel)
     try:
         names = os.listdir(logs)
     except OSError:
