@@ -144,7 +144,8 @@ class MessagesServer(ScriptedServer):
         tools = [tool.get("name", "?") for tool in body.get("tools") or []]
         if not tools:
             with self._lock:
-                self.side_requests.append({"path": path, "model": body.get("model"), "body": body})
+                self.side_requests.append({"path": path, "model": body.get("model"), "body": body,
+                                           "usage": self.usage_sent(0)})
             return None
         prompt, envelope = find_envelope(user_texts(body))
         results = tool_results(body)
@@ -172,6 +173,11 @@ class MessagesServer(ScriptedServer):
             return [{"type": "tool_use", "id": f"toolu_{n:04d}", "name": name, "input": tool_input}], "tool_use"
         return [{"type": "text", "text": turn.text or ""}], "end_turn"
 
+    def usage_sent(self, n: int) -> dict[str, Any]:
+        u = scripted_server.usage_for(n)  # input_tokens leaves out cache reads and writes, as the API does
+        return {"input_tokens": u["input"], "cache_read_input_tokens": u["cached"],
+                "cache_creation_input_tokens": u["cache_write"], "output_tokens": u["output"]}
+
     def unstreamed(self, n: int, body: dict[str, Any], turn: Turn) -> dict[str, Any] | None:
         if body.get("stream"):
             return None
@@ -182,8 +188,8 @@ class MessagesServer(ScriptedServer):
 
     def events(self, n: int, body: dict[str, Any], turn: Turn | None) -> list[dict[str, Any]]:
         content, stop_reason = self._message(n, turn)
-        usage = {"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                 "cache_read_input_tokens": 0}
+        sent = self.usage_sent(n)
+        usage = {**{k: v for k, v in sent.items() if k != "output_tokens"}, "output_tokens": 1}
         events: list[dict[str, Any]] = [{"type": "message_start", "message": {
             "id": f"msg_{n:04d}", "type": "message", "role": "assistant", "model": body.get("model") or "unknown",
             "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}}]
@@ -203,7 +209,7 @@ class MessagesServer(ScriptedServer):
             events.append({"type": "content_block_stop", "index": index})
         events += [
             {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-             "usage": {"output_tokens": 20}},
+             "usage": {"output_tokens": sent["output_tokens"]}},
             {"type": "message_stop"},
         ]
         return events

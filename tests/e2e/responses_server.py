@@ -209,6 +209,12 @@ class ResponsesServer(ScriptedServer):
         error = {"message": message, "type": self.error_types[status]}
         return {"error": error | ({"code": code} if code else {})}
 
+    def usage_sent(self, n: int) -> dict[str, Any]:
+        u = scripted_server.usage_for(n)  # input_tokens counts the cached ones, as the API does
+        return {"input_tokens": u["input"], "input_tokens_details": {"cached_tokens": u["cached"]},
+                "output_tokens": u["output"], "output_tokens_details": {"reasoning_tokens": u["reasoning"]},
+                "total_tokens": u["input"] + u["output"]}
+
     def events(self, n: int, body: dict[str, Any], turn: Turn | None) -> list[dict[str, Any]]:
         turn = turn or Turn(text="")
         response = {"id": f"resp_{n}", "object": "response", "status": "in_progress", "model": body.get("model"),
@@ -249,8 +255,7 @@ class ResponsesServer(ScriptedServer):
                 {"type": "response.output_item.done", "output_index": 0, "item": done},
             ]
             output = [done]
-        usage = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20,
-                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120}
+        usage = self.usage_sent(n)
         events.append({"type": "response.completed",
                        "response": {**response, "status": "completed", "output": output, "usage": usage}})
         for seq, event in enumerate(events):

@@ -23,6 +23,13 @@ Server = TypeVar("Server", bound="ScriptedServer")
 FAILURES = {"fail": 400, "error": 500}
 
 
+def usage_for(n: int) -> dict[str, int]:
+    """The token counts the n-th scripted answer reports (0: side requests): known, and different per
+    request, so a test can check that what the CLI and the runner recorded is exactly the sum sent."""
+    return {"input": 1000 + 37 * n, "cached": 100 + 11 * n, "cache_write": 3 * n, "output": 50 + 7 * n,
+            "reasoning": 5 + n}
+
+
 def sse(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
@@ -68,6 +75,10 @@ class ScriptedServer:
         raise NotImplementedError
 
     def error_body(self, status: int, message: str, code: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def usage_sent(self, n: int) -> dict[str, Any]:
+        """The usage the n-th answer carries, in the API's own field names (recorded as ``usage``)."""
         raise NotImplementedError
 
     def events(self, n: int, body: dict[str, Any], turn: Any) -> list[dict[str, Any]]:
@@ -116,7 +127,8 @@ class ScriptedServer:
         if fields is None:
             return None
         with self._lock:
-            record = {"n": len(self.requests) + 1, **fields}
+            n = len(self.requests) + 1
+            record = {"n": n, **fields, "usage": self.usage_sent(n)}
             self.requests.append(record)
             self.bodies.append(body)
             if self.log_path is not None:
