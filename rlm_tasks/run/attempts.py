@@ -141,8 +141,8 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         return {**record, "outcome": "start_error", "started_at": now, "finished_at": now}, str(exc)
     progress = layout.abs(progress_rel(layout, task.worker_id))
     progress.parent.mkdir(parents=True, exist_ok=True)
-    events = layout.abs(log_rel[: -len(".log")] + ".events.jsonl")
-    worker_usage = layout.abs(log_rel[: -len(".log")] + ".worker-usage.json")
+    events = _beside(layout.abs(log_rel), ".events.jsonl")
+    worker_usage = _beside(layout.abs(log_rel), ".worker-usage.json")
     worker_usage.unlink(missing_ok=True)  # only what this attempt writes counts
     invocation = dataclasses.replace(invocation, env={**invocation.env, "RLM_PROGRESS_PATH": str(progress),
                                                       "RLM_USAGE_PATH": str(worker_usage)})
@@ -162,7 +162,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         if started:
             sess.attempt_ended(task, attempt, tier.name)
     if started:
-        spent = _usage(ctx, task, tier, attempt, invocation, events, worker_usage, layout.abs(log_rel))
+        spent = _usage(ctx, task, tier, attempt, invocation.events, layout.abs(log_rel))
         if spent is not None:
             record["usage"] = spent
     record.update(exit_code=result.exit_code, started_at=iso(result.started_at), finished_at=iso(result.finished_at))
@@ -190,13 +190,18 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     return record, failure
 
 
-def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, invocation: agents.Invocation,
-           events: Path, worker_usage: Path, log: Path) -> dict[str, Any] | None:
+def _beside(log: Path, suffix: str) -> Path:
+    """`<id>.attempt-<n>.log` → `<id>.attempt-<n><suffix>`: the events and usage files of that attempt."""
+    return log.with_name(log.name[: -len(".log")] + suffix)
+
+
+def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, events_kind: str | None,
+           log: Path) -> dict[str, Any] | None:
     """What the attempt cost, recorded next to its log and counted against the budget; None when unknown."""
-    if invocation.events is not None:
-        found = usage.from_events(invocation.events, events)
+    if events_kind is not None:
+        found = usage.from_events(events_kind, _beside(log, ".events.jsonl"))
     else:
-        found, problem = usage.from_usage_file(worker_usage)
+        found, problem = usage.from_usage_file(_beside(log, ".worker-usage.json"))
         if problem is not None:
             with log.open("ab") as handle:  # the worker's mistake, said where the worker's output is
                 handle.write(f"rlm: usage file ignored: {problem}\n".encode())
@@ -235,6 +240,11 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
               "log_path": entry.get("log_path") or ctx.layout.log_rel(task.worker_id, attempt),
               "exit_code": None, "outcome": "adopted", "started_at": entry.get("started_at") or now,
               "finished_at": now}
+    log = ctx.layout.abs(str(record["log_path"]))
+    kind = task.agent.kind if _beside(log, ".events.jsonl").exists() else None  # what the worker wrote it to
+    spent = _usage(ctx, task, tier, attempt, kind, log)
+    if spent is not None:
+        record["usage"] = spent
     _record(ctx, task, report, digests, tier, record, [record], adopted=True)
     return TaskOutcome(True, task.report_path, attempt, time.time() - started, tier.name, 1)
 

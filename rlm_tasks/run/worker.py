@@ -199,18 +199,37 @@ def _feed(stdin: IO[bytes] | None, prompt: bytes) -> None:
             stdin.close()
 
 
-def _tee(stdout: IO[bytes], events_path: Path, log: IO[bytes], kind: str) -> None:
-    """An agent's event stream: every line to the events file, a readable line per event to the log."""
+def _follow(events_path: Path, log: IO[bytes], kind: str, stop: threading.Event) -> None:
+    """A readable line in the log for each event the agent appends to its events file, until `stop`.
+
+    The agent writes the file itself (not a pipe to us), so a worker outlives a killed
+    orchestrator and `--adopt` still finds its events.
+    """
     from rlm_tasks.run.usage import human_line
 
-    with stdout, events_path.open("wb") as events:
-        for line in iter(stdout.readline, b""):
-            events.write(line)
-            events.flush()
-            shown = human_line(kind, line)
-            if shown is not None:
-                log.write(shown)
-                log.flush()
+    pending = b""
+
+    def show(line: bytes) -> None:
+        shown = human_line(kind, line)
+        if shown is not None:
+            log.write(shown)
+            log.flush()
+
+    with events_path.open("rb") as events:
+        while True:
+            last = stop.is_set()  # read once more after the agent ended
+            chunk = events.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    show(line)
+            elif last:
+                break
+            else:
+                stop.wait(POLL_SECONDS)
+    if pending.strip():
+        show(pending)
 
 
 def _drain(stdout: IO[bytes], chunks: list[bytes]) -> None:
@@ -249,9 +268,11 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    stop = threading.Event()
     streaming = events_path is not None and invocation.events is not None and not invocation.report_from_stdout
     watched = [log_path, report_path, *watch, *([events_path] if streaming and events_path else [])]
-    with log_path.open("wb") as log:
+    with log_path.open("wb") as log, contextlib.ExitStack() as files:
+        events = files.enter_context(events_path.open("wb")) if streaming and events_path is not None else None
         with _live_lock:  # a shutdown either sees this group or stops it from starting
             if _shutdown.is_set():
                 return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
@@ -259,8 +280,8 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 proc = subprocess.Popen(
                     invocation.argv,
                     stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE if invocation.report_from_stdout or streaming else log,
-                    stderr=log if invocation.report_from_stdout or streaming else subprocess.STDOUT,
+                    stdout=subprocess.PIPE if invocation.report_from_stdout else (events or log),
+                    stderr=log if invocation.report_from_stdout or events else subprocess.STDOUT,
                     cwd=cwd,
                     env=invocation.env,
                     start_new_session=True,  # own process group: a timeout or signal ends the whole tree
@@ -273,10 +294,10 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         timed_out = stalled = False
         chunks: list[bytes] = []
         helpers = [threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True, name="rlm-stdin")]
-        if proc.stdout is not None and streaming and events_path is not None and invocation.events is not None:
-            helpers.append(threading.Thread(target=_tee, args=(proc.stdout, events_path, log, invocation.events),
+        if events is not None and events_path is not None and invocation.events is not None:
+            helpers.append(threading.Thread(target=_follow, args=(events_path, log, invocation.events, stop),
                                             daemon=True, name="rlm-events"))
-        elif proc.stdout is not None:
+        if proc.stdout is not None:
             helpers.append(threading.Thread(target=_drain, args=(proc.stdout, chunks), daemon=True, name="rlm-stdout"))
         for helper in helpers:
             helper.start()
@@ -308,6 +329,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 proc.wait()
             if pidfd is not None:
                 os.close(pidfd)
+            stop.set()
             for helper in helpers:
                 helper.join(timeout=kill_grace_or_default())
             with _live_lock:
