@@ -56,7 +56,9 @@ def test_sigkill_then_resume_ends_orphans(repo: Repo) -> None:
 def test_sigkill_then_adopt_accepts_the_orphans_reports(repo: Repo) -> None:
     # the orphans finish only once the test says so, after the orchestrator is dead and the next one adopts them
     go = repo.root / "go"
-    entries = kill_orchestrator_mid_run(repo, {"*": {"wait_for": str(go)}, "done": {"wait_for": None}})
+    usage = {"input_tokens": 30, "output_tokens": 4}
+    entries = kill_orchestrator_mid_run(repo, {"*": {"wait_for": str(go), "usage": usage},
+                                               "done": {"wait_for": None}})
     again = repo.start_doit(RLM_ADOPT="1")
     again.wait_line("rlm: adopting 2 worker(s) a dead orchestrator (pid ")
     go.touch()
@@ -68,6 +70,7 @@ def test_sigkill_then_adopt_accepts_the_orphans_reports(repo: Repo) -> None:
     assert [(r["worker_id"], r["attempt"]) for r in repo.records()] == [("done", 1), ("slow", 1), ("slower", 1)]
     entries_now = repo.tasks_done()
     assert entries_now["slow"]["adopted"] is True and entries_now["slow"]["attempt"] == 1
+    assert entries_now["slow"]["attempts"][0]["usage"]["total_tokens"] == 34  # what the orphan reported
     code, out = repo.start_doit().finish()
     assert "rlm: 0 ran, 0 failed, 3 fresh in " in out
 
