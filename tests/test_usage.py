@@ -171,6 +171,6 @@ prices:
 """)
     result = repo.rlm("validate")
     assert (result.code, result.err.splitlines()) == (2, [
-        "rlm.yaml:5:24: budget.max_cost_usd: must be a finite number, got inf",
-        "rlm.yaml:7:14: prices.m.input: must be a finite number, got nan",
+        "rlm.yaml:5:24: budget.max_cost_usd: inf is not allowed: numbers must be finite",
+        "rlm.yaml:7:14: prices.m.input: nan is not allowed: numbers must be finite",
     ])

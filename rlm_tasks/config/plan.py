@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -339,9 +338,6 @@ class _Checker:
                 ("defaults", "compute_tier"),
                 f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
             )
-        for path, value in _numbers(data):  # YAML's .nan/.inf pass the schema's minimum
-            if not math.isfinite(value):
-                self.add(path, f"must be a finite number, got {value}")
         for i, item in enumerate(data.get("hint_paths", [])):
             self.repo_path(("hint_paths", i), item, "hint_paths")
         if "templates_dir" in data:
@@ -399,20 +395,6 @@ class _Checker:
         for node in graph:
             if node not in state:
                 visit(node, [])
-
-
-def _numbers(data: dict[str, Any]) -> list[tuple[KeyPath, float]]:
-    """Money figures of a schema-valid rlm.yaml, with their key paths."""
-    out: list[tuple[KeyPath, float]] = []
-    budget = data.get("budget")
-    if isinstance(budget, dict) and isinstance(budget.get("max_cost_usd"), float):
-        out.append((("budget", "max_cost_usd"), budget["max_cost_usd"]))
-    prices = data.get("prices")
-    for model, price in (prices.items() if isinstance(prices, dict) else []):
-        for key, value in (price.items() if isinstance(price, dict) else []):
-            if isinstance(value, float):
-                out.append((("prices", model, key), value))
-    return out
 
 
 def _expanded(data: dict[str, Any], expansion: foreach.Expansion) -> dict[str, Any]:
