@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import LOCAL_RUN, RUN_DIR, Repo
+from conftest import LOCAL_RUN, RUN_DIR, Repo, wait_for
 
 from rlm_tasks.config import schema
 from rlm_tasks.state import cache
@@ -31,14 +31,16 @@ def cached(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Repo:
                         {"id": "b", "goal": "B", "inputs": ["src/b.txt"]},
                         {"id": "c", "goal": "C", "depends_on": ["a"]}], SPEC)
     assert repo.doit().code == 0
-    settle()
+    settle(repo)
     assert repo.doit().code == 0  # fills the cache: digests, marks
-    settle()
+    settle(repo)
     return repo
 
 
-def settle() -> None:
-    time.sleep(RACY + 0.03)
+def settle(repo: Repo) -> None:
+    """Wait until every file is older than the racy window, so the cache may trust what it sees of them."""
+    newest = max(max(p.stat().st_mtime, p.stat().st_ctime) for p in repo.root.rglob("*") if p.is_file())
+    wait_for(lambda: time.time() > newest + RACY + 0.01, "the racy window to pass")
 
 
 SEEN: dict[Path, set[tuple[str, int]]] = {}
@@ -98,7 +100,7 @@ def test_plan_and_template_edits_are_seen(cached: Repo) -> None:
     (cached.root / "rlm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert cached.doit().code == 0
     assert ran(cached) == ["b"]
-    settle()
+    settle(cached)
     (cached.root / "tpl").mkdir()
     builtin = Path(cache.BUILTIN_TEMPLATES / "worker_prompt.md.j2").read_text()
     (cached.root / "tpl/worker_prompt.md.j2").write_text(builtin + "\nBe brief.\n")
@@ -106,7 +108,7 @@ def test_plan_and_template_edits_are_seen(cached: Repo) -> None:
     (cached.root / "rlm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert cached.doit().code == 0
     assert ran(cached) == ["a", "b", "c"]
-    settle()
+    settle(cached)
     (cached.root / "tpl/worker_prompt.md.j2").write_text(builtin + "\nBe BRIEF.\n")  # same size
     assert cached.doit().code == 0
     assert ran(cached) == ["a", "b", "c"]

@@ -8,12 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import filelock
 import pytest
 import yaml
+from conftest import wait_for
 
 from rlm_tasks import clock, jsonio, layout, procs
 from rlm_tasks.cli.main import main
@@ -105,10 +105,11 @@ def test_cleanup_skips_while_another_process_holds_the_lock(tmp_path: Path) -> N
 
 
 RACE = textwrap.dedent("""
-    import json, sys, time
+    import json, os, sys, time
     from pathlib import Path
     from rlm_tasks.lifecycle import cleanup
-    root, go = Path(sys.argv[1]), Path(sys.argv[2])
+    root, go, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    (ready / str(os.getpid())).touch()  # imported, at the start line
     while not go.exists():
         time.sleep(0.002)
     result = cleanup.run(root)
@@ -120,11 +121,12 @@ def test_concurrent_cleanups_delete_each_archive_once(tmp_path: Path) -> None:
     ids = [f"r-2020010{i}T000000Z" for i in range(1, 9)]
     for archive_id in ids:
         make_archive(tmp_path, archive_id, 10_000)
-    go = tmp_path / "go"
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    ready.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(go)], stdout=subprocess.PIPE,
-                              text=True, env=env) for _ in range(4)]
-    time.sleep(0.5)  # let them import and wait at the start line
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(go), str(ready)],
+                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+    wait_for(lambda: len(list(ready.iterdir())) == 4, "the four cleanups at the start line")
     go.touch()
     results = [json.loads(p.communicate(timeout=30)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)

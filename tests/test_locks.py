@@ -12,10 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import Repo
 
 from rlm_tasks import clock, jsonio, procs
-from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
 from rlm_tasks.layout import RunLayout, breaks_log
 from rlm_tasks.lifecycle.runlock import RunLock, RunLocked, RunLockStale
@@ -152,30 +151,14 @@ def test_without_os_locks_the_holder_record_is_the_lock(layout: RunLayout, monke
     RunLock(layout).acquire()
 
 
-WORKER = textwrap.dedent("""
-    import os, sys
-    from pathlib import Path
-    sys.stdin.read()
-    report = Path(os.environ["RLM_REPORT_PATH"])
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text("# r\\n\\n## Contract Compliance\\n- kept\\n")
-""")
-
-
-def test_rlm_run_break_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "worker.py").write_text(WORKER)
-    (tmp_path / "rlm.yaml").write_text(yaml.safe_dump({
-        "version": 1, "run_id": "r", "goal": "g", "lifecycle": {"lock_stale_hours": 12},
-        "agent": {"kind": "command", "command": ["{{ python }}", "worker.py"], "timeout": 30},
-        "tasks": [{"id": "only", "goal": "write a report"}],
-    }))
-    layout = RunLayout(tmp_path, "r")
-    write_holder(layout, started_at=_iso(13))
-    assert main(["run"]) == 3
-    assert "more than lock_stale_hours 12" in capsys.readouterr().err
-    assert main(["run", "--break-lock"]) == 0
-    assert len(breaks_log(tmp_path).read_text().splitlines()) == 1
-    assert (tmp_path / ".rlm/runs/r/artifacts/reports/only.md").exists()
+def test_rlm_run_break_lock(repo: Repo) -> None:
+    repo.write_command([{"id": "only", "goal": "write a report"}], lifecycle={"lock_stale_hours": 12})
+    layout = RunLayout(repo.root, "t")
+    write_holder(layout, run_id="t", started_at=_iso(13))
+    refused = repo.rlm("run")
+    assert refused.code == 3
+    assert "more than lock_stale_hours 12" in refused.err
+    assert repo.rlm("run", "--break-lock").code == 0
+    assert len(breaks_log(repo.root).read_text().splitlines()) == 1
+    assert repo.report("only").exists()
     assert not layout.lock_holder_json.exists()  # released at the end of the run

@@ -39,10 +39,6 @@ def finished_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if not line.startswith("  start ")]
 
 
-def copy_dodo(root: Path) -> None:
-    shutil.copy(REPO / "dodo.py", root / "dodo.py")
-
-
 # ---- the happy path ---------------------------------------------------------------------------------------
 
 def test_first_doit_runs_every_worker_and_the_second_none(repo: Repo) -> None:
@@ -281,7 +277,6 @@ def test_several_failures_exit_1_and_are_each_one_line(repo: Repo) -> None:
 
 def test_the_real_doit_cli_exits_1_when_a_worker_failed(repo: Repo) -> None:
     repo.write_codex([{"id": "bad", "goal": "Fail."}, {"id": "good", "goal": "Succeed."}], mode="bad=exit-1")
-    copy_dodo(repo.root)
     result = repo.doit_cli()
     assert result.code == 1, result.out + result.err
     assert "Traceback" not in result.out + result.err
@@ -306,7 +301,7 @@ def test_a_fresh_clone_of_a_finished_run_runs_no_worker(repo: Repo, tmp_path: Pa
     (origin / "src" / "a.txt").write_text("alpha\n")
     (origin / "docs").mkdir()
     (origin / "docs" / "x.md").write_text("# watched\n")
-    copy_dodo(origin)
+    repo.dodo(origin)
     origin_repo = Repo(origin, repo.monkeypatch, repo.capsys)
     origin_repo.log = repo.log  # outside both checkouts
     origin_repo.write_codex([
@@ -367,7 +362,6 @@ def end(proc: subprocess.Popen[str]) -> None:
 
 def test_a_second_doit_on_the_same_run_exits_3_naming_the_holder(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
-    copy_dodo(repo.root)
     holder = hold_lock(repo.root)
     try:
         started_at = jsonio.read_json(repo.root / ".rlm" / "local" / "locks" / "t.holder.json")["started_at"]
