@@ -147,6 +147,7 @@ tasks:
 
 
 def test_absolute_paths_are_refused(repo: Repo) -> None:
+    repo.write("ok\n", "ok.txt")
     assert_invalid(repo, HEADER + """\
 tasks:
   - id: a
@@ -161,6 +162,8 @@ tasks:
 
 
 def test_paths_escaping_the_root_are_refused(repo: Repo) -> None:
+    repo.write("ok\n", "sub/x")
+    repo.write("ok\n", "fine.py")
     assert_invalid(repo, HEADER + """\
 tasks:
   - id: a
@@ -319,6 +322,8 @@ verify:
 
 
 def test_valid_file_yields_the_plan_with_defaults_applied(repo: Repo) -> None:
+    repo.write("readme\n", "README.md")
+    repo.write("b = 1\n", "src/b.py")
     repo.write(textwrap.dedent("""\
         version: 1
         run_id: demo
@@ -390,6 +395,10 @@ def test_the_repository_example_is_valid(repo: Repo) -> None:
     example = Path(__file__).resolve().parent.parent / "rlm.yaml"
     assert example.read_text().startswith("# yaml-language-server: $schema=rlm_tasks/schemas/rlm.schema.json\n")
     repo.write(example.read_text())
+    for line in example.read_text().splitlines():  # the files its inputs: name
+        if line.strip().startswith("inputs:"):
+            for rel in line.split("[", 1)[1].rstrip("]").split(", "):
+                repo.write((example.parent / rel).read_text(), rel)
     result = repo.rlm("validate")
     assert (result.code, result.out, result.err) == (0, "rlm.yaml: valid: run example, 5 map tasks, 1 verify tasks\n",
                                                      "")

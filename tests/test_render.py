@@ -42,6 +42,13 @@ def config(**extra: Any) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _inputs(tmp_path: Path) -> None:
+    """The files config() lists under inputs: (an input that does not exist is a config error)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/lexer.py").write_text("x = 1\n")
+
+
 def rendered(repo: Repo, worker_id: str) -> str:
     return repo.path(f"{RUN_DIR}/artifacts/prompts/{worker_id}.md").read_text(encoding="utf-8")
 

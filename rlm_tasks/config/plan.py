@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rlm_tasks.config import foreach, ownership, schema, values, yamlpos
+from rlm_tasks.config import foreach, ownership, paths, schema, values, yamlpos
 from rlm_tasks.config.yamlpos import KeyPath, format_path
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RUNS_DIR
@@ -177,6 +178,7 @@ class Plan:
     decision: Decision = field(default_factory=Decision)
     uses: tuple[str, ...] = ()
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # `rlm validate` prints them; never cached
     fanouts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # foreach name → generated ids
     sources: str = ""  # digest of what foreach expansion read (globbed names, items files)
     prices: tuple[tuple[str, Price], ...] = ()  # by model: the defaults with rlm.yaml's `prices:` over them
@@ -215,7 +217,11 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
     except yamlpos.YamlSyntaxError as exc:
         pos = exc.position
         raise ConfigError([f"{shown}:{pos.line}:{pos.column}: (yaml): {exc}"]) from None
-    checker = _Checker(doc, shown, root)
+    try:
+        config_rel = config_path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        config_rel = config_path.name
+    checker = _Checker(doc, shown, root, config_rel)
     expansion: foreach.Expansion | None = None
     if doc.data is None:
         checker.add((), "file is empty; expected a mapping with at least run_id, goal and tasks")
@@ -235,15 +241,24 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
             checker.semantic(well_formed, foreach.expand(well_formed, root), partial=True)
     if checker.problems:
         raise ConfigError(checker.sorted_problems())
-    return freeze(doc.data, root, config_path, expansion)
+    plan = freeze(doc.data, root, config_path, expansion)
+    return dataclasses.replace(plan, warnings=tuple(line for *_, line in sorted(checker.warnings)))
 
 
 class _Checker:
-    def __init__(self, doc: yamlpos.YamlDocument, shown: str, root: Path) -> None:
+    def __init__(self, doc: yamlpos.YamlDocument, shown: str, root: Path, config_rel: str = "rlm.yaml") -> None:
         self.doc = doc
         self.shown = shown
         self.root = root
+        self.config_rel = config_rel
         self.problems: list[tuple[int, int, str]] = []
+        self.warnings: list[tuple[int, int, str]] = []
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        pos = self.doc.position(path)
+        self.warnings.append(
+            (pos.line, pos.column, f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: warning: {message}")
+        )
 
     def add(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
         pos = self.doc.position(path, key=at_key)
@@ -258,13 +273,19 @@ class _Checker:
                 seen.append(line)
         return seen
 
-    def repo_path(self, path: KeyPath, value: str, what: str) -> None:
+    def repo_path(self, path: KeyPath, value: str, what: str) -> bool:
+        """Lexical and symlink checks; True when the path is inside the repository."""
         if PurePosixPath(value).is_absolute() or (len(value) > 1 and value[1] == ":"):
             self.add(path, f"{what} must be relative to the repository root, got absolute path '{value}'")
-            return
+            return False
         normal = posixpath.normpath(value)
         if normal == ".." or normal.startswith("../"):
             self.add(path, f"{what} '{value}' escapes the repository root")
+            return False
+        escaped = paths.escape_problem(self.root, value, what)
+        if escaped:
+            self.add(path, escaped)
+        return escaped is None
 
     def semantic(self, data: dict[str, Any], expansion: foreach.Expansion, partial: bool = False) -> None:
         for path, message in expansion.problems:
@@ -275,6 +296,10 @@ class _Checker:
         run_id = data["run_id"]
         ids = {g.task["id"] for g in generated if isinstance(g.task.get("id"), str)}
         all_ids = sorted({i for i in ids if not i.startswith(MALFORMED)} | set(expansion.fanouts))
+        self.max_watch_files = data.get("budget", {}).get("max_watch_files", paths.DEFAULT_MAX_WATCH_FILES)
+        watch_excluded = frozenset(
+            posixpath.normpath(g.task.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{g.task['id']}.md")
+            for g in generated if isinstance(g.task.get("id"), str))
         # duplicate ids and report paths
         seen_ids: dict[str, str] = {}
         seen_reports: dict[str, str] = {}
@@ -311,11 +336,12 @@ class _Checker:
                 self.add(report_at, f"report_path '{report}' is also the report of task '{seen_reports[key]}'")
             else:
                 seen_reports[key] = task_id
-            if "report_path" in task:
-                self.repo_path((section, index, "report_path"), task["report_path"], "report_path")
-            for field_name in ("inputs", "context_paths", "watch", "owns"):
-                for i, item in enumerate(task.get(field_name, [])):
-                    self.repo_path((section, index, field_name, i), item, field_name)
+            if "report_path" in task and self.repo_path((section, index, "report_path"), task["report_path"],
+                                                         "report_path"):
+                problem = paths.report_path_problem(self.root, task["report_path"], run_id, self.config_rel)
+                if problem:
+                    self.add((section, index, "report_path"), problem)
+            self.task_paths((section, index), task, watch_excluded)
             tier = task.get("compute_tier")
             if tier is not None and tier not in tiers:
                 self.add(
@@ -332,6 +358,7 @@ class _Checker:
                         f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {', '.join(all_ids)}",
                     )
             self.agent((section, index, "agent"), _merged_agent(data, task), "agent" in task)
+        self.task_paths(("defaults",), defaults, watch_excluded)
         tier = defaults.get("compute_tier")
         if tier is not None and tier not in tiers:
             self.add(
@@ -362,6 +389,26 @@ class _Checker:
         self.cycles(expansion)
         for path, message in ownership.config_problems(_expanded(data, expansion), self.root):  # issue 4
             self.add(_origin(path, expansion), message)
+
+    def task_paths(self, at: KeyPath, task: dict[str, Any], watch_excluded: frozenset[str]) -> None:
+        """inputs exist and are files or directories (globs belong to watch); watch globs match something,
+        and not too much; every path stays inside the repository."""
+        for field_name in ("inputs", "context_paths", "watch", "owns"):
+            for i, item in enumerate(task.get(field_name, [])):
+                where = (*at, field_name, i)
+                if not self.repo_path(where, item, field_name):
+                    continue
+                if field_name == "inputs":
+                    problem = paths.input_problem(self.root, item)
+                    if problem:
+                        self.add(where, problem)
+                elif field_name == "watch":
+                    count = len(paths.watch_files(self.root, item, watch_excluded))
+                    if count == 0:
+                        self.warn(where, f"glob '{item}' matches no file")
+                    elif count > self.max_watch_files:
+                        self.add(where, f"glob '{item}' matches {count:,} files, more than budget.max_watch_files "
+                                        f"= {self.max_watch_files:,}; narrow it")
 
     def agent(self, path: KeyPath, agent: dict[str, Any], own_block: bool) -> None:
         # `command`/`report` are ignored by other kinds, so switching kind stays a one-line edit.

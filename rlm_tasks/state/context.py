@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlm_tasks.config import paths as config_paths
 from rlm_tasks.config.plan import Plan, TaskSpec
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.state.provenance import (
@@ -72,11 +73,16 @@ class RunContext:
     def input_paths(self, task: TaskSpec) -> list[str]:
         """Repo-relative files whose content the task depends on, sorted and unique."""
         paths = {self._tasks[dep].report_path for dep in task.depends_on}
-        paths.update(task.inputs)
+        for rel in task.inputs:
+            paths.update(config_paths.input_files(self.plan.root, rel))  # a directory: every file under it
         for pattern in task.watch:
-            paths.update(p.relative_to(self.plan.root).as_posix()
-                         for p in self.plan.root.glob(pattern) if p.is_file())
+            paths.update(config_paths.watch_files(self.plan.root, pattern, self._reports))
         return sorted(paths)
+
+    @functools.cached_property
+    def _reports(self) -> frozenset[str]:
+        """Every task's report: never a watched file, so `watch: ['**/*']` converges."""
+        return frozenset(t.report_path for t in self.plan.tasks)
 
     def _derived(self, task: TaskSpec) -> tuple[str, str, str]:
         """(prompt, contract, agent) digests: pure functions of the plan and the templates."""

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def validate(args: argparse.Namespace) -> int:
     shown = args.file or args.config
     plan = load_plan(shown)
+    for line in plan.warnings:
+        print(line)
     verify = sum(1 for t in plan.tasks if t.mode == "verify")
     print(f"{shown}: valid: run {plan.run_id}, {len(plan.tasks) - verify} map tasks, {verify} verify tasks")
     return 0

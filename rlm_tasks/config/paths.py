@@ -1,0 +1,137 @@
+"""Path rules (issue 10): every path the runner reads or writes stays inside the repository, symlinks
+followed; report_path names a file the run may own; inputs exist; watch globs stay out of the
+machinery and are bounded.
+
+Validation calls the `*_problem` functions; the runner calls `confined` at the moment of use,
+because workers can create symlinks while the run goes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import posixpath
+import stat
+from pathlib import Path
+
+from rlm_tasks.config.ownership import GLOB_CHARS, compile_exact, repo_files
+from rlm_tasks.errors import UserError
+
+DEFAULT_MAX_WATCH_FILES = 10_000
+MACHINERY = (".git", ".rlm")  # never watched, never a report (except the run's report folder)
+DODO_FILES = ("dodo.py",)
+
+
+class UnsafePath(UserError):
+    """A path resolves outside the repository, or is a symlink or special file where a file is expected."""
+
+
+def _inside(root: Path, real: str) -> bool:
+    base = os.path.realpath(root)
+    return real == base or real.startswith(base + os.sep)
+
+
+def escape_problem(root: Path, rel: str, what: str) -> str | None:
+    """A relative path whose existing part resolves (through symlinks) outside the repository."""
+    literal = rel
+    if GLOB_CHARS.search(rel):  # a glob: its literal directory prefix is what could be a link
+        parts = rel.split("/")
+        literal = "/".join(p for p in parts[: next(i for i, p in enumerate(parts) if GLOB_CHARS.search(p))])
+    real = os.path.realpath(os.path.join(root, literal or "."))
+    if not _inside(root, real):
+        return f"{what} '{rel}' resolves outside the repository (through a symlink, to {real})"
+    return None
+
+
+def confined(root: Path, rel: str, what: str = "path") -> Path:
+    """The absolute path of `rel`, checked now: it and every directory above it stay inside the repository.
+
+    Raises UnsafePath; the caller fails the task (or the command) with its one-line message.
+    """
+    path = Path(root) / rel
+    real = os.path.realpath(path)
+    if not _inside(root, real):
+        raise UnsafePath(f"{what} '{rel}' resolves outside the repository (to {real}); refusing to use it")
+    return path
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """Why `path` must not be read as a report: a symlink or a non-regular file (FIFO, device, directory)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return "report is a symlink; it is not read through"
+    if stat.S_ISDIR(st.st_mode):
+        return "report path is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return "report is not a regular file"
+    return None
+
+
+def report_path_problem(root: Path, rel: str, run_id: str, config_rel: str) -> str | None:
+    """Why `rel` cannot be a task's report, or None."""
+    if rel.endswith("/") or posixpath.normpath(rel) in (".", ""):
+        return f"report_path '{rel}' names a directory"
+    normal = posixpath.normpath(rel)
+    parts = normal.split("/")
+    if ".git" in parts:
+        return f"report_path '{rel}' is inside .git/"
+    reports_dir = f".rlm/runs/{run_id}/artifacts/reports/"
+    if parts[0] == ".rlm" and not (normal.startswith(reports_dir) and "/" not in normal[len(reports_dir):]):
+        return f"report_path '{rel}' is inside the run's machinery (.rlm/); only {reports_dir} is for reports"
+    if normal == config_rel or normal in DODO_FILES:
+        return f"report_path '{rel}' is the run's {'configuration' if normal == config_rel else 'dodo file'}"
+    escaped = escape_problem(root, rel, "report_path")
+    if escaped:
+        return escaped
+    if os.path.isdir(os.path.join(root, rel)):
+        return f"report_path '{rel}' names a directory"
+    return None
+
+
+def input_problem(root: Path, rel: str) -> str | None:
+    if GLOB_CHARS.search(rel):
+        return f"inputs entry '{rel}' is a glob; list it under watch: (globs are tracked there)"
+    path = os.path.join(root, rel)
+    if os.path.lexists(path):
+        return escape_problem(root, rel, "inputs entry")
+    parent = os.path.dirname(path)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        names = []
+    match = difflib.get_close_matches(os.path.basename(rel), sorted(names), n=1, cutoff=0.6)
+    hint = f" (did you mean '{posixpath.join(posixpath.dirname(rel), match[0])}'?)" if match else ""
+    return f"input '{rel}' does not exist{hint}"
+
+
+def _machinery(rel: str) -> bool:
+    return rel.split("/", 1)[0] in MACHINERY or "/.git/" in f"/{rel}"
+
+
+def input_files(root: Path, rel: str) -> list[str]:
+    """An input as files: itself, or every file under it when it is a directory (without .git/.rlm,
+    without symlinks leading out), so a change anywhere below makes the task stale."""
+    path = os.path.join(root, rel)
+    if not os.path.isdir(path):
+        return [rel]
+    out = []
+    for name in repo_files(root, [rel.rstrip("/") + "/**"]):
+        if not _machinery(name) and _inside(root, os.path.realpath(os.path.join(root, name))):
+            out.append(name)
+    return out
+
+
+def watch_files(root: Path, pattern: str, excluded: frozenset[str] = frozenset()) -> list[str]:
+    """Files a watch glob matches: never under .git/ or .rlm/, never a task's own report, never through a
+    symlink leading out of the repository."""
+    regex = compile_exact(pattern)
+    out = []
+    for name in repo_files(root, [pattern]):
+        if name in excluded or _machinery(name) or not regex.match(name):
+            continue
+        if _inside(root, os.path.realpath(os.path.join(root, name))):
+            out.append(name)
+    return out
