@@ -247,6 +247,24 @@ def test_bad_items_files(repo: Repo) -> None:
     ]
 
 
+def test_report_paths_from_templates_and_their_collisions(repo: Repo) -> None:
+    repo.write(WORKER, "worker.py")
+    repo.write(config([{"id": "t-{{ index }}", "goal": "g", "report_path": "reports/{{ item.stem }}.md",
+                        "foreach": {"items": ["a/x.py", "b/y.py"]}}]))
+    assert repo.doit().code == 0
+    assert sorted(p.name for p in repo.path("reports").iterdir()) == ["x.md", "y.md"]
+    assert errors(repo, HEAD + """\
+  - {id: "t-{{ index }}", goal: g, report_path: "reports/{{ item.stem }}.md", foreach: {items: [a/x.py, b/x.py]}}
+""") == ["rlm.yaml:6:49: tasks[0].report_path: report_path 'reports/x.md' is also the report of task 't-0'"]
+
+
+def test_an_item_with_a_line_break_is_shown_on_one_line(repo: Repo) -> None:
+    assert errors(repo, HEAD + """\
+  - {id: "t-{{ item }}", goal: g, foreach: {items: ["a\\nb"]}}
+""") == ['rlm.yaml:6:10: tasks[0].id: generated id "t-a\\nb" (item \'"a\\nb"\') does not match the pattern '
+         "^[A-Za-z0-9][A-Za-z0-9._-]*$"]
+
+
 def test_too_many_items(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     from rlm_tasks.config import foreach
 

@@ -24,6 +24,7 @@ from rlm_tasks.config.yamlpos import KeyPath
 
 MAX_ITEMS = 10_000  # per fan-out: a glob that matches a whole checkout is a mistake, not a plan
 MAX_ITEMS_FILE_BYTES = 10 * 1024 * 1024
+LABEL_CHARS = 120  # an item as messages, plan.json and status show it
 TEMPLATED = ("id", "goal", "report_path", "compute_tier", "granularity")
 TEMPLATED_LISTS = ("inputs", "context_paths", "watch", "owns", "depends_on", "required_sections")
 SOURCES = ("files", "items", "items_file")
@@ -111,10 +112,12 @@ def expand(data: dict[str, Any], root: Path) -> Expansion:
 
 
 def _label(item: Any) -> str:
-    if isinstance(item, str):
-        return item
-    shown = json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
+    """The item in one line: a printable string as it is, anything else as JSON; cut at LABEL_CHARS."""
+    if isinstance(item, str) and item.isprintable():
+        shown = item
+    else:
+        shown = json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+    return shown if len(shown) <= LABEL_CHARS else shown[: LABEL_CHARS - 3] + "..."
 
 
 def _fan_out(out: Expansion, section: str, index: int, raw: dict[str, Any], root: Path) -> None:
