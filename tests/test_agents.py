@@ -112,6 +112,7 @@ def test_claude_argv(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(("args", "events"), [(["--output-format", "text"], None),
+                                              (["--output-format", "json"], "claude"),
                                               (["--output-format=stream-json", "--verbose"], "claude")])
 def test_claude_output_chosen_in_args_is_kept(repo: Repo, args: list[str], events: str | None) -> None:
     claude = executable(repo.root / "claude-bin")

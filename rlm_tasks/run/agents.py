@@ -141,6 +141,6 @@ def _with_event_stream(agent: AgentSpec, argv: list[str]) -> str | None:
     if chosen:
         i = chosen[-1]
         value = args[i].partition("=")[2] or (args[i + 1] if i + 1 < len(args) else "")
-        return "claude" if value == "stream-json" else None
+        return "claude" if value in ("stream-json", "json") else None  # json: one `result` event at the end
     argv.extend(["--output-format", "stream-json", *([] if "--verbose" in args else ["--verbose"])])
     return "claude"

@@ -86,11 +86,13 @@ def test_claude_tokens_and_cost_equal_what_the_server_sent_and_the_cli_said(clau
         repo.write(config(agent, CLAUDE_TIERS, [
             {"id": "alpha", "goal": "Map the parser."},
             {"id": "beta", "goal": "Map the lexer.", "compute_tier": "heavy"},
+            # `--output-format json` chosen by the user: one result object at the end, with the same usage
+            {"id": "gamma", "goal": "Map the printer.", "agent": {"args": ["--output-format", "json"]}},
         ]))
         result = repo.doit()
         assert result.code == 0, result.out + result.err
     entries = repo.provenance()["tasks"]
-    for worker_id in ("alpha", "beta"):
+    for worker_id in ("alpha", "beta", "gamma"):
         recorded = entries[worker_id]["attempts"][0]["usage"]
         assert tokens(recorded) == claude_sent([r["usage"] for r in server.for_worker(worker_id)]), worker_id
         # the cost is claude's own figure, from its result event
