@@ -74,6 +74,10 @@ class RunLayout:
     def prompt_rel(self, worker_id: str) -> str:
         return f"{self.artifacts_rel}/prompts/{worker_id}.md"
 
+    def history_rel(self, worker_id: str, attempt: int) -> str:
+        """Where a report replaced by a rerun (or moved by `doit clean`) is kept; attempt 0: not recorded."""
+        return f"{self.artifacts_rel}/history/{worker_id}/{attempt or 'unrecorded'}.md"
+
     @property
     def deferred_rel(self) -> str:
         return f"{self.run_dir_rel}/deferred.json"

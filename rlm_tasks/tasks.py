@@ -15,7 +15,7 @@ from doit.exceptions import TaskFailed
 from rlm_tasks.config.plan import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.phases import final, reduce
-from rlm_tasks.run import attempts, worker
+from rlm_tasks.run import attempts, doitdb, worker
 from rlm_tasks.run.session import reporter_class
 from rlm_tasks.state import cache, planfile
 from rlm_tasks.state.context import RunContext
@@ -41,11 +41,34 @@ def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
     return action
 
 
-def _uptodate(ctx: RunContext, task: TaskSpec) -> Callable[[], bool]:
-    def fresh() -> bool:
-        return ctx.freshness(task).fresh
+def _clean_action(ctx: RunContext, task: TaskSpec) -> Callable[[], None]:
+    """`doit clean map:<id>`: the report and its provenance entry go to history; the task is missing."""
+    def report_to_history() -> None:
+        moved = attempts.retire_report(ctx, task)
+        print(f"  {task.doit_name}: " + (f"report moved to {moved}" if moved else "no report"), flush=True)
 
-    return fresh
+    report_to_history.__qualname__ = "report_to_history"  # what `doit clean` prints
+    return report_to_history
+
+
+class Fresh:
+    """A worker task's doit `uptodate`: provenance decides; its repr is the reason `doit info` shows."""
+
+    def __init__(self, ctx: RunContext, task: TaskSpec, forgotten: bool) -> None:
+        self.ctx, self.task, self.forgotten = ctx, task, forgotten
+        self.why = "not checked yet"
+
+    def __call__(self) -> bool:
+        if self.forgotten:
+            self.why = "forgotten (`doit forget` or `rlm run --force`): runs again though its report is fresh"
+            return False
+        found = self.ctx.freshness(self.task)
+        because = ", ".join(found.reasons) or found.detail
+        self.why = found.state.value + (f" ({because})" if because else "")
+        return found.fresh
+
+    def __repr__(self) -> str:
+        return f"rlm provenance: {self.why}; `rlm status` explains every reason"
 
 
 def settled(ctx: RunContext) -> dict[str, bool]:
@@ -77,7 +100,7 @@ def settled(ctx: RunContext) -> dict[str, bool]:
     return fresh
 
 
-def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False) -> dict[str, Any]:
+def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotten: bool = False) -> dict[str, Any]:
     # A settled task gets a plain True: doit then skips it without calling back (and without
     # inspecting a callable's signature), which is most of a no-op run's time per task.
     return {
@@ -86,7 +109,8 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False) -> dict[
         "actions": [_worker_action(ctx, task)],
         "targets": [ctx.abs_str(task.report_path)],
         "task_dep": ["plan", *(ctx.task(dep).doit_name for dep in task.depends_on)],
-        "uptodate": [True if settled else _uptodate(ctx, task)],
+        "uptodate": [True if settled else Fresh(ctx, task, forgotten)],
+        "clean": [_clean_action(ctx, task)],
         **QUIET,
     }
 
@@ -94,10 +118,15 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False) -> dict[
 def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
     memo: dict[str, Any] = {}
 
+    def is_forgotten(task: TaskSpec) -> bool:
+        if "forgotten" not in memo:
+            memo["forgotten"] = doitdb.forgotten(ctx.layout.doit_db)
+        return task.doit_name in memo["forgotten"]
+
     def is_settled(task: TaskSpec) -> bool:
         if "settled" not in memo:
             memo["settled"] = settled(ctx)
-        return bool(memo["settled"].get(task.id))
+        return bool(memo["settled"].get(task.id)) and not is_forgotten(task)
 
     def summary_current(name: str, output: Callable[[RunContext], str]) -> bool:
         # reduce and deferred summarise the same files, and both are checked once the workers are done
@@ -118,14 +147,14 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
         yield {"basename": "map", "name": None, "doc": "all map tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "map":
-                yield worker_task(ctx, task, is_settled(task))
+                yield worker_task(ctx, task, is_settled(task), is_forgotten(task))
 
     def task_verify() -> Iterator[dict[str, Any]]:
         """Run the VERIFY workers, after the tasks they depend on."""
         yield {"basename": "verify", "name": None, "doc": "all verify tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "verify":
-                yield worker_task(ctx, task, is_settled(task))
+                yield worker_task(ctx, task, is_settled(task), is_forgotten(task))
 
     def task_reduce() -> dict[str, Any]:
         """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
@@ -141,7 +170,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
 
     def task_final() -> dict[str, Any]:
         """DECIDE: final.json and final.md (refused until verify is fresh and decision: is written)."""
-        return {"actions": [lambda: _quiet(final.write, ctx)], "task_dep": ["reduce", "deferred"],
+        return {"actions": [lambda: _final(ctx)], "task_dep": ["reduce", "deferred"],
                 "uptodate": [False], **QUIET}
 
     def task_archive() -> dict[str, Any]:
@@ -219,6 +248,16 @@ def _summarise(ctx: RunContext, name: str, write: Callable[[RunContext], Any],
     return failed
 
 
+def _final(ctx: RunContext) -> Any:
+    """`doit final` says what `rlm final` says: the paths written, or (as a task failure) why it was refused."""
+    try:
+        result = final.write(ctx)
+    except UserError as exc:
+        return TaskFailed(str(exc))
+    print(final.summary_line(ctx, result), flush=True)
+    return None
+
+
 def _quiet(write: Callable[[RunContext], Any], ctx: RunContext) -> Any:
     """Run a writer as a doit action: user errors become one-line task failures."""
     try:
@@ -239,6 +278,7 @@ def doit_config(ctx: RunContext) -> dict[str, Any]:
         "continue": True,  # one failed worker must not stop independent ones
         "reporter": reporter_class(ctx),
         "outfile": sys.stdout,  # doit's default is the stream at its import time
+        "subtasks": True,  # `doit list` shows every task (its --all), each with its goal's first line
         "verbosity": 0,
     }
 

@@ -30,6 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent.py"
 FAKE_CODEX = FAKE_AGENT  # the same script: it behaves as codex when called with codex's argv
+FAKE_CODEX_HOME = Path(__file__).resolve().parent / "fake_codex_home"  # has the map-worker skill: no warning
 RUN_ID = "t"
 RUN_DIR = f".rlm/runs/{RUN_ID}"
 LOCAL_RUN = f".rlm/local/runs/{RUN_ID}"  # machine-local: logs, progress, inflight, reduce_state
@@ -179,7 +180,8 @@ def agent_config(log: Path, tasks: list[dict[str, Any]], *, kind: str = "codex",
     if spec is not None:
         env["FAKE_AGENT_SPEC"] = str(spec)
     if kind == "codex":
-        agent: dict[str, Any] = {"kind": "codex", "binary": str(FAKE_AGENT), "timeout": 30, "env": env}
+        agent: dict[str, Any] = {"kind": "codex", "binary": str(FAKE_AGENT), "timeout": 30,
+                                 "env": {**env, "CODEX_HOME": str(FAKE_CODEX_HOME)}}
     else:
         agent = {"kind": "command", "timeout": 60, "env": env,
                  "command": ["{{ python }}", str(FAKE_AGENT), "--model", "{{ model }}", "--effort", "{{ effort }}"]}

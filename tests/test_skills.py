@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import Repo
 
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
@@ -89,5 +90,31 @@ def test_codex_home_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_claude_config_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
-    result = skills.install(codex_home=str(tmp_path / "codex"))
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "codex"))
+    result = skills.install()
     assert str(tmp_path / "claude-config" / "skills" / "map-worker" / "SKILL.md") in result.installed
+
+
+@pytest.mark.parametrize("agent", ["codex", "claude"])
+def test_naming_one_agents_directory_installs_for_that_agent_only(repo: Repo, agent: str) -> None:
+    option = {"codex": "--codex-home", "claude": "--claude-dir"}[agent]
+    result = repo.rlm_cli("skills", "install", option, str(repo.root / agent))
+    assert (result.code, result.out) == (0, "".join(
+        f"installed {repo.root / agent}/skills/{name}/SKILL.md\n" for name in skills.SKILL_NAMES))
+    assert sorted(p.name for p in repo.root.iterdir()) == [agent]  # nothing for the other agent
+
+
+@pytest.mark.parametrize(("kind", "variable", "option"), [("codex", "CODEX_HOME", "--codex-home"),
+                                                          ("claude", "CLAUDE_CONFIG_DIR", "--claude-dir")])
+def test_a_run_warns_when_its_workers_lack_the_skill(repo: Repo, kind: str, variable: str, option: str) -> None:
+    home = repo.root / f"{kind} home"  # a space: the command is quoted
+    repo.write_codex([{"id": "a", "goal": "A"}], agent={"kind": kind, "env": {
+        variable: str(home), "FAKE_AGENT_LOG": str(repo.log), "FAKE_AGENT_MODE": "ok"}})
+    first = repo.rlm_cli("run")
+    warning = (f"rlm: warning: the map-worker skill is not installed where {kind} workers look ({home}/skills/); "
+               f"install it with `rlm skills install {option} '{home}'`")
+    assert warning in first.lines, first.out + first.err  # (the fake codex fails with claude's argv: no matter)
+    installed = repo.rlm_cli("skills", "install", option, str(home))
+    assert installed.code == 0
+    again = repo.rlm_cli("run")
+    assert again.lines[0] == "rlm: run t: 1 tasks", again.out  # no warning any more

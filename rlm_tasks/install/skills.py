@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,35 @@ class InstallResult:
         return out
 
 
+# agent kind → (the variable naming its home, the default home, the `rlm skills install` option)
+HOMES = {"codex": ("CODEX_HOME", ".codex", "--codex-home"), "claude": ("CLAUDE_CONFIG_DIR", ".claude", "--claude-dir")}
+
+
+def home(kind: str, given: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """Where an agent kind looks: `given`, else its variable in `env` (default: this process's), else ~/.kind."""
+    variable, default, _ = HOMES[kind]
+    found = given or (os.environ if env is None else env).get(variable)
+    return Path(found).expanduser() if found else Path.home() / default
+
+
 def targets(codex_home: str | None, claude_dir: str | None) -> list[Path]:
-    codex = Path(codex_home or os.environ.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
-    claude = Path(claude_dir or os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude").expanduser()
-    return [codex / "skills", claude / "skills"]
+    """Both agents' skill directories; naming only one agent's directory installs for that agent only."""
+    kinds = ["codex"] if codex_home and not claude_dir else ["claude"] if claude_dir and not codex_home else list(HOMES)
+    return [home(kind, codex_home if kind == "codex" else claude_dir) / "skills" for kind in kinds]
+
+
+def missing_warning(kind: str, agent_env: dict[str, str], root: Path) -> str | None:
+    """For a codex or claude run: a warning with the exact install command when the workers lack map-worker."""
+    if kind not in HOMES:
+        return None
+    where = home(kind, env={**os.environ, **agent_env})
+    if not where.is_absolute():
+        where = root / where  # workers run in the repository root
+    if (where / "skills" / "map-worker" / "SKILL.md").is_file():
+        return None
+    option = HOMES[kind][2]
+    return (f"warning: the map-worker skill is not installed where {kind} workers look "
+            f"({where}/skills/); install it with `rlm skills install {option} {shlex.quote(str(where))}`")
 
 
 def install(codex_home: str | None = None, claude_dir: str | None = None, force: bool = False) -> InstallResult:

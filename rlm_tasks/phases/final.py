@@ -146,3 +146,11 @@ def write(ctx: RunContext) -> dict[str, Any]:
     jsonio.write_json(ctx.layout.abs(final_json_path(ctx)), final)
     jsonio.write_text_atomic(ctx.layout.abs(final_md_path(ctx)), text)
     return final
+
+
+def summary_line(ctx: RunContext, final: dict[str, Any]) -> str:
+    """What `rlm final` and `doit final` print: the verdict, its reason and the two paths."""
+    decision = final["termination_decision"]
+    verdict = "finish" if decision["should_finish"] else "iterate"
+    return (f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
+            f"{final_json_path(ctx)}, {final_md_path(ctx)}")

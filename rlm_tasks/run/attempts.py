@@ -99,8 +99,26 @@ def _set_aside_previous(ctx: RunContext, sess: inflight.Session, task: TaskSpec,
         dest = layout.abs(rejected_rel(layout, task.worker_id, int(orphan.get("attempt") or 0)))
     else:
         n = int(entry.get("attempt") or 0) if entry else 0
-        dest = layout.abs(f"{layout.artifacts_rel}/history/{task.worker_id}/{n or 'unrecorded'}.md")
+        dest = layout.abs(layout.history_rel(task.worker_id, n))
     _move_aside(report, _unique(dest))
+
+
+def retire_report(ctx: RunContext, task: TaskSpec) -> str | None:
+    """`doit clean`: the report and its provenance entry go to history, so the task is missing.
+
+    Returns where the report went (None when there was none).
+    """
+    entry = ctx.store.get(task.id)
+    report = ctx.layout.abs(task.report_path)
+    dest = None
+    if report.is_file():
+        n = int(entry.get("attempt") or 0) if entry else 0
+        dest = _unique(ctx.layout.abs(ctx.layout.history_rel(task.worker_id, n)))
+        if entry is not None:  # kept beside the report it describes, written before anything moves
+            jsonio.write_json(dest.with_suffix(".provenance.json"), entry)
+        _move_aside(report, dest)
+    ctx.store.forget(task.id)
+    return dest.relative_to(ctx.layout.root).as_posix() if dest else None
 
 
 def _record(ctx: RunContext, task: TaskSpec, report: Path, digests: dict[str, Any], tier: Tier,

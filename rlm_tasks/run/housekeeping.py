@@ -2,7 +2,8 @@
 
 1. in-use markers on the archives listed under `uses:` (and off those no longer listed);
 2. TTL cleanup, skipped with one line when another process is cleaning up;
-3. the drift baseline, on the run's first start.
+3. the drift baseline, on the run's first start;
+4. a warning when the codex or claude workers will not find the map-worker skill.
 None of this may stop a run: a failure is one line of output.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rlm_tasks.install import skills
 from rlm_tasks.layout import CLEANUP_LOG
 from rlm_tasks.lifecycle import cleanup
 from rlm_tasks.state import drift
@@ -35,5 +37,9 @@ def on_run_start(ctx: RunContext, write: Callable[[str], None]) -> None:
                     write(f"rlm: cleanup: deleted {len(deleted)} expired archive(s): {', '.join(deleted)} "
                           f"(see {CLEANUP_LOG})\n")
         drift.take_baseline(ctx)
+        agents = {(task.agent.kind, task.agent.env) for task in ctx.plan.tasks}
+        warnings = {skills.missing_warning(kind, dict(env), root) for kind, env in agents}
+        for warning in sorted(w for w in warnings if w):
+            write(f"rlm: {warning}\n")
     except Exception as exc:  # housekeeping must never cost a run
         write(f"rlm: lifecycle housekeeping failed, run continues: {type(exc).__name__}: {exc}\n")

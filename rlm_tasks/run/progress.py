@@ -49,7 +49,9 @@ def failed_ids(ctx: RunContext, not_fresh: set[str], running: set[str]) -> list[
     for task in ctx.plan.tasks:
         if task.id in not_fresh and task.id not in running:
             entry = ctx.store.get(task.id)
-            if attempts.get(task.id, 0) > int((entry or {}).get("attempt") or 0):
+            last = attempts.get(task.id, 0)
+            retired = ctx.layout.abs(ctx.layout.history_rel(task.worker_id, last)).exists()  # `doit clean`
+            if last > int((entry or {}).get("attempt") or 0) and not retired:
                 out.append(task.id)
     return out
 

@@ -27,7 +27,7 @@ TICK_SECONDS = 1.0
 NAMES_SHOWN = 5
 
 
-def _is_worker(name: str) -> bool:
+def is_worker(name: str) -> bool:
     return name.startswith(WORKER_TASK_PREFIXES)
 
 
@@ -46,7 +46,7 @@ def _worker_closure(tasks: Any, selected: Any) -> int:
             continue
         seen.add(name)
         stack.extend(getattr(tasks[name], "task_dep", ()) or ())
-    return sum(1 for name in seen if _is_worker(name))
+    return sum(1 for name in seen if is_worker(name))
 
 
 class RunReporter:
@@ -124,7 +124,7 @@ class RunReporter:
     # doit reporter interface
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         self.total = _worker_closure(tasks, selected_tasks)
-        self.write(f"rlm: run {self.ctx.plan.run_id}: {sum(1 for name in tasks if _is_worker(name))} tasks\n")
+        self.write(f"rlm: run {self.ctx.plan.run_id}: {sum(1 for name in tasks if is_worker(name))} tasks\n")
 
     def recovered(self, recovery: inflight.Recovery) -> None:
         """What the session did with the workers a dead orchestrator left running."""
@@ -153,14 +153,14 @@ class RunReporter:
         pass
 
     def skip_uptodate(self, task: Any) -> None:
-        if _is_worker(task.name):
+        if is_worker(task.name):
             self.counts["fresh"] += 1
 
     def skip_ignore(self, task: Any) -> None:
         pass
 
     def add_success(self, task: Any) -> None:
-        if _is_worker(task.name):
+        if is_worker(task.name):
             self.counts["ran"] += 1
             values = getattr(task, "values", None) or {}
             extra = ""
@@ -173,13 +173,13 @@ class RunReporter:
         self.failures.append(task.name)
         if isinstance(fail, UnmetDependency):
             # doit's way of saying "not started because a dependency failed"
-            if _is_worker(task.name):
+            if is_worker(task.name):
                 self.counts["skipped"] += 1
                 self.write(f"  SKIPPED {task.name}: a task it depends on failed\n")
             return
         message = getattr(fail, "message", None) or str(fail)
         first_line = message.strip().splitlines()[0] if message.strip() else "failed"
-        if _is_worker(task.name):
+        if is_worker(task.name):
             self.counts["failed"] += 1
         self.write(f"  FAILED  {task.name}: {first_line}\n")
 

@@ -15,6 +15,7 @@ leaves every line of output to `RunReporter`.
 from __future__ import annotations
 
 import gc
+import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -22,8 +23,8 @@ from typing import Any, TextIO
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
-from rlm_tasks.run import housekeeping, inflight, signals, worker
-from rlm_tasks.run.reporter import RunReporter
+from rlm_tasks.run import doitdb, housekeeping, inflight, signals, worker
+from rlm_tasks.run.reporter import RunReporter, is_worker
 from rlm_tasks.state.context import RunContext
 
 EXIT_FAILED = 1  # a task failed (doit's own code would be 2 when a dependency failed)
@@ -38,6 +39,7 @@ class RunSession:
         self.guard = signals.SignalGuard()
         self.inflight: inflight.Session | None = None
         self.opened = False
+        self.fresh: list[str] = []  # worker tasks up to date or finished in this run (doitdb.remember)
 
     def open(self, adopt: bool, on_event: Callable[[inflight.Event], None]) -> inflight.Recovery:
         """Take the lock (or exit 3 with one line), tidy up, catch signals; what a dead orchestrator left.
@@ -79,6 +81,10 @@ class RunSession:
                 self.inflight.finish()
             self.ctx.store.compact()  # the committed form: one provenance.json, no journal
             self.ctx.save_cache()
+            try:
+                doitdb.remember(self.ctx.layout.doit_db, self.fresh)
+            except sqlite3.Error as exc:  # doit's database is a cache: the run's outcome stands
+                self.write(f"rlm: could not update {self.ctx.layout.doit_db.name}: {exc}\n")
             if reduce_skipped or self.interrupted:
                 try:
                     reduce.write_reduce_state(self.ctx)
@@ -112,6 +118,16 @@ class SessionReporter(RunReporter):
         super().initialize(tasks, selected_tasks)
         self.recovered(recovery)
         self.start_progress()
+
+    def skip_uptodate(self, task: Any) -> None:
+        if is_worker(task.name):
+            self.run_session.fresh.append(task.name)
+        super().skip_uptodate(task)
+
+    def add_success(self, task: Any) -> None:
+        if is_worker(task.name):
+            self.run_session.fresh.append(task.name)
+        super().add_success(task)
 
     def complete_run(self) -> None:
         self.run_session.unwind()

@@ -16,11 +16,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def final(args: argparse.Namespace) -> int:
     ctx = context(args)
-    result = final_phase.write(ctx)
-    decision = result["termination_decision"]
-    verdict = "finish" if decision["should_finish"] else "iterate"
-    print(
-        f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
-        f"{final_phase.final_json_path(ctx)}, {final_phase.final_md_path(ctx)}"
-    )
+    print(final_phase.summary_line(ctx, final_phase.write(ctx)))
     return 0

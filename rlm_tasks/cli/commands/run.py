@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 
 from doit.cmd_base import ModuleTaskLoader
@@ -10,18 +11,24 @@ from doit.doit_cmd import DoitMain
 
 from rlm_tasks.cli.common import context, jobs
 from rlm_tasks.config.plan import load_plan
+from rlm_tasks.errors import UserError
 from rlm_tasks.layout import BREAKS_LOG
 from rlm_tasks.lifecycle.runlock import RunLock
-from rlm_tasks.run import detach, inflight, worker
+from rlm_tasks.run import detach, doitdb, inflight, worker
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.tasks import doit_namespace
 
 HELP = "run the stale and missing tasks (same as `doit` in the repo root)"
+PHASE_TASKS = ("plan", "map", "verify", "reduce", "deferred", "final", "archive")  # tasks.task_generators
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--jobs", type=jobs, help="workers at once (default: budget.max_inflight)")
-    parser.add_argument("tasks", nargs="*", help="doit task names, e.g. map:inventory (default: all)")
+    parser.add_argument("tasks", nargs="*", help="task ids or doit task names, e.g. inventory or map:inventory "
+                                                 "(default: all)")
+    parser.add_argument("--force", action="store_true",
+                        help="run the named tasks again even though their reports are fresh (the earlier report "
+                             "goes to history); same as `doit forget TASK` before `doit`")
     parser.add_argument("--detach", action="store_true",
                         help="start the run in the background and return at once (pid and log under the run dir)")
     parser.add_argument("--adopt", action="store_true",
@@ -34,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     worker.kill_grace()  # a bad RLM_KILL_GRACE_SECONDS is refused before anything starts, --detach too
+    if args.tasks or args.force:
+        ctx = context(args)
+        args.tasks = doit_names(ctx, args.tasks)
+        if args.force:
+            if not args.tasks:
+                raise UserError("rlm run --force: name the tasks to run again, e.g. `rlm run --force "
+                                f"{ctx.plan.tasks[0].id if ctx.plan.tasks else 'TASK'}`", exit_code=2)
+            doitdb.force(ctx.layout.doit_db, [name for name in args.tasks if name in _worker_names(ctx)])
     if args.break_lock:  # take a stale lock (logged) and hand it back; the run below takes it as usual
         ctx = RunContext(load_plan(args.config))
         lock = RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours)
@@ -52,6 +67,24 @@ def run(args: argparse.Namespace) -> int:
             os.environ.pop(inflight.ADOPT_ENV, None)
         else:
             os.environ[inflight.ADOPT_ENV] = previous
+
+
+def _worker_names(ctx: RunContext) -> dict[str, str]:
+    return {task.doit_name: task.doit_name for task in ctx.plan.tasks}
+
+
+def doit_names(ctx: RunContext, names: list[str]) -> list[str]:
+    """Each name as doit knows it: `parser` is `map:parser`; an unknown name is a usage error (exit 2)."""
+    known = {**_worker_names(ctx), **{task.id: task.doit_name for task in ctx.plan.tasks},
+             **{name: name for name in PHASE_TASKS}}
+    out = []
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"rlm run: unknown task '{name}'{hint}; `rlm status` lists the tasks", exit_code=2)
+        out.append(known[name])
+    return out
 
 
 def _detach(args: argparse.Namespace) -> int:

@@ -1,0 +1,66 @@
+"""`doit forget` and `rlm run --force`: make a fresh task run again, though provenance says it is fresh.
+
+Provenance decides freshness, and a fresh clone (no doit database) must run nothing; so a task
+missing from doit's database cannot by itself mean "forgotten". rlm therefore keeps, in doit's own
+database, one `rlm-known:<task>` row next to each task row it has seen fresh or finished here:
+a task with that row but without its own row was forgotten (`doit forget` removes only the
+task's row). Deleting the database or `doit forget --all` removes both, and provenance decides again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+KNOWN = "rlm-known:"
+EMPTY = "{}"  # doit's JSON codec: a task with no saved values
+
+
+def _connect(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(db), timeout=30)
+    conn.execute("create table if not exists doit (task_id text not null primary key, task_data json)")
+    return conn
+
+
+def forgotten(db: Path) -> frozenset[str]:
+    """Task names rlm saw fresh here whose doit record was removed since (`doit forget`, `rlm run --force`)."""
+    if not db.exists():
+        return frozenset()
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = {row[0] for row in conn.execute("select task_id from doit")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return frozenset()  # no table yet, or a damaged cache: provenance decides
+    return frozenset(name[len(KNOWN):] for name in rows if name.startswith(KNOWN) and name[len(KNOWN):] not in rows)
+
+
+def remember(db: Path, names: Iterable[str]) -> None:
+    """After a run: these tasks are fresh here; give each a doit record and a known row (new rows only)."""
+    wanted = {name for task in names for name in (task, KNOWN + task)}
+    if not wanted:
+        return
+    conn = _connect(db)
+    try:
+        missing = wanted - {row[0] for row in conn.execute("select task_id from doit")}
+        if missing:  # a no-op run writes nothing
+            with conn:
+                conn.executemany("insert or ignore into doit values (?, ?)", [(n, EMPTY) for n in sorted(missing)])
+    finally:
+        conn.close()
+
+
+def force(db: Path, names: Iterable[str]) -> None:
+    """Mark tasks forgotten, as `doit forget` does, also when this machine never ran them."""
+    names = sorted(set(names))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect(db)
+    try:
+        with conn:
+            conn.executemany("delete from doit where task_id = ?", [(name,) for name in names])
+            conn.executemany("insert or ignore into doit values (?, ?)", [(KNOWN + name, EMPTY) for name in names])
+    finally:
+        conn.close()
