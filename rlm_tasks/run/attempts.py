@@ -118,6 +118,7 @@ def retire_report(ctx: RunContext, task: TaskSpec) -> str | None:
             jsonio.write_json(dest.with_suffix(".provenance.json"), entry)
         _move_aside(report, dest)
     ctx.store.forget(task.id)
+    ctx.store.compact()  # `doit clean` is not a run: nothing else would fold the journal into provenance.json
     return dest.relative_to(ctx.layout.root).as_posix() if dest else None
 
 
