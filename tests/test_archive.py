@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import Repo
 
 from rlm_tasks import clock, jsonio, tasks
 from rlm_tasks.cli.main import main
@@ -61,11 +62,11 @@ def finish_run(root: Path) -> None:
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    write_config(tmp_path)
-    finish_run(tmp_path)
-    return tmp_path
+def finished(repo: Repo) -> Path:
+    """The harness's repository with the files a finished run leaves."""
+    write_config(repo.root)
+    finish_run(repo.root)
+    return repo.root
 
 
 def context(root: Path) -> RunContext:
@@ -80,10 +81,10 @@ def run_files(root: Path) -> dict[str, bytes]:
             for base, prefix in trees for p in sorted(base.rglob("*")) if p.is_file()}
 
 
-def test_archive_copies_hashes_and_locks_the_run(repo: Path) -> None:
-    before = run_files(repo)
-    result = archive.create(context(repo), now=NOW)
-    dest = repo / ".rlm/archive" / ARCHIVE_ID
+def test_archive_copies_hashes_and_locks_the_run(finished: Path) -> None:
+    before = run_files(finished)
+    result = archive.create(context(finished), now=NOW)
+    dest = finished / ".rlm/archive" / ARCHIVE_ID
     assert result.archive_id == ARCHIVE_ID and result.archive_rel == f".rlm/archive/{ARCHIVE_ID}"
     assert sorted(p.name for p in dest.iterdir()) == ["in_use_by", "meta.json", "run"]
     meta = json.loads((dest / "meta.json").read_text())
@@ -96,47 +97,47 @@ def test_archive_copies_hashes_and_locks_the_run(repo: Path) -> None:
     assert {p: (dest / "run" / p).read_bytes() for p in meta["manifest"]} == before
     for path in [dest, dest / "meta.json", *(dest / "run").rglob("*")]:
         assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), path
-    assert archive.verify(repo, ARCHIVE_ID).intact
+    assert archive.verify(finished, ARCHIVE_ID).intact
 
-    pointer = json.loads((repo / RUN / "archived_to.json").read_text())
+    pointer = json.loads((finished / RUN / "archived_to.json").read_text())
     assert schema.check("archived_to", pointer) == []
     assert pointer["archive_path"] == f".rlm/archive/{ARCHIVE_ID}"
     tarball = f"{LOCAL}/transient-{ARCHIVE_ID}.tar.gz"
     assert pointer["transient"] == {"mode": "compress", "paths": [f"{LOCAL}/logs", f"{LOCAL}/progress"],
                                     "compressed_to": tarball}
-    assert not (repo / LOCAL / "logs").exists() and not (repo / LOCAL / "progress").exists()
-    with tarfile.open(repo / tarball) as tar:
+    assert not (finished / LOCAL / "logs").exists() and not (finished / LOCAL / "progress").exists()
+    with tarfile.open(finished / tarball) as tar:
         assert sorted(m.name for m in tar.getmembers() if m.isfile()) == [
             "artifacts/logs/a.attempt-1.log", "artifacts/logs/v.attempt-1.log", "artifacts/progress/a.md"]
-    assert (repo / RUN / "final.json").exists() and (repo / RUN / "artifacts/reports/a.md").exists()
+    assert (finished / RUN / "final.json").exists() and (finished / RUN / "artifacts/reports/a.md").exists()
 
 
 @pytest.mark.parametrize(("mode", "logs_left"), [("remove", False), ("keep", True)])
-def test_transient_mode(repo: Path, mode: str, logs_left: bool) -> None:
-    write_config(repo, lifecycle={"transient": mode, "ttl_days": 3, "keep_forever": True})
-    result = archive.create(context(repo), now=NOW)
-    assert (repo / LOCAL / "logs").exists() is logs_left
-    assert not list((repo / LOCAL).glob("*.tar.gz"))
-    meta = json.loads((repo / ".rlm/archive" / result.archive_id / "meta.json").read_text())
+def test_transient_mode(finished: Path, mode: str, logs_left: bool) -> None:
+    write_config(finished, lifecycle={"transient": mode, "ttl_days": 3, "keep_forever": True})
+    result = archive.create(context(finished), now=NOW)
+    assert (finished / LOCAL / "logs").exists() is logs_left
+    assert not list((finished / LOCAL).glob("*.tar.gz"))
+    meta = json.loads((finished / ".rlm/archive" / result.archive_id / "meta.json").read_text())
     assert meta["retention"]["ttl_days"] == 3 and meta["retention"]["keep_forever"] is True
     assert "artifacts/logs/a.attempt-1.log" in meta["manifest"]  # the archive keeps what the run dir drops
 
 
-def test_archive_refused_without_final_outputs(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (repo / RUN / "final.json").unlink()
-    (repo / RUN / "deferred.json").unlink()
+def test_archive_refused_without_final_outputs(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (finished / RUN / "final.json").unlink()
+    (finished / RUN / "deferred.json").unlink()
     assert main(["archive"]) == 1
     assert capsys.readouterr().err == (
         "rlm: archive refused: run 'r' has no .rlm/runs/r/final.json and no .rlm/runs/r/deferred.json; "
         "finish the run first (`doit final`)\n")
-    assert not (repo / ".rlm/archive").exists()
-    assert not (repo / RUN / "archived_to.json").exists()
+    assert not (finished / ".rlm/archive").exists()
+    assert not (finished / RUN / "archived_to.json").exists()
 
 
 @pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
-def test_archive_failing_half_way_leaves_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch,
+def test_archive_failing_half_way_leaves_nothing(finished: Path, monkeypatch: pytest.MonkeyPatch,
                                                  error: BaseException) -> None:
-    before = run_files(repo)
+    before = run_files(finished)
     copied: list[Path] = []
     real_copy = archive._copy_file
 
@@ -148,12 +149,12 @@ def test_archive_failing_half_way_leaves_nothing(repo: Path, monkeypatch: pytest
 
     monkeypatch.setattr(archive, "_copy_file", copy_then_fail)
     with pytest.raises((archive.ArchiveFailed, KeyboardInterrupt)) as caught:
-        archive.create(context(repo), now=NOW)
+        archive.create(context(finished), now=NOW)
     if isinstance(error, OSError):
         assert str(caught.value) == "archive failed, nothing was archived: [Errno 28] No space left on device"
     assert len(copied) == 3
-    assert list((repo / ".rlm/archive").iterdir()) == []  # no archive, no temp directory
-    assert run_files(repo) == before  # the run directory is untouched
+    assert list((finished / ".rlm/archive").iterdir()) == []  # no archive, no temp directory
+    assert run_files(finished) == before  # the run directory is untouched
 
 
 KILL_MID_COPY = textwrap.dedent("""
@@ -173,24 +174,24 @@ KILL_MID_COPY = textwrap.dedent("""
 """)
 
 
-def test_archive_killed_half_way_leaves_no_archive(repo: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", KILL_MID_COPY], cwd=repo, check=False,
+def test_archive_killed_half_way_leaves_no_archive(finished: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", KILL_MID_COPY], cwd=finished, check=False,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == -signal.SIGKILL
-    assert cleanup.archive_ids(repo) == []
-    leftovers = [p.name for p in (repo / ".rlm/archive").iterdir()]
+    assert cleanup.archive_ids(finished) == []
+    leftovers = [p.name for p in (finished / ".rlm/archive").iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".tmp~r-")  # hidden: never taken for an archive
-    result = cleanup.run(repo)
+    result = cleanup.run(finished)
     assert [(d.action, d.archive_id) for d in result.decisions] == [("removed-partial", leftovers[0])]
-    assert list((repo / ".rlm/archive").iterdir()) == []
+    assert list((finished / ".rlm/archive").iterdir()) == []
 
 
-def test_verify_reports_tampering(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    archive.create(context(repo), now=NOW)
+def test_verify_reports_tampering(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive.create(context(finished), now=NOW)
     assert main(["archive", "verify", ARCHIVE_ID]) == 0
     assert capsys.readouterr().out == f"archive {ARCHIVE_ID}: intact (8 files match the manifest)\n"
 
-    run = repo / ".rlm/archive" / ARCHIVE_ID / "run"
+    run = finished / ".rlm/archive" / ARCHIVE_ID / "run"
     os.chmod(run / "artifacts/reports", 0o755)
     os.chmod(run / "artifacts/reports/a.md", 0o644)
     (run / "artifacts/reports/a.md").write_text("# a, edited\n")
@@ -206,28 +207,28 @@ def test_verify_reports_tampering(repo: Path, capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err == (f"no archive 'r-20000101T000000Z' under .rlm/archive; archives: {ARCHIVE_ID}\n")
 
 
-def test_rlm_archive_takes_the_run_lock(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = context(repo)
+def test_rlm_archive_takes_the_run_lock(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = context(finished)
     with RunLock(ctx.layout):
         assert main(["archive"]) == 3
     assert "rlm: run 'r' is locked by another process" in capsys.readouterr().err
-    assert cleanup.archive_ids(repo) == []
+    assert cleanup.archive_ids(finished) == []
     assert main(["archive", "--ttl-days", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("archived run r to .rlm/archive/r-") and "logs compressed to" in out
-    (archive_id,) = cleanup.archive_ids(repo)
-    assert json.loads((repo / ".rlm/archive" / archive_id / "meta.json").read_text())["retention"]["ttl_days"] == 2
+    (archive_id,) = cleanup.archive_ids(finished)
+    assert json.loads((finished / ".rlm/archive" / archive_id / "meta.json").read_text())["retention"]["ttl_days"] == 2
     assert not ctx.layout.lock_holder_json.exists()  # released
 
 
-def test_use_and_release(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    archive.create(context(repo), now=NOW)
+def test_use_and_release(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive.create(context(finished), now=NOW)
     assert main(["archive", "use", ARCHIVE_ID, "--run", "next"]) == 0
-    marker = repo / ".rlm/archive" / ARCHIVE_ID / "in_use_by" / "next"
+    marker = finished / ".rlm/archive" / ARCHIVE_ID / "in_use_by" / "next"
     assert schema.check("in_use_marker", json.loads(marker.read_text())) == []
     assert json.loads(marker.read_text())["source"] == "manual"
     assert main(["archive", "use", ARCHIVE_ID]) == 0  # --run defaults to rlm.yaml's run
-    assert cleanup.markers(repo / ".rlm/archive" / ARCHIVE_ID) == ["next", "r"]
+    assert cleanup.markers(finished / ".rlm/archive" / ARCHIVE_ID) == ["next", "r"]
     assert main(["archive", "release", ARCHIVE_ID, "--run", "next"]) == 0
     assert main(["archive", "release", ARCHIVE_ID, "--run", "next"]) == 0
     assert capsys.readouterr().out.splitlines()[-2:] == [
@@ -235,19 +236,19 @@ def test_use_and_release(repo: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["archive", "use", "nope", "--run", "x"]) == 2
 
 
-def test_doit_archive_is_a_task_but_not_a_default_one(repo: Path) -> None:
+def test_doit_archive_is_a_task_but_not_a_default_one(finished: Path) -> None:
     namespace = tasks.doit_namespace("rlm.yaml")
     assert "task_archive" in namespace
     assert "archive" not in namespace["DOIT_CONFIG"]["default_tasks"]
     assert namespace["task_archive"]()["task_dep"] == ["final"]
 
 
-def test_a_new_archive_survives_its_own_cleanup(repo: Path) -> None:
+def test_a_new_archive_survives_its_own_cleanup(finished: Path) -> None:
     """ttl_days 0: deleted by the next cleanup, not by the one its own archiving runs."""
     earlier = clock.utc_now() - dt.timedelta(hours=1)
-    first = archive.create(context(repo), ttl_days=0, now=earlier)
-    assert cleanup.archive_ids(repo) == [first.archive_id]
-    second = archive.create(context(repo), ttl_days=0, now=earlier + dt.timedelta(seconds=1))
-    assert cleanup.archive_ids(repo) == [second.archive_id]
+    first = archive.create(context(finished), ttl_days=0, now=earlier)
+    assert cleanup.archive_ids(finished) == [first.archive_id]
+    second = archive.create(context(finished), ttl_days=0, now=earlier + dt.timedelta(seconds=1))
+    assert cleanup.archive_ids(finished) == [second.archive_id]
     assert second.cleanup.deleted == [first.archive_id]
     assert second.lines("r")[-1] == f"cleanup: deleted {first.archive_id}: expired: age 0.0 days > ttl_days 0"

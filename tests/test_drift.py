@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import Repo
 
 from rlm_tasks import jsonio
 from rlm_tasks.config import schema
@@ -35,24 +36,25 @@ def write(root: Path, name: str, text: str) -> None:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    git(tmp_path, "init", "-q")
+def git_repo(repo: Repo) -> Path:
+    """The harness's repository as a git work tree: a few files and rlm.yaml committed."""
+    git(repo.root, "init", "-q")
     for name in ("src/app/main.py", "src/lib/util.py", "README.md", "notes/old.txt"):
-        write(tmp_path, name, "v1\n")
-    (tmp_path / "rlm.yaml").write_text(yaml.safe_dump(CONFIG))
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "start")
-    return tmp_path
+        write(repo.root, name, "v1\n")
+    repo.write(CONFIG)
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "start")
+    return repo.root
 
 
 def context(root: Path) -> RunContext:
     return RunContext(load_plan(root / "rlm.yaml"))
 
 
-def test_drift_in_a_git_repo(repo: Path) -> None:
-    write(repo, "notes/old.txt", "dirty before the run\n")  # already changed at the start: not drift
-    write(repo, "notes/later.txt", "dirty before, edited during\n")
-    ctx = context(repo)
+def test_drift_in_a_git_repo(git_repo: Path) -> None:
+    write(git_repo, "notes/old.txt", "dirty before the run\n")  # already changed at the start: not drift
+    write(git_repo, "notes/later.txt", "dirty before, edited during\n")
+    ctx = context(git_repo)
     assert drift.take_baseline(ctx)
     assert not drift.take_baseline(ctx)  # once per run
     baseline = jsonio.read_json(ctx.layout.abs(drift.baseline_rel(ctx)))
@@ -60,18 +62,18 @@ def test_drift_in_a_git_repo(repo: Path) -> None:
     assert sorted(baseline["dirty"]) == ["notes/later.txt", "notes/old.txt"]
 
     # `app` ran (it has an attempt log); `lib` never did.
-    write(repo, ".rlm/local/runs/r/logs/app.attempt-1.log", "ran\n")
-    write(repo, "src/app/main.py", "v2\n")
-    write(repo, "src/lib/util.py", "v2\n")
-    write(repo, "src/lib/new.py", "new\n")
-    write(repo, "README.md", "v2\n")
-    write(repo, "notes/later.txt", "edited during the run\n")
-    write(repo, "scratch.txt", "untracked\n")
-    write(repo, ".rlm/runs/r/artifacts/reports/reader.md", "# report\n")  # the run's own output
+    write(git_repo, ".rlm/local/runs/r/logs/app.attempt-1.log", "ran\n")
+    write(git_repo, "src/app/main.py", "v2\n")
+    write(git_repo, "src/lib/util.py", "v2\n")
+    write(git_repo, "src/lib/new.py", "new\n")
+    write(git_repo, "README.md", "v2\n")
+    write(git_repo, "notes/later.txt", "edited during the run\n")
+    write(git_repo, "scratch.txt", "untracked\n")
+    write(git_repo, ".rlm/runs/r/artifacts/reports/reader.md", "# report\n")  # the run's own output
     config = dict(CONFIG, goal="edited goal")
-    (repo / "rlm.yaml").write_text(yaml.safe_dump(config))  # edit-and-rerun: not drift
+    (git_repo / "rlm.yaml").write_text(yaml.safe_dump(config))  # edit-and-rerun: not drift
 
-    report = drift.report(context(repo))
+    report = drift.report(context(git_repo))
     assert schema.check("drift", report) == []
     assert report == {
         "checked": True,
@@ -85,30 +87,30 @@ def test_drift_in_a_git_repo(repo: Path) -> None:
     }
 
 
-def test_commits_made_during_the_run_still_count(repo: Path) -> None:
-    ctx = context(repo)
+def test_commits_made_during_the_run_still_count(git_repo: Path) -> None:
+    ctx = context(git_repo)
     drift.take_baseline(ctx)
-    write(repo, "README.md", "committed during the run\n")
-    git(repo, "commit", "-qam", "during")
+    write(git_repo, "README.md", "committed during the run\n")
+    git(git_repo, "commit", "-qam", "during")
     report = drift.report(ctx)
     assert report["unowned"] == ["README.md"]
     assert report["changed_files"] == 1
 
 
-def test_without_a_baseline_head_stands_in(repo: Path) -> None:
-    write(repo, "src/lib/util.py", "v2\n")
-    report = drift.report(context(repo))
+def test_without_a_baseline_head_stands_in(git_repo: Path) -> None:
+    write(git_repo, "src/lib/util.py", "v2\n")
+    report = drift.report(context(git_repo))
     assert report["note"] == "no baseline from the run's start: compared with HEAD"
     assert report["since"] is None
     assert report["owned_by_tasks_not_run"] == [{"path": "src/lib/util.py", "tasks": ["lib"]}]
 
 
-def test_a_task_that_ran_owns_its_changes(repo: Path) -> None:
-    ctx = context(repo)
+def test_a_task_that_ran_owns_its_changes(git_repo: Path) -> None:
+    ctx = context(git_repo)
     drift.take_baseline(ctx)
     jsonio.write_json(ctx.layout.provenance_json, {"version": 1, "run_id": "r", "tasks": {"lib": {"attempt": 1}}})
-    write(repo, "src/lib/util.py", "v2\n")
-    report = drift.report(context(repo))
+    write(git_repo, "src/lib/util.py", "v2\n")
+    report = drift.report(context(git_repo))
     assert (report["changed_files"], report["unowned"], report["owned_by_tasks_not_run"]) == (1, [], [])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import Repo
 
 from rlm_tasks.config.ownership import matches, patterns_overlap
 from rlm_tasks.config.plan import ConfigError, load_plan
@@ -31,14 +32,14 @@ def problems(root: Path, body: str) -> list[str]:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def owned(repo: Repo) -> Path:
+    """The harness's repository with a few files for tasks to own."""
     for name in ("src/app/core.py", "src/app/cli.py", "src/lib/util.py", "docs/guide.md"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("x\n")
-    return tmp_path
+        repo.write("x\n", name)
+    return repo.root
 
 
-def test_siblings_owning_the_same_files_are_an_error(repo: Path) -> None:
+def test_siblings_owning_the_same_files_are_an_error(owned: Path) -> None:
     body = """\
 tasks:
   - id: core
@@ -48,14 +49,14 @@ tasks:
     goal: edit the app
     owns: ["src/app/*.py"]
 """
-    assert problems(repo, body) == [
+    assert problems(owned, body) == [
         "rlm.yaml:11:12: tasks[1].owns[0]: 'src/app/*.py' overlaps 'src/app/core.py' owned by task 'core' "
         "(tasks[0].owns[0]), and 'core' and 'everything' can run at the same time: both own src/app/core.py; "
         "make one wait for the other with depends_on, e.g. `depends_on: [core]` on task 'everything'"]
 
 
-def test_tasks_ordered_by_depends_on_may_own_the_same_files(repo: Path) -> None:
-    plan = load(repo, """\
+def test_tasks_ordered_by_depends_on_may_own_the_same_files(owned: Path) -> None:
+    plan = load(owned, """\
 tasks:
   - id: first
     goal: g
@@ -76,8 +77,8 @@ verify:
     assert plan.task("last").owns == ("src/app/**",)
 
 
-def test_disjoint_owners_are_fine(repo: Path) -> None:
-    load(repo, """\
+def test_disjoint_owners_are_fine(owned: Path) -> None:
+    load(owned, """\
 tasks:
   - {id: app, goal: g, owns: ["src/app/**"]}
   - {id: lib, goal: g, owns: [src/lib]}
@@ -86,28 +87,28 @@ tasks:
 """)
 
 
-def test_patterns_matching_no_file_yet_are_compared_as_patterns(repo: Path) -> None:
+def test_patterns_matching_no_file_yet_are_compared_as_patterns(owned: Path) -> None:
     body = """\
 tasks:
   - {id: new, goal: g, owns: ["src/new/**/*.py"]}
   - {id: tests, goal: g, owns: ["src/*/test_*.py"]}
 """
-    assert problems(repo, body) == [
+    assert problems(owned, body) == [
         "rlm.yaml:7:33: tasks[1].owns[0]: 'src/*/test_*.py' overlaps 'src/new/**/*.py' owned by task "
         "'new' (tasks[0].owns[0]), and 'new' and 'tests' can run at the same time: the patterns can match the same "
         "files; make one wait for the other with depends_on, e.g. `depends_on: [new]` on task 'tests'"]
 
 
-def test_existing_files_decide_when_both_patterns_match_some(repo: Path) -> None:
+def test_existing_files_decide_when_both_patterns_match_some(owned: Path) -> None:
     # `src/*/core.py` and `src/lib/*` could meet at src/lib/core.py, which does not exist: no overlap.
-    load(repo, """\
+    load(owned, """\
 tasks:
   - {id: a, goal: g, owns: [src/*/core.py]}
   - {id: b, goal: g, owns: ["src/lib/*"]}
 """)
 
 
-def test_defaults_owns_shared_by_concurrent_tasks(repo: Path) -> None:
+def test_defaults_owns_shared_by_concurrent_tasks(owned: Path) -> None:
     body = """\
 defaults:
   owns: [docs/]
@@ -118,9 +119,9 @@ tasks:
 verify:
   - {id: v, goal: g, owns: [src/lib/]}
 """
-    assert [p.split(": ")[1] for p in problems(repo, body)] == ["defaults.owns[0]", "verify[0].owns[0]"]
-    assert "'a' and 'c' can run at the same time: both own docs/guide.md" in problems(repo, body)[0]
-    assert "'b' and 'v' can run at the same time: both own src/lib/util.py" in problems(repo, body)[1]
+    assert [p.split(": ")[1] for p in problems(owned, body)] == ["defaults.owns[0]", "verify[0].owns[0]"]
+    assert "'a' and 'c' can run at the same time: both own docs/guide.md" in problems(owned, body)[0]
+    assert "'b' and 'v' can run at the same time: both own src/lib/util.py" in problems(owned, body)[1]
 
 
 @pytest.mark.parametrize(("pattern", "path", "owned"), [
@@ -158,8 +159,8 @@ def test_pattern_overlap(a: str, b: str, overlap: bool) -> None:
     assert patterns_overlap(b, a) is overlap
 
 
-def test_contract_and_prompts_name_the_owners(repo: Path) -> None:
-    plan = load(repo, """\
+def test_contract_and_prompts_name_the_owners(owned: Path) -> None:
+    plan = load(owned, """\
 tasks:
   - {id: app, goal: g, owns: ["src/app/**", docs/guide.md]}
   - {id: reader, goal: g}
@@ -177,6 +178,6 @@ tasks:
     assert "Files you own" not in jinja.render_prompt(plan, plan.task("reader"), layout)
 
 
-def test_contract_without_owns_has_no_ownership_section(repo: Path) -> None:
-    plan = load(repo, "tasks:\n  - {id: a, goal: g}\n  - {id: b, goal: g}\n")
+def test_contract_without_owns_has_no_ownership_section(owned: Path) -> None:
+    plan = load(owned, "tasks:\n  - {id: a, goal: g}\n  - {id: b, goal: g}\n")
     assert "ownership" not in jinja.render_contract(plan).lower()
