@@ -20,8 +20,9 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
     child        start a child in the same process group (a timeout or signal must end it too)
     hang         never finish (with `child`, neither does the child)
     ignore_term  ignore SIGTERM (it and its child): only SIGKILL ends it
-    barrier      wait up to 2 s until this many ($FAKE_AGENT_BARRIER_N if set) workers have reached the barrier
-                 in $FAKE_AGENT_BARRIER_DIR; alone past the wait, exit 2 without a report
+    barrier      wait until this many ($FAKE_AGENT_BARRIER_N if set) workers have reached the barrier in
+                 $FAKE_AGENT_BARRIER_DIR; still short of them after `barrier_wait` seconds (default 2), exit 2
+                 without a report
     attempts     {"<attempt>": BEHAVIOUR}: overrides for one attempt ($RLM_ATTEMPT), e.g. fail only the first
     usage        token usage it reports: as codex with `--json` (the runner's event stream) a `turn.completed`
                  event with this usage (default USAGE) on stdout; as a command worker, written to
@@ -147,7 +148,7 @@ def report_text(envelope: dict[str, Any], *, with_compliance: bool = True) -> st
     return "\n".join(lines)
 
 
-def barrier(worker_id: str, count: int, wait: float = 2.0) -> bool:
+def barrier(worker_id: str, count: int, wait: float) -> bool:
     """True once `count` workers are running at the same time (each leaves a file)."""
     directory = Path(os.environ["FAKE_AGENT_BARRIER_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
@@ -210,7 +211,7 @@ def main() -> int:
     while behaviour.get("wait_for") and not Path(behaviour["wait_for"]).exists():
         time.sleep(0.02)
     count = int(os.environ.get("FAKE_AGENT_BARRIER_N") or behaviour.get("barrier") or 0)
-    if count and not barrier(worker_id, count):
+    if count and not barrier(worker_id, count, float(behaviour.get("barrier_wait", 2.0))):
         print("fake agent: nobody else reached the barrier", flush=True)
         return 2
     text = (behaviour.get("text", "").replace("{worker_id}", worker_id).replace("{attempt}", str(attempt))

@@ -116,23 +116,23 @@ def test_rlm_run_is_doit(repo: Repo) -> None:
     assert repo.ran() == ["a", "b", "b"]
 
 
-def barrier_run(repo: Repo) -> None:
-    """Two tasks that each succeed only while the other runs at the same time (fake agent mode `barrier`)."""
-    env = {"FAKE_AGENT_LOG": str(repo.log), "FAKE_AGENT_MODE": "barrier",
-           "FAKE_AGENT_BARRIER_DIR": str(repo.root / "barrier"), "FAKE_AGENT_BARRIER_N": "2"}
+def barrier_run(repo: Repo, wait: float) -> None:
+    """Two tasks that each succeed only while the other runs at the same time: each waits for the other
+    (up to `wait` seconds) at a barrier."""
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], budget={"max_inflight": 2},
-                     agent={"env": env})
+                     agent={"env": {"FAKE_AGENT_BARRIER_DIR": str(repo.root / "barrier")}})
+    repo.agent_spec({"*": {"barrier": 2, "barrier_wait": wait}})
 
 
 def test_doit_runs_max_inflight_workers_at_once(repo: Repo) -> None:
-    barrier_run(repo)
+    barrier_run(repo, wait=60)  # both run at once: the second arrives as soon as doit starts it
     result = repo.doit()
     assert result.code == 0, result.out
     assert repo.report("a").exists() and repo.report("b").exists()
 
 
 def test_doit_n_overrides_max_inflight(repo: Repo) -> None:
-    barrier_run(repo)
+    barrier_run(repo, wait=0.3)  # one at a time: the other cannot arrive while the first waits
     result = repo.doit("-n", "1")
     assert result.code == 1  # one at a time: the first waits alone at the barrier and gives up
     assert len([line for line in result.out.splitlines() if "FAILED" in line]) == 1
