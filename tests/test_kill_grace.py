@@ -59,12 +59,24 @@ def test_unset_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
 BAD = ["soon", "nan", "inf", "-inf", "-1", "3600.5", "1e400", "0x10", "1 2"]
 
 
+def refusal(raw: str) -> str:
+    return f"RLM_KILL_GRACE_SECONDS: expected a number of seconds from 0 to 3600, got {raw.strip()!r}\n"
+
+
 @pytest.mark.parametrize("raw", BAD)
-def test_a_bad_value_is_one_line_exit_2_before_anything_runs(repo: Repo, raw: str) -> None:
+def test_a_bad_value_is_one_line_exit_2_before_anything_runs(repo: Repo, monkeypatch: pytest.MonkeyPatch,
+                                                             raw: str) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
-    line = f"RLM_KILL_GRACE_SECONDS: expected a number of seconds from 0 to 3600, got {raw.strip()!r}\n"
-    for result in (repo.doit_cli(RLM_KILL_GRACE_SECONDS=raw), repo.rlm_cli("run", RLM_KILL_GRACE_SECONDS=raw),
-                   repo.rlm_cli("run", "--detach", RLM_KILL_GRACE_SECONDS=raw)):
-        assert (result.code, result.out, result.err) == (2, "", line)
+    monkeypatch.setenv("RLM_KILL_GRACE_SECONDS", raw)
+    for result in (repo.doit(), repo.rlm("run"), repo.rlm("run", "--detach")):
+        assert (result.code, result.out, result.err) == (2, "", refusal(raw))
     assert repo.calls() == []
     assert not (repo.local_dir / "detached.json").exists()
+
+
+def test_the_real_commands_refuse_a_bad_value(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}])
+    for result in (repo.doit_cli(RLM_KILL_GRACE_SECONDS="nan"), repo.rlm_cli("run", RLM_KILL_GRACE_SECONDS="nan"),
+                   repo.rlm_cli("run", "--detach", RLM_KILL_GRACE_SECONDS="nan")):
+        assert (result.code, result.out, result.err) == (2, "", refusal("nan"))
+    assert repo.calls() == []
