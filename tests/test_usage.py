@@ -6,6 +6,7 @@ The real codex and claude CLIs against the scripted servers are in tests/e2e/tes
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 from conftest import LOCAL_RUN, RUN_DIR, Repo
@@ -69,6 +70,16 @@ def test_an_unknown_model_counts_tokens_only_and_prices_override(repo: Repo) -> 
     assert provenance["tasks"]["b"]["attempts"][0]["usage"] == record(None, "unknown", "my-model")
     lines = repo.rlm("status").lines
     assert lines[1] == "usage: 2200 tokens (input 2000, cached 400, output 200), $0.0120 + 1 attempt of unknown price"
+
+
+def test_a_fresh_clone_knows_what_the_committed_reports_cost(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}])
+    assert repo.doit().code == 0
+    before = json.loads(repo.rlm("status", "--json").out)["usage"]
+    shutil.rmtree(repo.path(".rlm/local"))  # what a clone has: the committed run directory only
+    after = json.loads(repo.rlm("status", "--json").out)["usage"]
+    assert after == before
+    assert after["total"]["total_tokens"] == 2200
 
 
 def test_failed_attempts_count_too(repo: Repo) -> None:
