@@ -275,6 +275,18 @@ def test_too_many_items(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
          "(exclude:, a smaller glob) or split it"]
 
 
+def test_too_many_files(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlm_tasks.config import foreach
+
+    monkeypatch.setattr(foreach, "MAX_ITEMS", 2)
+    for name in ("a", "b", "c"):
+        repo.write("\n", f"src/{name}.py")
+    assert errors(repo, HEAD + """\
+  - {id: "a-{{ item.stem }}", goal: g, foreach: {files: "src/*.py"}}
+""") == ["rlm.yaml:6:57: tasks[0].foreach.files: matches more than the 2 files a fan-out may have; narrow it "
+         "(exclude:, a smaller glob) or split it"]
+
+
 def test_globs_never_match_git_or_rlm_state(repo: Repo) -> None:
     for rel in (".git/hooks/x.py", ".rlm/cache/y.py", "z.py"):
         repo.write("\n", rel)

@@ -219,7 +219,9 @@ def _glob(out: Expansion, at: KeyPath, spec: dict[str, Any], root: Path) -> list
             if os.path.isfile(root / rel):
                 found.append(rel)
         if len(found) > MAX_ITEMS:
-            break
+            out.problems.append(((*at, "files"), f"matches more than the {MAX_ITEMS} files a fan-out may have; "
+                                                 "narrow it (exclude:, a smaller glob) or split it"))
+            return None
     out.sources.append(["files", found])
     return list(found)
 
