@@ -47,6 +47,7 @@ _PATH_EVENTS = {"os.mkdir": ((0,), (2,)), "os.remove": ((0,), (1,)), "os.rmdir":
                 "os.chmod": ((0,), (2,)), "os.truncate": ((0,), ()), "os.utime": ((0,), (3,)),
                 "shutil.rmtree": ((0,), (1,)), "sqlite3.connect": ((0,), ()), "os.rename": ((0, 1), (2, 3)),
                 "os.link": ((1,), (2, 3)), "os.symlink": ((1,), (2,))}
+_NO_FOLLOW = {"os.remove", "os.rename", "os.rmdir", "os.symlink", "os.link", "os.mkdir"}
 _guard: dict[str, Any] = {"allowed": None, "violations": [], "busy": threading.local()}
 _TMP = os.path.realpath(tempfile.gettempdir())
 
@@ -80,7 +81,11 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         for target in targets:
             if target is None or isinstance(target, int) or target == ":memory:":
                 continue
-            path = os.path.realpath(os.path.abspath(os.fsdecode(target)))
+            path = os.path.abspath(os.fsdecode(target))
+            if event in _NO_FOLLOW:  # acts on a symlink itself, not on what it points to
+                path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+            else:
+                path = os.path.realpath(path)
             if not _allowed(path, root):
                 _guard["violations"].append(f"{event} {path}")
                 raise PermissionError(f"test wrote outside its tmp_path: {event} {path}")

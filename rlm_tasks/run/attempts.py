@@ -9,6 +9,7 @@ attempt left is moved aside, never left at report_path to look done.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import shutil
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
+from rlm_tasks.config import paths as config_paths
 from rlm_tasks.config.plan import TIER_ORDER, Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
@@ -84,6 +86,25 @@ def prepare(ctx: RunContext) -> None:
     if not ctx.contract_written:
         jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.contract_rel), ctx.contract_text)
         ctx.contract_written = True
+
+
+def _foreign_report(ctx: RunContext, sess: inflight.Session, task: TaskSpec, report: Path) -> str | None:
+    """Why the worker must not start: report_path leads outside the repository, or holds a file that is not
+    a report of this task (no provenance, no attempt of ours left it). Such a file is never moved or overwritten."""
+    try:
+        config_paths.confined(ctx.plan.root, task.report_path, "report_path")
+    except config_paths.UnsafePath as exc:
+        return str(exc)
+    if not os.path.lexists(report):
+        return None
+    if os.path.islink(report):
+        return f"report_path {task.report_path} is a symlink; not touched (remove it to run the task)"
+    in_run_folder = task.report_path.startswith(f"{ctx.layout.run_dir_rel}/artifacts/reports/")
+    # The run's own report folder holds only what workers wrote there; such a file is kept in history/.
+    if not in_run_folder and ctx.store.get(task.id) is None and sess.ended.get(task.id) is None:
+        return (f"report_path {task.report_path} holds a file this task did not write (no provenance for it); "
+                "not touched (move it away or choose another report_path)")
+    return None
 
 
 def _set_aside_previous(ctx: RunContext, sess: inflight.Session, task: TaskSpec, report: Path) -> None:
@@ -188,6 +209,8 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     failure: str | None
     if result.error:
         outcome, failure = ("interrupted" if result.interrupted else "start_error"), result.error
+    elif result.over_cap:
+        outcome, failure = "over_cap", result.over_cap
     elif result.timed_out:
         outcome, failure = "timeout", f"timed out after {invocation.timeout:g}s"
     elif result.stalled:
@@ -283,6 +306,9 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
         if outcome is not None:
             return outcome
 
+    foreign = _foreign_report(ctx, sess, task, report)
+    if foreign is not None:
+        return TaskOutcome(False, foreign, 0, 0.0, task.compute_tier, 0)
     _set_aside_previous(ctx, sess, task, report)
     history: list[dict[str, Any]] = []
     failure = "not started"

@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import IO
 
 from rlm_tasks import jsonio
+from rlm_tasks.config import paths
 from rlm_tasks.errors import UserError
 from rlm_tasks.procs import group_has_live_member
 from rlm_tasks.run.agents import Invocation
+from rlm_tasks.state.reports import MAX_REPORT_BYTES
 
 KILL_GRACE_ENV = "RLM_KILL_GRACE_SECONDS"
+MAX_LOG_BYTES = 100 * 1024 * 1024  # a worker's log past this ends the attempt; the tail is kept
+LOG_TAIL_BYTES = 1024 * 1024
 KILL_GRACE_SECONDS = 3.0  # the default: how long a worker group asked to stop (SIGTERM) has before SIGKILL
 MAX_KILL_GRACE_SECONDS = 3600.0  # beyond this a wait's timeout overflows, and no grace needs an hour
 POLL_SECONDS = 0.2
@@ -46,6 +50,7 @@ class AttemptResult:
     stalled: bool = False
     interrupted: bool = False  # ended because the orchestrator is shutting down
     pid: int | None = None
+    over_cap: str | None = None  # ended because its stdout report or its log went over the cap
 
     @property
     def duration(self) -> float:
@@ -232,10 +237,37 @@ def _follow(events_path: Path, log: IO[bytes], kind: str, stop: threading.Event)
         show(pending)
 
 
-def _drain(stdout: IO[bytes], chunks: list[bytes]) -> None:
-    with stdout:
-        for chunk in iter(lambda: stdout.read(1 << 16), b""):
-            chunks.append(chunk)
+class _StdoutReport:
+    """A `report: stdout` agent's output, streamed to a file beside the log (never held in memory), capped."""
+
+    def __init__(self, path: Path, cap: int) -> None:
+        self.path = path
+        self.cap = cap
+        self.size = 0
+        self.blank = True
+        self.over = threading.Event()
+
+    def drain(self, stdout: IO[bytes]) -> None:
+        with stdout, self.path.open("wb") as out:
+            for chunk in iter(lambda: stdout.read(1 << 16), b""):
+                self.size += len(chunk)
+                if self.size > self.cap:
+                    self.over.set()  # keep reading (the worker must not block on a full pipe), stop keeping
+                    continue
+                out.write(chunk)
+                if self.blank and chunk.strip():
+                    self.blank = False
+
+
+def _trim_log(log_path: Path, keep: int) -> None:
+    """Keep the last `keep` bytes of a log that went over its cap, after a line saying so."""
+    with contextlib.suppress(OSError):
+        size = log_path.stat().st_size
+        with log_path.open("rb") as handle:
+            handle.seek(max(0, size - keep))
+            tail = handle.read()
+        note = f"[rlm: log was {size:,} bytes, over the {MAX_LOG_BYTES:,}-byte cap; only its tail is kept]\n"
+        jsonio.write_bytes_atomic(log_path, note.encode() + tail, durable=False)
 
 
 def _exit_waiter(proc: subprocess.Popen[bytes]) -> tuple[Callable[[float], bool], int | None]:
@@ -292,13 +324,15 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 return AttemptResult(None, False, started, time.time(), error=message)
             _live_groups.add(proc.pid)
         timed_out = stalled = False
-        chunks: list[bytes] = []
+        over_cap: str | None = None
+        captured = _StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
         helpers = [threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True, name="rlm-stdin")]
         if events is not None and events_path is not None and invocation.events is not None:
             helpers.append(threading.Thread(target=_follow, args=(events_path, log, invocation.events, stop),
                                             daemon=True, name="rlm-events"))
         if proc.stdout is not None:
-            helpers.append(threading.Thread(target=_drain, args=(proc.stdout, chunks), daemon=True, name="rlm-stdout"))
+            helpers.append(threading.Thread(target=captured.drain, args=(proc.stdout,), daemon=True,
+                                            name="rlm-stdout"))
         for helper in helpers:
             helper.start()
         exited, pidfd = _exit_waiter(proc)
@@ -306,7 +340,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             if on_start is not None:
                 on_start(proc.pid, started)
             deadline = None if invocation.timeout is None else started + invocation.timeout
-            last_sig, last_change = (_signature(watched), len(chunks)), time.monotonic()
+            last_sig, last_change = (_signature(watched), captured.size), time.monotonic()
             while True:
                 wait = POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.time()))
                 if exited(wait):
@@ -314,12 +348,16 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 if deadline is not None and time.time() >= deadline:
                     timed_out = True
                 elif stall_after is not None:
-                    sig = (_signature(watched), len(chunks))  # stdout of a `report: stdout` agent counts too
+                    sig = (_signature(watched), captured.size)  # stdout of a `report: stdout` agent counts too
                     if sig != last_sig:
                         last_sig, last_change = sig, time.monotonic()
                     elif time.monotonic() - last_change >= stall_after:
                         stalled = True
-                if timed_out or stalled:
+                if captured.over.is_set():
+                    over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
+                elif os.fstat(log.fileno()).st_size > MAX_LOG_BYTES:
+                    over_cap = f"log went over the {MAX_LOG_BYTES:,}-byte cap (its tail is kept)"
+                if timed_out or stalled or over_cap:
                     _end(proc)
                     proc.wait()
                     break
@@ -334,9 +372,19 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 helper.join(timeout=kill_grace_or_default())
             with _live_lock:
                 _live_groups.discard(proc.pid)
-    stdout = b"".join(chunks)
+    if over_cap is None and captured.over.is_set():  # went over between the last poll and the exit
+        over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
+    if log_path.stat().st_size > MAX_LOG_BYTES:
+        _trim_log(log_path, LOG_TAIL_BYTES)
     interrupted = _shutdown.is_set() and not (timed_out or stalled)
-    if invocation.report_from_stdout and not (timed_out or stalled) and proc.returncode == 0 and stdout.strip():
-        jsonio.write_bytes_atomic(report_path, stdout)
+    ended_early = timed_out or stalled or over_cap is not None
+    if invocation.report_from_stdout and not ended_early and proc.returncode == 0 and not captured.blank:
+        try:
+            paths.confined(cwd, os.path.relpath(report_path, cwd), "report_path")
+            os.replace(captured.path, report_path)  # same filesystem: both under the repository
+        except (paths.UnsafePath, OSError) as exc:
+            over_cap = str(exc) if isinstance(exc, paths.UnsafePath) else f"cannot write the report: {exc}"
+    with contextlib.suppress(OSError):
+        captured.path.unlink()
     return AttemptResult(proc.returncode, timed_out, started, time.time(), stalled=stalled,
-                         interrupted=interrupted, pid=proc.pid)
+                         interrupted=interrupted, pid=proc.pid, over_cap=over_cap)

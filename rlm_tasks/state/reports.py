@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
+
+from rlm_tasks.config.paths import regular_file_problem
+
+MAX_REPORT_BYTES = 20 * 1024 * 1024  # a report is prose for an orchestrator to read, not a data dump
 
 HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 
@@ -31,13 +37,24 @@ def headings(text: str) -> list[tuple[int, str]]:
 
 
 def problem(path: Path, required_sections: tuple[str, ...]) -> str | None:
-    """Why the report at `path` is not acceptable, or None when it is."""
+    """Why the report at `path` is not acceptable, or None when it is. A symlink or special file is never
+    read through; a report over MAX_REPORT_BYTES is never read at all."""
+    unsafe = regular_file_problem(path)
+    if unsafe:
+        return unsafe
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return "no report written"
-    except IsADirectoryError:
-        return "report path is a directory"
+    except OSError as exc:  # replaced by a link or a directory since the check above
+        return f"report cannot be read safely: {exc.strerror or exc}"
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return "report is not a regular file"
+        if st.st_size > MAX_REPORT_BYTES:
+            return f"report is {st.st_size:,} bytes, over the {MAX_REPORT_BYTES:,}-byte cap"
+        data = handle.read(MAX_REPORT_BYTES + 1)
     if not data.strip():
         return "report is empty"
     text = data.decode("utf-8", errors="replace")

@@ -1,0 +1,124 @@
+"""Issue 10, reports at run time: a file the task did not write is never moved or overwritten, a symlink or
+special file is never read through, paths are checked again when used, reports and logs have caps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import RUN_DIR, Repo
+
+from rlm_tasks.run import worker
+from rlm_tasks.state import reports
+
+REPORTS = f"{RUN_DIR}/artifacts/reports"
+
+
+def python_worker(repo: Repo, code: str, **task: object) -> None:
+    """One task whose worker is `python -c CODE` (RLM_REPORT_PATH is where the report goes)."""
+    repo.write({"version": 1, "run_id": "t", "goal": "g",
+                "agent": {"kind": "command", "timeout": 30, "command": ["{{ python }}", "-c", code]},
+                "tasks": [{"id": "a", "goal": "A", **task}]})
+
+
+def failed_line(result_out: str) -> str:
+    [line] = [line for line in result_out.splitlines() if "FAILED" in line]
+    return line
+
+
+def test_a_file_the_task_did_not_write_is_never_touched(repo: Repo) -> None:
+    repo.write("my notes\n", "notes/a.md")
+    repo.write_codex([{"id": "a", "goal": "A", "report_path": "notes/a.md"}])
+    result = repo.doit()
+    assert result.code == 1
+    assert failed_line(result.out) == (
+        "  FAILED  map:a: report_path notes/a.md holds a file this task did not write (no provenance for it); "
+        "not touched (move it away or choose another report_path)")
+    assert repo.path("notes/a.md").read_text() == "my notes\n"
+    assert repo.calls() == []
+
+
+def test_a_report_of_this_task_is_replaced_and_kept_in_history(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A", "report_path": "notes/a.md"}])
+    assert repo.doit().code == 0
+    first = repo.path("notes/a.md").read_text()
+    repo.write_codex([{"id": "a", "goal": "A changed", "report_path": "notes/a.md"}])
+    assert repo.doit().code == 0
+    assert repo.path(f"{RUN_DIR}/artifacts/history/a/1.md").read_text() == first
+
+
+def test_a_report_that_is_a_symlink_is_not_read_through(repo: Repo) -> None:
+    python_worker(repo, "import os; os.symlink('/etc/passwd', os.environ['RLM_REPORT_PATH'])")
+    result = repo.doit()
+    assert result.code == 1
+    rejected = f"{REPORTS}/a.attempt-1.rejected.md"
+    assert failed_line(result.out).startswith(
+        f"  FAILED  map:a: report is a symlink; it is not read through (report moved to {rejected}); log: ")
+    assert os.readlink(repo.path(rejected)) == "/etc/passwd"  # the link was moved, not its target copied
+
+
+def test_a_report_that_is_a_fifo_is_not_read(repo: Repo) -> None:
+    python_worker(repo, "import os; os.mkfifo(os.environ['RLM_REPORT_PATH'])")
+    result = repo.doit()
+    assert result.code == 1
+    assert failed_line(result.out).startswith("  FAILED  map:a: report is not a regular file (report moved to ")
+
+
+def test_report_path_is_checked_again_when_used(repo: Repo) -> None:
+    repo.write("x\n", "notes/keep.md")
+    # b runs first and, as a worker with write access can, replaces notes/ with a link leading outside.
+    repo.write("import os\nos.rename('notes', 'notes-old')\nos.symlink('/etc', 'notes')\n"
+               "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\n')\n", "swap.py")
+    python_worker(repo, "raise SystemExit(5)", report_path="notes/a.md", depends_on=["b"])
+    data = repo.root / "rlm.yaml"
+    data.write_text(data.read_text() + "- id: b\n  goal: B\n  agent:\n    command: ['{{ python }}', swap.py]\n")
+    assert repo.rlm("validate").code == 0, repo.rlm("validate").err
+    result = repo.doit()
+    assert result.code == 1
+    etc = os.path.realpath("/etc")
+    assert failed_line(result.out) == (f"  FAILED  map:a: report_path 'notes/a.md' resolves outside the repository "
+                                       f"(to {etc}/a.md); refusing to use it")
+
+
+def test_stdout_report_over_the_cap_fails_the_attempt(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "MAX_REPORT_BYTES", 1000)
+    python_worker(repo, "import sys; sys.stdout.write('# Contract Compliance\\n' + 'x' * 5000)")
+    data = repo.root / "rlm.yaml"
+    data.write_text(data.read_text().replace("command:", "report: stdout\n  command:"))
+    result = repo.doit()
+    assert result.code == 1
+    assert failed_line(result.out).startswith("  FAILED  map:a: report on stdout went over the 1,000-byte cap; log: ")
+    assert not repo.path(f"{REPORTS}/a.md").exists()
+
+
+def test_stdout_report_is_streamed_to_the_report(repo: Repo) -> None:
+    python_worker(repo, "import sys; sys.stdout.write('# Contract Compliance\\n' + 'x' * 300000)")
+    data = repo.root / "rlm.yaml"
+    data.write_text(data.read_text().replace("command:", "report: stdout\n  command:"))
+    assert repo.doit().code == 0
+    assert repo.path(f"{REPORTS}/a.md").stat().st_size == len("# Contract Compliance\n") + 300000
+
+
+def test_report_file_over_the_cap_is_not_read(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reports, "MAX_REPORT_BYTES", 1000)
+    python_worker(repo, "import os; open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\n' * 100)")
+    result = repo.doit()
+    assert result.code == 1
+    assert failed_line(result.out).startswith(
+        "  FAILED  map:a: report is 2,200 bytes, over the 1,000-byte cap (report moved to ")
+
+
+def test_log_over_the_cap_ends_the_attempt_and_keeps_the_tail(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "MAX_LOG_BYTES", 10_000)
+    monkeypatch.setattr(worker, "LOG_TAIL_BYTES", 100)
+    python_worker(repo, "import sys, time\nfor i in range(100000):\n    print('line', i, flush=True)\n"
+                        "time.sleep(30)")
+    result = repo.doit()
+    assert result.code == 1
+    line = failed_line(result.out)
+    assert line.startswith("  FAILED  map:a: log went over the 10,000-byte cap (its tail is kept); log: ")
+    log = Path(repo.root / line.rsplit("log: ", 1)[1]).read_text()
+    first, rest = log.split("\n", 1)
+    assert first.startswith("[rlm: log was ") and first.endswith(" over the 10,000-byte cap; only its tail is kept]")
+    assert len(rest) == 100
