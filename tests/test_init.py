@@ -151,3 +151,15 @@ def test_init_refuses_a_directory_that_leads_outside_the_repository(empty: Repo,
 def test_version(repo: Repo) -> None:
     result = repo.rlm_cli("--version")
     assert (result.code, result.out) == (0, f"rlm {__version__}\n")
+
+
+def test_a_second_run_in_the_same_repository_through_rlm_config(empty: Repo) -> None:
+    empty.rlm_cli("init")
+    starter = (empty.root / "rlm.yaml").read_text()
+    (empty.root / "second.yaml").write_text(starter.replace("run_id: first-run", "run_id: second"))
+    ran = empty.doit_cli(RLM_CONFIG="second.yaml")
+    assert ran.code == 0 and ran.lines[0] == "rlm: run second: 3 tasks", ran.out + ran.err
+    assert empty.rlm_cli("status", RLM_CONFIG="second.yaml").lines[0] == (
+        "run second: 3 tasks: 3 fresh, 0 stale, 0 missing, 0 invalid")
+    assert empty.rlm_cli("-c", "second.yaml", "check").code == 0
+    assert empty.rlm_cli("check").code == 1  # rlm.yaml's run has not run

@@ -19,6 +19,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlm", description="Declarative MapReduce(+Verify) runner for coding-agent workers."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-c", "--config", default="rlm.yaml", help="the run's rlm.yaml (default: %(default)s)")
+    parser.add_argument("-c", "--config", default=os.environ.get("RLM_CONFIG") or "rlm.yaml",
+                        help="the run's rlm.yaml (default: $RLM_CONFIG, as for dodo.py, else rlm.yaml)")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in VERBS:
         verb_parser = sub.add_parser(verb.name, help=verb.help)
