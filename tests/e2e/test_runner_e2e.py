@@ -21,11 +21,12 @@ import agents
 import messages_server
 import pytest
 import responses_server
+from conftest import LOCAL_RUN, RUN_DIR
 from messages_server import MessagesServer
 from responses_server import ResponsesServer
 
-RUN = ".rlm/runs/t"  # RUN_ID of tests/conftest.py's Repo
-LOCAL = ".rlm/local/runs/t"
+RUN = RUN_DIR
+LOCAL = LOCAL_RUN
 TIMEOUT = 60  # agent.timeout: a hung CLI fails its task instead of the whole suite
 
 CODEX_TIERS = {  # the defaults, spelled out so the assertions below read against them

@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 import responses_server
+from conftest import LOCAL_RUN, RUN_DIR
 from messages_server import MessagesServer
 from responses_server import ResponsesServer
 from test_runner_e2e import CLAUDE_TIERS, CODEX_TIERS, claude_agent, codex_agent, config
 
 pytestmark = pytest.mark.usefixtures("agent_environ")
 
-RUN = ".rlm/runs/t"
-LOGS = ".rlm/local/runs/t/logs"
+RUN = RUN_DIR
+LOGS = f"{LOCAL_RUN}/logs"
 KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
 
 
