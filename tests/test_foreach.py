@@ -265,6 +265,25 @@ def test_an_item_with_a_line_break_is_shown_on_one_line(repo: Repo) -> None:
          "^[A-Za-z0-9][A-Za-z0-9._-]*$"]
 
 
+def test_generated_tasks_own_their_items_and_overlaps_point_at_the_fan_out(fan: Repo) -> None:
+    fan.write(config([{**LINT, "owns": ["{{ item }}"]}, JOIN]))
+    assert fan.rlm("validate").code == 0
+    assert errors(fan, HEAD + """\
+  - id: "lint-{{ item.stem }}"
+    goal: g
+    foreach: {files: "src/*.py", exclude: [src/notes.txt]}
+    owns: [src/]
+  - {id: "other-{{ item }}", goal: g, foreach: {items: [b]}, owns: [src/a.py]}
+  - {id: same, goal: g, foreach: {items: [x, y]}}
+""") == [
+        "rlm.yaml:10:69: tasks[1].owns[0]: 'src/a.py' overlaps 'src/' owned by task 'lint-a' (tasks[0].owns[0]), "
+        "and 'lint-a' and 'other-b' can run at the same time: both own src/a.py; make one wait for the other with "
+        "depends_on, e.g. `depends_on: [lint-a]` on task 'other-b'",
+        "rlm.yaml:11:10: tasks[2].id: with foreach, id is a template over item (e.g. \"same-{{ item.slug }}\"), "
+        "or every item gets the same id 'same'",
+    ]
+
+
 def test_too_many_items(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     from rlm_tasks.config import foreach
 

@@ -124,6 +124,11 @@ def _fan_out(out: Expansion, section: str, index: int, raw: dict[str, Any], root
     spec = raw["foreach"]
     at: KeyPath = (section, index, "foreach")
     id_template = str(raw["id"]) if isinstance(raw.get("id"), str) else ""
+    if id_template and not re.search(r"\{[{%]", id_template):
+        out.problems.append(((section, index, "id"), f"with foreach, id is a template over item (e.g. "
+                                                     f"\"{id_template}-{{{{ item.slug }}}}\"), or every item gets "
+                                                     f"the same id '{id_template}'"))
+        return
     name = spec.get("name") if isinstance(spec.get("name"), str) else default_name(id_template)
     if not NAME.fullmatch(name or ""):
         where = (*at, "name") if "name" in spec else (section, index, "id")
