@@ -6,8 +6,8 @@ import os
 import shutil
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 
 def append_line(path: Path, line: str) -> None:
@@ -22,7 +22,7 @@ def append_line(path: Path, line: str) -> None:
 
 def remove_tree(path: Path) -> None:
     """rmtree that also removes read-only archives (their directories are 0555)."""
-    def make_writable_and_retry(func: Any, target: str, _exc: Any) -> None:
+    def make_writable_and_retry(func: Callable[[str], object], target: str, _exc: object) -> None:
         parent = os.path.dirname(target)
         os.chmod(parent, stat.S_IRWXU | os.stat(parent).st_mode)
         if os.path.isdir(target) and not os.path.islink(target):

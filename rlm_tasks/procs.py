@@ -67,6 +67,18 @@ def group_has_live_member(pgid: int) -> bool | None:
     return False
 
 
+def group_alive(pgid: int) -> bool:
+    """Some process of the group still runs. Zombies do not count: an orphan's group may linger as
+    zombies until init reaps them, and kill(0) still succeeds on those."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, but not ours to signal
+    return group_has_live_member(pgid) is not False
+
+
 def started_at(pid: int) -> dt.datetime | None:
     """When a process started, as a UTC time (boot time + start ticks); None if unknown."""
     ticks = start_ticks(pid)

@@ -14,11 +14,13 @@ from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.plan import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.lifecycle import archive
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.run import attempts, doitdb, worker
 from rlm_tasks.run.session import reporter_class
-from rlm_tasks.state import cache, planfile
-from rlm_tasks.state.context import RunContext
+from rlm_tasks.state import planfile
+from rlm_tasks.state.cache import stat_signature
+from rlm_tasks.state.context import RunContext, load_context
 
 # Our actions print nothing. doit's capture swaps sys.stdout/sys.stderr per action,
 # and with parallel threads the swaps interleave and leave a dead stream behind.
@@ -175,9 +177,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
 
     def task_archive() -> dict[str, Any]:
         """Archive the finished run under .rlm/archive/, trim its logs, TTL cleanup (`doit archive` only)."""
-        from rlm_tasks.lifecycle import archive  # only `doit archive` needs it
-
-        return {"actions": [lambda: archive.doit_action(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
+        return {"actions": [lambda: _archive(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
 
     generators = [task_plan, task_map, task_verify, task_reduce, task_deferred, task_final, task_archive]
     return {fn.__name__: _exit_on_user_error(fn) for fn in generators}
@@ -226,8 +226,6 @@ def _summary_inputs(ctx: RunContext) -> list[str]:
 
 
 def _summary_signatures(ctx: RunContext) -> list[Any]:
-    from rlm_tasks.state.cache import stat_signature
-
     return [stat_signature(path)[0] for path in _summary_inputs(ctx)]
 
 
@@ -235,8 +233,6 @@ def _summary_current(ctx: RunContext, name: str, output: Callable[[RunContext], 
     """A no-op run leaves the inventory as it is: nothing it summarises changed since it was written."""
     if ctx.cache is None:
         return False
-    from rlm_tasks.state.cache import stat_signature
-
     return ctx.cache.marks.get(name) == [*inputs, stat_signature(ctx.layout.abs(output(ctx)))[0]]
 
 
@@ -264,6 +260,16 @@ def _quiet(write: Callable[[RunContext], Any], ctx: RunContext) -> Any:
         write(ctx)
     except UserError as exc:
         return TaskFailed(str(exc))
+    return None
+
+
+def _archive(ctx: RunContext) -> TaskFailed | None:
+    """`doit archive`: the run session holds the run lock and releases it when doit ends."""
+    try:
+        result = archive.create(ctx)
+    except UserError as exc:
+        return TaskFailed(str(exc))
+    sys.stdout.write("".join(f"rlm: {line}\n" for line in result.lines(ctx.plan.run_id)))
     return None
 
 
@@ -295,7 +301,7 @@ def doit_namespace(config_path: str | Path = "rlm.yaml") -> dict[str, Any]:
         raise SystemExit(exc.exit_code) from None
     gc.disable()
     try:
-        ctx = cache.load_context(config_path)  # skips validation and rendering when nothing changed
+        ctx = load_context(config_path)  # skips validation and rendering when nothing changed
     except ConfigError as exc:
         for line in exc.problems:
             sys.stderr.write(line + "\n")

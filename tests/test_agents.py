@@ -16,8 +16,8 @@ from conftest import FAKE_CODEX, RUN_DIR, Repo
 
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.run import agents
-from rlm_tasks.run.agents import AgentNotFound, Invocation
+from rlm_tasks.render import agents
+from rlm_tasks.render.agents import AgentNotFound, Invocation
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
 

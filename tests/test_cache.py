@@ -12,6 +12,7 @@ import yaml
 from conftest import LOCAL_RUN, RUN_DIR, Repo, wait_for
 
 from rlm_tasks.config import schema
+from rlm_tasks.resources import TEMPLATE_DIR
 from rlm_tasks.state import cache
 
 RUN = RUN_DIR
@@ -102,7 +103,7 @@ def test_plan_and_template_edits_are_seen(cached: Repo) -> None:
     assert ran(cached) == ["b"]
     settle(cached)
     (cached.root / "tpl").mkdir()
-    builtin = Path(cache.BUILTIN_TEMPLATES / "worker_prompt.md.j2").read_text()
+    builtin = Path(TEMPLATE_DIR / "worker_prompt.md.j2").read_text()
     (cached.root / "tpl/worker_prompt.md.j2").write_text(builtin + "\nBe brief.\n")
     config["templates_dir"] = "tpl"
     (cached.root / "rlm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

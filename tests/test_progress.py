@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,8 @@ import pytest
 from conftest import LOCAL_RUN, RUN_DIR, Repo
 
 from rlm_tasks.config.plan import load_plan
-from rlm_tasks.run import inflight, progress, reporter
+from rlm_tasks.run import reporter
+from rlm_tasks.state import progress
 from rlm_tasks.state.context import RunContext
 
 RUN = RUN_DIR
@@ -79,7 +81,7 @@ def test_view_from_files_alone(repo: Repo) -> None:
         now = time.time()
         (repo.local_dir / "inflight.json").write_text(json.dumps({
             "version": 1, "run_id": "t",
-            "orchestrator": {"pid": os.getpid(), "host": inflight.socket.gethostname(), "started_at": "x",
+            "orchestrator": {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "x",
                              "started": now - 65},
             "entries": [{"worker_id": "b", "doit_name": "map:b", "attempt": 1, "pid": sleeper.pid,
                          "pgid": sleeper.pid, "started_at": "x", "started": now - 5, "compute_tier": "standard"}],

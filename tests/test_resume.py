@@ -76,7 +76,7 @@ def test_sigkill_then_adopt_accepts_the_orphans_reports(repo: Repo) -> None:
 
 
 def test_dead_orchestrator_record_is_not_alive() -> None:
-    from rlm_tasks.run import inflight
+    from rlm_tasks.state import inflight
 
     assert not inflight.entry_alive({"pgid": 0}) and not inflight.entry_alive({"pgid": "x"})
     assert inflight.orchestrator_alive({"orchestrator": {"pid": os.getpid(), "host": socket.gethostname()}})

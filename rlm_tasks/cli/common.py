@@ -8,12 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rlm_tasks.config.plan import MAX_INFLIGHT as MAX_JOBS  # the cap of budget.max_inflight too
-from rlm_tasks.state import cache
-from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.context import RunContext, load_context
 
 
 def context(args: argparse.Namespace) -> RunContext:
-    return cache.load_context(args.config)  # type: ignore[no-any-return]
+    return load_context(args.config)
 
 
 def repo_root(args: argparse.Namespace) -> Path:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rlm_tasks.config import ownership
+from rlm_tasks.config import ownership, yamlpos
+from rlm_tasks.config.schema import describe
 from rlm_tasks.config.yamlpos import KeyPath
 
 MAX_ITEMS = 10_000  # per fan-out: a glob that matches a whole checkout is a mistake, not a plan
@@ -180,15 +181,9 @@ def _items(out: Expansion, at: KeyPath, spec: dict[str, Any], root: Path) -> lis
     for i, item in enumerate(items):
         if not (isinstance(item, str) and item) and not (isinstance(item, dict) and item):
             where = (*at, "items", i) if given[0] == "items" else (*at, given[0])
-            out.problems.append((where, f"item {i} must be a non-empty string or mapping, got {_describe(item)}"))
+            out.problems.append((where, f"item {i} must be a non-empty string or mapping, got {describe(item)}"))
             return None
     return items
-
-
-def _describe(value: Any) -> str:
-    from rlm_tasks.config.schema import _describe as describe
-
-    return describe(value)
 
 
 def _escapes(value: str) -> bool:
@@ -259,7 +254,7 @@ def _read_items_file(out: Expansion, at: KeyPath, rel: str, root: Path) -> list[
         return None
     if not isinstance(items, list):
         out.problems.append((at, f"items_file '{rel}' must hold a list of strings or mappings, "
-                                 f"got {_describe(items)}"))
+                                 f"got {describe(items)}"))
         return None
     return items
 
@@ -274,8 +269,6 @@ def _parse_items(text: str, rel: str) -> Any:
             return json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ValueError(f"line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}") from None
-    from rlm_tasks.config import yamlpos
-
     try:
         return yamlpos.load(text).data
     except yamlpos.YamlSyntaxError as exc:

@@ -20,13 +20,26 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rlm_tasks.config.yamlpos import KeyPath, format_path
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 SKIP_DIRS = {".git", ".rlm"}  # git internals and rlm state are nobody's to own
 MAX_EXAMPLES = 3
+
+
+class OwningTask(Protocol):
+    """What ownership needs of a task (config.plan.TaskSpec, which imports this module)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
+
+    @property
+    def owns(self) -> tuple[str, ...]: ...
 
 
 # ---- patterns ---------------------------------------------------------------------------------------------
@@ -120,8 +133,8 @@ def matches(pattern: str, path: str) -> bool:
     return compile_pattern(pattern).match(path) is not None
 
 
-def owners(tasks: Iterable[Any], path: str) -> list[str]:
-    """Ids of the tasks (anything with .id and .owns) whose patterns own `path`."""
+def owners(tasks: Iterable[OwningTask], path: str) -> list[str]:
+    """Ids of the tasks whose patterns own `path`."""
     return [t.id for t in tasks if any(matches(p, path) for p in t.owns)]
 
 
@@ -317,6 +330,6 @@ def config_problems(data: dict[str, Any], root: Path) -> list[tuple[KeyPath, str
     return [(o.second_pattern[1], o.message()) for o in overlaps(owners_list, root)]
 
 
-def plan_owners(tasks: Iterable[Any]) -> list[Owner]:
+def plan_owners(tasks: Iterable[OwningTask]) -> list[Owner]:
     """Owners of a frozen Plan's tasks (no positions)."""
     return [Owner(t.id, tuple(t.depends_on), tuple((p, ()) for p in t.owns)) for t in tasks]

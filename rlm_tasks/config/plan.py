@@ -226,7 +226,7 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
     if doc.data is None:
         checker.add((), "file is empty; expected a mapping with at least run_id, goal and tasks")
     elif not isinstance(doc.data, dict):
-        checker.add((), f"expected a mapping at the top level, got {schema._describe(doc.data)}")
+        checker.add((), f"expected a mapping at the top level, got {schema.describe(doc.data)}")
     else:
         for path, message, at_key in schema.problems("rlm", doc.data):
             checker.add(path, message, at_key=at_key)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rlm_tasks.config.yamlpos import KeyPath
+from rlm_tasks.config.yamlpos import KeyPath, format_path
 from rlm_tasks.resources import SCHEMA_DIR
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -86,7 +86,7 @@ def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:
             wanted = error.validator_value
             wanted_list = wanted if isinstance(wanted, list) else [wanted]
             names = " or ".join(_TYPE_NAMES.get(str(w), str(w)) for w in wanted_list)
-            yield path, f"expected {names}, got {_describe(error.instance)}", False
+            yield path, f"expected {names}, got {describe(error.instance)}", False
         elif kind == "enum":
             choices = ", ".join(str(c) for c in error.validator_value)
             hint = (
@@ -94,9 +94,9 @@ def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:
                 if isinstance(error.instance, str)
                 else ""
             )
-            yield path, f"must be one of: {choices}; got {_describe(error.instance)}{hint}", False
+            yield path, f"must be one of: {choices}; got {describe(error.instance)}{hint}", False
         elif kind == "const":
-            yield path, f"must be {json.dumps(error.validator_value)}; got {_describe(error.instance)}", False
+            yield path, f"must be {json.dumps(error.validator_value)}; got {describe(error.instance)}", False
         elif kind == "pattern":
             yield path, f"{json.dumps(error.instance)} does not match the pattern {error.validator_value}", False
         elif kind in ("minimum", "exclusiveMinimum"):
@@ -115,6 +115,4 @@ def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:
 
 def check(name: str, instance: Any) -> list[str]:
     """Plain messages for an artifact (used by tests and `rlm` self-checks)."""
-    from rlm_tasks.config.yamlpos import format_path
-
     return [f"{format_path(path)}: {message}" for path, message, _ in problems(name, instance)]

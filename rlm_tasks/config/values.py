@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from rlm_tasks.config.schema import suggest
 from rlm_tasks.config.yamlpos import KeyPath
 
 Problem = tuple[KeyPath, str, bool]
@@ -115,7 +116,5 @@ def _command(path: KeyPath, command: Any) -> Iterator[Problem]:
             continue
         unknown = sorted(names - COMMAND_VARIABLES)
         if unknown:
-            from rlm_tasks.config.schema import suggest
-
             yield (*path, i), (f"undefined variable '{unknown[0]}' in {item!r}{suggest(unknown[0], COMMAND_VARIABLES)}"
                                f"; known: {', '.join(sorted(COMMAND_VARIABLES))}"), False

@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import stat
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -347,14 +346,3 @@ def list_lines(root: Path, now: dt.datetime | None = None) -> list[str]:
         lines.append(f"{archive_id}  age {age}, {keep}, {retention.get('size_bytes', '?')} bytes{used}")
     return lines
 
-
-def doit_action(ctx: RunContext) -> Any:
-    """`doit archive`: the run session holds the run lock and releases it when doit ends."""
-    from doit.exceptions import TaskFailed
-
-    try:
-        result = create(ctx)
-    except UserError as exc:
-        return TaskFailed(str(exc))
-    sys.stdout.write("".join(f"rlm: {line}\n" for line in result.lines(ctx.plan.run_id)))
-    return None

@@ -9,8 +9,7 @@ from typing import Any
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.phases import deferred
-from rlm_tasks.run import inflight
-from rlm_tasks.state import drift, reports, usage
+from rlm_tasks.state import drift, inflight, reports, usage
 from rlm_tasks.state.budget import attempts_by_task, budget_use
 from rlm_tasks.state.context import RunContext
 

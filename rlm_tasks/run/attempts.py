@@ -23,10 +23,12 @@ from rlm_tasks.config import paths as config_paths
 from rlm_tasks.config.plan import TIER_ORDER, Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.run import agents, inflight, usage, worker
+from rlm_tasks.render import agents
+from rlm_tasks.run import inflight, usage, worker
 from rlm_tasks.state import budget, reports
 from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.inflight import entry_alive
 from rlm_tasks.state.provenance import sha256_file
 
 MAX_BACKOFF_SECONDS = 300.0
@@ -264,7 +266,7 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
     sess.emit(inflight.Event("adopt", task.doit_name, attempt, tier_name))
     started = float(entry.get("started") or time.time())
     timeout = task.agent.timeout
-    while inflight.entry_alive(entry):
+    while entry_alive(entry):
         overdue = timeout is not None and time.time() - started > timeout
         if worker.shutting_down() or overdue:
             worker.end_group(int(entry["pgid"]))

@@ -21,7 +21,7 @@ from rlm_tasks.clock import iso
 from rlm_tasks.errors import UserError
 from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
 from rlm_tasks.procs import pid_alive
-from rlm_tasks.run import inflight
+from rlm_tasks.state import inflight
 from rlm_tasks.state.context import RunContext
 
 FORMAT_VERSION = 1

@@ -1,6 +1,6 @@
-"""inflight.json (machine-local): the attempts running now, so a dead orchestrator's workers can be found.
+"""Writing inflight.json (machine-local): the attempts running now, so a dead orchestrator's workers can be found.
 
-It is rewritten atomically whenever an attempt starts or ends. The next `doit`
+The run session rewrites it atomically whenever an attempt starts or ends. The next `doit`
 on the run reads what a dead orchestrator left: a worker group still alive is
 ended (the default) or adopted (`rlm run --adopt`, or RLM_ADOPT=1): its task
 waits for it and accepts its report if it validates against the digests taken
@@ -11,56 +11,24 @@ tasks never do.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.config.plan import TaskSpec, Tier
-from rlm_tasks.layout import RunLayout
-from rlm_tasks.procs import pid_alive, start_ticks
+from rlm_tasks.procs import hostname, start_ticks
 from rlm_tasks.run import worker
+from rlm_tasks.state.budget import attempts_by_task
 from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.inflight import entry_alive, read
 
 FORMAT_VERSION = 1
 ADOPT_ENV = "RLM_ADOPT"
-
-
-def inflight_rel(layout: RunLayout) -> str:
-    return layout.inflight_rel
-
-
-def read(layout: RunLayout) -> dict[str, Any]:
-    try:
-        data = jsonio.read_json(layout.abs(inflight_rel(layout)), default={})
-    except ValueError:  # a torn file cannot happen (atomic writes), but never let it stop a run
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def entry_alive(entry: dict[str, Any]) -> bool:
-    """The recorded worker's process group still exists (and its leader is not a newer process)."""
-    pgid = entry.get("pgid")
-    if not isinstance(pgid, int) or pgid <= 1 or not worker.group_alive(pgid):
-        return False
-    recorded = entry.get("pid_start_ticks")
-    now = start_ticks(pgid)
-    # Linux reserves a pid while any process uses it as a group id, so a surviving group with a
-    # dead leader is still ours; a live leader with another start time is someone else.
-    return recorded is None or now is None or now == recorded
-
-
-def orchestrator_alive(data: dict[str, Any]) -> bool:
-    orch = data.get("orchestrator") or {}
-    if orch.get("finished_at") or orch.get("host") not in (None, socket.gethostname()):
-        return False
-    return pid_alive(orch.get("pid"), orch.get("pid_start_ticks"))
 
 
 @dataclass(frozen=True)
@@ -85,12 +53,12 @@ class Session:
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
-        self.path = ctx.layout.abs(inflight_rel(ctx.layout))
+        self.path = ctx.layout.abs(ctx.layout.inflight_rel)
         self._lock = threading.Lock()
         self.entries: dict[str, dict[str, Any]] = {}
         now = time.time()
         self.orchestrator: dict[str, Any] = {
-            "pid": os.getpid(), "host": socket.gethostname(), "started_at": iso(now), "started": now,
+            "pid": os.getpid(), "host": hostname(), "started_at": iso(now), "started": now,
             "pid_start_ticks": start_ticks(os.getpid()),
         }
         self.adoptable: dict[str, dict[str, Any]] = {}
@@ -158,7 +126,7 @@ class Session:
         """Attempt numbers never repeat within a run directory: logs and provenance both count."""
         with self._lock:
             if self._attempts is None:
-                self._attempts = _attempts_on_disk(self.ctx)
+                self._attempts = attempts_by_task(self.ctx)
             entry = self.ctx.store.get(task.id) or {}
             left = self.adoptable.get(task.id) or self.ended.get(task.id) or {}
             number = max(self._attempts.get(task.id, 0), int(entry.get("attempt") or 0),
@@ -196,14 +164,6 @@ class Session:
             listener(event)
 
 
-def _attempts_on_disk(ctx: RunContext) -> dict[str, int]:
-    from rlm_tasks.state.budget import (
-        attempts_by_task,  # budget imports planfile; keep it off the import path of a no-op run
-    )
-
-    return attempts_by_task(ctx)
-
-
 _sessions: weakref.WeakKeyDictionary[RunContext, Session] = weakref.WeakKeyDictionary()
 _sessions_lock = threading.Lock()
 
@@ -227,12 +187,3 @@ def start(ctx: RunContext, adopt: bool) -> tuple[Session, Recovery]:
 
 def adopt_requested() -> bool:
     return os.environ.get(ADOPT_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-def live_entries(data: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = data.get("entries") or []
-    return [e for e in entries if isinstance(e, dict) and entry_alive(e)] if isinstance(entries, list) else []
-
-
-def inflight_path(layout: RunLayout) -> Path:
-    return layout.abs(inflight_rel(layout))

@@ -14,12 +14,15 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from doit.exceptions import UnmetDependency
+from doit.exceptions import BaseFail, UnmetDependency
+from doit.task import Task
 
 from rlm_tasks.phases import reduce
-from rlm_tasks.run import inflight, progress
+from rlm_tasks.run import inflight
+from rlm_tasks.state import progress
 from rlm_tasks.state.context import RunContext
 
 WORKER_TASK_PREFIXES = ("map:", "verify:")
@@ -36,7 +39,7 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
 
 
-def _worker_closure(tasks: Any, selected: Any) -> int:
+def _worker_closure(tasks: Mapping[str, Task], selected: Sequence[str] | None) -> int:
     """How many worker tasks this doit invocation may touch: the selected tasks and what they depend on."""
     seen: set[str] = set()
     stack = list(selected or tasks)
@@ -122,7 +125,7 @@ class RunReporter:
                        f"({event.tier}) in {event.wait:.1f}s\n")
 
     # doit reporter interface
-    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+    def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
         self.total = _worker_closure(tasks, selected_tasks)
         self.write(f"rlm: run {self.ctx.plan.run_id}: {sum(1 for name in tasks if is_worker(name))} tasks\n")
 
@@ -146,20 +149,20 @@ class RunReporter:
         if self._ticker is not None:
             self._ticker.join(timeout=2 * TICK_SECONDS)
 
-    def get_status(self, task: Any) -> None:
+    def get_status(self, task: Task) -> None:
         pass
 
-    def execute_task(self, task: Any) -> None:
+    def execute_task(self, task: Task) -> None:
         pass
 
-    def skip_uptodate(self, task: Any) -> None:
+    def skip_uptodate(self, task: Task) -> None:
         if is_worker(task.name):
             self.counts["fresh"] += 1
 
-    def skip_ignore(self, task: Any) -> None:
+    def skip_ignore(self, task: Task) -> None:
         pass
 
-    def add_success(self, task: Any) -> None:
+    def add_success(self, task: Task) -> None:
         if is_worker(task.name):
             self.counts["ran"] += 1
             values = getattr(task, "values", None) or {}
@@ -169,7 +172,7 @@ class RunReporter:
             detail = f"{values.get('duration', 0):.1f}s  {values.get('report_path', '')}{extra}"
             self.write(f"  ok      {task.name}  {detail}\n")
 
-    def add_failure(self, task: Any, fail: Any) -> None:
+    def add_failure(self, task: Task, fail: BaseFail) -> None:
         self.failures.append(task.name)
         if isinstance(fail, UnmetDependency):
             # doit's way of saying "not started because a dependency failed"
@@ -187,10 +190,10 @@ class RunReporter:
         self.errors.append(msg)
         self.write(f"rlm: error: {msg.strip()}\n")
 
-    def teardown_task(self, task: Any) -> None:
+    def teardown_task(self, task: Task) -> None:
         pass
 
-    def cleanup_error(self, exception: Any) -> None:
+    def cleanup_error(self, exception: BaseException) -> None:
         self.write(f"rlm: cleanup error: {exception}\n")
 
     def complete_run(self) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import gc
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
+
+from doit.task import Task
 
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.lifecycle.runlock import RunLock
@@ -113,7 +115,7 @@ class SessionReporter(RunReporter):
         super().__init__(outstream, options)
         self.run_session = RunSession(self.ctx, self.write)
 
-    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+    def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
         recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event)
         super().initialize(tasks, selected_tasks)
         self.recovered(recovery)

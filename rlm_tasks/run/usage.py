@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rlm_tasks.config import schema
 from rlm_tasks.state.usage import Usage
 
 SHOWN_CHARS = 300  # of a message or command in the human log; the events file keeps everything
@@ -101,8 +102,6 @@ def _claude_usage(usages: list[dict[str, Any]], cost: float | None) -> Usage:
 
 def from_usage_file(path: Path) -> tuple[Usage | None, str | None]:
     """(usage, None), (None, None) when the command wrote no file, or (None, why the file is ignored)."""
-    from rlm_tasks.config import schema
-
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

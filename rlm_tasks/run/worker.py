@@ -22,8 +22,9 @@ from typing import IO
 from rlm_tasks import jsonio
 from rlm_tasks.config import paths
 from rlm_tasks.errors import UserError
-from rlm_tasks.procs import group_has_live_member
-from rlm_tasks.run.agents import Invocation
+from rlm_tasks.procs import group_alive
+from rlm_tasks.render.agents import Invocation
+from rlm_tasks.run.usage import human_line
 from rlm_tasks.state.reports import MAX_REPORT_BYTES
 
 KILL_GRACE_ENV = "RLM_KILL_GRACE_SECONDS"
@@ -60,18 +61,6 @@ class AttemptResult:
 def kill_group(pgid: int, sig: int = signal.SIGTERM) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def group_alive(pgid: int) -> bool:
-    """Some process of the group still runs. Zombies do not count: an orphan's group may linger as
-    zombies until init reaps them, and kill(0) still succeeds on those."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, but not ours to signal
-    return group_has_live_member(pgid) is not False
 
 
 class BadKillGrace(UserError):
@@ -210,8 +199,6 @@ def _follow(events_path: Path, log: IO[bytes], kind: str, stop: threading.Event)
     The agent writes the file itself (not a pipe to us), so a worker outlives a killed
     orchestrator and `--adopt` still finds its events.
     """
-    from rlm_tasks.run.usage import human_line
-
     pending = b""
 
     def show(line: bytes) -> None:

@@ -28,7 +28,8 @@ from typing import Any
 
 from rlm_tasks import jsonio, layout
 from rlm_tasks.resources import PACKAGE_DIR, SCHEMA_DIR
-from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
+from rlm_tasks.state import reports
+from rlm_tasks.state.provenance import sha256_file
 
 FORMAT_VERSION = 1
 RACY_SECONDS = 2.0
@@ -45,7 +46,7 @@ def stat_signature(path: str | Path) -> tuple[Signature | None, float]:
     return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino], max(st.st_mtime, st.st_ctime)
 
 
-def _tree_signature(directory: Path, suffixes: tuple[str, ...]) -> list[Any]:
+def tree_signature(directory: Path, suffixes: tuple[str, ...]) -> list[Any]:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
@@ -61,8 +62,8 @@ def _tree_signature(directory: Path, suffixes: tuple[str, ...]) -> list[Any]:
 def code_signature() -> list[Any]:
     """The code and schema that validate and render: a change (an upgrade, a local edit) invalidates the cache."""
     rooms = sorted(p for p in PACKAGE_DIR.iterdir() if (p / "__init__.py").is_file())
-    return [FORMAT_VERSION, *(_tree_signature(d, (".py",)) for d in [PACKAGE_DIR, *rooms]),
-            _tree_signature(SCHEMA_DIR, (".json",))]
+    return [FORMAT_VERSION, *(tree_signature(d, (".py",)) for d in [PACKAGE_DIR, *rooms]),
+            tree_signature(SCHEMA_DIR, (".json",))]
 
 
 def digest(*parts: Any) -> str:
@@ -160,8 +161,6 @@ class Cache:
             self._dirty = True
 
     def file_sha(self, path: str | Path, rel: str) -> str | None:
-        from rlm_tasks.state.provenance import sha256_file
-
         cached, signature, changed = self._entry(path, rel)
         if cached is not None:
             return str(cached[1])
@@ -172,9 +171,6 @@ class Cache:
 
     def report_check(self, path: Path, rel: str, sections: tuple[str, ...]) -> tuple[str | None, str | None]:
         """(why the report is not acceptable or None, its sha256 or None)."""
-        from rlm_tasks.state import reports
-        from rlm_tasks.state.provenance import sha256_file
-
         key = list(sections)
         cached, signature, changed = self._entry(path, rel)
         if cached is not None and cached[2] is not None and cached[2][0] == key:
@@ -198,42 +194,3 @@ class Cache:
         # compact: this file is read on every run and never diffed; a read-only checkout runs, only slower
         with contextlib.suppress(OSError):
             jsonio.write_text_atomic(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")), durable=False)
-
-
-def load_context(config_path: str | Path = "rlm.yaml") -> Any:
-    """RunContext for rlm.yaml, its validation skipped when the cache vouches for these exact bytes."""
-    from rlm_tasks.config import foreach
-    from rlm_tasks.config import plan as config
-    from rlm_tasks.state.context import RunContext
-
-    path = Path(config_path)
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return RunContext(config.load_plan(config_path))  # let the loader word the error
-    config_file = path.resolve()
-    root = config_file.parent.resolve()
-    cache = Cache(cache_path(root, config_file))
-    key = digest("plan", hashlib.sha256(raw).hexdigest(), str(root), str(config_file), code_signature())
-    plan = None
-    data = cache.validated(key)
-    if isinstance(data, dict) and (not data.get("templates_dir") or (root / data["templates_dir"]).is_dir()):
-        try:
-            # foreach: a file added or removed, or an edited items file, is a new plan to validate
-            expansion = foreach.expand(data, root) if foreach.declared(data) else None
-            if expansion is None or (not expansion.problems
-                                     and foreach.sources_digest(expansion) == cache.plan_sources):
-                plan = config.freeze(data, root, config_file, expansion)
-        except Exception:  # an unexpected shape: validate afresh
-            plan = None
-    if plan is None:
-        plan = config.load_plan(config_path)
-        from rlm_tasks.config import yamlpos
-
-        # parsed again, exactly as config parsed it (a second, plain parse differs in corner cases)
-        cache.set_validated(key, yamlpos.load(raw.decode("utf-8")).data, plan.sources)
-    templates = [_tree_signature(BUILTIN_TEMPLATES, (".j2",))]
-    if plan.templates_dir:
-        templates.append(_tree_signature(root / plan.templates_dir, (".j2",)))
-    cache.bind_derived(digest("derived", key, templates, plan.sources))
-    return RunContext(plan, cache=cache)

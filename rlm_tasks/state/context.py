@@ -1,6 +1,6 @@
 """One run as the modules see it: plan + layout + provenance, with renders cached per process.
 
-With a `cache` (cache.load_context), digests that only depend on the plan and
+With a `cache` (load_context), digests that only depend on the plan and
 the templates, and digests of unchanged files, come from `.rlm/local/cache/`, so
 telling fresh from stale renders nothing and hashes only what changed.
 """
@@ -8,13 +8,19 @@ telling fresh from stale renders nothing and hashes only what changed.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlm_tasks.config import foreach, yamlpos
 from rlm_tasks.config import paths as config_paths
+from rlm_tasks.config import plan as config
 from rlm_tasks.config.plan import Plan, TaskSpec
 from rlm_tasks.layout import RunLayout
+from rlm_tasks.render import agents, jinja
+from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
+from rlm_tasks.state.cache import Cache, cache_path, code_signature, digest, tree_signature
 from rlm_tasks.state.provenance import (
     Digests,
     Freshness,
@@ -27,8 +33,6 @@ from rlm_tasks.state.provenance import (
 
 if TYPE_CHECKING:
     import jinja2
-
-    from rlm_tasks.state.cache import Cache
 
 
 class RunContext:
@@ -52,8 +56,6 @@ class RunContext:
 
     @functools.cached_property
     def contract_text(self) -> str:
-        from rlm_tasks.render import jinja
-
         return jinja.render_contract(self.plan)
 
     @functools.cached_property
@@ -63,8 +65,6 @@ class RunContext:
     def prompt_text(self, task: TaskSpec) -> str:
         cached = self._prompts.get(task.id)
         if cached is None:
-            from rlm_tasks.render import jinja
-
             if self._env is None:
                 self._env = jinja.environment(self.plan)
             cached = self._prompts[task.id] = jinja.render_prompt(self.plan, task, self.layout, self._env)
@@ -91,8 +91,6 @@ class RunContext:
             cached = self.cache.get_derived(task.id)
         if isinstance(cached, list) and len(cached) == 3:
             return cached[0], cached[1], cached[2]
-        from rlm_tasks.run import agents
-
         contract = self.cache.get_derived(":contract") if self.cache is not None else None
         if contract is None:
             contract = sha256_text(self.contract_text)
@@ -137,3 +135,36 @@ class RunContext:
     def save_cache(self) -> None:
         if self.cache is not None:
             self.cache.save()
+
+
+def load_context(config_path: str | Path = "rlm.yaml") -> RunContext:
+    """RunContext for rlm.yaml, its validation skipped when the cache vouches for these exact bytes."""
+    path = Path(config_path)
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return RunContext(config.load_plan(config_path))  # let the loader word the error
+    config_file = path.resolve()
+    root = config_file.parent.resolve()
+    cache = Cache(cache_path(root, config_file))
+    key = digest("plan", hashlib.sha256(raw).hexdigest(), str(root), str(config_file), code_signature())
+    plan = None
+    data = cache.validated(key)
+    if isinstance(data, dict) and (not data.get("templates_dir") or (root / data["templates_dir"]).is_dir()):
+        try:
+            # foreach: a file added or removed, or an edited items file, is a new plan to validate
+            expansion = foreach.expand(data, root) if foreach.declared(data) else None
+            if expansion is None or (not expansion.problems
+                                     and foreach.sources_digest(expansion) == cache.plan_sources):
+                plan = config.freeze(data, root, config_file, expansion)
+        except Exception:  # an unexpected shape: validate afresh
+            plan = None
+    if plan is None:
+        plan = config.load_plan(config_path)
+        # parsed again, exactly as config parsed it (a second, plain parse differs in corner cases)
+        cache.set_validated(key, yamlpos.load(raw.decode("utf-8")).data, plan.sources)
+    templates = [tree_signature(BUILTIN_TEMPLATES, (".j2",))]
+    if plan.templates_dir:
+        templates.append(tree_signature(root / plan.templates_dir, (".j2",)))
+    cache.bind_derived(digest("derived", key, templates, plan.sources))
+    return RunContext(plan, cache=cache)

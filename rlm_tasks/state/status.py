@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from rlm_tasks.state import usage
+from rlm_tasks.config.plan import TaskSpec
+from rlm_tasks.state import inflight, progress, usage
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import Freshness, State
 
@@ -14,13 +15,13 @@ LISTED_PER_STATE = 10  # a 1,000-task run prints counts and a few paths, not a t
 LIST_ALL_UP_TO = 20  # small runs list every task
 
 
-def collect(ctx: RunContext) -> list[tuple[Any, Freshness]]:
+def collect(ctx: RunContext) -> list[tuple[TaskSpec, Freshness]]:
     rows = [(task, ctx.freshness(task)) for task in ctx.plan.tasks]
     ctx.save_cache()
     return rows
 
 
-def produced_by(ctx: RunContext, task: Any) -> tuple[int, str | None]:
+def produced_by(ctx: RunContext, task: TaskSpec) -> tuple[int, str | None]:
     """(attempts recorded, tier that produced the report) from provenance; (0, None) without an entry."""
     entry = ctx.store.get(task.id) or {}
     attempts = entry.get("attempts")
@@ -28,7 +29,7 @@ def produced_by(ctx: RunContext, task: Any) -> tuple[int, str | None]:
     return count, entry.get("compute_tier")
 
 
-def as_json(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> dict[str, Any]:
+def as_json(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> dict[str, Any]:
     counts = Counter(f.state.value for _, f in rows)
     tasks = []
     for task, f in rows:
@@ -57,12 +58,12 @@ def as_json(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> dict[str, Any
     }
 
 
-def fanout_counts(rows: list[tuple[Any, Freshness]], name: str) -> dict[str, int]:
+def fanout_counts(rows: list[tuple[TaskSpec, Freshness]], name: str) -> dict[str, int]:
     counts = Counter(f.state.value for task, f in rows if task.fanout == name)
     return {state.value: counts.get(state.value, 0) for state in STATE_ORDER}
 
 
-def fanout_line(rows: list[tuple[Any, Freshness]], name: str) -> str:
+def fanout_line(rows: list[tuple[TaskSpec, Freshness]], name: str) -> str:
     """A whole fan-out in one line: its size and how many tasks are in each state."""
     counts = fanout_counts(rows, name)
     total = sum(counts.values())
@@ -70,7 +71,7 @@ def fanout_line(rows: list[tuple[Any, Freshness]], name: str) -> str:
     return f"{'foreach':<8} {name:<30} {total} tasks" + (f": {parts}" if parts else "")
 
 
-def summary_line(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> str:
+def summary_line(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> str:
     counts = Counter(f.state for _, f in rows)
     parts = ", ".join(f"{counts.get(s, 0)} {s.value}" for s in STATE_ORDER)
     return f"run {ctx.plan.run_id}: {len(rows)} tasks: {parts}"
@@ -82,7 +83,7 @@ def usage_line(ctx: RunContext) -> str | None:
     return f"usage: {spent.line()}" if spent.attempts else None
 
 
-def task_line(task: Any, f: Freshness, attempts: int = 0, tier: str | None = None) -> str:
+def task_line(task: TaskSpec, f: Freshness, attempts: int = 0, tier: str | None = None) -> str:
     """One task; attempts and the producing tier are shown when a retry or an escalation made the report."""
     why = ",".join(f.reasons) if f.reasons else (f.detail or "")
     line = f"{f.state.value:<8} {task.doit_name:<30} {why + '  ' if why else ''}{task.report_path}"
@@ -91,7 +92,7 @@ def task_line(task: Any, f: Freshness, attempts: int = 0, tier: str | None = Non
     return line
 
 
-def task_lines(ctx: RunContext, rows: list[tuple[Any, Freshness]], show_all: bool = False) -> list[str]:
+def task_lines(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]], show_all: bool = False) -> list[str]:
     """Every task of a small run; of a large one, up to LISTED_PER_STATE per state that is not fresh.
 
     A fan-out is one line of counts (unless `show_all`).
@@ -103,7 +104,7 @@ def task_lines(ctx: RunContext, rows: list[tuple[Any, Freshness]], show_all: boo
     return grouped + _listed(ctx, rows)
 
 
-def _listed(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> list[str]:
+def _listed(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> list[str]:
     if len(rows) <= LIST_ALL_UP_TO:
         return [task_line(task, f, *produced_by(ctx, task)) for task, f in rows]
     lines: list[str] = []
@@ -118,16 +119,14 @@ def _listed(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> list[str]:
     return lines
 
 
-def activity(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> tuple[list[str], list[str]]:
+def activity(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> tuple[list[str], list[str]]:
     """(running, failed) worker ids: running from inflight.json, failed when the last attempt was rejected."""
-    from rlm_tasks.run import inflight, progress
-
     running = [str(e.get("worker_id")) for e in inflight.live_entries(inflight.read(ctx.layout))]
     not_fresh = {task.id for task, f in rows if not f.fresh}
     return running, progress.failed_ids(ctx, not_fresh, set(running))
 
 
-def activity_line(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> str | None:
+def activity_line(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> str | None:
     running, failed = activity(ctx, rows)
     parts = []
     if running:

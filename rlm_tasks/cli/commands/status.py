@@ -10,7 +10,7 @@ import time
 from typing import TextIO
 
 from rlm_tasks.cli.common import context, positive
-from rlm_tasks.run import progress
+from rlm_tasks.state import progress
 from rlm_tasks.state import status as task_status
 from rlm_tasks.state.context import RunContext
 

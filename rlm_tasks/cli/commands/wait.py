@@ -7,8 +7,8 @@ import time
 
 from rlm_tasks.cli.common import context, non_negative, positive
 from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
-from rlm_tasks.run import detach, progress
-from rlm_tasks.state import status
+from rlm_tasks.run import detach
+from rlm_tasks.state import progress, status
 from rlm_tasks.state.context import RunContext
 
 HELP = "wait for a running (e.g. --detach) run: exit 0 all fresh, 1 failures, 3 still running at --timeout"

@@ -1,6 +1,6 @@
 """The progress view: done/running/failed/total, elapsed, the longest-running worker.
 
-`doit` draws it live from its own events (console.py); `rlm status --watch`
+`doit` draws it live from its own events (run/reporter.py); `rlm status --watch`
 draws the same line from the files alone (inflight.json, provenance, logs).
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from rlm_tasks.run import inflight
+from rlm_tasks.state import inflight
+from rlm_tasks.state.budget import attempts_by_task
 from rlm_tasks.state.context import RunContext
 
 
@@ -42,8 +43,6 @@ def line(s: Snapshot) -> str:
 
 def failed_ids(ctx: RunContext, not_fresh: set[str], running: set[str]) -> list[str]:
     """Tasks whose last attempt left no accepted report (more attempts logged than provenance records)."""
-    from rlm_tasks.state.budget import attempts_by_task
-
     attempts = attempts_by_task(ctx)
     out = []
     for task in ctx.plan.tasks:
