@@ -59,7 +59,7 @@ def main() -> int:
         rlm = make_rlm_repo(Path(tmp) / "rlm", args.tasks, max_inflight=8)
         bare = make_bare_repo(Path(tmp) / "bare", args.tasks)
         time.sleep(RACY_WAIT)
-        shutil.rmtree(rlm / ".rlm/cache", ignore_errors=True)
+        shutil.rmtree(rlm / ".rlm/local/cache", ignore_errors=True)
         cold = peak_mb(DOIT, rlm)
         peak_mb(DOIT, rlm)
         noop = peak_mb(DOIT, rlm)

@@ -27,7 +27,7 @@ HEADER = f"{'N':>6}  {'bare doit':>9}  {'rlm doit':>9}  {'ratio':>6}  {'rlm chec
 def measure(n: int, rounds: int, base: Path) -> dict[str, float]:
     rlm, bare = make_rlm_repo(base / f"rlm-{n}", n), make_bare_repo(base / f"bare-{n}", n)
     time.sleep(RACY_WAIT)  # files younger than the cache's racy window are re-hashed on every run
-    cold = run_once(DOIT, rlm)  # first run: validates rlm.yaml, renders every prompt, fills .rlm/cache/
+    cold = run_once(DOIT, rlm)  # first run: validates rlm.yaml, renders every prompt, fills .rlm/local/cache/
     for _ in range(2):  # warm up: bytecode, page cache, the cache's racy window
         run_once(DOIT, rlm), run_once(RLM_CHECK, rlm), run_once(DOIT, bare)
     times = interleaved({"bare": (DOIT, bare), "doit": (DOIT, rlm), "check": (RLM_CHECK, rlm)}, rounds)

@@ -113,10 +113,13 @@ def test_upgrade_refreshes_only_the_files_the_tool_owns(empty: Repo) -> None:
     empty.rlm_cli("init")
     (empty.root / ".rlm/rlm.schema.json").write_text("{}\n")  # an older version's copy
     (empty.root / "rlm.yaml").write_text((empty.root / "rlm.yaml").read_text() + "# mine\n")
+    assert empty.rlm_cli("validate").lines[-1] == (
+        "note: .rlm/rlm.schema.json differs from this rlm's schema; `rlm init --upgrade` refreshes it")
     upgraded = empty.rlm_cli("init", "--upgrade")
     assert (upgraded.code, upgraded.out) == (0, "wrote .rlm/rlm.schema.json\nunchanged .rlm/starter_worker.py\n")
     assert (empty.root / ".rlm/rlm.schema.json").read_bytes() == (SCHEMA_DIR / "rlm.schema.json").read_bytes()
     assert (empty.root / "rlm.yaml").read_text().endswith("# mine\n")
+    assert empty.rlm_cli("validate").out == "rlm.yaml: valid: run first-run, 2 map tasks, 1 verify tasks\n"
 
 
 @pytest.mark.parametrize("agent", ["codex", "claude"])

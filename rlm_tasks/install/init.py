@@ -63,6 +63,15 @@ def tool_owned(agent: str) -> dict[str, str]:
     return files
 
 
+def outdated_schema_copy(root: Path) -> str | None:
+    """SCHEMA_COPY when the repository has one that is not this version's schema (editors would check stale keys)."""
+    try:
+        copy = (root / SCHEMA_COPY).read_bytes()
+    except OSError:
+        return None
+    return None if copy == (SCHEMA_DIR / "rlm.schema.json").read_bytes() else SCHEMA_COPY
+
+
 def starter_files(agent: str, ci: str | None) -> dict[str, str]:
     files = {"rlm.yaml": _rlm_yaml(agent), "dodo.py": _starter("dodo.py"), **tool_owned(agent)}
     if ci == "github":

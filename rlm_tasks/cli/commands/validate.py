@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rlm_tasks.config.plan import load_plan
+from rlm_tasks.install import init as starter
 
 HELP = "check rlm.yaml; every problem as FILE:LINE:COL: key.path: message"
 
@@ -20,4 +21,7 @@ def validate(args: argparse.Namespace) -> int:
         print(line)
     verify = sum(1 for t in plan.tasks if t.mode == "verify")
     print(f"{shown}: valid: run {plan.run_id}, {len(plan.tasks) - verify} map tasks, {verify} verify tasks")
+    outdated = starter.outdated_schema_copy(plan.root)
+    if outdated:
+        print(f"note: {outdated} differs from this rlm's schema; `rlm init --upgrade` refreshes it")
     return 0
