@@ -67,10 +67,20 @@ class Fresh:
         found = self.ctx.freshness(self.task)
         because = ", ".join(found.reasons) or found.detail
         self.why = found.state.value + (f" ({because})" if because else "")
+        if found.fresh:
+            self.why += ": the report is valid and every digest in provenance.json matches today's"
         return found.fresh
 
     def __repr__(self) -> str:
         return f"rlm provenance: {self.why}; `rlm status` explains every reason"
+
+
+class Why(Fresh):
+    """`doit info`'s `meta` line: the same verdict, worked out only when doit prints it (fresh tasks too)."""
+
+    def __repr__(self) -> str:
+        self()
+        return self.why
 
 
 def settled(ctx: RunContext) -> dict[str, bool]:
@@ -112,6 +122,7 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotte
         "targets": [ctx.abs_str(task.report_path)],
         "task_dep": ["plan", *(ctx.task(dep).doit_name for dep in task.depends_on)],
         "uptodate": [True if settled else Fresh(ctx, task, forgotten)],
+        "meta": {"rlm": Why(ctx, task, forgotten)},  # `doit info` prints it, a run never looks
         "clean": [_clean_action(ctx, task)],
         **QUIET,
     }

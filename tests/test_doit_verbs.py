@@ -47,12 +47,15 @@ def test_doit_list_shows_every_task_with_its_goals_first_line(done: Repo) -> Non
 def test_doit_info_says_why_a_task_is_stale(done: Repo) -> None:
     fresh = done.doit_cli("info", "map:a")
     assert fresh.code == 0 and "status     : up-to-date" in fresh.lines, fresh.out
+    assert ("meta       : {   'rlm': fresh: the report is valid and every digest in provenance.json matches "
+            "today's}") in fresh.lines, fresh.out
     config = done.root / "rlm.yaml"
     config.write_text(config.read_text().replace("Map the parser.", "Map the lexer."))
     stale = done.doit_cli("info", "map:a")
     assert stale.code == 1
     assert ("    - rlm provenance: stale (prompt_changed); `rlm status` explains every reason (args=[], kwargs={})"
             in stale.lines), stale.out
+    assert "meta       : {'rlm': stale (prompt_changed)}" in stale.lines
 
 
 @pytest.mark.parametrize("how", ["doit forget", "rlm run --force"])
