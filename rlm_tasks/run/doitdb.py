@@ -15,6 +15,7 @@ from pathlib import Path
 
 KNOWN = "rlm-known:"
 EMPTY = "{}"  # doit's JSON codec: a task with no saved values
+_rows_at_load: dict[Path, frozenset[str]] = {}  # what forgotten() read: a no-op run's remember() opens nothing
 
 
 def _connect(db: Path) -> sqlite3.Connection:
@@ -25,24 +26,26 @@ def _connect(db: Path) -> sqlite3.Connection:
 
 def forgotten(db: Path) -> frozenset[str]:
     """Task names rlm saw fresh here whose doit record was removed since (`doit forget`, `rlm run --force`)."""
+    _rows_at_load.pop(db, None)
     if not db.exists():
         return frozenset()
     try:
         conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
-            rows = {row[0] for row in conn.execute("select task_id from doit")}
+            rows = frozenset(row[0] for row in conn.execute("select task_id from doit"))
         finally:
             conn.close()
     except sqlite3.Error:
         return frozenset()  # no table yet, or a damaged cache: provenance decides
+    _rows_at_load[db] = rows
     return frozenset(name[len(KNOWN):] for name in rows if name.startswith(KNOWN) and name[len(KNOWN):] not in rows)
 
 
 def remember(db: Path, names: Iterable[str]) -> None:
     """After a run: these tasks are fresh here; give each a doit record and a known row (new rows only)."""
     wanted = {name for task in names for name in (task, KNOWN + task)}
-    if not wanted:
-        return
+    if not wanted - _rows_at_load.get(db, frozenset()):
+        return  # every row was there when the run started, and doit removes rows only of tasks that ran
     conn = _connect(db)
     try:
         missing = wanted - {row[0] for row in conn.execute("select task_id from doit")}
