@@ -32,6 +32,11 @@ RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARCHIVE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*-\d{8}T\d{6}Z$")  # <run_id>-<UTC timestamp>: an archive's directory
 
 
+def reports_rel(run_id: str) -> str:
+    """Where a run's reports go unless a task sets `report_path` (config/defaults.report_path)."""
+    return f"{RUNS_DIR}/{run_id}/artifacts/reports"
+
+
 # ---- repository-wide places (not one run's) --------------------------------------------------------------
 
 def archive_root(root: Path) -> Path:
@@ -66,6 +71,10 @@ class RunLayout:
     @property
     def artifacts_rel(self) -> str:
         return f"{self.run_dir_rel}/artifacts"
+
+    @property
+    def reports_rel(self) -> str:
+        return reports_rel(self.run_id)
 
     @property
     def contract_rel(self) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from rlm_tasks.config.ownership import GLOB_CHARS, compile_exact, repo_files
 from rlm_tasks.errors import UserError
+from rlm_tasks.layout import reports_rel
 
-DEFAULT_MAX_WATCH_FILES = 10_000
 MACHINERY = (".git", ".rlm")  # never watched, never a report (except the run's report folder)
 DODO_FILES = ("dodo.py",)
 
@@ -78,7 +78,7 @@ def report_path_problem(root: Path, rel: str, run_id: str, config_rel: str) -> s
     parts = normal.split("/")
     if ".git" in parts:
         return f"report_path '{rel}' is inside .git/"
-    reports_dir = f".rlm/runs/{run_id}/artifacts/reports/"
+    reports_dir = f"{reports_rel(run_id)}/"
     if parts[0] == ".rlm" and not (normal.startswith(reports_dir) and "/" not in normal[len(reports_dir):]):
         return f"report_path '{rel}' is inside the run's machinery (.rlm/); only {reports_dir} is for reports"
     if normal == config_rel or normal in DODO_FILES:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rlm_tasks.config import foreach, ownership, paths, schema, values, yamlpos
+from rlm_tasks.config import defaults, foreach, ownership, paths, schema, values, yamlpos
 from rlm_tasks.config.yamlpos import KeyPath, format_path
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RUNS_DIR
@@ -20,7 +20,6 @@ DEFAULT_TIERS = {
     "standard-plus": ("gpt-5.2-codex", "medium"),
     "heavy": ("gpt-5.2-codex", "xhigh"),
 }
-DEFAULT_REQUIRED_SECTIONS = ("Contract Compliance",)
 # US dollars per million tokens (input, cached input, output), as published when this table was
 # written; `prices:` in rlm.yaml overrides or extends it. Claude reports its own cost, which wins.
 DEFAULT_PRICES = {
@@ -48,14 +47,14 @@ class ConfigError(UserError):
 
 @dataclass(frozen=True)
 class AgentSpec:
-    kind: str = "codex"
+    kind: str = defaults.AGENT_KIND
     binary: str | None = None
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
-    sandbox: str = "workspace-write"
+    sandbox: str = defaults.SANDBOX
     timeout: float | None = None
     command: tuple[str, ...] = ()
-    report: str = "file"
+    report: str = defaults.AGENT_REPORT
 
 
 @dataclass(frozen=True)
@@ -79,9 +78,9 @@ class TaskSpec:
     report_path: str
     required_sections: tuple[str, ...]
     agent: AgentSpec
-    retries: int = 0
-    escalate: bool = False
-    backoff_seconds: float = 2.0
+    retries: int = defaults.RETRIES
+    escalate: bool = defaults.ESCALATE
+    backoff_seconds: float = defaults.BACKOFF_SECONDS
     stall_after: float | None = None
     owns: tuple[str, ...] = ()
     fanout: str | None = None  # the `foreach` task this one was generated from
@@ -118,7 +117,7 @@ class Contract:
 class Budget:
     max_iterations: int | None = None
     max_workers: int | None = None
-    max_inflight: int = 4
+    max_inflight: int = defaults.MAX_INFLIGHT
     max_tokens: int | None = None
     max_cost_usd: float | None = None
 
@@ -147,16 +146,15 @@ class Decision:
 
 @dataclass(frozen=True)
 class Lifecycle:
-    ttl_days: float = 14
-    keep_forever: bool = False
-    lock_stale_hours: float = 24
-    transient: str = "compress"
+    ttl_days: float = defaults.TTL_DAYS
+    keep_forever: bool = defaults.KEEP_FOREVER
+    lock_stale_hours: float = defaults.LOCK_STALE_HOURS
+    transient: str = defaults.TRANSIENT
 
 
 MAX_VERIFY_K = 5
 MAX_INFLIGHT = 256  # rlm.schema.json budget.max_inflight maximum; also the cap of `-n`
 MALFORMED = "\0malformed-"  # placeholder id of a task the schema already rejected
-DEFAULT_STALE_SECONDS = 1200
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ class Plan:
     tiers: tuple[Tier, ...]
     tasks: tuple[TaskSpec, ...]  # map tasks first, then verify tasks, each in file order
     verify_k: int = MAX_VERIFY_K
-    stale_seconds: float = DEFAULT_STALE_SECONDS
+    stale_seconds: float = defaults.STALE_SECONDS
     decision: Decision = field(default_factory=Decision)
     uses: tuple[str, ...] = ()
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
@@ -292,13 +290,13 @@ class _Checker:
             self.add(path, message)
         generated = expansion.tasks
         tiers = set(DEFAULT_TIERS) | set(data.get("tiers", {}))
-        defaults = data.get("defaults", {})
+        task_defaults = data.get("defaults", {})
         run_id = data["run_id"]
         ids = {g.task["id"] for g in generated if isinstance(g.task.get("id"), str)}
         all_ids = sorted({i for i in ids if not i.startswith(MALFORMED)} | set(expansion.fanouts))
-        self.max_watch_files = data.get("budget", {}).get("max_watch_files", paths.DEFAULT_MAX_WATCH_FILES)
+        self.max_watch_files = data.get("budget", {}).get("max_watch_files", defaults.MAX_WATCH_FILES)
         watch_excluded = frozenset(
-            posixpath.normpath(g.task.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{g.task['id']}.md")
+            posixpath.normpath(g.task.get("report_path") or defaults.report_path(run_id, g.task["id"]))
             for g in generated if isinstance(g.task.get("id"), str))
         # duplicate ids and report paths
         seen_ids: dict[str, str] = {}
@@ -329,7 +327,7 @@ class _Checker:
             if task.get("mode") and task["mode"] != ("map" if section == "tasks" else "verify"):
                 expected = "map" if section == "tasks" else "verify"
                 self.add((section, index, "mode"), f"tasks under '{section}' have mode '{expected}'")
-            report = task.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{task_id}.md"
+            report = task.get("report_path") or defaults.report_path(run_id, task_id)
             key = posixpath.normpath(report)
             report_at = (section, index, "report_path") if "report_path" in task else (section, index, "id")
             if key in seen_reports and not (duplicate and "report_path" not in task):  # said once is enough
@@ -358,8 +356,8 @@ class _Checker:
                         f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {', '.join(all_ids)}",
                     )
             self.agent((section, index, "agent"), _merged_agent(data, task), "agent" in task)
-        self.task_paths(("defaults",), defaults, watch_excluded)
-        tier = defaults.get("compute_tier")
+        self.task_paths(("defaults",), task_defaults, watch_excluded)
+        tier = task_defaults.get("compute_tier")
         if tier is not None and tier not in tiers:
             self.add(
                 ("defaults", "compute_tier"),
@@ -506,21 +504,21 @@ def _merged_agent(data: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
 
 def _freeze_agent(raw: dict[str, Any]) -> AgentSpec:
     return AgentSpec(
-        kind=raw.get("kind", "codex"),
+        kind=raw.get("kind", defaults.AGENT_KIND),
         binary=raw.get("binary"),
         args=tuple(raw.get("args", ())),
         env=tuple(sorted(raw.get("env", {}).items())),
-        sandbox=raw.get("sandbox", "workspace-write"),
+        sandbox=raw.get("sandbox", defaults.SANDBOX),
         timeout=raw.get("timeout"),
         command=tuple(raw.get("command", ())),
-        report=raw.get("report", "file"),
+        report=raw.get("report", defaults.AGENT_REPORT),
     )
 
 
 def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: foreach.Expansion | None = None) -> Plan:
     """Plan from already-validated data (the validation cache skips straight here)."""
     run_id = data["run_id"]
-    defaults = data.get("defaults", {})
+    task_defaults = data.get("defaults", {})
     if expansion is None:
         expansion = foreach.expand(data, root)
         if expansion.problems:  # the files changed since validation: say so rather than run a broken plan
@@ -531,27 +529,25 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
             raw = generated.task
 
             def pick(key: str, fallback: Any, raw: dict[str, Any] = raw) -> Any:
-                return raw.get(key, defaults.get(key, fallback))
+                return raw.get(key, task_defaults.get(key, fallback))
 
             tasks.append(
                 TaskSpec(
                     id=raw["id"],
                     goal=raw["goal"],
                     mode=mode,
-                    granularity=pick("granularity", "meso"),
-                    compute_tier=pick("compute_tier", "standard"),
+                    granularity=pick("granularity", defaults.GRANULARITY),
+                    compute_tier=pick("compute_tier", defaults.COMPUTE_TIER),
                     depends_on=expansion.resolve(raw.get("depends_on", ())),
                     inputs=tuple(pick("inputs", ())),
                     context_paths=tuple(pick("context_paths", ())),
                     watch=tuple(pick("watch", ())),
-                    report_path=posixpath.normpath(
-                        raw.get("report_path") or f"{RUNS_DIR}/{run_id}/artifacts/reports/{raw['id']}.md"
-                    ),
-                    required_sections=tuple(pick("required_sections", DEFAULT_REQUIRED_SECTIONS)),
+                    report_path=posixpath.normpath(raw.get("report_path") or defaults.report_path(run_id, raw["id"])),
+                    required_sections=tuple(pick("required_sections", defaults.REQUIRED_SECTIONS)),
                     agent=_freeze_agent(_merged_agent(data, raw)),
-                    retries=pick("retries", 0),
-                    escalate=pick("escalate", False),
-                    backoff_seconds=pick("backoff_seconds", 2.0),
+                    retries=pick("retries", defaults.RETRIES),
+                    escalate=pick("escalate", defaults.ESCALATE),
+                    backoff_seconds=pick("backoff_seconds", defaults.BACKOFF_SECONDS),
                     stall_after=pick("stall_after", None),
                     owns=tuple(pick("owns", ())),
                     fanout=generated.fanout,
@@ -577,7 +573,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
         budget=Budget(
             max_iterations=budget.get("max_iterations"),
             max_workers=budget.get("max_workers"),
-            max_inflight=budget.get("max_inflight", 4),
+            max_inflight=budget.get("max_inflight", defaults.MAX_INFLIGHT),
             max_tokens=budget.get("max_tokens"),
             max_cost_usd=budget.get("max_cost_usd"),
         ),
@@ -597,7 +593,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
         tiers=tuple(Tier(name, t["model"], t.get("effort")) for name, t in tiers_raw.items()),
         tasks=tuple(tasks),
         verify_k=data.get("verify_k", MAX_VERIFY_K),
-        stale_seconds=data.get("reduce", {}).get("stale_seconds", DEFAULT_STALE_SECONDS),
+        stale_seconds=data.get("reduce", {}).get("stale_seconds", defaults.STALE_SECONDS),
         decision=Decision(
             should_finish=decision.get("should_finish"),
             reason=decision.get("reason"),

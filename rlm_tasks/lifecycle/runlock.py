@@ -22,13 +22,13 @@ import filelock
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso, parse_iso, utc_now
+from rlm_tasks.config import defaults
 from rlm_tasks.errors import UserError
 from rlm_tasks.fs import append_line
 from rlm_tasks.layout import BREAKS_LOG, RunLayout, breaks_log
 from rlm_tasks.procs import boot_id, hostname, pid_alive, started_at
 
 LOCKED_EXIT_CODE = 3
-DEFAULT_STALE_HOURS = 24.0
 PID_REUSE_SLACK_SECONDS = 2.0
 
 
@@ -104,7 +104,7 @@ def _os_lock(path: Path) -> filelock.BaseFileLock:
 class RunLock:
     """The run's lock: an OS file lock plus a holder record; see the module docstring."""
 
-    def __init__(self, layout: RunLayout, stale_hours: float = DEFAULT_STALE_HOURS) -> None:
+    def __init__(self, layout: RunLayout, stale_hours: float = defaults.LOCK_STALE_HOURS) -> None:
         self.layout = layout
         self.stale_hours = stale_hours
         self._lock = _os_lock(layout.lock_file)

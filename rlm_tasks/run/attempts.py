@@ -101,7 +101,7 @@ def _foreign_report(ctx: RunContext, sess: inflight.Session, task: TaskSpec, rep
         return None
     if os.path.islink(report):
         return f"report_path {task.report_path} is a symlink; not touched (remove it to run the task)"
-    in_run_folder = task.report_path.startswith(f"{ctx.layout.run_dir_rel}/artifacts/reports/")
+    in_run_folder = task.report_path.startswith(f"{ctx.layout.reports_rel}/")
     # The run's own report folder holds only what workers wrote there; such a file is kept in history/.
     if not in_run_folder and ctx.store.get(task.id) is None and sess.ended.get(task.id) is None:
         return (f"report_path {task.report_path} holds a file this task did not write (no provenance for it); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rlm_tasks.cli.common import number, repo_root
+from rlm_tasks.config import defaults
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.errors import UserError
 from rlm_tasks.lifecycle import archive as archives
@@ -19,7 +20,7 @@ HELP = ("archive a finished run (final.json + deferred.json) under .rlm/archive/
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ttl-days", type=number(0, maximum=36500), metavar="N",
                         help="days before TTL cleanup may delete it "
-                        "(default: lifecycle.ttl_days, 14)")
+                        f"(default: lifecycle.ttl_days, {defaults.TTL_DAYS})")
     parser.add_argument("--keep-forever", action="store_true", help="never delete it by TTL cleanup")
     parser.add_argument("--break-lock", action="store_true", help="take the run's lock if it is stale (logged)")
     actions = parser.add_subparsers(dest="archive_action", metavar="ACTION")

@@ -1,0 +1,57 @@
+"""Every default of rlm.yaml, in one table.
+
+The frozen Plan (config/plan.py) takes its defaults from these names, and
+rlm.schema.json states the same values as `default` keywords, for editors and
+readers; tests/test_defaults.py keeps the schema equal to SCHEMA_DEFAULTS.
+A key is the setting's place in rlm.yaml: `task.*` is any entry of `tasks:`,
+`verify:` or `defaults:`, `agent.*` any agent block.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_tasks.layout import reports_rel
+
+MAX_INFLIGHT = 4
+MAX_WATCH_FILES = 10_000
+STALE_SECONDS = 1200
+TTL_DAYS = 14
+KEEP_FOREVER = False
+LOCK_STALE_HOURS = 24
+TRANSIENT = "compress"
+
+GRANULARITY = "meso"
+COMPUTE_TIER = "standard"
+REQUIRED_SECTIONS = ("Contract Compliance",)
+RETRIES = 0
+ESCALATE = False
+BACKOFF_SECONDS = 2.0
+
+AGENT_KIND = "codex"
+SANDBOX = "workspace-write"
+AGENT_REPORT = "file"
+
+SCHEMA_DEFAULTS: dict[str, Any] = {
+    "budget.max_inflight": MAX_INFLIGHT,
+    "budget.max_watch_files": MAX_WATCH_FILES,
+    "reduce.stale_seconds": STALE_SECONDS,
+    "lifecycle.ttl_days": TTL_DAYS,
+    "lifecycle.keep_forever": KEEP_FOREVER,
+    "lifecycle.lock_stale_hours": LOCK_STALE_HOURS,
+    "lifecycle.transient": TRANSIENT,
+    "task.granularity": GRANULARITY,
+    "task.compute_tier": COMPUTE_TIER,
+    "task.required_sections": list(REQUIRED_SECTIONS),
+    "task.retries": RETRIES,
+    "task.escalate": ESCALATE,
+    "task.backoff_seconds": BACKOFF_SECONDS,
+    "agent.kind": AGENT_KIND,
+    "agent.sandbox": SANDBOX,
+    "agent.report": AGENT_REPORT,
+}
+
+
+def report_path(run_id: str, task_id: str) -> str:
+    """A task's report when it sets no `report_path` (a template the schema can only describe)."""
+    return f"{reports_rel(run_id)}/{task_id}.md"
