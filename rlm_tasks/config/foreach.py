@@ -81,6 +81,17 @@ class Expansion:
     sources: list[Any] = field(default_factory=list)  # what the expansion read: the cache's key
     problems: list[tuple[KeyPath, str]] = field(default_factory=list)
 
+    def as_json(self) -> dict[str, Any]:
+        """For the validation cache: an unchanged fan-out is not rendered again."""
+        return {"tasks": [[g.section, g.origin, g.task, g.fanout, g.item] for g in self.tasks],
+                "fanouts": self.fanouts, "where": {k: list(v) for k, v in self.where.items()},
+                "sources": self.sources}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Expansion:
+        return cls(tasks=[Generated(*row) for row in data["tasks"]], fanouts=data["fanouts"],
+                   where={k: (v[0], v[1]) for k, v in data["where"].items()}, sources=data["sources"])
+
     def resolve(self, depends_on: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         """Dependencies with each fan-out name replaced by its generated ids."""
         out: list[str] = []
@@ -92,6 +103,16 @@ class Expansion:
 def declared(data: dict[str, Any]) -> bool:
     return any(isinstance(t, dict) and "foreach" in t
                for section in ("tasks", "verify") for t in (data.get(section) or []))
+
+
+def sources_only(data: dict[str, Any], root: Path) -> str:
+    """sources_digest of what expand() would read (globs, items files), without rendering a thing."""
+    out = Expansion()
+    for section in ("tasks", "verify"):
+        for index, raw in enumerate(data.get(section) or []):
+            if isinstance(raw, dict) and isinstance(raw.get("foreach"), dict):
+                _items(out, (section, index, "foreach"), raw["foreach"], root)
+    return "" if out.problems else sources_digest(out)
 
 
 def default_name(id_template: str) -> str:
@@ -193,7 +214,7 @@ def _escapes(value: str) -> bool:
 
 def _inside(root: Path, rel: str) -> bool:
     """The file, after every symlink, is inside the repository."""
-    real = os.path.realpath(root / rel)
+    real = os.path.realpath(os.path.join(root, rel))
     return real == str(root) or real.startswith(str(root) + os.sep)
 
 
@@ -213,10 +234,12 @@ def _glob(out: Expansion, at: KeyPath, spec: dict[str, Any], root: Path) -> list
     found: list[str] = []
     for rel in ownership.repo_files(root, patterns):  # never walks .git/ or .rlm/
         if any(w.match(rel) for w in wanted) and not any(u.match(rel) for u in unwanted):
-            if not _inside(root, rel):
+            path = os.path.join(root, rel)
+            # the walk never enters a linked directory: only a linked file can lead out
+            if os.path.islink(path) and not _inside(root, rel):
                 out.problems.append(((*at, "files"), f"'{rel}' is a symlink out of the repository"))
                 return None
-            if os.path.isfile(root / rel):
+            if os.path.isfile(path):
                 found.append(rel)
         if len(found) > MAX_ITEMS:
             out.problems.append(((*at, "files"), f"matches more than the {MAX_ITEMS} files a fan-out may have; "

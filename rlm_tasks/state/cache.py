@@ -83,6 +83,7 @@ class Cache:
         self.plan_key: str | None = data.get("plan_key")
         self.plan_data: Any = data.get("plan")
         self.plan_sources: str = str(data.get("plan_sources") or "")  # foreach: the files the plan expanded
+        self.plan_expansion: Any = data.get("plan_expansion")  # and what it expanded to
         self.derived_key: str | None = data.get("derived_key")
         self.derived: dict[str, Any] = data.get("derived") or {}
         self.files: dict[str, list[Any]] = data.get("files") or {}
@@ -99,13 +100,14 @@ class Cache:
     def validated(self, key: str) -> Any:
         return self.plan_data if self.plan_key == key else None
 
-    def set_validated(self, key: str, data: Any, sources: str = "") -> None:
+    def set_validated(self, key: str, data: Any, sources: str = "", expansion: Any = None) -> None:
         try:
             json.dumps(data)
         except (TypeError, ValueError):
             return  # not JSON-able (cannot happen for a valid plan): just do not cache
         with self._lock:
             self.plan_key, self.plan_data, self.plan_sources, self._dirty = key, data, sources, True
+            self.plan_expansion = expansion
 
     # digests derived from the plan and the templates
     def bind_derived(self, key: str) -> None:
@@ -188,7 +190,8 @@ class Cache:
             if not self._dirty:
                 return
             data = {"version": FORMAT_VERSION, "plan_key": self.plan_key, "plan": self.plan_data,
-                    "plan_sources": self.plan_sources, "derived_key": self.derived_key,
+                    "plan_sources": self.plan_sources, "plan_expansion": self.plan_expansion,
+                    "derived_key": self.derived_key,
                     "derived": dict(self.derived), "files": dict(self.files), "marks": dict(self.marks)}
             self._dirty = False
         # compact: this file is read on every run and never diffed; a read-only checkout runs, only slower

@@ -153,16 +153,21 @@ def load_context(config_path: str | Path = "rlm.yaml") -> RunContext:
     if isinstance(data, dict) and (not data.get("templates_dir") or (root / data["templates_dir"]).is_dir()):
         try:
             # foreach: a file added or removed, or an edited items file, is a new plan to validate
-            expansion = foreach.expand(data, root) if foreach.declared(data) else None
-            if expansion is None or (not expansion.problems
-                                     and foreach.sources_digest(expansion) == cache.plan_sources):
+            fans_out = foreach.declared(data)
+            expansion = None
+            if fans_out and cache.plan_expansion and foreach.sources_only(data, root) == cache.plan_sources:
+                expansion = foreach.Expansion.from_json(cache.plan_expansion)
+            if expansion is not None or not fans_out:
                 plan = config.freeze(data, root, config_file, expansion)
         except Exception:  # an unexpected shape: validate afresh
             plan = None
     if plan is None:
         plan = config.load_plan(config_path)
         # parsed again, exactly as config parsed it (a second, plain parse differs in corner cases)
-        cache.set_validated(key, yamlpos.load(raw.decode("utf-8")).data, plan.sources)
+        data = yamlpos.load(raw.decode("utf-8")).data
+        expansion = foreach.expand(data, root) if foreach.declared(data) else None
+        if expansion is None or foreach.sources_digest(expansion) == plan.sources:  # the files held still
+            cache.set_validated(key, data, plan.sources, expansion.as_json() if expansion else None)
     templates = [tree_signature(BUILTIN_TEMPLATES, (".j2",))]
     if plan.templates_dir:
         templates.append(tree_signature(root / plan.templates_dir, (".j2",)))
