@@ -314,3 +314,33 @@ def test_globs_never_match_git_or_rlm_state(repo: Repo) -> None:
     assert result.code == 0, result.err
     assert json.loads(Path(repo.path(f"{RUN_DIR}/plan.json")).read_text(encoding="utf-8"))["fanouts"] == {
         "f": ["f-z.py"]}
+
+
+# ---- the glob matcher, against a plain reference ----------------------------------------------------------
+
+def reference_match(pattern: list[str], path: list[str]) -> bool:
+    """Segment by segment with fnmatch; `**` is any number of segments, at the end at least one."""
+    import fnmatch
+
+    if not pattern:
+        return not path
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        starts = range(1 if not rest else 0, len(path) + 1)
+        return any(reference_match(rest, path[i:]) for i in starts)
+    return bool(path) and fnmatch.fnmatchcase(path[0], head) and reference_match(rest, path[1:])
+
+
+def test_compile_exact_matches_like_the_reference() -> None:
+    """Every pattern of up to 3 segments against every path of up to 3 (hypothesis would write .hypothesis/)."""
+    import itertools
+
+    from rlm_tasks.config.ownership import compile_exact
+
+    tokens = ["a", "*", "?", "**", "[ab]", "*.py"]
+    names = ["a", "b", "ab", "x.py", "a.py"]
+    patterns = [list(p) for n in (1, 2, 3) for p in itertools.product(tokens, repeat=n)]
+    paths = [list(p) for n in (1, 2, 3) for p in itertools.product(names, repeat=n)]
+    wrong = [("/".join(p), "/".join(q)) for p in patterns for q in paths
+             if bool(compile_exact("/".join(p)).match("/".join(q))) != reference_match(p, q)]
+    assert wrong == []
