@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 from conftest import LOCAL_RUN, RUN_DIR, Repo
@@ -185,3 +186,36 @@ prices:
         "rlm.yaml:5:24: budget.max_cost_usd: inf is not allowed: numbers must be finite",
         "rlm.yaml:7:14: prices.m.input: nan is not allowed: numbers must be finite",
     ])
+
+
+def test_event_streams_cut_short(tmp_path: Path) -> None:
+    """A killed agent leaves a half line, or no closing event: what it said before still counts, once."""
+    from rlm_tasks.run.usage import from_events
+    from rlm_tasks.state.usage import Usage
+
+    codex = tmp_path / "codex.jsonl"
+    codex.write_text('{"type":"turn.started"}\n{"type":"turn.completed","usage":{"input_tokens":5,"output_tok',
+                     encoding="utf-8")
+    assert from_events("codex", codex) is None
+    message = {"id": "m1", "usage": {"input_tokens": 10, "cache_read_input_tokens": 4, "output_tokens": 3}}
+    claude = tmp_path / "claude.jsonl"
+    claude.write_text("\n".join(json.dumps(e) for e in [
+        {"type": "assistant", "message": {**message, "content": [{"type": "text", "text": "a"}]}},
+        {"type": "assistant", "message": {**message, "content": [{"type": "tool_use", "name": "Write"}]}},
+        {"type": "assistant", "message": {"id": "m2", "usage": {"input_tokens": 1, "output_tokens": 1}}},
+    ]) + "\n{\"type\":\"res", encoding="utf-8")
+    assert from_events("claude", claude) == Usage(input_tokens=15, cached_input_tokens=4, output_tokens=4)
+    assert from_events("claude", tmp_path / "missing.jsonl") is None
+
+
+def test_the_human_log_line_of_each_event() -> None:
+    from rlm_tasks.run.usage import human_line
+
+    assert human_line("codex", b'{"type":"item.completed","item":{"type":"command_execution","command":"ls",'
+                               b'"exit_code":0}}\n') == b"[exec] ls (exit 0)\n"
+    assert human_line("codex", b'{"type":"item.started"}\n') is None
+    assert human_line("codex", b"not json\n") == b"not json\n"
+    assert human_line("claude", b'{"type":"result","subtype":"success","num_turns":2,"total_cost_usd":0.5,'
+                                b'"result":"done"}') == b"[result] success, 2 turns, cost $0.5: done\n"
+    long = json.dumps({"type": "item.completed", "item": {"type": "agent_message", "text": "x" * 1000}})
+    assert human_line("codex", long.encode()) == b"[agent] " + b"x" * 297 + b"...\n"

@@ -26,25 +26,31 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def _events(path: Path) -> list[dict[str, Any]]:
+# Only lines that can carry usage are parsed: a long session's events file is mostly tool output.
+USAGE_MARKERS = {"codex": (b"turn.completed",), "claude": (b'"result"', b'"assistant"')}
+
+
+def _events(path: Path, markers: tuple[bytes, ...]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     try:
-        lines = path.read_bytes().splitlines()
+        with path.open("rb") as lines:
+            for line in lines:  # one line at a time: the file can be large
+                if not any(marker in line for marker in markers):
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:  # a line cut short by a kill, or something not JSON
+                    continue
+                if isinstance(event, dict):
+                    out.append(event)
     except OSError:
-        return out
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:  # a line cut short by a kill, or something not JSON
-            continue
-        if isinstance(event, dict):
-            out.append(event)
+        return []
     return out
 
 
 def from_events(kind: str, path: Path) -> Usage | None:
     """The attempt's usage from its events file; None when the agent reported none (e.g. killed early)."""
-    events = _events(path)
+    events = _events(path, USAGE_MARKERS.get(kind, ()))
     return _codex(events) if kind == "codex" else _claude(events) if kind == "claude" else None
 
 
