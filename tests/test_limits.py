@@ -61,8 +61,8 @@ def test_long_ids_are_refused(repo: Repo) -> None:
 def test_nul_anywhere_is_refused(repo: Repo) -> None:
     assert invalid(repo, HEADER + 'success_criteria: ["a\\0b"]\ntasks: [{id: a, goal: A, agent: {env: {"X\\0": y}}}]\n'
                    ) == ["rlm.yaml:4:20: success_criteria[0]: contains a NUL character",
-                         "rlm.yaml:5:40: tasks[0].agent.env.X\0: key contains a NUL character",
-                         "rlm.yaml:5:40: tasks[0].agent.env.X\0: environment variable name 'X\\x00' is not valid "
+                         "rlm.yaml:5:40: tasks[0].agent.env.X\\x00: key contains a NUL character",
+                         "rlm.yaml:5:40: tasks[0].agent.env.X\\x00: environment variable name 'X\\x00' is not valid "
                          "(letters, digits and _, not starting with a digit)"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -214,7 +215,7 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
         doc = yamlpos.load(text)
     except yamlpos.YamlSyntaxError as exc:
         pos = exc.position
-        raise ConfigError([f"{shown}:{pos.line}:{pos.column}: (yaml): {exc}"]) from None
+        raise ConfigError([one_line(f"{shown}:{pos.line}:{pos.column}: (yaml): {exc}")]) from None
     try:
         config_rel = config_path.resolve().relative_to(root).as_posix()
     except ValueError:
@@ -243,6 +244,14 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
     return dataclasses.replace(plan, warnings=tuple(line for *_, line in sorted(checker.warnings)))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """Keys and values from the file may hold line breaks or control characters: a problem stays one line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class _Checker:
     def __init__(self, doc: yamlpos.YamlDocument, shown: str, root: Path, config_rel: str = "rlm.yaml") -> None:
         self.doc = doc
@@ -254,15 +263,13 @@ class _Checker:
 
     def warn(self, path: KeyPath, message: str) -> None:
         pos = self.doc.position(path)
-        self.warnings.append(
-            (pos.line, pos.column, f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: warning: {message}")
-        )
+        line = f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: warning: {message}"
+        self.warnings.append((pos.line, pos.column, one_line(line)))
 
     def add(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
         pos = self.doc.position(path, key=at_key)
-        self.problems.append(
-            (pos.line, pos.column, f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: {message}")
-        )
+        line = f"{self.shown}:{pos.line}:{pos.column}: {format_path(path)}: {message}"
+        self.problems.append((pos.line, pos.column, one_line(line)))
 
     def sorted_problems(self) -> list[str]:
         seen: list[str] = []

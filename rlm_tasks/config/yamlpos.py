@@ -155,7 +155,12 @@ def load(text: str) -> YamlDocument:
         if exc.context:
             problem = f"{problem} ({exc.context})"
         raise YamlSyntaxError(problem, pos) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it knows the offset, not the line
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        raise YamlSyntaxError(f"unacceptable character #x{exc.character:04x}: {exc.reason}", Position(line, column)) \
+            from None
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(str(exc), Position(1, 1)) from None
+        raise YamlSyntaxError(str(exc).splitlines()[0], Position(1, 1)) from None
     finally:
         loader.dispose()
