@@ -43,10 +43,28 @@ def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
     return action
 
 
-def _clean_action(ctx: RunContext, task: TaskSpec) -> Callable[[], None]:
-    """`doit clean map:<id>`: the report and its provenance entry go to history; the task is missing."""
-    def report_to_history() -> None:
-        moved = attempts.retire_report(ctx, task)
+def _clean_action(ctx: RunContext, task: TaskSpec) -> Callable[..., None]:
+    """`doit clean map:<id>`: the report and its provenance entry go to history; the task is missing.
+
+    It takes the run lock, so it never races a run; `doit clean -n` says what it would move.
+    """
+    def report_to_history(dryrun: bool = False) -> None:
+        if dryrun:
+            there = ctx.layout.abs(task.report_path).is_file()
+            print(f"  {task.doit_name}: " + (f"would move {task.report_path} to history" if there else "no report"))
+            return
+        from rlm_tasks.lifecycle.runlock import RunLock  # only `doit clean` needs it here
+
+        lock = RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours)
+        try:
+            lock.acquire()
+        except UserError as exc:  # locked by a run: exit 3 with its one line, as `doit` itself would
+            sys.stderr.write(error_line(exc))
+            raise SystemExit(exc.exit_code) from None
+        try:
+            moved = attempts.retire_report(ctx, task)
+        finally:
+            lock.release()
         print(f"  {task.doit_name}: " + (f"report moved to {moved}" if moved else "no report"), flush=True)
 
     report_to_history.__qualname__ = "report_to_history"  # what `doit clean` prints

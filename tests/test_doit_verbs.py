@@ -136,3 +136,25 @@ def test_rlm_run_takes_bare_ids_and_rejects_unknown_tasks(done: Repo) -> None:
             2, "", f"rlm run: unknown task '{name}'{hint}; `rlm status` lists the tasks\n")
     forced = done.rlm_cli("run", "--force")
     assert (forced.code, forced.err) == (2, "rlm run --force: name the tasks to run again, e.g. `rlm run --force a`\n")
+
+
+def test_doit_clean_dry_run_and_never_during_a_run(done: Repo) -> None:
+    dry = done.doit_cli("clean", "-n", "map:a")
+    assert dry.out == ("map:a - executing 'Python: function report_to_history'\n"
+                       f"  map:a: would move {REPORTS}/a.md to history\n")
+    assert (done.root / REPORTS / "a.md").exists()
+
+    from rlm_tasks.config.plan import load_plan
+    from rlm_tasks.lifecycle.runlock import RunLock
+    from rlm_tasks.state.context import RunContext
+
+    lock = RunLock(RunContext(load_plan(done.root / "rlm.yaml")).layout)
+    lock.acquire()  # as a run in progress holds it
+    try:
+        locked = done.doit_cli("clean", "map:a")
+    finally:
+        lock.release()
+    assert locked.code == 3
+    assert re.fullmatch(r"rlm: run 't' is locked by another process \(pid \d+ on host .*, started .*\); "
+                        r"lock: \.rlm/local/locks/t\.lock\n", locked.err), locked.err
+    assert (done.root / REPORTS / "a.md").exists() and "a" in done.provenance()["tasks"]

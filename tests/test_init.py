@@ -166,3 +166,19 @@ def test_a_second_run_in_the_same_repository_through_rlm_config(empty: Repo) -> 
         "run second: 3 tasks: 3 fresh, 0 stale, 0 missing, 0 invalid")
     assert empty.rlm_cli("-c", "second.yaml", "check").code == 0
     assert empty.rlm_cli("check").code == 1  # rlm.yaml's run has not run
+
+
+def test_the_pre_commit_hooks_run_rlm_verbs_that_pass_on_a_fresh_run(empty: Repo) -> None:
+    import yaml
+
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert [hook["id"] for hook in hooks] == ["rlm-validate", "rlm-check"]
+    assert re.search(hooks[0]["files"], "docs/rlm.yaml") and not re.search(hooks[0]["files"], "rlm.yaml.bak")
+    empty.rlm_cli("init")
+    assert empty.doit_cli().code == 0
+    for hook in hooks:
+        program, *args = hook["entry"].split()
+        assert (program, hook["language"], hook["pass_filenames"]) == ("rlm", "python", False)
+        assert empty.rlm_cli(*args).code == 0, hook["id"]
+    (empty.root / "rlm.yaml").write_text("version: 1\n")
+    assert empty.rlm_cli(*hooks[0]["entry"].split()[1:]).code == 2  # the hook fails the commit
