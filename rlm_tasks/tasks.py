@@ -15,6 +15,7 @@ from doit.exceptions import TaskFailed
 from rlm_tasks.config.plan import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.lifecycle import archive
+from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.run import attempts, doitdb, worker
 from rlm_tasks.run.session import reporter_class
@@ -53,8 +54,6 @@ def _clean_action(ctx: RunContext, task: TaskSpec) -> Callable[..., None]:
             there = ctx.layout.abs(task.report_path).is_file()
             print(f"  {task.doit_name}: " + (f"would move {task.report_path} to history" if there else "no report"))
             return
-        from rlm_tasks.lifecycle.runlock import RunLock  # only `doit clean` needs it here
-
         lock = RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours)
         try:
             lock.acquire()
