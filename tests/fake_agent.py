@@ -2,7 +2,7 @@
 """The one fake agent of the tests: behaves as `codex exec` or as a `kind: command` worker, as its config says.
 
     fake_agent.py exec -m MODEL [-c KEY=VALUE]... -C ROOT (--sandbox MODE | --dangerously-bypass-approvals-and-sandbox)
-                  [extra args]... -          codex's argv (checked: exit 64 on anything else); the report goes to
+                  [extra args]... -          codex's argv (checked: anything else fails, exit 1); the report goes to
                                              ROOT/<report_path of the prompt's JSON envelope>, as codex writes it
     fake_agent.py [anything]                 a `kind: command` worker; the report goes to $RLM_REPORT_PATH
 
@@ -16,6 +16,7 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
     exit         exit code once done (default 0)
     sleep        seconds of work before reporting
     wait_for     a path: work until it exists (the test decides when the worker finishes)
+    append       {"<path>": "<text>"}: append to these files (relative to the working directory) while working
     progress     while sleeping, rewrite $RLM_PROGRESS_PATH every this many seconds
     child        start a child in the same process group (a timeout or signal must end it too)
     hang         never finish (with `child`, neither does the child)
@@ -65,7 +66,7 @@ USAGE = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100,
 
 
 def parse_codex_argv(argv: list[str]) -> dict[str, Any]:
-    """codex exec's argv as the runner builds it; exits 64 on anything else, so a wrong argv fails the test."""
+    """codex exec's argv as the runner builds it; anything else exits 1 with the argv, so it fails the test."""
     parsed: dict[str, Any] = {"model": None, "config": [], "root": None, "sandbox": None, "bypass": False,
                               "extra": []}
     rest = argv[1:]
@@ -207,6 +208,9 @@ def main() -> int:
     if behaviour.get("hang"):
         while True:
             time.sleep(3600)
+    for name, more in behaviour.get("append", {}).items():
+        with open(name, "a", encoding="utf-8") as handle:
+            handle.write(more)
     work(float(behaviour.get("sleep", 0)), behaviour.get("progress"))
     while behaviour.get("wait_for") and not Path(behaviour["wait_for"]).exists():
         time.sleep(0.02)

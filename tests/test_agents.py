@@ -7,12 +7,11 @@ import os
 import re
 import stat
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAKE_CODEX, RUN_DIR, Repo
+from conftest import FAKE_AGENT, FAKE_CODEX, RUN_DIR, Repo
 
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.layout import RunLayout
@@ -221,26 +220,16 @@ def test_fake_codex_sees_the_argv_env_and_root(repo: Repo) -> None:
     assert not (repo.root / "pwned").exists() and not (repo.root / "pwned2").exists()
 
 
-ECHO_WORKER = textwrap.dedent("""\
-    import os, sys
-    data = sys.stdin.buffer.read()
-    with open(os.environ["RLM_WORKER_ID"] + ".stdin", "wb") as handle:
-        handle.write(data)
-    sys.stdout.write("# From stdout\\n\\n## Contract Compliance\\n- arg: " + sys.argv[1] + "\\n")
-""")
-
-
 def test_command_kind_gets_the_prompt_on_stdin_and_may_report_on_stdout(repo: Repo) -> None:
-    (repo.root / "echo_worker.py").write_text(ECHO_WORKER)
-    repo.write({"version": 1, "run_id": "t", "goal": "g",
-                "agent": {"kind": "command", "command": ["{{ python }}", "echo_worker.py", "{{ task.goal }}"],
-                          "report": "stdout", "timeout": 30},
-                "tasks": [{"id": "a", "goal": NASTY_GOAL}]})
+    text = "# From stdout\n\n## Contract Compliance\n- kept\n"
+    repo.write_command([{"id": "a", "goal": NASTY_GOAL}], {"a": {"report": "stdout", "text": text}},
+                       agent={"command": ["{{ python }}", str(FAKE_AGENT), "{{ task.goal }}"], "report": "stdout"})
     result = repo.doit()
     assert result.code == 0, result.out + result.err
-    assert (repo.root / "a.stdin").read_bytes() == repo.path(f"{RUN_DIR}/artifacts/prompts/a.md").read_bytes()
-    expected = f"# From stdout\n\n## Contract Compliance\n- arg: {NASTY_GOAL}\n"
-    assert repo.report("a").read_text(encoding="utf-8") == expected
+    [call] = repo.calls()
+    assert call["argv"][1:] == [NASTY_GOAL]  # one argument, untouched by any shell
+    assert repo.stdin_of(call) == repo.path(f"{RUN_DIR}/artifacts/prompts/a.md").read_bytes()
+    assert repo.report("a").read_text(encoding="utf-8") == text
 
 
 def test_command_with_an_undefined_variable_is_a_config_error(repo: Repo) -> None:

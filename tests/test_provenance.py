@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import textwrap
 from typing import Any
 
 import pytest
@@ -181,24 +180,12 @@ def test_after_a_rerun_every_report_is_fresh_again(done: Repo) -> None:
     assert states(done) == {"a": FRESH, "b": FRESH, "c": FRESH}
 
 
-EDITS_ITS_INPUT = textwrap.dedent("""\
-    import os, sys
-    sys.stdin.read()
-    with open("src/a.txt", "a") as handle:
-        handle.write("changed by the worker\\n")
-    with open(os.environ["RLM_REPORT_PATH"], "w") as handle:
-        handle.write("# a\\n\\n## Contract Compliance\\n- edited my own input\\n")
-""")
-
-
 def test_input_digests_are_taken_before_the_worker_starts(repo: Repo) -> None:
     """A worker that changes a declared input leaves its report stale: it worked from the old content."""
     (repo.root / "src").mkdir()
     (repo.root / "src" / "a.txt").write_text("alpha\n")
-    (repo.root / "worker.py").write_text(EDITS_ITS_INPUT)
-    repo.write({"version": 1, "run_id": "t", "goal": "g",
-                "agent": {"kind": "command", "command": ["{{ python }}", "worker.py"]},
-                "tasks": [{"id": "a", "goal": "A", "inputs": ["src/a.txt"]}]})
+    repo.write_command([{"id": "a", "goal": "A", "inputs": ["src/a.txt"]}],
+                       {"a": {"append": {"src/a.txt": "changed by the worker\n"}}})
     result = repo.doit()
     assert result.code == 0, result.out + result.err
     assert repo.provenance()["tasks"]["a"]["digests"]["inputs"] == {"src/a.txt": sha(b"alpha\n")}
