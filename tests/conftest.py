@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -202,6 +203,49 @@ def codex_config(log: Path, tasks: list[dict[str, Any]], *, mode: str = "ok", **
     return agent_config(log, tasks, mode=mode, **top)
 
 
+HOLD_LOCK = textwrap.dedent("""\
+    import sys
+    from pathlib import Path
+    from rlm_tasks.layout import RunLayout
+    from rlm_tasks.lifecycle.runlock import RunLock
+    lock = RunLock(RunLayout(Path(sys.argv[1]), sys.argv[2]))
+    lock.acquire()
+    print("locked", flush=True)
+    sys.stdin.read()  # hold until the test closes stdin (or kills us)
+    lock.release()
+""")
+
+
+class LockHolder:
+    """Another process holding a run's lock (started by Repo.hold_lock)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def release(self) -> None:
+        """It releases the lock and ends."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.end()
+
+    def crash(self) -> None:
+        """SIGKILL: it ends holding the lock, leaving its holder record behind."""
+        self.proc.kill()
+        self.end()
+
+    def end(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
 class Background:
     """A process started by the test, its stdout and stderr read line by line as they come."""
 
@@ -252,6 +296,7 @@ class Repo:
         self.run_dir = root / RUN_DIR
         self.local_dir = root / LOCAL_RUN
         self.started: list[Background] = []
+        self.holders: list[LockHolder] = []
 
     # files
     def write(self, data: dict[str, Any] | str, name: str = "rlm.yaml") -> Path:
@@ -386,6 +431,15 @@ class Repo:
         self.started.append(started)
         return started
 
+    def hold_lock(self, run_id: str = RUN_ID) -> LockHolder:
+        """Another process takes the run's lock and holds it until the test releases it, crashes it or ends."""
+        proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(self.root), run_id], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=subprocess_env())
+        holder = LockHolder(proc)
+        self.holders.append(holder)
+        assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+        return holder
+
     wait_for = staticmethod(wait_for)
     group_gone = staticmethod(group_gone)
 
@@ -397,6 +451,8 @@ class Repo:
         from rlm_tasks.procs import pid_alive
         from rlm_tasks.run.inflight import entry_alive
 
+        for holder in self.holders:
+            holder.end()
         for started in self.started:
             if started.proc.poll() is None:
                 started.proc.kill()

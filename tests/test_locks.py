@@ -5,31 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Repo
+from conftest import LockHolder, Repo
 
 from rlm_tasks import clock, jsonio, procs
 from rlm_tasks.config import schema
 from rlm_tasks.layout import RunLayout, breaks_log
 from rlm_tasks.lifecycle.runlock import RunLock, RunLocked, RunLockStale
-
-HOLD = textwrap.dedent("""
-    import sys
-    from pathlib import Path
-    from rlm_tasks.layout import RunLayout, breaks_log
-    from rlm_tasks.lifecycle.runlock import RunLock
-    lock = RunLock(RunLayout(Path(sys.argv[1]), "r"))
-    lock.acquire()
-    print("locked", flush=True)
-    sys.stdin.read()  # hold until the test closes stdin (or kills us)
-    lock.release()
-""")
 
 
 def _iso(hours_ago: float) -> str:
@@ -42,19 +28,9 @@ def layout(tmp_path: Path) -> RunLayout:
 
 
 @pytest.fixture
-def holder_process(tmp_path: Path):
-    """A real process holding the run lock until the test ends or kills it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None:
-            stream.close()
+def holder_process(repo: Repo) -> LockHolder:
+    """A real process holding the run lock until the test releases it, crashes it or ends."""
+    return repo.hold_lock("r")
 
 
 def write_holder(layout: RunLayout, **fields: object) -> dict:
@@ -64,7 +40,7 @@ def write_holder(layout: RunLayout, **fields: object) -> dict:
     return holder
 
 
-def test_lock_held_by_a_live_process_is_never_taken(layout: RunLayout, holder_process) -> None:
+def test_lock_held_by_a_live_process_is_never_taken(layout: RunLayout, holder_process: LockHolder) -> None:
     with pytest.raises(RunLocked) as caught:
         RunLock(layout).acquire(break_lock=True)
     holder = json.loads(layout.lock_holder_json.read_text())
@@ -73,16 +49,14 @@ def test_lock_held_by_a_live_process_is_never_taken(layout: RunLayout, holder_pr
                                  "lock: .rlm/local/locks/r.lock")
     assert caught.value.exit_code == 3
     assert not isinstance(caught.value, RunLockStale)
-    holder_process.stdin.close()  # the holder releases and ends
-    holder_process.wait(timeout=10)
+    holder_process.release()
     with RunLock(layout):
         assert json.loads(layout.lock_holder_json.read_text())["pid"] == os.getpid()
     assert not layout.lock_holder_json.exists()
 
 
-def test_lock_of_a_killed_process_does_not_block(layout: RunLayout, holder_process) -> None:
-    os.kill(holder_process.pid, signal.SIGKILL)
-    holder_process.wait(timeout=10)
+def test_lock_of_a_killed_process_does_not_block(layout: RunLayout, holder_process: LockHolder) -> None:
+    holder_process.crash()
     assert json.loads(layout.lock_holder_json.read_text())["pid"] == holder_process.pid  # left behind
     lock = RunLock(layout)
     lock.acquire()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -332,42 +330,12 @@ def test_a_fresh_clone_of_a_finished_run_runs_no_worker(repo: Repo, tmp_path: Pa
 
 # ---- one run at a time ------------------------------------------------------------------------------------
 
-HOLD = textwrap.dedent("""\
-    import sys
-    from pathlib import Path
-    from rlm_tasks.layout import RunLayout
-    from rlm_tasks.lifecycle.runlock import RunLock
-    lock = RunLock(RunLayout(Path(sys.argv[1]), sys.argv[2]))
-    lock.acquire()
-    print("locked", flush=True)
-    sys.stdin.read()  # hold until the test closes stdin or kills us
-""")
-
-
-def hold_lock(root: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root), "t"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=subprocess_env())
-    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
-    return proc
-
-
-def end(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None:
-            stream.close()
-
-
 def test_a_second_doit_on_the_same_run_exits_3_naming_the_holder(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
-    holder = hold_lock(repo.root)
-    try:
-        started_at = jsonio.read_json(repo.root / ".rlm" / "local" / "locks" / "t.holder.json")["started_at"]
-        result = repo.doit_cli(timeout=30)
-    finally:
-        end(holder)
+    holder = repo.hold_lock()
+    started_at = jsonio.read_json(repo.root / ".rlm" / "local" / "locks" / "t.holder.json")["started_at"]
+    result = repo.doit_cli(timeout=30)
+    holder.release()
     assert (result.code, result.out) == (3, "")
     assert result.err == (f"rlm: run 't' is locked by another process (pid {holder.pid} on host "
                           f"{socket.gethostname()}, started {started_at}); lock: .rlm/local/locks/t.lock\n")
@@ -376,9 +344,7 @@ def test_a_second_doit_on_the_same_run_exits_3_naming_the_holder(repo: Repo) -> 
 
 def test_a_crashed_holder_never_blocks_the_next_run(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
-    holder = hold_lock(repo.root)
-    holder.send_signal(signal.SIGKILL)
-    end(holder)
+    repo.hold_lock().crash()
     result = repo.doit()
     assert result.code == 0, result.out + result.err
     assert repo.ran() == ["a"]
