@@ -27,7 +27,7 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
     attempts     {"<attempt>": BEHAVIOUR}: overrides for one attempt ($RLM_ATTEMPT), e.g. fail only the first
     usage        token usage it reports: as codex with `--json` (the runner's event stream) a `turn.completed`
                  event with this usage (default USAGE) on stdout; as a command worker, written to
-                 $RLM_USAGE_PATH (only when given)
+                 $RLM_USAGE_PATH (only when given; a string as it is, anything else as JSON)
 
 Every start appends one JSON line to $FAKE_AGENT_LOG: argv, stdin (base64), the RLM_* environment, cwd, pid,
 process group and its start time, the child's pid, worker id, attempt, tier, behaviour.
@@ -228,7 +228,9 @@ def main() -> int:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text("" if report_kind == "empty" else text, encoding="utf-8")
     if not parsed and behaviour.get("usage"):
-        Path(os.environ["RLM_USAGE_PATH"]).write_text(json.dumps(behaviour["usage"]), encoding="utf-8")
+        usage = behaviour["usage"]  # a string is written as it is (e.g. to test a broken usage file)
+        Path(os.environ["RLM_USAGE_PATH"]).write_text(usage if isinstance(usage, str) else json.dumps(usage),
+                                                      encoding="utf-8")
     if child:
         child.kill()
         child.wait()

@@ -9,23 +9,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RUN_DIR, RUN_ID, Repo
-
-WORKER = """\
-import os, pathlib, sys
-sys.stdin.read()
-worker = os.environ["RLM_WORKER_ID"]
-with open("ran.txt", "a", encoding="utf-8") as log:
-    log.write(worker + "\\n")
-report = pathlib.Path(os.environ["RLM_REPORT_PATH"])
-report.parent.mkdir(parents=True, exist_ok=True)
-report.write_text(f"# {worker}\\n\\n## Contract Compliance\\n- kept\\n", encoding="utf-8")
-"""
+from conftest import RUN_DIR, Repo
 
 
-def config(tasks: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
-    return {"version": 1, "run_id": RUN_ID, "goal": "Fan out.",
-            "agent": {"kind": "command", "command": ["{{ python }}", "worker.py"]}, "tasks": tasks, **top}
+def config(repo: Repo, tasks: list[dict[str, Any]], **top: Any) -> None:
+    """rlm.yaml whose command workers are the fake agent (each writes a report naming itself)."""
+    repo.write_command(tasks, goal="Fan out.", **top)
 
 
 LINT = {"id": "lint-{{ item.stem }}", "goal": "Lint {{ item }}.", "inputs": ["{{ item }}"],
@@ -35,17 +24,16 @@ JOIN = {"id": "summary", "goal": "Sum up the lint reports.", "depends_on": ["lin
 
 @pytest.fixture
 def fan(repo: Repo) -> Repo:
-    repo.write(WORKER, "worker.py")
     for rel in ("src/a.py", "src/pkg/b.py", "src/vendor/c.py", "src/notes.txt"):
         repo.write(f"# {rel}\n", rel)
-    repo.write(config([LINT, JOIN]))
+    config(repo, [LINT, JOIN])
     return repo
 
 
 def ran(repo: Repo) -> list[str]:
-    path = repo.path("ran.txt")
-    names = sorted(path.read_text(encoding="utf-8").split()) if path.exists() else []
-    path.unlink(missing_ok=True)
+    """The workers started since the last call."""
+    names = sorted(call["worker_id"] for call in repo.calls())
+    repo.log.unlink(missing_ok=True)
     return names
 
 
@@ -121,15 +109,14 @@ def test_render_names_the_expansion(fan: Repo) -> None:
 
 
 def test_inline_items_and_an_items_file(repo: Repo) -> None:
-    repo.write(WORKER, "worker.py")
     repo.write(json.dumps([{"name": "alpha", "path": "docs/a.md"}, {"name": "beta", "path": "docs/b.md"}]),
                "items.json")
-    repo.write(config([
+    config(repo, [
         {"id": "topic-{{ item }}", "goal": "Study {{ item }} ({{ index }}).", "foreach": {"items": ["x", "y"]}},
         {"id": "doc-{{ item.name }}", "goal": "Read {{ item.path }}.", "context_paths": ["{{ item.path }}"],
          "foreach": {"name": "docs", "items_file": "items.json"}},
         {"id": "all", "goal": "Both.", "depends_on": ["topic", "docs", "doc-beta"]},
-    ]))
+    ])
     assert repo.doit().code == 0
     assert ran(repo) == ["all", "doc-alpha", "doc-beta", "topic-x", "topic-y"]
     plan = json.loads(repo.path(f"{RUN_DIR}/plan.json").read_text(encoding="utf-8"))
@@ -248,9 +235,8 @@ def test_bad_items_files(repo: Repo) -> None:
 
 
 def test_report_paths_from_templates_and_their_collisions(repo: Repo) -> None:
-    repo.write(WORKER, "worker.py")
-    repo.write(config([{"id": "t-{{ index }}", "goal": "g", "report_path": "reports/{{ item.stem }}.md",
-                        "foreach": {"items": ["a/x.py", "b/y.py"]}}]))
+    config(repo, [{"id": "t-{{ index }}", "goal": "g", "report_path": "reports/{{ item.stem }}.md",
+                   "foreach": {"items": ["a/x.py", "b/y.py"]}}])
     assert repo.doit().code == 0
     assert sorted(p.name for p in repo.path("reports").iterdir()) == ["x.md", "y.md"]
     assert errors(repo, HEAD + """\

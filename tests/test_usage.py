@@ -113,21 +113,9 @@ def test_max_cost_usd_stops_new_attempts(repo: Repo) -> None:
     assert "budget exhausted: max_cost_usd ($0.0004 spent, limit $0.0001); map:b not started" in result.out
 
 
-COMMAND_WORKER = """\
-import json, os, pathlib, sys
-sys.stdin.read()
-usage = os.environ.get("USAGE_TEXT")
-if usage is not None:
-    pathlib.Path(os.environ["RLM_USAGE_PATH"]).write_text(usage, encoding="utf-8")
-pathlib.Path(os.environ["RLM_REPORT_PATH"]).write_text("# r\\n\\n## Contract Compliance\\n- kept\\n", encoding="utf-8")
-"""
-
-
 def command_run(repo: Repo, usage_text: str | None) -> dict[str, Any]:
-    repo.write(COMMAND_WORKER, "worker.py")
-    env = {} if usage_text is None else {"USAGE_TEXT": usage_text}
-    repo.write({"version": 1, "run_id": "t", "goal": "g", "tasks": [{"id": "a", "goal": "A"}],
-                "agent": {"kind": "command", "command": ["{{ python }}", "worker.py"], "env": env}})
+    """One command worker that writes `usage_text` (None: nothing) to its usage file."""
+    repo.write_command([{"id": "a", "goal": "A"}], {} if usage_text is None else {"a": {"usage": usage_text}})
     assert repo.doit().code == 0
     return repo.provenance()["tasks"]["a"]["attempts"][0]  # type: ignore[no-any-return]
 
@@ -150,6 +138,7 @@ def test_a_bad_usage_file_is_ignored_and_said_in_the_log(repo: Repo) -> None:
     attempt = command_run(repo, '{"input_tokens": -1}')
     assert "usage" not in attempt
     assert repo.path(f"{LOGS}/a.attempt-1.log").read_text(encoding="utf-8") == (
+        "fake agent: a attempt 1 in mode spec\n"
         "rlm: usage file ignored: a.attempt-1.worker-usage.json: input_tokens: must be >= 0; got -1\n")
 
 
