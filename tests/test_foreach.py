@@ -252,7 +252,7 @@ def test_an_item_with_a_line_break_is_shown_on_one_line(repo: Repo) -> None:
 
 
 def test_generated_tasks_own_their_items_and_overlaps_point_at_the_fan_out(fan: Repo) -> None:
-    fan.write(config([{**LINT, "owns": ["{{ item }}"]}, JOIN]))
+    config(fan, [{**LINT, "owns": ["{{ item }}"]}, JOIN])
     assert fan.rlm("validate").code == 0
     assert errors(fan, HEAD + """\
   - id: "lint-{{ item.stem }}"
