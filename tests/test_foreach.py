@@ -280,16 +280,23 @@ def test_too_many_items(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
          "(exclude:, a smaller glob) or split it"]
 
 
-def test_too_many_files(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlm_tasks.config import foreach
-
-    monkeypatch.setattr(foreach, "MAX_ITEMS", 2)
+def test_too_many_files_by_the_watch_cap(repo: Repo) -> None:
     for name in ("a", "b", "c"):
         repo.write("\n", f"src/{name}.py")
-    assert errors(repo, HEAD + """\
+    assert errors(repo, HEAD.replace("tasks:", "budget: {max_watch_files: 2}\ntasks:") + """\
   - {id: "a-{{ item.stem }}", goal: g, foreach: {files: "src/*.py"}}
-""") == ["rlm.yaml:6:57: tasks[0].foreach.files: matches more than the 2 files a fan-out may have; narrow it "
+""") == ["rlm.yaml:7:57: tasks[0].foreach.files: matches more than budget.max_watch_files = 2 files; narrow it "
          "(exclude:, a smaller glob) or split it"]
+
+
+def test_a_glob_over_reports_is_refused(repo: Repo) -> None:
+    repo.write("# notes\n", "notes/a.md")
+    repo.write("# s\n", "notes/summary.md")
+    assert errors(repo, HEAD + """\
+  - {id: "n-{{ item.stem }}", goal: g, foreach: {files: "notes/*.md"}}
+  - {id: s, goal: g, report_path: notes/summary.md}
+""") == ["rlm.yaml:6:57: tasks[0].foreach.files: matches 'notes/summary.md', the report of task 's'; a fan-out "
+         "over reports grows with every run: exclude it"]
 
 
 def test_globs_never_match_git_or_rlm_state(repo: Repo) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rlm_tasks.config import ownership, yamlpos
+from rlm_tasks.config import ownership, paths, yamlpos
 from rlm_tasks.config.schema import describe
 from rlm_tasks.config.yamlpos import KeyPath
 
@@ -80,6 +80,8 @@ class Expansion:
     where: dict[str, tuple[str, int]] = field(default_factory=dict)  # name → (section, index) declared at
     sources: list[Any] = field(default_factory=list)  # what the expansion read: the cache's key
     problems: list[tuple[KeyPath, str]] = field(default_factory=list)
+    max_files: int = paths.DEFAULT_MAX_WATCH_FILES  # budget.max_watch_files: the cap `watch:` globs have too
+    globbed: list[tuple[KeyPath, list[str]]] = field(default_factory=list)  # where each glob is, what it matched
 
     def as_json(self) -> dict[str, Any]:
         """For the validation cache: an unchanged fan-out is not rendered again."""
@@ -107,7 +109,7 @@ def declared(data: dict[str, Any]) -> bool:
 
 def sources_only(data: dict[str, Any], root: Path) -> str:
     """sources_digest of what expand() would read (globs, items files), without rendering a thing."""
-    out = Expansion()
+    out = Expansion(max_files=_max_files(data))
     for section in ("tasks", "verify"):
         for index, raw in enumerate(data.get(section) or []):
             if isinstance(raw, dict) and isinstance(raw.get("foreach"), dict):
@@ -123,14 +125,32 @@ def default_name(id_template: str) -> str:
 
 def expand(data: dict[str, Any], root: Path) -> Expansion:
     """Every task of `data` (schema-valid, or the well-formed part of it), fan-outs expanded."""
-    out = Expansion()
+    out = Expansion(max_files=_max_files(data))
     for section in ("tasks", "verify"):
         for index, raw in enumerate(data.get(section) or []):
             if isinstance(raw, dict) and isinstance(raw.get("foreach"), dict):
                 _fan_out(out, section, index, raw, root)
             else:
                 out.tasks.append(Generated(section, index, raw))
+    _no_reports_as_items(out)
     return out
+
+
+def _max_files(data: dict[str, Any]) -> int:
+    budget = data.get("budget")
+    cap = budget.get("max_watch_files") if isinstance(budget, dict) else None
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) else paths.DEFAULT_MAX_WATCH_FILES
+
+
+def _no_reports_as_items(out: Expansion) -> None:
+    """A glob that matches a task's report would gain a task with every run, and never settle."""
+    reports = {posixpath.normpath(g.task["report_path"]): g.task.get("id") for g in out.tasks
+               if isinstance(g.task.get("report_path"), str)}
+    for at, found in out.globbed:
+        hits = [rel for rel in found if rel in reports]
+        if hits:
+            out.problems.append(((*at, "files"), f"matches '{hits[0]}', the report of task '{reports[hits[0]]}'; "
+                                                 "a fan-out over reports grows with every run: exclude it"))
 
 
 def _label(item: Any) -> str:
@@ -241,11 +261,12 @@ def _glob(out: Expansion, at: KeyPath, spec: dict[str, Any], root: Path) -> list
                 return None
             if os.path.isfile(path):
                 found.append(rel)
-        if len(found) > MAX_ITEMS:
-            out.problems.append(((*at, "files"), f"matches more than the {MAX_ITEMS} files a fan-out may have; "
-                                                 "narrow it (exclude:, a smaller glob) or split it"))
+        if len(found) > out.max_files:
+            out.problems.append(((*at, "files"), f"matches more than budget.max_watch_files = {out.max_files:,} "
+                                                 "files; narrow it (exclude:, a smaller glob) or split it"))
             return None
     out.sources.append(["files", found])
+    out.globbed.append((at, found))
     return list(found)
 
 
