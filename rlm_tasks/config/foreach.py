@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rlm_tasks.config import ownership, paths, yamlpos
+from rlm_tasks.config import defaults, ownership, yamlpos
 from rlm_tasks.config.schema import describe
 from rlm_tasks.config.yamlpos import KeyPath
 
@@ -80,7 +80,7 @@ class Expansion:
     where: dict[str, tuple[str, int]] = field(default_factory=dict)  # name → (section, index) declared at
     sources: list[Any] = field(default_factory=list)  # what the expansion read: the cache's key
     problems: list[tuple[KeyPath, str]] = field(default_factory=list)
-    max_files: int = paths.DEFAULT_MAX_WATCH_FILES  # budget.max_watch_files: the cap `watch:` globs have too
+    max_files: int = defaults.MAX_WATCH_FILES  # budget.max_watch_files: the cap `watch:` globs have too
     globbed: list[tuple[KeyPath, list[str]]] = field(default_factory=list)  # where each glob is, what it matched
 
     def as_json(self) -> dict[str, Any]:
@@ -139,7 +139,7 @@ def expand(data: dict[str, Any], root: Path) -> Expansion:
 def _max_files(data: dict[str, Any]) -> int:
     budget = data.get("budget")
     cap = budget.get("max_watch_files") if isinstance(budget, dict) else None
-    return cap if isinstance(cap, int) and not isinstance(cap, bool) else paths.DEFAULT_MAX_WATCH_FILES
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) else defaults.MAX_WATCH_FILES
 
 
 def _no_reports_as_items(out: Expansion) -> None:
