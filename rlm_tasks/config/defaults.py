@@ -32,6 +32,20 @@ AGENT_KIND = "codex"
 SANDBOX = "workspace-write"
 AGENT_REPORT = "file"
 
+# US dollars per million tokens (input, cached input, output), as published when this table was
+# written; `prices:` in rlm.yaml overrides or extends it. Claude reports its own cost, which wins.
+PRICES = {
+    "gpt-5.1-codex-mini": (0.25, 0.025, 2.0),
+    "gpt-5.1-codex": (1.25, 0.125, 10.0),
+    "gpt-5-codex": (1.25, 0.125, 10.0),
+    "gpt-5.2-codex": (1.75, 0.175, 14.0),
+    "claude-haiku-4-5": (1.0, 0.1, 5.0),
+    "claude-sonnet-4-5": (3.0, 0.3, 15.0),
+    "claude-sonnet-4-6": (3.0, 0.3, 15.0),
+    "claude-opus-4-5": (5.0, 0.5, 25.0),
+    "claude-opus-4-6": (5.0, 0.5, 25.0),
+}
+
 SCHEMA_DEFAULTS: dict[str, Any] = {
     "budget.max_inflight": MAX_INFLIGHT,
     "budget.max_watch_files": MAX_WATCH_FILES,

@@ -21,19 +21,6 @@ DEFAULT_TIERS = {
     "standard-plus": ("gpt-5.2-codex", "medium"),
     "heavy": ("gpt-5.2-codex", "xhigh"),
 }
-# US dollars per million tokens (input, cached input, output), as published when this table was
-# written; `prices:` in rlm.yaml overrides or extends it. Claude reports its own cost, which wins.
-DEFAULT_PRICES = {
-    "gpt-5.1-codex-mini": (0.25, 0.025, 2.0),
-    "gpt-5.1-codex": (1.25, 0.125, 10.0),
-    "gpt-5-codex": (1.25, 0.125, 10.0),
-    "gpt-5.2-codex": (1.75, 0.175, 14.0),
-    "claude-haiku-4-5": (1.0, 0.1, 5.0),
-    "claude-sonnet-4-5": (3.0, 0.3, 15.0),
-    "claude-sonnet-4-6": (3.0, 0.3, 15.0),
-    "claude-opus-4-5": (5.0, 0.5, 25.0),
-    "claude-opus-4-6": (5.0, 0.5, 25.0),
-}
 
 
 class ConfigError(UserError):
@@ -617,7 +604,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
 
 
 def _prices(declared: dict[str, Any]) -> tuple[tuple[str, Price], ...]:
-    table = {model: Price(*numbers) for model, numbers in DEFAULT_PRICES.items()}
+    table = {model: Price(*numbers) for model, numbers in defaults.PRICES.items()}
     for model, price in declared.items():
         table[model] = Price(price["input"], price.get("cached_input", price["input"]), price["output"])
     return tuple(sorted(table.items()))
