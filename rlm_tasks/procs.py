@@ -102,3 +102,28 @@ def boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
     except OSError:
         return None
+
+
+def tagged(name: str, value: str) -> list[int]:
+    """Linux: pids whose environment (as they were started) holds NAME=value; [] where /proc cannot tell.
+
+    A worker's descendants inherit its environment, so this finds them even after `setsid` or a double
+    fork took them out of its process group (only one that cleared its environment at exec escapes).
+    """
+    needle = f"{name}={value}".encode()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in names:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:  # gone, or not ours to read (then not ours to kill either)
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry))
+    return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from rlm_tasks import jsonio
+from rlm_tasks import jsonio, procs
 from rlm_tasks.config import paths
 from rlm_tasks.errors import UserError
 from rlm_tasks.procs import group_alive
@@ -28,6 +29,7 @@ from rlm_tasks.run.usage import human_line
 from rlm_tasks.state.reports import MAX_REPORT_BYTES
 
 KILL_GRACE_ENV = "RLM_KILL_GRACE_SECONDS"
+TAG_ENV = "RLM_ATTEMPT_TAG"  # one random value per attempt, inherited by everything the worker starts
 MAX_LOG_BYTES = 100 * 1024 * 1024  # a worker's log past this ends the attempt; the tail is kept
 LOG_TAIL_BYTES = 1024 * 1024
 KILL_GRACE_SECONDS = 3.0  # the default: how long a worker group asked to stop (SIGTERM) has before SIGKILL
@@ -56,6 +58,22 @@ class AttemptResult:
     @property
     def duration(self) -> float:
         return self.finished_at - self.started_at
+
+
+def end_descendants(tag: str) -> int:
+    """SIGKILL every process started with this attempt's tag, until none is left (a forking one may add more
+    between two looks); returns how many were killed."""
+    killed = 0
+    for _ in range(10):
+        pids = [pid for pid in procs.tagged(TAG_ENV, tag) if pid != os.getpid()]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.01)
+    return killed
 
 
 def kill_group(pgid: int, sig: int = signal.SIGTERM) -> None:
@@ -296,13 +314,14 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             if _shutdown.is_set():
                 return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
             try:
+                tag = secrets.token_hex(8)
                 proc = subprocess.Popen(
                     invocation.argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE if invocation.report_from_stdout else (events or log),
                     stderr=log if invocation.report_from_stdout or events else subprocess.STDOUT,
                     cwd=cwd,
-                    env=invocation.env,
+                    env={**invocation.env, TAG_ENV: tag},
                     start_new_session=True,  # own process group: a timeout or signal ends the whole tree
                 )
             except OSError as exc:
@@ -350,6 +369,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                     break
         finally:
             kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
+            end_descendants(tag)  # and those that left its process group (setsid, double fork)
             if proc.poll() is None:  # an exception above: never leave a child unreaped
                 proc.wait()
             if pidfd is not None:
