@@ -87,6 +87,10 @@ class RunLayout:
         """Where a report replaced by a rerun (or moved by `doit clean`) is kept; attempt 0: not recorded."""
         return f"{self.artifacts_rel}/history/{worker_id}/{attempt or 'unrecorded'}.md"
 
+    def attempts_rel(self, worker_id: str) -> str:
+        """Committed: every attempt of one task (state.history), the budget's durable count."""
+        return f"{self.artifacts_rel}/attempts/{worker_id}.json"
+
     @property
     def deferred_rel(self) -> str:
         return f"{self.run_dir_rel}/deferred.json"

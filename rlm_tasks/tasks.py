@@ -19,7 +19,7 @@ from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.run import attempts, doitdb, worker
 from rlm_tasks.run.session import reporter_class
-from rlm_tasks.state import planfile
+from rlm_tasks.state import planfile, reports, status
 from rlm_tasks.state.cache import stat_signature
 from rlm_tasks.state.context import RunContext, load_context
 
@@ -38,7 +38,8 @@ def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
         if not outcome.ok:
             return TaskFailed(outcome.message)
         return {"report_path": outcome.message, "attempt": outcome.attempt, "duration": round(outcome.duration, 3),
-                "compute_tier": outcome.tier, "attempts": outcome.attempts}
+                "compute_tier": outcome.tier, "attempts": outcome.attempts,
+                "partial": reports.is_partial(ctx.report_file(task))}
 
     action.__name__ = f"run_{task.mode}_{task.id}"
     return action
@@ -136,9 +137,10 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotte
         "name": task.id,
         "doc": task.goal.splitlines()[0][:80] if task.goal else task.id,
         "actions": [_worker_action(ctx, task)],
-        "targets": [ctx.abs_str(task.report_path)],
+        # doit runs a task whose target is missing whatever `uptodate` says; a held-back task has none
+        "targets": [] if task.doit_name in ctx.held_back else [ctx.abs_str(task.report_path)],
         "task_dep": ["plan", *(ctx.task(dep).doit_name for dep in task.depends_on)],
-        "uptodate": [True if settled else Fresh(ctx, task, forgotten)],
+        "uptodate": [True if settled or task.doit_name in ctx.held_back else Fresh(ctx, task, forgotten)],
         "meta": {"rlm": Why(ctx, task, forgotten)},  # `doit info` prints it, a run never looks
         "clean": [_clean_action(ctx, task)],
         **QUIET,
@@ -167,7 +169,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
     def task_plan() -> dict[str, Any]:
         """Validate rlm.yaml, write plan.json and the run contract."""
         return {
-            "actions": [lambda: planfile.write_plan(ctx) or None],
+            "actions": [lambda: _quiet(planfile.write_plan, ctx)],  # a refused iteration fails here, in one line
             "uptodate": [lambda: _plan_current(ctx)],
             **QUIET,
         }
@@ -317,7 +319,19 @@ def doit_config(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def doit_namespace(config_path: str | Path = "rlm.yaml") -> dict[str, Any]:
+def hold_back_for_wave(ctx: RunContext) -> None:
+    """`rlm run --wave`: only the tasks ready now run; every other task that is not done waits.
+
+    A task waits when a dependency is not done yet, so no task runs after a dependency that ran in
+    the same invocation (the workflow's "run the ready wave, review, then join").
+    """
+    states = status.resolve(ctx)
+    ready = {task.id for task in status.next_wave(ctx, states)}
+    ctx.held_back = frozenset(task.doit_name for task in ctx.plan.tasks
+                              if task.id not in ready and states[task.id].state not in status.DONE)
+
+
+def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> dict[str, Any]:
     """DOIT_CONFIG and the task_* functions for dodo.py; invalid config → errors on stderr, exit 2."""
     # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
     # garbage; full collections over them were a third of a no-op run. The run session freezes
@@ -334,4 +348,6 @@ def doit_namespace(config_path: str | Path = "rlm.yaml") -> dict[str, Any]:
         for line in exc.problems:
             sys.stderr.write(line + "\n")
         raise SystemExit(exc.exit_code) from None
+    if wave:
+        hold_back_for_wave(ctx)
     return {"DOIT_CONFIG": doit_config(ctx), **task_generators(ctx)}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +167,14 @@ def test_command_fields_are_ignored_by_other_kinds(repo: Repo) -> None:
 
 @pytest.mark.parametrize("kind", ["codex", "claude", "command"])
 def test_every_kind_gets_the_rlm_environment(repo: Repo, kind: str) -> None:
+    before = time.time()
     inv = build(repo, {"kind": kind, "binary": str(FAKE_CODEX), "command": ["{{ python }}"], "timeout": 5,
                        "env": {"MY_SETTING": "on"}}, tier="standard-plus", attempt=3)
+    after = time.time()
     root = repo.root.resolve()
+    # the time budget: seconds, and the deadline in UTC, ISO 8601, to the second
+    deadline = dt.datetime.fromisoformat(inv.env.pop("RLM_DEADLINE").replace("Z", "+00:00")).timestamp()
+    assert int(before + 5) <= deadline <= after + 5 and inv.env.pop("RLM_TIMEOUT_SECONDS") == "5"
     # RLM_KILL_GRACE_SECONDS is the harness's own setting, inherited like any other variable
     assert {k: v for k, v in inv.env.items() if k.startswith("RLM_") and k != "RLM_KILL_GRACE_SECONDS"} == {
         "RLM_RUN_ID": "t",
@@ -184,6 +191,15 @@ def test_every_kind_gets_the_rlm_environment(repo: Repo, kind: str) -> None:
     assert inv.env["MY_SETTING"] == "on"
     assert inv.env["PATH"] == os.environ["PATH"]
     assert inv.timeout == 5
+
+
+def test_without_a_timeout_the_time_budget_variables_are_empty(repo: Repo) -> None:
+    inv = build(repo, {"kind": "command", "command": ["{{ python }}"]})
+    assert (inv.env["RLM_TIMEOUT_SECONDS"], inv.env["RLM_DEADLINE"]) == ("", "")
+    # a timeout past what a date can say (`.inf`, 1e300 s) states no deadline rather than failing the run
+    from rlm_tasks.render.agents import time_budget
+
+    assert time_budget(float("inf")) == time_budget(1e300) == {"RLM_TIMEOUT_SECONDS": "", "RLM_DEADLINE": ""}
 
 
 # ---- end to end through the fake codex -------------------------------------------------------------------

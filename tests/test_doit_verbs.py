@@ -101,8 +101,10 @@ def test_doit_clean_moves_reports_and_provenance_to_history(done: Repo) -> None:
     assert task_lines == [  # b and v read a's report: it is gone
         "run t: 3 tasks: 0 fresh, 2 stale, 1 missing, 0 invalid",
         f"missing  map:a                          {REPORTS}/a.md",
-        f"stale    map:b                          input_changed  {REPORTS}/b.md",
-        f"stale    verify:v                       input_changed  {REPORTS}/v.md"], status.out
+        f"stale    map:b                          input_changed,upstream_stale "
+        f"(changed: {REPORTS}/a.md; upstream: map:a)  {REPORTS}/b.md",
+        f"stale    verify:v                       input_changed,upstream_stale "
+        f"(changed: {REPORTS}/a.md; upstream: map:a)  {REPORTS}/v.md"], status.out
     assert done.rlm_cli("check").code == 1
     assert done.doit_cli().code == 0 and ran_now(done)[0] == "a"
 

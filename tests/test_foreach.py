@@ -64,7 +64,9 @@ def test_adding_a_file_runs_its_task_and_the_join_only(fan: Repo) -> None:
     assert fan.rlm("status").lines[:3] == [
         "run t: 4 tasks: 2 fresh, 1 stale, 1 missing, 0 invalid",
         "foreach  lint                           3 tasks: 2 fresh, 1 missing",
-        f"stale    map:summary                    prompt_changed,input_changed  {RUN_DIR}/artifacts/reports/summary.md",
+        f"stale    map:summary                    prompt_changed,input_changed,upstream_stale "
+        f"(changed: {RUN_DIR}/artifacts/reports/lint-new.md; upstream: map:lint-new)  "
+        f"{RUN_DIR}/artifacts/reports/summary.md",
     ]
     assert fan.doit().code == 0
     assert ran(fan) == ["lint-new", "summary"]
@@ -76,7 +78,8 @@ def test_removing_a_file_drops_its_task_and_makes_the_join_stale(fan: Repo) -> N
     fan.path("src/pkg/b.py").unlink()
     status = json.loads(fan.rlm("status", "--json").out)
     assert [t["id"] for t in status["tasks"]] == ["lint-a", "summary"]
-    assert status["fanouts"] == {"lint": {"fresh": 1, "stale": 0, "missing": 0, "invalid": 0}}
+    assert status["fanouts"] == {"lint": {"fresh": 1, "stale": 0, "missing": 0, "invalid": 0, "running": 0,
+                                          "interrupted": 0, "partial": 0}}
     assert status["tasks"][1]["reasons"] == ["prompt_changed", "input_changed"]
     assert fan.doit().code == 0
     assert ran(fan) == ["summary"]
@@ -97,6 +100,7 @@ def test_status_all_lists_every_generated_task(fan: Repo) -> None:
         f"missing  map:lint-a                     {RUN_DIR}/artifacts/reports/lint-a.md",
         f"missing  map:lint-b                     {RUN_DIR}/artifacts/reports/lint-b.md",
         f"missing  map:summary                    {RUN_DIR}/artifacts/reports/summary.md",
+        "next wave: 2 tasks (map:lint-a, map:lint-b); `rlm run --wave` runs only these",  # the join waits
     ]
 
 

@@ -66,7 +66,8 @@ def test_reduce_state_field_by_field(loop: Repo) -> None:
     assert state["run_id"] == "t"
     assert state["iteration"] == 1
     assert state["total"] == 4
-    assert state["counts"] == {"fresh": 4, "stale": 0, "missing": 0, "invalid": 0, "failed": 0, "running": 0}
+    assert state["counts"] == {"fresh": 4, "stale": 0, "missing": 0, "invalid": 0, "failed": 0, "running": 0,
+                               "interrupted": 0, "partial": 0}
     assert state["missing"] == [] and state["stale"] == []
     rows = {r["id"]: r for r in state["tasks"]}
     bullets = rows["bullets"]
@@ -139,13 +140,16 @@ def test_deferred_formats(loop: Repo, capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(loop)
-    cfg["decision"] = {
+    cfg["decision"] = decision = {
         "should_finish": True,
         "reason": "answered",
         "conclusions": [{"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}],
     }
+    del cfg["decision"]  # DECIDE cites reports, so it is written once they exist
     write_config(loop, cfg)
     assert loop.doit().code == 0
+    cfg["decision"] = decision
+    write_config(loop, cfg)
     capsys.readouterr()
     assert main(["final"]) == 1
     err = capsys.readouterr().err
@@ -155,23 +159,18 @@ def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.C
     assert not (loop.root / f"{RUN}/final.json").exists()
     assert not (loop.root / f"{RUN}/final.md").exists()
 
-    # iteration 2: add a verify task; before it ran, final is still refused
+    # adding the verify task the skill asks for is an edit inside iteration 1; before it ran, final is refused
     cfg["verify"] = [{"id": "check", "goal": "Check the bullets report.", "depends_on": ["bullets"]}]
     write_config(loop, cfg)
     assert main(["final"]) == 1
     assert "verify report of verify:check is missing: run doit first" in capsys.readouterr().err
     assert loop.doit().code == 0
     plan = load(f"{RUN}/plan.json")
-    assert plan["iteration"] == 2
-    assert plan["changed_since_last_iteration"] == {"added": ["check"], "removed": [], "edited": []}
-    kept = load(f"{RUN}/artifacts/plan.iter-1.json")
-    assert kept["iteration"] == 1 and [t["id"] for t in kept["tasks"]] == [
-        "bullets",
-        "numbered",
-        "nothing",
-        "nosection",
-    ]
-    assert schema.check("plan", plan) == [] and schema.check("plan", kept) == []
+    assert plan["iteration"] == 1
+    assert plan["changed_since_last_iteration"] == {
+        "added": ["bullets", "check", "nosection", "nothing", "numbered"], "removed": [], "edited": []}
+    assert not (loop.root / f"{RUN}/artifacts/plan.iter-1.json").exists()
+    assert schema.check("plan", plan) == []
 
     capsys.readouterr()
     assert loop.doit("final").code == 0
@@ -180,7 +179,9 @@ def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.C
     assert final["termination_decision"] == {
         "should_finish": True,
         "reason": "answered",
-        "budget_used": {"iterations": 2, "workers": 5, "attempts": 5, "tokens": 0, "cost_usd": 0.0},
+        "budget_exhausted": None,
+        "terminal": True,
+        "budget_used": {"iterations": 1, "workers": 5, "attempts": 5, "tokens": 0, "cost_usd": 0.0},
     }
     assert final["conclusions"] == [
         {"text": "bullets found two ideas", "evidence": [f"{RUN}/artifacts/reports/bullets.md"]}
@@ -245,9 +246,10 @@ def test_final_refuses_missing_evidence_and_missing_decision(loop: Repo, capsys:
     )
     cfg["decision"] = {"should_finish": True, "reason": "r", "conclusions": [{"text": "t", "evidence": ["nope.md"]}]}
     write_config(loop, cfg)
-    assert main(["final"]) == 1
+    assert main(["final"]) == 2  # a mistake in rlm.yaml, said where
+    line = next(n for n, text in enumerate((loop.root / "rlm.yaml").read_text().splitlines(), 1) if "nope.md" in text)
     assert capsys.readouterr().err == (
-        "rlm: final refused: decision.conclusions: evidence path 'nope.md' does not exist\n"
+        f"rlm.yaml:{line}:7: decision.conclusions[0].evidence[0]: evidence path 'nope.md' does not exist\n"
     )
     assert not (loop.root / f"{RUN}/final.json").exists()
 
@@ -283,13 +285,16 @@ def test_budget_exhausted_final_finishes(loop: Repo) -> None:
     assert loop.doit().code == 0
     assert main(["final"]) == 0
     decision = load(f"{RUN}/final.json")["termination_decision"]
-    assert decision["should_finish"] is True
-    assert decision["reason"] == "budget exhausted: max_iterations (1 of 1 iterations used)"
-    # a plan change past max_iterations starts no worker
+    # the user's decision stays visible; the budget's end is recorded next to it
+    assert (decision["should_finish"], decision["reason"]) == (False, "wanted more")
+    assert decision["budget_exhausted"] == "budget exhausted: max_iterations (1 of 1 iterations used)"
+    assert decision["terminal"] is True
+    # a plan change past max_iterations starts no worker and uses nothing
     cfg["tasks"][0]["goal"] = "changed"
     write_config(loop, cfg)
     assert loop.doit().code == 1
-    assert load(f"{RUN}/plan.json")["iteration"] == 2
+    assert load(f"{RUN}/plan.json")["iteration"] == 1
+    assert not (loop.root / f"{RUN}/artifacts/plan.iter-1.json").exists()
 
 
 def test_unchanged_plan_is_not_an_iteration(loop: Repo) -> None:

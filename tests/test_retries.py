@@ -95,7 +95,7 @@ def test_exhausted_retries_fail_and_independent_keep_going(repo: Repo) -> None:
     assert result.code == 1
     out = result.out
     assert (f"  FAILED  map:bad: agent exited with code 3; log: {LOCAL}/logs/bad.attempt-2.log "
-            "(attempt 2 of 2)\n") in out
+            "(2 of 2 tries)\n") in out
     assert "  SKIPPED map:after: a task it depends on failed\n" in out
     assert "rlm: 1 ran, 1 failed, 1 not started, 0 fresh in " in out
     assert set(repo.tasks_done()) == {"good"}

@@ -36,6 +36,7 @@ def test_status_before_any_run(repo: Repo) -> None:
         line("missing", "map:a", f"{REPORTS}/a.md"),
         line("missing", "map:b", f"{REPORTS}/b.md"),
         line("missing", "map:c", f"{REPORTS}/c.md"),
+        "next wave: 2 tasks (map:a, map:c); `rlm run --wave` runs only these",  # b waits for a
     ]
 
 
@@ -52,6 +53,7 @@ def test_status_lines_summary_first_then_one_line_per_task(done: Repo) -> None:
         f"stale    map:a{' ' * 26}prompt_changed  {REPORTS}/a.md",
         f"invalid  map:b{' ' * 26}report lacks required section 'Contract Compliance'  {REPORTS}/b.md",
         f"missing  map:c{' ' * 26}{REPORTS}/c.md",
+        "next wave: 2 tasks (map:a, map:c); `rlm run --wave` runs only these",
     ]
 
 
@@ -62,7 +64,8 @@ def test_status_json_is_schema_valid(done: Repo) -> None:
     data = json.loads(result.out)
     assert schema.check("status", data) == []
     assert data["run_id"] == "t"
-    assert data["counts"] == {"fresh": 2, "stale": 0, "missing": 1, "invalid": 0}
+    assert data["counts"] == {"fresh": 2, "stale": 0, "missing": 1, "invalid": 0, "running": 0, "interrupted": 0,
+                              "partial": 0}
     assert data["total"] == 3
     assert [(t["id"], t["doit_name"], t["state"], t["reasons"], t["report_path"]) for t in data["tasks"]] == [
         ("a", "map:a", "fresh", [], f"{REPORTS}/a.md"),
@@ -94,7 +97,8 @@ def test_check_exits_1_and_lists_what_is_not_fresh(done: Repo) -> None:
     assert result.lines == [
         "run t: 3 tasks: 0 fresh, 2 stale, 1 missing, 0 invalid",
         line("stale", "map:a", f"{REPORTS}/a.md", "report_changed"),
-        line("stale", "map:b", f"{REPORTS}/b.md", "input_changed"),
+        line("stale", "map:b", f"{REPORTS}/b.md",
+             f"input_changed,upstream_stale (changed: {REPORTS}/a.md; upstream: map:a)"),
         line("missing", "map:c", f"{REPORTS}/c.md"),
     ]
 

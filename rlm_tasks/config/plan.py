@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class TaskSpec:
     owns: tuple[str, ...] = ()
     fanout: str | None = None  # the `foreach` task this one was generated from
     item: str | None = None  # its item, as a short label
+    accept_partial: bool = False
 
     @property
     def worker_id(self) -> str:
@@ -409,7 +411,8 @@ class _Checker:
             self.add(at, "agent kind 'command' needs 'command': the argv to run")
 
     def cycles(self, expansion: foreach.Expansion) -> None:
-        graph = {g.task["id"]: [d for d in expansion.resolve(g.task.get("depends_on", [])) if d != g.task["id"]]
+        map_ids = _map_ids(expansion)
+        graph = {g.task["id"]: [d for d in _depends_on(g, expansion, map_ids) if d != g.task["id"]]
                  for g in expansion.tasks}
         where = {g.task["id"]: (g.section, g.origin) for g in expansion.tasks}
         state: dict[str, int] = {}  # 1 visiting, 2 done
@@ -496,6 +499,16 @@ def _merged_agent(data: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _map_ids(expansion: foreach.Expansion) -> tuple[str, ...]:
+    return tuple(g.task["id"] for g in expansion.tasks if g.section == "tasks")
+
+
+def _depends_on(generated: Any, expansion: foreach.Expansion, map_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """A verify task without `depends_on` depends on every map task: VERIFY comes after MAP, always."""
+    declared = expansion.resolve(generated.task.get("depends_on", ()))
+    return declared if declared or generated.section == "tasks" else map_ids
+
+
 def _freeze_agent(raw: dict[str, Any]) -> AgentSpec:
     return AgentSpec(
         kind=raw.get("kind", defaults.AGENT_KIND),
@@ -518,6 +531,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
         if expansion.problems:  # the files changed since validation: say so rather than run a broken plan
             raise ConfigError([f"{config_path}:1:1: {format_path(p)}: {m}" for p, m in expansion.problems])
     tasks: list[TaskSpec] = []
+    map_ids = _map_ids(expansion)
     for section, mode in (("tasks", "map"), ("verify", "verify")):
         for generated in (g for g in expansion.tasks if g.section == section):
             raw = generated.task
@@ -532,7 +546,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     mode=mode,
                     granularity=pick("granularity", defaults.GRANULARITY),
                     compute_tier=pick("compute_tier", defaults.COMPUTE_TIER),
-                    depends_on=expansion.resolve(raw.get("depends_on", ())),
+                    depends_on=_depends_on(generated, expansion, map_ids),
                     inputs=tuple(pick("inputs", ())),
                     context_paths=tuple(pick("context_paths", ())),
                     watch=tuple(pick("watch", ())),
@@ -546,6 +560,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     owns=tuple(pick("owns", ())),
                     fanout=generated.fanout,
                     item=generated.item,
+                    accept_partial=pick("accept_partial", False),
                 )
             )
     tiers_raw = {name: {"model": m, "effort": e} for name, (m, e) in DEFAULT_TIERS.items()}
@@ -608,3 +623,50 @@ def _prices(declared: dict[str, Any]) -> tuple[tuple[str, Price], ...]:
     for model, price in declared.items():
         table[model] = Price(price["input"], price.get("cached_input", price["input"]), price["output"])
     return tuple(sorted(table.items()))
+
+
+def contract_warnings(plan: Plan, text: str, shown: str) -> list[str]:
+    """What a valid rlm.yaml still lacks for workers to check their work: invariants, verification.
+
+    Warnings, not errors: a first exploratory run may have neither.
+    """
+    doc = yamlpos.load(text)
+    found = []
+    for key, missing, why in (
+        ("invariants", not plan.contract.invariants, "workers get no invariants to keep"),
+        ("verification", not plan.contract.verification.commands,
+         "no verification commands: workers cannot compare against a baseline"),
+    ):
+        if missing:
+            pos = doc.position(("contract", key), key=True)
+            found.append(f"{shown}:{pos.line}:{pos.column}: contract.{key}: warning: {why}")
+    return found
+
+
+def evidence_problems(plan: Plan) -> list[str]:
+    """FILE:LINE:COL lines for decision evidence that does not exist (or leads outside the repository).
+
+    Checked by `rlm validate` and by DECIDE (`final`), not when a run loads the plan: MAP must be able
+    to run before the reports a decision will cite exist.
+    """
+    conclusions = plan.decision.conclusions
+    if not any(c.evidence for c in conclusions):
+        return []
+    doc = yamlpos.load(plan.config_path.read_text(encoding="utf-8"))
+    shown = os.path.relpath(plan.config_path)
+    problems = []
+    for i, conclusion in enumerate(conclusions):
+        for j, item in enumerate(conclusion.evidence):
+            try:
+                resolved = (plan.root / item).resolve(strict=True)
+            except (OSError, RuntimeError):  # missing, a dangling or looping symlink
+                why = f"evidence path '{item}' does not exist"
+            else:
+                if resolved == plan.root or plan.root in resolved.parents:
+                    continue
+                why = f"evidence path '{item}' leads outside the repository"
+            path: KeyPath = ("decision", "conclusions", i, "evidence", j)
+            pos = doc.position(path)
+            problems.append(f"{shown}:{pos.line}:{pos.column}: {format_path(path)}: {why}")
+    return problems
+

@@ -27,8 +27,10 @@ from rlm_tasks.errors import UserError
 from rlm_tasks.fs import remove_tree
 from rlm_tasks.layout import ARCHIVE_DIR, archive_root
 from rlm_tasks.lifecycle import cleanup
+from rlm_tasks.phases import final as final_phase
 from rlm_tasks.procs import hostname
 from rlm_tasks.state import drift
+from rlm_tasks.state.budget import budget_use
 from rlm_tasks.state.context import RunContext
 
 FORMAT_VERSION = 1
@@ -160,7 +162,26 @@ def _read_outputs(ctx: RunContext) -> dict[str, Any]:
         raise ArchiveRefused(f"archive refused: {ctx.layout.run_dir_rel}/final.json is not valid JSON: {exc}") from None
     if not isinstance(final, dict):
         raise ArchiveRefused(f"archive refused: {ctx.layout.run_dir_rel}/final.json is not a JSON object")
+    _refuse_unless_terminal(ctx, final)
     return final
+
+
+def _refuse_unless_terminal(ctx: RunContext, final: dict[str, Any]) -> None:
+    """An archive is the run's last word: only a current final.json whose decision ends the run."""
+    where = f"{ctx.layout.run_dir_rel}/final.json"
+    changed = final_phase.out_of_date(ctx)
+    if changed:
+        raise ArchiveRefused(f"archive refused: {where} is out of date ({'; '.join(changed)}); "
+                             "run `doit final` again, then archive")
+    decision = final.get("termination_decision")
+    decision = decision if isinstance(decision, dict) else {}
+    if decision.get("should_finish") is True or decision.get("budget_exhausted"):
+        return
+    exhausted = budget_use(ctx).exhausted(ctx)
+    if exhausted is None:
+        raise ArchiveRefused(f"archive refused: the decision in {where} says iterate (should_finish: false) and "
+                             "budget is left: change the plan and run doit for the next iteration, or write "
+                             "`should_finish: true` in rlm.yaml and run `doit final`, then archive")
 
 
 def _run_window(ctx: RunContext) -> tuple[str, str]:

@@ -1,4 +1,10 @@
-"""DECIDE's outputs: final.json and final.md, refused until VERIFY is done and the decision is written."""
+"""DECIDE's outputs: final.json and final.md, refused until MAP and VERIFY are done and the decision is written.
+
+final.json records the digests of what it summarised (plan.json, the decision,
+every report), so `rlm status`, `rlm check` and `rlm archive` can tell when it
+is out of date. A used-up budget is a terminal state: final is written next to
+the user's decision (`budget_exhausted`), never instead of it.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ from typing import Any
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import parse_iso
+from rlm_tasks.config.plan import ConfigError, evidence_problems
 from rlm_tasks.errors import UserError
 from rlm_tasks.phases import reduce
 from rlm_tasks.render import jinja
-from rlm_tasks.state import usage
+from rlm_tasks.state import reports, status, usage
 from rlm_tasks.state.budget import BudgetUse, budget_use
 from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.provenance import State, sha256_file, sha256_json
 
 FORMAT_VERSION = 1
 NONE_IDENTIFIED = "none identified"
@@ -34,26 +42,70 @@ def final_md_path(ctx: RunContext) -> str:
 
 def _preconditions(ctx: RunContext, use: BudgetUse) -> list[str]:
     problems = []
-    verify = [t for t in ctx.plan.tasks if t.mode == "verify"]
-    if not verify:
+    if not any(t.mode == "verify" for t in ctx.plan.tasks):
         problems.append("VERIFY is mandatory: the plan has no verify task; add one under 'verify:' and run doit")
-    for task in verify:
-        fresh = ctx.freshness(task)
-        if not fresh.fresh:
-            why = ",".join(fresh.reasons) or fresh.detail or ""
-            problems.append(f"verify report of {task.doit_name} is {fresh.state.value}"
+    states = status.resolve(ctx)
+    for task in ctx.plan.tasks:  # every map report too: a verify report of stale findings verifies nothing
+        found = states[task.id]
+        if found.state not in status.DONE:
+            why = status.why(found)
+            problems.append(f"{task.mode} report of {task.doit_name} is {found.state.value}"
                             + (f" ({why})" if why else "") + ": run doit first")
     if ctx.plan.decision.should_finish is None and use.exhausted(ctx) is None:
         problems.append("no decision: write `decision: {should_finish, reason, conclusions}` in rlm.yaml")
-    for conclusion in ctx.plan.decision.conclusions:
-        for path in conclusion.evidence:
-            if not ctx.layout.abs(path).exists():
-                problems.append(f"decision.conclusions: evidence path '{path}' does not exist")
     return problems
+
+
+def decision_record(ctx: RunContext) -> dict[str, Any]:
+    decision = ctx.plan.decision
+    return {"should_finish": decision.should_finish, "reason": decision.reason,
+            "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions]}
+
+
+def digests(ctx: RunContext) -> dict[str, Any]:
+    """What final.json summarises, as sha256 digests: plan.json, the decision block, every report."""
+    return {
+        "plan": sha256_file(ctx.layout.plan_json),
+        "decision": sha256_json(decision_record(ctx)),
+        "reports": {t.report_path: sha256_file(ctx.report_file(t)) for t in ctx.plan.tasks},
+    }
+
+
+def out_of_date(ctx: RunContext) -> list[str] | None:
+    """What changed since final.json was written ([] when it is current); None when there is no final.json."""
+    try:
+        recorded = jsonio.read_json(ctx.layout.abs(final_json_path(ctx)))
+    except ValueError:
+        return ["final.json is not valid JSON"]
+    if recorded is None:
+        return None
+    before = recorded.get("digests") if isinstance(recorded, dict) else None
+    if not isinstance(before, dict):
+        return ["final.json records no digests"]
+    now = digests(ctx)
+    changed = [f"{key} changed" for key in ("plan", "decision") if before.get(key) != now[key]]
+    recorded_reports = before.get("reports")
+    old_reports: dict[str, Any] = recorded_reports if isinstance(recorded_reports, dict) else {}
+    paths = sorted(p for p in set(old_reports) | set(now["reports"]) if old_reports.get(p) != now["reports"].get(p))
+    if paths:
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        changed.append(f"reports changed: {', '.join(paths[:3])}{more}")
+    return changed
+
+
+def out_of_date_line(ctx: RunContext) -> str | None:
+    """One line for status/check when final.json exists but no longer matches what it summarised."""
+    changed = out_of_date(ctx)
+    if not changed:
+        return None
+    return f"final: {final_json_path(ctx)} is out of date ({'; '.join(changed)}): run `doit final` again"
 
 
 def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(final.json, reduce_state, deferred) — reduce and deferred are refreshed first."""
+    missing_evidence = evidence_problems(ctx.plan)
+    if missing_evidence:  # a mistake in rlm.yaml: FILE:LINE:COL lines, exit 2
+        raise ConfigError(missing_evidence)
     state = reduce.write_reduce_state(ctx)
     deferred = reduce.write_deferred(ctx)
     use = budget_use(ctx)
@@ -63,31 +115,37 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     decision = ctx.plan.decision
     exhausted = use.exhausted(ctx)
     should_finish = bool(decision.should_finish)
-    reason = decision.reason or ""
-    if exhausted and not should_finish:
-        should_finish, reason = True, f"{BUDGET_EXHAUSTED}: {exhausted}"
     evidence = [t.report_path for t in ctx.plan.tasks]
     for conclusion in decision.conclusions:
         evidence.extend(p for p in conclusion.evidence if p not in evidence)
     items = deferred["items"]
     spent = usage.summary(ctx)
+    states = status.resolve(ctx)
     final = {
         "version": FORMAT_VERSION,
         "run_id": ctx.plan.run_id,
+        "iteration": use.iterations,
         "goal_summary": ctx.plan.goal,
         "termination_decision": {
-            "should_finish": should_finish,
-            "reason": reason,
+            "should_finish": should_finish,  # the user's decision, also when the budget ends the run
+            "reason": decision.reason or "",
+            "budget_exhausted": f"{BUDGET_EXHAUSTED}: {exhausted}" if exhausted and not should_finish else None,
+            "terminal": should_finish or exhausted is not None,
             "budget_used": {"iterations": use.iterations, "workers": use.workers, "attempts": use.attempts,
                             "tokens": use.tokens, "cost_usd": round(use.cost_usd, 6)},
         },
         "usage": {key: spent[key] for key in ("total", "by_tier", "top_tasks")},
         "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions],
         "evidence_paths": evidence,
+        "partial_reports": [{"id": t.id, "report_path": t.report_path,
+                             "next_plan_path": reports.next_plan_path(t.report_path),
+                             "accepted": t.accept_partial}
+                            for t in ctx.plan.tasks if states[t.id].state is State.PARTIAL],
         "deferred_opportunities": [{k: i[k] for k in ("proposal", "why_deferred", "how_to_validate", "source")}
                                    for i in items] or NONE_IDENTIFIED,
         "reduce_state_path": reduce.reduce_state_path(ctx),
         "deferred_path": reduce.deferred_path(ctx),
+        "digests": digests(ctx),
     }
     return final, state, deferred
 
@@ -152,5 +210,7 @@ def summary_line(ctx: RunContext, final: dict[str, Any]) -> str:
     """What `rlm final` and `doit final` print: the verdict, its reason and the two paths."""
     decision = final["termination_decision"]
     verdict = "finish" if decision["should_finish"] else "iterate"
+    if decision.get("budget_exhausted"):
+        verdict += f", but {decision['budget_exhausted']}: the run ends here"
     return (f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
             f"{final_json_path(ctx)}, {final_md_path(ctx)}")

@@ -9,12 +9,13 @@ from typing import Any
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.phases import deferred
-from rlm_tasks.state import drift, inflight, reports, usage
+from rlm_tasks.state import drift, inflight, reports, status, usage
 from rlm_tasks.state.budget import attempts_by_task, budget_use
 from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.provenance import Freshness, State
 
 FORMAT_VERSION = 1
-STATES = ("fresh", "stale", "missing", "invalid", "failed", "running")
+STATES = ("fresh", "stale", "missing", "invalid", "failed", "running", "interrupted", "partial")
 
 
 def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
@@ -22,24 +23,41 @@ def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
     return {str(e.get("worker_id")): e for e in inflight.live_entries(inflight.read(ctx.layout))}
 
 
+def quiet_seconds(ctx: RunContext, task: Any, entry: dict[str, Any], now: float) -> float:
+    """How long none of the running attempt's report, progress file and log has changed (since its start at most)."""
+    started = entry.get("started")
+    latest = float(started) if isinstance(started, (int, float)) else now
+    log = entry.get("log_path")
+    paths = [ctx.report_file(task), ctx.layout.abs(ctx.layout.progress_rel(task.worker_id)),
+             *([ctx.layout.abs(str(log))] if log else [])]
+    for path in paths:
+        try:
+            latest = max(latest, path.stat().st_mtime)
+        except OSError:
+            continue
+    return max(0.0, now - latest)
+
+
+def _task_state(f: Freshness, tried: int, recorded_attempt: int) -> str:
+    if f.state in (State.STALE, State.MISSING, State.INVALID) and tried > recorded_attempt:
+        return "failed"  # its last attempt left no accepted report
+    return f.state.value
+
+
 def reduce_state(ctx: RunContext) -> dict[str, Any]:
     attempts = attempts_by_task(ctx)
     spent = usage.summary(ctx)
     running = running_workers(ctx)
+    states = status.resolve(ctx)
     now = time.time()
     rows: list[dict[str, Any]] = []
+    stalled: list[str] = []
     for task in ctx.plan.tasks:
-        fresh = ctx.freshness(task)
+        fresh = states[task.id]
         report = ctx.report_file(task)
         entry = ctx.store.get(task.id)
         recorded_attempt = int(entry.get("attempt", 0)) if entry else 0
         tried = attempts.get(task.id, 0)
-        if task.id in running:
-            task_state = "running"
-        elif not fresh.fresh and tried > recorded_attempt:
-            task_state = "failed"  # its last attempt left no accepted report
-        else:
-            task_state = fresh.state.value
         size: int | None
         age: float | None
         try:
@@ -50,12 +68,13 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
         except (FileNotFoundError, IsADirectoryError):
             size = age = None
             compliance = False
-        rows.append({
+        row: dict[str, Any] = {
             "id": task.id,
             "doit_name": task.doit_name,
             "mode": task.mode,
-            "state": task_state,
+            "state": _task_state(fresh, tried, recorded_attempt),
             "reasons": list(fresh.reasons) or ([fresh.detail] if fresh.detail else []),
+            "upstream": list(fresh.upstream),
             "report_path": task.report_path,
             "report_bytes": size,
             "age_seconds": age,
@@ -63,23 +82,30 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
             "contract_compliance": compliance,
             "log_path": ctx.layout.log_rel(task.worker_id, tried) if tried else None,
             "usage": spent["tasks"].get(task.id),
-        })
+        }
+        if fresh.state is State.PARTIAL:
+            row["next_plan_path"] = reports.next_plan_path(task.report_path)
+            row["accept_partial"] = task.accept_partial
+        if task.id in running:
+            quiet = quiet_seconds(ctx, task, running[task.id], now)
+            row["quiet_seconds"] = round(quiet, 1)
+            if quiet > ctx.plan.stale_seconds:
+                stalled.append(task.id)
+        rows.append(row)
     counts = Counter(r["state"] for r in rows)
-    stale_in_flight = [
-        r["id"] for r in rows
-        if r["state"] == "running" and (r["age_seconds"] is None or float(r["age_seconds"]) > ctx.plan.stale_seconds)
-    ]
     use = budget_use(ctx)
     state: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "run_id": ctx.plan.run_id,
         "generated_at": iso(),
-        "iteration": use.iterations,
+        "iteration": max(use.iterations, 1),  # iteration 1 is under way before plan.json is first written
         "stale_seconds": ctx.plan.stale_seconds,
         "total": len(rows),
         "counts": {s: counts.get(s, 0) for s in STATES},
         "missing": [r["id"] for r in rows if r["report_bytes"] is None],
-        "stale": stale_in_flight,
+        "stalled": stalled,
+        "stale": stalled,
+        "partial": [r["id"] for r in rows if r["state"] == "partial"],
         "tasks": rows,
         "budget": {
             "iterations_used": use.iterations,

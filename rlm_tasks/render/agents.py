@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from rlm_tasks.clock import iso
 from rlm_tasks.config.plan import AgentSpec, Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
@@ -88,6 +90,18 @@ def resolve_binary(name: str, plan: Plan) -> str:
     return found
 
 
+def time_budget(timeout: float | None, now: float | None = None) -> dict[str, str]:
+    """RLM_TIMEOUT_SECONDS and RLM_DEADLINE (UTC, ISO 8601) of an attempt starting now; empty without a timeout."""
+    if timeout is None:
+        return {"RLM_TIMEOUT_SECONDS": "", "RLM_DEADLINE": ""}
+    start = time.time() if now is None else now
+    try:
+        deadline = iso(start + timeout)
+    except (OverflowError, OSError, ValueError):  # `.inf` or a timeout past the year 9999: no deadline to state
+        return {"RLM_TIMEOUT_SECONDS": "", "RLM_DEADLINE": ""}
+    return {"RLM_TIMEOUT_SECONDS": f"{timeout:g}", "RLM_DEADLINE": deadline}
+
+
 def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: int) -> Invocation:
     agent = task.agent
     template = _argv_template(agent, tier)
@@ -114,6 +128,7 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
         "RLM_MODEL": tier.model,
         "RLM_EFFORT": tier.effort or "",
         "RLM_ATTEMPT": str(attempt),
+        **time_budget(agent.timeout),
     })
     return Invocation(
         argv=tuple(argv),

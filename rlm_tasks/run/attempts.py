@@ -25,7 +25,7 @@ from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import agents
 from rlm_tasks.run import inflight, usage, worker
-from rlm_tasks.state import budget, reports
+from rlm_tasks.state import budget, history, reports
 from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.inflight import entry_alive
@@ -180,7 +180,9 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         now = iso(time.time())
         layout.abs(log_rel).parent.mkdir(parents=True, exist_ok=True)
         layout.abs(log_rel).write_text(f"{exc}\n", encoding="utf-8")
-        return {**record, "outcome": "start_error", "started_at": now, "finished_at": now}, str(exc)
+        record.update(outcome="start_error", started_at=now, finished_at=now)
+        _remember(ctx, task, record)
+        return record, str(exc)
     progress = layout.abs(progress_rel(layout, task.worker_id))
     progress.parent.mkdir(parents=True, exist_ok=True)
     events = _beside(layout.abs(log_rel), ".events.jsonl")
@@ -195,6 +197,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     def on_start(pid: int, at: float) -> None:
         nonlocal started
         started = True
+        _remember(ctx, task, {**record, "outcome": history.RUNNING, "started_at": iso(at), "finished_at": None})
         sess.attempt_started(task, attempt, tier, pid, at, digests, log_rel)
 
     try:
@@ -223,7 +226,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         failure = "interrupted" if result.interrupted else f"agent exited with code {result.exit_code}"
     else:
         failure = reports.problem(report, task.required_sections)
-        outcome = "ok" if failure is None else "invalid_report"
+        outcome = "invalid_report" if failure is not None else "partial" if reports.is_partial(report) else "ok"
     record["outcome"] = outcome
     if failure is not None and report.exists():
         rejected = rejected_rel(layout, task.worker_id, attempt)
@@ -231,6 +234,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         record["rejected_report"] = rejected
         failure += f" (report moved to {rejected})"
     record["duration"] = round(result.duration, 3)
+    _remember(ctx, task, record)
     return record, failure
 
 
@@ -255,6 +259,10 @@ def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, events_kin
     usage_state.write_attempt(ctx, task.worker_id, attempt, tier.name, record)
     budget.add_usage(ctx, record)
     return record
+
+
+def _remember(ctx: RunContext, task: TaskSpec, record: dict[str, Any]) -> None:
+    history.record(ctx.layout, ctx.plan.run_id, task.worker_id, record)
 
 
 def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict[str, Any],
@@ -289,6 +297,7 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
     spent = _usage(ctx, task, tier, attempt, kind, log)
     if spent is not None:
         record["usage"] = spent
+    _remember(ctx, task, record)
     _record(ctx, task, report, digests, tier, record, [record], adopted=True)
     return TaskOutcome(True, task.report_path, attempt, time.time() - started, tier.name, 1)
 
@@ -341,7 +350,8 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
     interrupted = worker.shutting_down()
     if interrupted and (not history or history[-1]["outcome"] == "interrupted"):
         failure = "interrupted" + (f"; log: {history[-1]['log_path']}" if history else "")
-    tries = f" (attempt {len(history)} of {task.retries + 1})" if task.retries and history else ""
+    # "tries", not "attempt": attempt numbers are the log files' and keep counting across runs
+    tries = f" ({len(history)} of {task.retries + 1} tries)" if task.retries and history else ""
     last: dict[str, Any] = history[-1] if history else {"attempt": 0, "compute_tier": task.compute_tier}
     duration = sum(float(r.get("duration", 0)) for r in history)
     return TaskOutcome(False, failure + tries, int(last["attempt"]), duration, str(last["compute_tier"]),

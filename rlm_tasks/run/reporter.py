@@ -22,7 +22,7 @@ from doit.task import Task
 
 from rlm_tasks.phases import reduce
 from rlm_tasks.run import inflight
-from rlm_tasks.state import progress
+from rlm_tasks.state import progress, reports
 from rlm_tasks.state.context import RunContext
 
 WORKER_TASK_PREFIXES = ("map:", "verify:")
@@ -61,7 +61,7 @@ class RunReporter:
     def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         self.out = outstream
         self.started = time.time()
-        self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0}
+        self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0, "waiting": 0}
         self.failures: list[str] = []
         self.errors: list[str] = []
         self.total = 0
@@ -156,7 +156,9 @@ class RunReporter:
         pass
 
     def skip_uptodate(self, task: Task) -> None:
-        if is_worker(task.name):
+        if task.name in self.ctx.held_back:
+            self.counts["waiting"] += 1  # `--wave`: not fresh, only not this wave's
+        elif is_worker(task.name):
             self.counts["fresh"] += 1
 
     def skip_ignore(self, task: Task) -> None:
@@ -170,7 +172,11 @@ class RunReporter:
             if int(values.get("attempts") or 1) > 1:
                 extra += f"  attempt {values.get('attempt')}, {values.get('compute_tier')}"
             detail = f"{values.get('duration', 0):.1f}s  {values.get('report_path', '')}{extra}"
-            self.write(f"  ok      {task.name}  {detail}\n")
+            if values.get("partial"):  # the worker self-terminated: done, not rerun, but not the whole task
+                self.write(f"  partial {task.name}  {detail}  (next worker plan: "
+                           f"{values.get('report_path', '')}{reports.NEXT_PLAN_ANCHOR})\n")
+            else:
+                self.write(f"  ok      {task.name}  {detail}\n")
 
     def add_failure(self, task: Task, fail: BaseFail) -> None:
         self.failures.append(task.name)
@@ -205,7 +211,8 @@ class RunReporter:
         elapsed = time.time() - self.started
         c = self.counts
         skipped = f", {c['skipped']} not started" if c["skipped"] else ""
-        summary = (f"{c['ran']} ran, {c['failed']} failed{skipped}, {c['fresh']} fresh in {elapsed:.1f}s; "
+        waiting = f", {c['waiting']} wait for the next wave (rlm status)" if c["waiting"] else ""
+        summary = (f"{c['ran']} ran, {c['failed']} failed{skipped}, {c['fresh']} fresh{waiting} in {elapsed:.1f}s; "
                    f"inventory: {reduce.reduce_state_path(self.ctx)}")
         if interrupted_by is not None:
             self.write(f"rlm: interrupted by {interrupted_by}; signalled {signalled} running worker group(s); "

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from rlm_tasks.errors import UserError
-from rlm_tasks.state import planfile, usage
+from rlm_tasks.state import history, planfile, usage
 from rlm_tasks.state.context import RunContext
-
-ATTEMPT_LOG = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.log$")
 
 
 class BudgetExhausted(UserError):
@@ -20,14 +16,16 @@ class BudgetExhausted(UserError):
 
 
 def attempts_by_task(ctx: RunContext) -> dict[str, int]:
-    """Highest attempt number per worker id, from the per-attempt logs."""
-    logs = ctx.layout.abs(ctx.layout.logs_rel)
-    found: dict[str, int] = {}
-    if logs.is_dir():
-        for name in os.listdir(logs):
-            match = ATTEMPT_LOG.match(name)
-            if match:
-                found[match["id"]] = max(found.get(match["id"], 0), int(match["n"]))
+    """Highest attempt number per worker id, from durable records: attempt histories and provenance.
+
+    Attempt numbers never repeat within a run directory, so the highest one is how many started.
+    Logs count too (runs from before attempt histories), but archiving may remove them.
+    """
+    found = history.highest_attempts(ctx.layout)
+    for worker_id, entry in ctx.store.entries().items():
+        recorded = entry.get("attempt") if isinstance(entry, dict) else None
+        if isinstance(recorded, int) and recorded > found.get(worker_id, 0):
+            found[worker_id] = recorded
     return found
 
 
@@ -38,6 +36,7 @@ class BudgetUse:
     attempts: int  # worker processes started, retries included
     tokens: int = 0  # input + output tokens of every attempt that reported usage
     cost_usd: float = 0.0  # of the attempts with a known cost
+    planned: int = 0  # the iteration the plan would run as now (one more than `iterations` after DECIDE said iterate)
 
     def exhausted(self, ctx: RunContext) -> str | None:
         """Which budget is used up (no further iteration or worker fits), or None."""
@@ -49,8 +48,8 @@ class BudgetUse:
     def refusal(self, ctx: RunContext) -> str | None:
         """Why no new worker may start, or None: the plan is past max_iterations or no attempt is left."""
         budget = ctx.plan.budget
-        if budget.max_iterations is not None and self.iterations > budget.max_iterations:
-            return f"max_iterations ({self.iterations} iterations, limit {budget.max_iterations})"
+        if budget.max_iterations is not None and self.planned > budget.max_iterations:
+            return f"max_iterations ({self.planned - 1} of {budget.max_iterations} iterations used)"
         return self._workers_used_up(ctx) or self._spending_used_up(ctx)
 
     def _workers_used_up(self, ctx: RunContext) -> str | None:
@@ -69,10 +68,11 @@ class BudgetUse:
 
 
 def budget_use(ctx: RunContext) -> BudgetUse:
+    """What the run has used, from durable records only: plan.json, attempt histories, provenance."""
     attempts = attempts_by_task(ctx)
     spent = usage.spent(ctx)
-    return BudgetUse(planfile.current_iteration(ctx), len(attempts), sum(attempts.values()), spent.total_tokens,
-                     spent.cost_usd)
+    return BudgetUse(planfile.recorded_iteration(ctx), len(attempts), sum(attempts.values()), spent.total_tokens,
+                     spent.cost_usd, planfile.current_iteration(ctx))
 
 
 _claim_lock = threading.Lock()
@@ -95,7 +95,7 @@ def claim_attempt(ctx: RunContext, what: str) -> None:
         base, started = _started.get(id(ctx)) or (budget_use(ctx), 0)
         tokens, cost = _spent.get(id(ctx), (0, 0.0))
         use = BudgetUse(base.iterations, base.workers, base.attempts + started, base.tokens + tokens,
-                        base.cost_usd + cost)
+                        base.cost_usd + cost, base.planned)
         why = use.refusal(ctx)
         if why is not None:
             raise BudgetExhausted(

@@ -46,6 +46,8 @@ class RunContext:
         self._report_files: dict[str, Path] = {}
         self._root = str(plan.root)
         self.contract_written = False  # run_contract.md is on disk as rendered (attempts.prepare)
+        # `rlm run --wave`: doit names of tasks held back for a later wave (doit sees them as up to date)
+        self.held_back: frozenset[str] = frozenset()
 
     def task(self, task_id: str) -> TaskSpec:
         return self._tasks[task_id]

@@ -1,8 +1,12 @@
 """plan.json and plan iterations.
 
-Each time the plan changes (a task added, removed or edited, or the contract
-edited) the iteration number goes up and the previous plan.json is kept as
-artifacts/plan.iter-<n>.json. Re-running an unchanged plan is no iteration.
+One iteration is one PLAN → MAP → REDUCE → VERIFY → DECIDE pass. Edits inside
+an iteration (a fixed goal, the verify tasks the skill asks for, a retry) are
+no new iteration: plan.json is rewritten with the same number. A new iteration
+starts when the plan changes after DECIDE recorded `should_finish: false` in
+final.json for the current one; the previous plan.json is then kept as
+artifacts/plan.iter-<n>.json. A plan change that would pass
+budget.max_iterations is refused and writes nothing.
 """
 
 from __future__ import annotations
@@ -10,16 +14,22 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_tasks import jsonio
+from rlm_tasks.errors import UserError
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import sha256_json, sha256_text
 
 FORMAT_VERSION = 1
 
 
+class IterationRefused(UserError):
+    """The decision said iterate, but budget.max_iterations leaves no iteration for the changed plan."""
+
+
 def _task_record(ctx: RunContext, task: Any) -> dict[str, Any]:
     tier = ctx.plan.tier(task.compute_tier)
     record = {
         "id": task.id,
+        "worker_id": task.worker_id,
         "doit_name": task.doit_name,
         "mode": task.mode,
         "goal": task.goal,
@@ -30,6 +40,7 @@ def _task_record(ctx: RunContext, task: Any) -> dict[str, Any]:
         "depends_on": list(task.depends_on),
         "inputs": list(task.inputs),
         "watch": list(task.watch),
+        "context_paths": list(task.context_paths),
         "owns": list(task.owns),
         "report_path": task.report_path,
         "prompt_path": ctx.layout.prompt_rel(task.worker_id),
@@ -47,6 +58,8 @@ def plan_record(ctx: RunContext, iteration: int, changed: dict[str, list[str]]) 
         "version": FORMAT_VERSION,
         "run_id": plan.run_id,
         "goal": plan.goal,
+        "success_criteria": list(plan.success_criteria),
+        "hint_paths": list(plan.hint_paths),
         "iteration": iteration,
         "changed_since_last_iteration": changed,
         "contract_path": ctx.layout.contract_rel,
@@ -72,27 +85,78 @@ def _diff(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, list[s
     }
 
 
+def decided_to_iterate(ctx: RunContext, iteration: int) -> bool:
+    """final.json of this iteration records the user's decision `should_finish: false`."""
+    try:
+        final = jsonio.read_json(ctx.layout.run_dir / "final.json")
+    except ValueError:
+        return False
+    decision = final.get("termination_decision") if isinstance(final, dict) else None
+    return (isinstance(decision, dict) and final.get("iteration") == iteration
+            and decision.get("should_finish") is False)
+
+
+def _previous_iteration(ctx: RunContext, iteration: int) -> dict[str, Any] | None:
+    if iteration <= 1:
+        return None
+    try:
+        kept = jsonio.read_json(ctx.layout.abs(f"{ctx.layout.artifacts_rel}/plan.iter-{iteration - 1}.json"))
+    except ValueError:
+        return None
+    return kept if isinstance(kept, dict) else None
+
+
+def _with_changes(ctx: RunContext, iteration: int, since: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan.json of `iteration`, with what changed since the plan `since` (None: everything is new)."""
+    draft = plan_record(ctx, iteration, {"added": sorted(t.id for t in ctx.plan.tasks), "removed": [], "edited": []})
+    if since is None:
+        return draft
+    record = plan_record(ctx, iteration, _diff(since, draft))
+    record["contract_changed"] = since.get("contract_sha256") != draft["contract_sha256"]
+    return record
+
+
 def next_record(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(the plan.json to write, the previous plan.json when this is a new iteration)."""
-    previous = jsonio.read_json(ctx.layout.plan_json)
-    draft = plan_record(ctx, 1, {"added": sorted(t.id for t in ctx.plan.tasks), "removed": [], "edited": []})
-    if not isinstance(previous, dict) or "iteration" not in previous:
-        return draft, None
-    changed = _diff(previous, draft)
-    contract_changed = previous.get("contract_sha256") != draft["contract_sha256"]
-    if any(changed.values()) or contract_changed:
-        record = plan_record(ctx, int(previous["iteration"]) + 1, changed)
-        record["contract_changed"] = contract_changed
-        return record, previous
-    record = plan_record(ctx, int(previous["iteration"]), previous.get("changed_since_last_iteration", changed))
-    if "contract_changed" in previous:
-        record["contract_changed"] = previous["contract_changed"]
-    return record, None
+    try:
+        previous = jsonio.read_json(ctx.layout.plan_json)
+    except ValueError:
+        previous = None
+    if not isinstance(previous, dict) or not isinstance(previous.get("iteration"), int):
+        return _with_changes(ctx, 1, None), None
+    iteration = int(previous["iteration"])
+    same = _with_changes(ctx, iteration, _previous_iteration(ctx, iteration))
+    if _diff(previous, same) == {"added": [], "removed": [], "edited": []} \
+            and previous.get("contract_sha256") == same["contract_sha256"]:
+        return same, None  # nothing changed since plan.json was written
+    if decided_to_iterate(ctx, iteration):
+        return _with_changes(ctx, iteration + 1, previous), previous
+    return same, None  # an edit inside the iteration
 
 
 def current_iteration(ctx: RunContext) -> int:
+    """The iteration this plan runs as: plan.json's, or the next one when the plan changed after DECIDE."""
     record, _ = next_record(ctx)
     return int(record["iteration"])
+
+
+def recorded_iteration(ctx: RunContext) -> int:
+    """The iteration plan.json on disk records (0 before the first run): what the budget has used."""
+    try:
+        data = jsonio.read_json(ctx.layout.plan_json)
+    except ValueError:
+        return 0
+    value = data.get("iteration") if isinstance(data, dict) else None
+    return value if isinstance(value, int) else 0
+
+
+def refusal(ctx: RunContext, iteration: int) -> str | None:
+    limit = ctx.plan.budget.max_iterations
+    if limit is not None and iteration > limit:
+        return (f"budget exhausted: max_iterations ({iteration - 1} of {limit} iterations used); the decision said "
+                f"iterate, but no iteration is left for the changed plan: `doit final` records the run as finished "
+                f"with the budget exhausted, or raise budget.max_iterations in rlm.yaml")
+    return None
 
 
 def is_current(ctx: RunContext) -> bool:
@@ -106,6 +170,9 @@ def is_current(ctx: RunContext) -> bool:
 def write_plan(ctx: RunContext) -> bool:
     """Write plan.json (keeping the previous iteration's) and the contract; True if anything changed."""
     record, previous = next_record(ctx)
+    why = refusal(ctx, int(record["iteration"]))
+    if why is not None:
+        raise IterationRefused(why)  # a refused run uses nothing: plan.json stays as it is
     if previous is not None:
         kept = ctx.layout.abs(f"{ctx.layout.artifacts_rel}/plan.iter-{previous['iteration']}.json")
         jsonio.write_json(kept, previous)

@@ -30,18 +30,27 @@ REASONS = {
 }
 
 
+PATHS_NAMED = 3  # input_changed names this many paths, then "and N more"
+
+
 class State(str, enum.Enum):
     FRESH = "fresh"
     STALE = "stale"
     MISSING = "missing"
     INVALID = "invalid"
+    # seen from outside a task's own files (state.status.resolve): a worker is on it now, its
+    # last attempt was cut short by a signal, or its report says it stopped early
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    PARTIAL = "partial"
 
 
 @dataclass(frozen=True)
 class Freshness:
     state: State
     reasons: tuple[str, ...] = ()
-    detail: str | None = None  # why a report is invalid
+    detail: str | None = None  # why: the invalid report's problem, the changed inputs, the running attempt
+    upstream: tuple[str, ...] = ()  # doit names of the dependencies that are not done (upstream_stale)
 
     @property
     def fresh(self) -> bool:
@@ -220,5 +229,15 @@ def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str,
     if entry.get("report_sha256") != (sha256_file(report) if known is None else known[1]):
         reasons.append("report_changed")
     if reasons:
-        return Freshness(State.STALE, tuple(reasons))
+        detail = changed_inputs(recorded.get("inputs"), now["inputs"]) if "input_changed" in reasons else None
+        return Freshness(State.STALE, tuple(reasons), detail)
     return Freshness(State.FRESH)
+
+
+def changed_inputs(recorded: Any, now: dict[str, Any]) -> str:
+    """'changed: a, b, c and 2 more': the inputs whose digest differs, appeared or disappeared."""
+    before = recorded if isinstance(recorded, dict) else {}
+    paths = sorted(p for p in set(before) | set(now) if before.get(p) != now.get(p) or (p in before) != (p in now))
+    shown = ", ".join(paths[:PATHS_NAMED])
+    more = f" and {len(paths) - PATHS_NAMED} more" if len(paths) > PATHS_NAMED else ""
+    return f"changed: {shown}{more}"

@@ -65,3 +65,23 @@ def problem(path: Path, required_sections: tuple[str, ...]) -> str | None:
             "report lacks required section" + ("s " if len(missing) > 1 else " ") + ", ".join(f"'{m}'" for m in missing)
         )
     return None
+
+
+SELF_TERMINATION = "Self-termination"
+PARTIAL_SECTIONS = (SELF_TERMINATION, "Partial results", "Next worker plan", "Required scope")
+NEXT_PLAN_ANCHOR = "#next-worker-plan"
+
+
+def is_partial(path: Path) -> bool:
+    """The worker stopped early and said so: its report has a `Self-termination` section."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+    wanted = normalise_heading(SELF_TERMINATION)
+    return any(normalise_heading(h) == wanted for _, h in headings(text))
+
+
+def next_plan_path(report_path: str) -> str:
+    """Where a partial report's plan for the next worker is: its `Next worker plan` section."""
+    return report_path + NEXT_PLAN_ANCHOR

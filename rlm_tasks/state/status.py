@@ -1,52 +1,153 @@
-"""Freshness of every task, computed from files alone (no doit database)."""
+"""Every task's state, computed from files alone (no doit database), as `make -q` would see it.
+
+A task's own files say fresh, stale, missing or invalid (state.provenance);
+around them: a live worker makes it `running`, a last attempt cut short by a
+signal `interrupted`, a report with a `Self-termination` section `partial`,
+and a dependency that is not done makes it `stale` with `upstream_stale`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections import Counter
 from typing import Any
 
 from rlm_tasks.config.plan import TaskSpec
-from rlm_tasks.state import inflight, progress, usage
+from rlm_tasks.state import history, inflight, progress, reports, usage
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import Freshness, State
 
-STATE_ORDER = [State.FRESH, State.STALE, State.MISSING, State.INVALID]
+STATE_ORDER = [State.FRESH, State.STALE, State.MISSING, State.INVALID, State.RUNNING, State.INTERRUPTED,
+               State.PARTIAL]
+DONE = (State.FRESH, State.PARTIAL)  # a partial report does not rerun by itself, so its dependents may read it
 LISTED_PER_STATE = 10  # a 1,000-task run prints counts and a few paths, not a thousand lines
 LIST_ALL_UP_TO = 20  # small runs list every task
 
 
-def collect(ctx: RunContext) -> list[tuple[TaskSpec, Freshness]]:
-    rows = [(task, ctx.freshness(task)) for task in ctx.plan.tasks]
+def _elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _own(ctx: RunContext, task: TaskSpec, running: dict[str, dict[str, Any]], now: float) -> Freshness:
+    entry = running.get(task.id)
+    if entry is not None:
+        started = entry.get("started")
+        elapsed = _elapsed(now - float(started)) if isinstance(started, (int, float)) else "?"
+        return Freshness(State.RUNNING, detail=f"attempt {entry.get('attempt')}, {entry.get('compute_tier')}, "
+                                               f"{elapsed} elapsed")
+    own = ctx.freshness(task)
+    if own.fresh:
+        if reports.is_partial(ctx.report_file(task)):
+            return Freshness(State.PARTIAL, detail=f"next worker plan: {reports.next_plan_path(task.report_path)}")
+        return own
+    if ctx.store.get(task.id) is None:
+        last = history.last(ctx.layout, task.worker_id)
+        # "running" with no live worker: its orchestrator died (or was killed) before recording the end
+        if last is not None and last.get("outcome") in (history.INTERRUPTED, history.RUNNING):
+            return Freshness(State.INTERRUPTED, detail=f"attempt {last.get('attempt')}; log: {last.get('log_path')}")
+    return own
+
+
+def resolve(ctx: RunContext) -> dict[str, Freshness]:
+    """Every task's state by id, with `upstream_stale` carried down the dependency graph."""
+    running = {str(e.get("worker_id")): e for e in inflight.live_entries(inflight.read(ctx.layout))}
+    now = time.time()
+    found: dict[str, Freshness] = {}
+
+    def visit(task: TaskSpec) -> Freshness:
+        if task.id in found:
+            return found[task.id]
+        found[task.id] = Freshness(State.STALE)  # a cycle (validation forbids them) must not recurse forever
+        own = _own(ctx, task, running, now)
+        upstream = tuple(ctx.task(dep).doit_name for dep in task.depends_on if visit(ctx.task(dep)).state not in DONE)
+        if upstream and own.state in (*DONE, State.STALE):
+            own = Freshness(State.STALE, (*own.reasons, "upstream_stale") if own.state is State.STALE
+                            else ("upstream_stale",), own.detail if own.state is State.STALE else None, upstream)
+        elif upstream:
+            own = dataclasses.replace(own, upstream=upstream)
+        found[task.id] = own
+        return own
+
+    for task in ctx.plan.tasks:
+        visit(task)
+    return found
+
+
+def next_wave(ctx: RunContext, states: dict[str, Freshness]) -> list[TaskSpec]:
+    """The tasks `rlm run --wave` would run now: not done, not running, every dependency done."""
+    return [task for task in ctx.plan.tasks
+            if states[task.id].state not in (*DONE, State.RUNNING)
+            and all(states[dep].state in DONE for dep in task.depends_on)]
+
+
+def wave_line(tasks: list[TaskSpec]) -> str | None:
+    if not tasks:
+        return None
+    names = [t.doit_name for t in tasks]
+    shown = ", ".join(names[:LISTED_PER_STATE]) + (f" and {len(names) - LISTED_PER_STATE} more"
+                                                   if len(names) > LISTED_PER_STATE else "")
+    return f"next wave: {len(names)} task{'s' if len(names) != 1 else ''} ({shown}); `rlm run --wave` runs only these"
+
+
+def collect(ctx: RunContext) -> list[tuple[Any, Freshness]]:
+    states = resolve(ctx)
     ctx.save_cache()
-    return rows
+    return [(task, states[task.id]) for task in ctx.plan.tasks]
+
+
+def accepted(task: TaskSpec, f: Freshness) -> bool:
+    """What `rlm check` and `final` count as done: fresh, or partial where the task accepts it."""
+    return f.fresh or (f.state is State.PARTIAL and task.accept_partial)
 
 
 def produced_by(ctx: RunContext, task: TaskSpec) -> tuple[int, str | None]:
-    """(attempts recorded, tier that produced the report) from provenance; (0, None) without an entry."""
+    """(number of the attempt that produced the report, its tier) from provenance; (0, None) without an entry.
+
+    The number is the one in the log file's name and the progress lines, never a count per run."""
     entry = ctx.store.get(task.id) or {}
-    attempts = entry.get("attempts")
-    count = len(attempts) if isinstance(attempts, list) else (1 if entry else 0)
-    return count, entry.get("compute_tier")
+    attempt = entry.get("attempt")
+    return (attempt if isinstance(attempt, int) else (1 if entry else 0)), entry.get("compute_tier")
+
+
+def why(f: Freshness) -> str:
+    """'input_changed,upstream_stale (changed: a.txt; upstream: map:a)': reasons, then the details."""
+    upstream = ("upstream: " + ", ".join(f.upstream)) if "upstream_stale" in f.reasons else None
+    details = [d for d in (f.detail, upstream) if d]
+    text = ",".join(f.reasons)
+    if details:
+        text = f"{text} ({'; '.join(details)})" if text else "; ".join(details)
+    return text
 
 
 def as_json(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> dict[str, Any]:
     counts = Counter(f.state.value for _, f in rows)
+    started = history.highest_attempts(ctx.layout)
     tasks = []
     for task, f in rows:
         attempts, tier = produced_by(ctx, task)
-        tasks.append({
+        row = {
             "id": task.id,
             "doit_name": task.doit_name,
             "state": f.state.value,
             "reasons": list(f.reasons),
             "detail": f.detail,
+            "upstream": list(f.upstream),
             "report_path": task.report_path,
-            "attempts": attempts,
+            "attempt": attempts,
+            "attempts": started.get(task.id, 0),
             "compute_tier": tier,
             **({"foreach": {"name": task.fanout, "item": task.item}} if task.fanout else {}),
-        })
+        }
+        if f.state is State.PARTIAL:
+            row["next_plan_path"] = reports.next_plan_path(task.report_path)
+            row["accept_partial"] = task.accept_partial
+        tasks.append(row)
     running, failed = activity(ctx, rows)
+    states = {task.id: f for task, f in rows}
     return {
+        "next_wave": [t.doit_name for t in next_wave(ctx, states)],
         "run_id": ctx.plan.run_id,
         "counts": {state.value: counts.get(state.value, 0) for state in STATE_ORDER},
         "total": len(rows),
@@ -73,7 +174,8 @@ def fanout_line(rows: list[tuple[TaskSpec, Freshness]], name: str) -> str:
 
 def summary_line(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> str:
     counts = Counter(f.state for _, f in rows)
-    parts = ", ".join(f"{counts.get(s, 0)} {s.value}" for s in STATE_ORDER)
+    # the four states of a task's own files always; running, interrupted, partial when there are any
+    parts = ", ".join(f"{counts.get(s, 0)} {s.value}" for s in STATE_ORDER if s in STATE_ORDER[:4] or counts.get(s))
     return f"run {ctx.plan.run_id}: {len(rows)} tasks: {parts}"
 
 
@@ -83,12 +185,12 @@ def usage_line(ctx: RunContext) -> str | None:
     return f"usage: {spent.line()}" if spent.attempts else None
 
 
-def task_line(task: TaskSpec, f: Freshness, attempts: int = 0, tier: str | None = None) -> str:
-    """One task; attempts and the producing tier are shown when a retry or an escalation made the report."""
-    why = ",".join(f.reasons) if f.reasons else (f.detail or "")
-    line = f"{f.state.value:<8} {task.doit_name:<30} {why + '  ' if why else ''}{task.report_path}"
-    if attempts > 1 or (tier is not None and tier != task.compute_tier):
-        line += f"  (attempt {attempts}, {tier})"
+def task_line(task: TaskSpec, f: Freshness, attempt: int = 0, tier: str | None = None) -> str:
+    """One task; the attempt and tier that made the report are shown when a retry or an escalation made it."""
+    reason = why(f)
+    line = f"{f.state.value:<8} {task.doit_name:<30} {reason + '  ' if reason else ''}{task.report_path}"
+    if f.state in DONE and (attempt > 1 or (tier is not None and tier != task.compute_tier)):
+        line += f"  (attempt {attempt}, {tier})"
     return line
 
 
@@ -122,7 +224,7 @@ def _listed(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> list[str
 def activity(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> tuple[list[str], list[str]]:
     """(running, failed) worker ids: running from inflight.json, failed when the last attempt was rejected."""
     running = [str(e.get("worker_id")) for e in inflight.live_entries(inflight.read(ctx.layout))]
-    not_fresh = {task.id for task, f in rows if not f.fresh}
+    not_fresh = {task.id for task, f in rows if f.state in (State.STALE, State.MISSING, State.INVALID)}
     return running, progress.failed_ids(ctx, not_fresh, set(running))
 
 
@@ -135,3 +237,13 @@ def activity_line(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> st
         shown = ", ".join(failed[:LISTED_PER_STATE]) + (" ..." if len(failed) > LISTED_PER_STATE else "")
         parts.append(f"{len(failed)} failed ({shown}); logs: {ctx.layout.logs_rel}/")
     return "; ".join(parts) if parts else None
+
+
+def check(ctx: RunContext, rows: list[tuple[Any, Freshness]]) -> tuple[int, list[str]]:
+    """`rlm check`: (0 when every task is fresh or an accepted partial, else 1; the lines to print)."""
+    lines = [summary_line(ctx, rows)]
+    not_done = [(task, f) for task, f in rows if not accepted(task, f)]
+    lines += [task_line(task, f) for task, f in not_done]
+    if any(f.state is State.PARTIAL for _, f in not_done):
+        lines.append("partial reports stop `rlm check` unless their task sets `accept_partial: true`")
+    return (1 if not_done else 0), lines

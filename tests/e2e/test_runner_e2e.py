@@ -152,6 +152,27 @@ def assert_prompts_arrived_intact(repo: Any, server: Any, worker_ids: list[str])
             assert record["prompt"] == rendered, worker_id
 
 
+WORKFLOW_TEXT = (  # what the prompt carries of the workflow, beyond the task (issue 9)
+    "keep your chat output minimal",
+    "In Contract Compliance, state point by point: the contract read (its path); each invariant held; scope "
+    "respected",
+    "## Time budget\nYour attempt may run `$RLM_TIMEOUT_SECONDS` seconds and ends at `$RLM_DEADLINE`",
+    "`Self-termination` (why you stopped), `Partial results`",
+    "`Next worker plan`",
+    "`Required scope`",
+)
+VERIFY_TEXT = "state the interpreter, the environment and the working directory you ran your commands in"
+
+
+def assert_workflow_reached_the_model(server: Any, map_ids: list[str], verify_ids: list[str]) -> None:
+    """The model saw the workflow's rules in the user text of each worker's first turn."""
+    for worker_id in [*map_ids, *verify_ids]:
+        prompt = server.for_worker(worker_id)[0]["prompt"]
+        for text in WORKFLOW_TEXT:
+            assert text in prompt, (worker_id, text)
+        assert (VERIFY_TEXT in prompt) is (worker_id in verify_ids), worker_id
+
+
 def assert_tiers_arrived(repo: Any, server: Any, expected: dict[str, tuple[str, str]]) -> None:
     seen = {worker_id: {(r["model"], r["effort"]) for r in server.for_worker(worker_id)} for worker_id in expected}
     assert seen == {worker_id: {pair} for worker_id, pair in expected.items()}
@@ -204,11 +225,14 @@ def test_codex_run_reaches_fresh_with_the_tier_model_effort_and_prompt(codex_bin
         # verify ran after every map worker had finished
         assert min(timeline.seen["check"]) > max(t for w in ("alpha", "beta", "gamma") for t in timeline.seen[w])
         assert_prompts_arrived_intact(repo, server, ["alpha", "beta", "gamma", "check"])
+        assert_workflow_reached_the_model(server, ["alpha", "beta", "gamma"], ["check"])
         assert TRICKY_GOAL in server.for_worker("beta")[0]["prompt"]
         # `$map-worker` is what makes codex load the installed skill: its SKILL.md went to the model
         skill_messages = [text for text in responses_server.user_texts(server.bodies[0])
                           if "<name>map-worker</name>" in text]
         assert len(skill_messages) == 1
+        for section in ("## Self-termination", "## Next worker plan", "## Required scope", "Context hand-off notes"):
+            assert section in skill_messages[0], section
 
         assert_fresh_and_quiet_on_rerun(repo, server, total=4)
         assert server.other_requests == []
@@ -229,7 +253,7 @@ def test_codex_worker_without_a_report_fails_with_its_log_and_is_retried(codex_b
         assert f"  retry   map:stubborn: no report written; log: {logs}/stubborn.attempt-1.log; attempt 2 " \
                in result.out
         assert "  ok      map:flaky  " in result.out
-        assert_failed_with_log(result.out, "map:stubborn", f"{logs}/stubborn.attempt-2.log", " (attempt 2 of 2)")
+        assert_failed_with_log(result.out, "map:stubborn", f"{logs}/stubborn.attempt-2.log", " (2 of 2 tries)")
         assert_failed_with_log(result.out, "map:mute", f"{logs}/mute.attempt-1.log")
         assert "rlm: 1 ran, 2 failed, 0 fresh in " in result.out
 
@@ -269,6 +293,7 @@ def test_claude_run_reaches_fresh_with_the_tier_model_effort_and_prompt(claude_b
         for worker_id in ("alpha", "beta"):
             assert server.for_worker(worker_id)[1]["tool_result"].startswith("File created successfully")
         assert_prompts_arrived_intact(repo, server, ["alpha", "beta"])
+        assert_workflow_reached_the_model(server, ["alpha", "beta"], [])
         assert TRICKY_GOAL in server.for_worker("beta")[0]["prompt"]
         # the installed skill is offered to the model (Claude Code lists $CLAUDE_CONFIG_DIR/skills)
         listing = [text for text in messages_server.user_texts(server.bodies[0])

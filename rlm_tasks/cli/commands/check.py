@@ -1,10 +1,11 @@
-"""`rlm check`: make -q for CI; lists every task that is not fresh."""
+"""`rlm check`: make -q for CI; lists every task that is not fresh (an accepted partial report counts as done)."""
 
 from __future__ import annotations
 
 import argparse
 
 from rlm_tasks.cli.common import context
+from rlm_tasks.phases import final
 from rlm_tasks.state import status
 
 HELP = "make -q for CI: exit 0 when every report is fresh, 1 otherwise"
@@ -16,9 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> int:
     ctx = context(args)
-    rows = status.collect(ctx)
-    print(status.summary_line(ctx, rows))
-    not_fresh = [(t, f) for t, f in rows if not f.fresh]
-    for task, fresh in not_fresh:
-        print(status.task_line(task, fresh))
-    return 1 if not_fresh else 0
+    code, lines = status.check(ctx, status.collect(ctx))
+    stale_final = final.out_of_date_line(ctx)  # a final.json that no longer says what the run holds
+    for line in [*lines, *([stale_final] if stale_final else [])]:
+        print(line)
+    return 1 if stale_final else code

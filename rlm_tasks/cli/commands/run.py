@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="run the named tasks again even though their reports are fresh (the earlier report "
                              "goes to history); same as `doit forget TASK` before `doit`")
+    parser.add_argument("--wave", action="store_true",
+                        help="run only the tasks that are ready now (every dependency done) and stop; "
+                             "`rlm status` shows the next wave")
     parser.add_argument("--detach", action="store_true",
                         help="start the run in the background and return at once (pid and log under the run dir)")
     parser.add_argument("--adopt", action="store_true",
@@ -89,7 +92,8 @@ def doit_names(ctx: RunContext, names: list[str]) -> list[str]:
 
 def _detach(args: argparse.Namespace) -> int:
     ctx = context(args)
-    run_args = (["--adopt"] if args.adopt else []) + (["-n", str(args.jobs)] if args.jobs is not None else [])
+    run_args = (["--adopt"] if args.adopt else []) + (["--wave"] if args.wave else []) \
+        + (["-n", str(args.jobs)] if args.jobs is not None else [])
     state = detach.start(ctx, args.config, run_args + list(args.tasks))
     print(f"rlm: run {ctx.plan.run_id} started in the background (pid {state['pid']}); "
           f"log: {state['log_path']}; `rlm wait` returns when it ends, `rlm status` shows progress")
@@ -102,6 +106,6 @@ def _doit(args: argparse.Namespace) -> int:
         doit_args += ["-n", str(args.jobs)]
     doit_args += args.tasks
     try:
-        return int(DoitMain(ModuleTaskLoader(doit_namespace(args.config))).run(doit_args))
+        return int(DoitMain(ModuleTaskLoader(doit_namespace(args.config, wave=args.wave))).run(doit_args))
     except SystemExit as exc:  # the run sets the exit code of a run with failures, a lock, an interrupt
         return int(exc.code or 0)

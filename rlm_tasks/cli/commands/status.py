@@ -10,6 +10,7 @@ import time
 from typing import TextIO
 
 from rlm_tasks.cli.common import context, positive
+from rlm_tasks.phases import final
 from rlm_tasks.state import progress
 from rlm_tasks.state import status as task_status
 from rlm_tasks.state.context import RunContext
@@ -31,18 +32,19 @@ def status(args: argparse.Namespace) -> int:
     if args.watch:
         return watch(ctx, args.interval, sys.stdout)
     rows = task_status.collect(ctx)
+    changed = final.out_of_date(ctx)
     if args.json:
-        print(json.dumps(task_status.as_json(ctx, rows), indent=2, sort_keys=True))
+        data = task_status.as_json(ctx, rows)
+        data["final"] = {"path": final.final_json_path(ctx), "changed": changed or [],
+                         "state": "missing" if changed is None else "out_of_date" if changed else "current"}
+        print(json.dumps(data, indent=2, sort_keys=True))
         return 0
     print(task_status.summary_line(ctx, rows))
-    spent = task_status.usage_line(ctx)
-    if spent:
-        print(spent)
-    now = task_status.activity_line(ctx, rows)
-    if now:
-        print(now)
-    for line in task_status.task_lines(ctx, rows, show_all=args.all):
-        print(line)
+    before = [task_status.usage_line(ctx), task_status.activity_line(ctx, rows), final.out_of_date_line(ctx)]
+    after = [task_status.wave_line(task_status.next_wave(ctx, {t.id: f for t, f in rows}))]
+    for line in [*before, *task_status.task_lines(ctx, rows, show_all=args.all), *after]:
+        if line:
+            print(line)
     return 0
 
 

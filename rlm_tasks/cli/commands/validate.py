@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from rlm_tasks.config.plan import load_plan
+from rlm_tasks.config.plan import ConfigError, contract_warnings, evidence_problems, load_plan
 from rlm_tasks.install import init as starter
 
 HELP = "check rlm.yaml; every problem as FILE:LINE:COL: key.path: message"
@@ -17,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def validate(args: argparse.Namespace) -> int:
     shown = args.file or args.config
     plan = load_plan(shown)
+    missing = evidence_problems(plan)
+    if missing:
+        raise ConfigError(missing)
     for line in plan.warnings:
         print(line)
     verify = sum(1 for t in plan.tasks if t.mode == "verify")
@@ -24,4 +29,6 @@ def validate(args: argparse.Namespace) -> int:
     outdated = starter.outdated_schema_copy(plan.root)
     if outdated:
         print(f"note: {outdated} differs from this rlm's schema; `rlm init --upgrade` refreshes it")
+    for line in contract_warnings(plan, Path(shown).read_text(encoding="utf-8"), shown):
+        print(line, file=sys.stderr)  # still exit 0: a run without invariants or verification is allowed, only weaker
     return 0

@@ -47,7 +47,7 @@ def outcome_line(ctx: RunContext) -> tuple[int, str]:
     _, failed_ids = status.activity(ctx, rows)
     names = {task.id: task.doit_name for task, _ in rows}
     failed = [names[i] for i in failed_ids]
-    not_fresh = [task.doit_name for task, f in rows if not f.fresh]
+    not_fresh = [task.doit_name for task, f in rows if not status.accepted(task, f)]  # as `rlm check` counts
     state = detach.read_state(ctx.layout.abs(detach.state_rel(ctx)))
     if state.get("exit_code") is not None:
         exit_note = f" (exit {state['exit_code']})"

@@ -1,0 +1,80 @@
+"""artifacts/attempts/<worker_id>.json: every attempt of one task, written as it starts and as it ends.
+
+This is the durable record the budget counts (workers, attempts) and the
+status reads (`interrupted`): logs are compressed or removed by `rlm archive`
+and provenance only keeps the attempts of a task's accepted report, so
+neither can answer "how many worker processes did this run start".
+One small file per task keeps each write O(1) in the size of the plan.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+
+from rlm_tasks import jsonio
+from rlm_tasks.layout import RunLayout
+
+FORMAT_VERSION = 1
+RUNNING = "running"  # an attempt whose end was never recorded (its orchestrator died) keeps this outcome
+INTERRUPTED = "interrupted"
+_ATTEMPT_LOG = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.log(?:\.gz)?$")
+_lock = threading.Lock()
+
+
+def history_rel(layout: RunLayout, worker_id: str) -> str:
+    return layout.attempts_rel(worker_id)
+
+
+def read(layout: RunLayout, worker_id: str) -> list[dict[str, Any]]:
+    """The task's attempts in the order they started; [] when none was recorded or the file is unreadable."""
+    try:
+        data = jsonio.read_json(layout.abs(history_rel(layout, worker_id)), default={})
+    except (ValueError, OSError):
+        return []
+    attempts = data.get("attempts") if isinstance(data, dict) else None
+    return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+
+
+def record(layout: RunLayout, run_id: str, worker_id: str, entry: dict[str, Any]) -> None:
+    """Add or replace (same attempt number) one attempt's record."""
+    with _lock:  # two threads never run the same task, but keep the read-modify-write whole anyway
+        attempts = [a for a in read(layout, worker_id) if a.get("attempt") != entry["attempt"]]
+        attempts.append(entry)
+        attempts.sort(key=lambda a: int(a.get("attempt") or 0))
+        jsonio.write_json(layout.abs(history_rel(layout, worker_id)),
+                          {"version": FORMAT_VERSION, "run_id": run_id, "worker_id": worker_id,
+                           "attempts": attempts})
+
+
+def last(layout: RunLayout, worker_id: str) -> dict[str, Any] | None:
+    attempts = read(layout, worker_id)
+    return attempts[-1] if attempts else None
+
+
+def highest_attempts(layout: RunLayout) -> dict[str, int]:
+    """Highest attempt number per worker id: attempt histories, and the logs of runs from before them."""
+    found: dict[str, int] = {}
+    folder = layout.abs(layout.attempts_rel("x")).parent
+    if folder.is_dir():
+        for name in os.listdir(folder):
+            if name.endswith(".json") and not name.startswith("."):
+                worker_id = name[: -len(".json")]
+                numbers = [int(a.get("attempt") or 0) for a in read(layout, worker_id)]
+                if numbers:
+                    found[worker_id] = max(numbers)
+    logs = layout.abs(layout.logs_rel)
+    if logs.is_dir():
+        for name in os.listdir(logs):
+            match = _ATTEMPT_LOG.match(name)
+            if match:
+                found[match["id"]] = max(found.get(match["id"], 0), int(match["n"]))
+    return found
+
+
+def started_count(layout: RunLayout) -> tuple[int, int]:
+    """(tasks started at least once, attempts started) over the run's whole life."""
+    highest = highest_attempts(layout)
+    return len(highest), sum(highest.values())
