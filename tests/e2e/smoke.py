@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,9 +81,16 @@ def claude_argv(binary: str, model: str, permission_mode: str = "acceptEdits", e
 
 def _run(argv: list[str], prompt: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str, float]:
     started = time.monotonic()
-    proc = subprocess.run(argv, input=prompt, capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=TIMEOUT, start_new_session=True, check=False)
-    return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, cwd=cwd, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(prompt, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # the whole group: the CLI's tool shells must not outlive it
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return proc.returncode, out, err, time.monotonic() - started
 
 
 def run_codex(binary: str, workdir: Path, script: str = "report", model: str = "gpt-5.1-codex",
