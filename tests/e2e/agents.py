@@ -112,6 +112,10 @@ def claude_env(base_url: str, config_dir: str | Path) -> dict[str, str]:
         "DISABLE_AUTOUPDATER": "1",
         # A scripted 5xx/429 should fail the worker at once, not after minutes of backoff.
         "CLAUDE_CODE_MAX_RETRIES": "0",
+        # Its tool shells are login shells: with the real HOME they run the developer's profile (here
+        # `pyenv rehash`, whose lock a shell killed at the CLI's exit leaves behind, and every later
+        # shell then waits 60 s on it). A throwaway HOME, like the throwaway config dir.
+        "HOME": str(Path(config_dir) / "home"),
     }
 
 
