@@ -14,6 +14,7 @@ from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.plan import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import final, reduce
@@ -305,6 +306,11 @@ def _archive(ctx: RunContext) -> TaskFailed | None:
 
 def doit_config(ctx: RunContext) -> dict[str, Any]:
     ctx.layout.doit_db.parent.mkdir(parents=True, exist_ok=True)
+    if ctx.layout.doit_db.exists():
+        aside = doitdb.set_aside_if_unreadable(ctx.layout.doit_db)
+        if aside is not None:
+            sys.stderr.write(f"rlm: warning: {DOIT_DB} was not a readable database; "
+                             f"set aside as {aside.name} and rebuilt (provenance decides what is fresh)\n")
     return {
         "default_tasks": DEFAULT_TASKS,
         "dep_file": str(ctx.layout.doit_db),

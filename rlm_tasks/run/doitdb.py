@@ -9,7 +9,9 @@ task's row). Deleting the database or `doit forget --all` removes both, and prov
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +24,24 @@ def _connect(db: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(db), timeout=30)
     conn.execute("create table if not exists doit (task_id text not null primary key, task_data json)")
     return conn
+
+
+def set_aside_if_unreadable(db: Path) -> Path | None:
+    """doit's database is only a cache: a corrupt one (not a database, malformed) is renamed out of doit's
+    way, so doit builds a new one, instead of failing every run. Returns where it went."""
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            conn.execute("select count(*) from sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc) and "malformed" not in str(exc):
+            return None  # locked, missing, unreadable for now: doit says so itself
+        dest = db.with_name(f"{db.name}.unreadable-{int(time.time())}")
+        os.replace(db, dest)
+        return dest
+    return None
 
 
 def forgotten(db: Path) -> frozenset[str]:

@@ -74,6 +74,16 @@ def cache_path(root: Path, config_path: Path) -> Path:
     return root / layout.CACHE_DIR / f"{hashlib.sha256(str(config_path).encode()).hexdigest()[:16]}.json"
 
 
+def _well_formed(data: dict[str, Any]) -> bool:
+    files = data.get("files") or {}
+    keys = (data.get("plan_key"), data.get("derived_key"))
+    return (all(isinstance(k, (str, type(None))) for k in keys)
+            and isinstance(data.get("derived") or {}, dict) and isinstance(data.get("marks") or {}, dict)
+            and isinstance(files, dict)
+            and all(isinstance(e, list) and len(e) == 3 and isinstance(e[0], list) and isinstance(e[1], str)
+                    and (e[2] is None or (isinstance(e[2], list) and len(e[2]) == 2)) for e in files.values()))
+
+
 class Cache:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -94,7 +104,9 @@ class Cache:
             data = json.loads(self.path.read_bytes())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) and data.get("version") == FORMAT_VERSION else {}
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION or not _well_formed(data):
+            return {}  # another version, or the right JSON in the wrong shape: discarded, it only costs time
+        return data
 
     # the validated plan
     def validated(self, key: str) -> Any:

@@ -129,8 +129,9 @@ class ProvenanceStore:
                 data = jsonio.read_json(self.path, default={})
             except json.JSONDecodeError as exc:
                 raise ProvenanceError(f"{self.path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
-            tasks = data.get("tasks", {}) if isinstance(data, dict) else {}
-            entries: dict[str, dict[str, Any]] = tasks if isinstance(tasks, dict) else {}
+            except ValueError as exc:  # NaN/Infinity: not JSON
+                raise ProvenanceError(f"{self.path}: not valid JSON: {exc}") from None
+            entries = _entries_of(self.path, data)
             try:
                 ops = journal.read(self.journal_path)
             except journal.JournalError as exc:
@@ -203,11 +204,43 @@ class ProvenanceStore:
         jsonio.write_json(self.path, {"version": FORMAT_VERSION, "run_id": self.run_id, "tasks": entries})
 
 
+def _entries_of(path: Path, data: Any) -> dict[str, dict[str, Any]]:
+    """The task entries, after a check of the shape freshness relies on: well-formed JSON of the wrong shape
+    (a hand edit, a bad merge, a worker) is one clear error, never a crash and never a silent 'fresh'."""
+    if data == {}:
+        return {}
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, dict):
+        raise ProvenanceError(f"{path}: wrong shape: expected an object with a 'tasks' object; "
+                              "fix it or delete it (every task then runs again)")
+    for worker_id, entry in tasks.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise ProvenanceError(f"{path}: tasks.{worker_id}: wrong shape: {problem}; "
+                                  "fix it or delete it (every task then runs again)")
+    return tasks
+
+
+def _entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return "expected an object"
+    digests = entry.get("digests")
+    if not isinstance(digests, dict):
+        return "'digests' is not an object"
+    if not all(isinstance(digests.get(key), (str, type(None))) for key in ("prompt", "contract", "agent")):
+        return "a digest is not a string"
+    if not isinstance(digests.get("inputs", {}), dict):
+        return "'digests.inputs' is not an object"
+    if not isinstance(entry.get("report_sha256"), (str, type(None))):
+        return "'report_sha256' is not a string"
+    return None
+
+
 def _apply(entries: dict[str, dict[str, Any]], op: dict[str, Any]) -> None:
     worker_id = op.get("worker_id")
     if not isinstance(worker_id, str):
         return
-    if op.get("op") == "record" and isinstance(op.get("entry"), dict):
+    if op.get("op") == "record" and _entry_problem(op.get("entry")) is None:
         entries[worker_id] = op["entry"]
     elif op.get("op") == "forget":
         entries.pop(worker_id, None)
