@@ -224,7 +224,7 @@ def _entries_of(path: Path, data: Any) -> dict[str, dict[str, Any]]:
 def _entry_problem(entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return "expected an object"
-    digests = entry.get("digests")
+    digests = entry.get("digests", {})  # missing: nothing matches, the task is stale
     if not isinstance(digests, dict):
         return "'digests' is not an object"
     if not all(isinstance(digests.get(key), (str, type(None))) for key in ("prompt", "contract", "agent")):
