@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rlm_tasks.config.plan import Plan, TaskSpec
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
+from rlm_tasks.render import escape
 from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def environment(plan: Plan) -> jinja2.Environment:
     search = [str(BUILTIN_TEMPLATES)]
     if plan.templates_dir:
         search.insert(0, str(plan.root / plan.templates_dir))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(search),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -39,6 +40,9 @@ def environment(plan: Plan) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # Markdown for agents, not HTML
     )
+    env.filters["md"] = escape.md  # untrusted text into final.md: reports, decision, goals
+    env.filters["code"] = escape.code
+    return env
 
 
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
