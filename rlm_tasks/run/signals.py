@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from rlm_tasks.run import worker
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM)
+# what signal.signal() returns: a function, SIG_DFL/SIG_IGN, or None (set outside Python)
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class SignalGuard:
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.unwinding = False  # complete_run has started: nothing left to interrupt
+        self.unwinding = False  # the run is ending (RunSession.unwind): nothing left to interrupt
         self.signalled = 0  # worker groups the first signal was forwarded to
-        self._previous: dict[int, Any] = {}
+        self._previous: dict[int, Handler] = {}
 
     def install(self) -> bool:
         if threading.current_thread() is not threading.main_thread():
