@@ -26,6 +26,28 @@ def invalid(repo: Repo, text: str) -> list[str]:
     return result.err.splitlines()
 
 
+@pytest.mark.parametrize(("field", "where"), [
+    ("report_path: \"a\\0b\"", "report_path"), ("inputs: [\"a\\0b\"]", "inputs[0]"),
+    ("watch: [\"a\\0b\"]", "watch[0]"), ("owns: [\"a\\0b\"]", "owns[0]"),
+    ("context_paths: [\"a\\0b\"]", "context_paths[0]"), ("foreach: {files: \"a\\0b\"}", "foreach.files"),
+    ("foreach: {files: x, exclude: \"a\\0b\"}", "foreach.exclude"),
+    ("foreach: {items_file: \"a\\0b\"}", "foreach.items_file"),
+])
+def test_a_nul_in_a_path_is_one_line_not_a_crash(repo: Repo, field: str, where: str) -> None:
+    """No file system call takes a path with a NUL (found by tests/test_fuzz.py)."""
+    task_id = "a-{{ item }}" if field.startswith("foreach") else "a"
+    line = f"tasks: [{{id: \"{task_id}\", goal: A, {field}}}]"
+    column = line.index('"a\\0b"') + 1
+    lines = [shown for shown in invalid(repo, HEADER + line + "\n") if ": warning: " not in shown]
+    assert lines == [f"rlm.yaml:4:{column}: tasks[0].{where}: contains a NUL character"]
+
+
+def test_a_line_separator_in_a_key_stays_on_its_line(repo: Repo) -> None:
+    """U+0085, U+2028 and U+2029 break str.splitlines() too (found by tests/test_fuzz.py)."""
+    assert invalid(repo, HEADER + 'budget: {" \\x85\\u2028\\u2029": 1}\ntasks: [{id: a, goal: A}]\n') == [
+        "rlm.yaml:4:10: budget. \\x85\\u2028\\u2029: unknown key ' \\x85\\u2028\\u2029'"]
+
+
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", ".NaN", "+.Inf"])
 def test_non_finite_numbers_are_refused(repo: Repo, value: str) -> None:
     shown = {".nan": "nan", ".inf": "inf", "-.inf": "-inf", ".NaN": "nan", "+.Inf": "inf"}[value]

@@ -243,6 +243,8 @@ def _glob(out: Expansion, at: KeyPath, spec: dict[str, Any], root: Path) -> list
     excludes = [spec["exclude"]] if isinstance(spec.get("exclude"), str) else list(spec.get("exclude") or [])
     for key, values in (("files", patterns), ("exclude", excludes)):
         for i, pattern in enumerate(values):
+            if isinstance(pattern, str) and "\0" in pattern:
+                return None  # config/values.py reports the NUL; no file system call takes such a path
             if not pattern or _escapes(pattern):
                 where = (*at, key) if isinstance(spec[key], str) else (*at, key, i)
                 out.problems.append((where, f"{key} pattern {json.dumps(pattern)} must be relative to the "
@@ -271,6 +273,8 @@ def _glob(out: Expansion, at: KeyPath, spec: dict[str, Any], root: Path) -> list
 
 
 def _read_items_file(out: Expansion, at: KeyPath, rel: str, root: Path) -> list[Any] | None:
+    if "\0" in rel:
+        return None  # config/values.py reports the NUL; no file system call takes such a path
     if _escapes(rel):
         out.problems.append((at, f"items_file '{rel}' must be relative to the repository root and stay inside it"))
         return None

@@ -33,6 +33,8 @@ def _inside(root: Path, real: str) -> bool:
 
 def escape_problem(root: Path, rel: str, what: str) -> str | None:
     """A relative path whose existing part resolves (through symlinks) outside the repository."""
+    if "\0" in rel:  # no system call takes it, so nothing to resolve; config/values.py reports the NUL
+        return None
     literal = rel
     if GLOB_CHARS.search(rel):  # a glob: its literal directory prefix is what could be a link
         parts = rel.split("/")

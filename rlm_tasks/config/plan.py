@@ -233,7 +233,8 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
     return dataclasses.replace(plan, warnings=tuple(line for *_, line in sorted(checker.warnings)))
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the separators str.splitlines() also breaks on (U+0085 is C1)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def one_line(text: str) -> str:
@@ -269,6 +270,8 @@ class _Checker:
 
     def repo_path(self, path: KeyPath, value: str, what: str) -> bool:
         """Lexical and symlink checks; True when the path is inside the repository."""
+        if "\0" in value:  # config/values.py reports the NUL; no file system call takes such a path
+            return False
         if PurePosixPath(value).is_absolute() or (len(value) > 1 and value[1] == ":"):
             self.add(path, f"{what} must be relative to the repository root, got absolute path '{value}'")
             return False
