@@ -122,3 +122,18 @@ def test_log_over_the_cap_ends_the_attempt_and_keeps_the_tail(repo: Repo, monkey
     first, rest = log.split("\n", 1)
     assert first.startswith("[rlm: log was ") and first.endswith(" over the 10,000-byte cap; only its tail is kept]")
     assert len(rest) == 100
+
+
+def test_a_report_deleted_by_another_worker_is_caught_by_the_closing_check(repo: Repo) -> None:
+    # b runs after a and deletes a's report; a and b both succeed, the run must not end "all fresh"
+    repo.write(f"import os\nos.remove('{REPORTS}/a.md')\n"
+               "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\n')\n", "vandal.py")
+    python_worker(repo, "import os; open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\n')")
+    data = repo.root / "rlm.yaml"
+    data.write_text(data.read_text() + "- id: b\n  goal: B\n  depends_on: [a]\n  agent:\n"
+                    "    command: ['{{ python }}', vandal.py]\n")
+    result = repo.doit()
+    assert result.code == 1, result.out
+    assert result.out.splitlines()[-1] == (
+        f"rlm: closing check: 1 report(s) deleted or changed during the run, not fresh: map:a deleted {REPORTS}/a.md")
+    assert repo.rlm("check").code == 1

@@ -15,6 +15,7 @@ leaves every line of output to `RunReporter`.
 from __future__ import annotations
 
 import gc
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -97,6 +98,21 @@ class RunSession:
             self.guard.restore()
             self.lock.release()
 
+    def closing_check(self) -> list[str]:
+        """Reports that were fresh or written in this run and were deleted or changed before it ended (another
+        worker can write anywhere in the repository): one line each. Unchanged files cost a stat (the cache)."""
+        found = []
+        for name in sorted(set(self.fresh)):
+            task = self.ctx.task(name.split(":", 1)[1])
+            entry = self.ctx.store.get(task.id)
+            if entry is None:
+                continue
+            if not os.path.lexists(self.ctx.report_file(task)):
+                found.append(f"{name} deleted {task.report_path}")
+            elif self.ctx.file_sha(task.report_path) != entry.get("report_sha256"):
+                found.append(f"{name} changed {task.report_path}")
+        return found
+
     def exit_code(self, failed: bool, errors: bool) -> int | None:
         """130/143 when interrupted; 1 when a task failed (2 if doit also reported an error); None: doit's own."""
         if self.interrupted:
@@ -139,8 +155,13 @@ class SessionReporter(RunReporter):
             return
         self.run_session.close(reduce_skipped="reduce" in self.failures)
         guard = self.run_session.guard
+        changed = [] if self.run_session.interrupted else self.run_session.closing_check()
         self.summary(guard.name if self.run_session.interrupted else None, guard.signalled)
         code = self.run_session.exit_code(bool(self.failures), bool(self.errors))
+        if changed:
+            self.write(f"rlm: closing check: {len(changed)} report(s) deleted or changed during the run, not fresh: "
+                       f"{'; '.join(changed)}\n")
+            code = code or EXIT_FAILED
         if code is not None:
             raise SystemExit(code)
 
