@@ -129,6 +129,9 @@ def test_agent_starters_validate(empty: Repo, agent: str) -> None:
                                            "wrote .gitignore"]  # no bundled worker
     assert f"  kind: {agent} " in (empty.root / "rlm.yaml").read_text()
     assert empty.rlm_cli("validate").code == 0
+    (empty.root / ".rlm/rlm.schema.json").write_text("{}\n")
+    upgraded = empty.rlm_cli("init", "--upgrade")
+    assert (upgraded.code, upgraded.out) == (0, "wrote .rlm/rlm.schema.json\n")  # still no bundled worker
 
 
 def test_ci_github_writes_a_workflow_that_runs_rlm_check(empty: Repo) -> None:

@@ -112,7 +112,11 @@ def _ignores_all_state(root: Path) -> bool:
 
 def init(root: Path, *, agent: str = "command", ci: str | None = None, force: bool = False,
          upgrade: bool = False) -> InitResult:
-    files = tool_owned(agent) if upgrade else starter_files(agent, ci)
+    if upgrade:  # the schema copy always (the modeline names it); the bundled worker only where it is in use
+        files = {rel: text for rel, text in tool_owned("command").items()
+                 if rel == SCHEMA_COPY or (root / rel).exists()}
+    else:
+        files = starter_files(agent, ci)
     result = InitResult()
     todo: dict[Path, str] = {}
     conflicts: list[str] = []

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ci", choices=starter.CI_KINDS, help="also write a CI workflow that runs `rlm check`")
     parser.add_argument("--force", action="store_true", help="overwrite files that exist")
     parser.add_argument("--upgrade", action="store_true",
-                        help="only refresh the files the tool owns (schema copy, bundled worker) to this version")
+                        help="only refresh the schema copy (and the bundled worker, where it is used) to this version")
 
 
 def init(args: argparse.Namespace) -> int:
