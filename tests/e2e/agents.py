@@ -98,9 +98,8 @@ def codex_provider_args(base_url: str) -> list[str]:
 
 def codex_env(codex_home: str | Path) -> dict[str, str]:
     """Env additions for codex: its own config/state dir, nothing inherited from a real login."""
-    # HOME too: the tool shells are login shells (`bash -lc`) and must not source this machine's ~/.profile
-    # (pyenv's rehash there takes a lock that a killed test leaves behind; every later shell waits 60 s on it).
-    return {"CODEX_HOME": str(codex_home), "HOME": str(codex_home)}
+    # A throwaway HOME as for claude (below): codex's tool shells are login shells too (`bash -lc`).
+    return {"CODEX_HOME": str(codex_home), "HOME": str(Path(codex_home) / "home")}
 
 
 def claude_env(base_url: str, config_dir: str | Path) -> dict[str, str]:
@@ -109,7 +108,6 @@ def claude_env(base_url: str, config_dir: str | Path) -> dict[str, str]:
         "ANTHROPIC_BASE_URL": base_url,
         "ANTHROPIC_API_KEY": "dummy",
         "CLAUDE_CONFIG_DIR": str(config_dir),
-        "HOME": str(config_dir),  # as for codex: login shells must not source this machine's ~/.profile
         # Telemetry, error reporting, auto-update and the /api/hello probe all off.
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
