@@ -119,9 +119,10 @@ def make_bare_repo(root: Path, n: int) -> Path:
     return root
 
 
-def run_once(argv: Sequence[str], cwd: Path, expect: int | None = 0) -> float:
+def run_once(argv: Sequence[str], cwd: Path, expect: int | None = 0, **extra_env: str) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(list(argv), cwd=cwd, env=env(), stdin=subprocess.DEVNULL, capture_output=True)
+    proc = subprocess.run(list(argv), cwd=cwd, env={**env(), **extra_env}, stdin=subprocess.DEVNULL,
+                          capture_output=True)
     elapsed = time.perf_counter() - start
     if expect is not None and proc.returncode != expect:
         output = proc.stdout.decode() + proc.stderr.decode()

@@ -29,7 +29,7 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
                  event with this usage (default USAGE) on stdout; as a command worker, written to
                  $RLM_USAGE_PATH (only when given; a string as it is, anything else as JSON)
 
-Every start appends one JSON line to $FAKE_AGENT_LOG: argv, stdin (base64), the RLM_* environment, cwd, pid,
+Every start appends one JSON line to $FAKE_AGENT_LOG: argv, stdin (base64), the RLM_* environment, cwd, pid, ppid,
 process group and its start time, the child's pid, worker id, attempt, tier, behaviour.
 """
 
@@ -194,7 +194,7 @@ def main() -> int:
     log({
         "argv": sys.argv, "parsed": parsed, "stdin_b64": base64.b64encode(stdin).decode("ascii"),
         "env": {k: v for k, v in os.environ.items() if k.startswith("RLM_")}, "cwd": os.getcwd(),
-        "pid": os.getpid(), "pgid": os.getpgid(0), "pid_start_ticks": start_ticks(os.getpid()),
+        "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0), "pid_start_ticks": start_ticks(os.getpid()),
         "child": child.pid if child else None, "child_pid": child.pid if child else None,
         "worker_id": worker_id, "attempt": attempt, "tier": tier, "model": os.environ.get("RLM_MODEL"),
         "progress": os.environ.get("RLM_PROGRESS_PATH"), "prompt_bytes": len(stdin), "mode": mode,

@@ -142,6 +142,14 @@ class Lifecycle:
     transient: str = defaults.TRANSIENT
 
 
+@dataclass(frozen=True)
+class Executor:
+    """Where attempts run (never part of a digest): `local` threads, or a Dask `scheduler`."""
+
+    kind: str = "local"
+    scheduler: str | None = None
+
+
 MAX_VERIFY_K = 5
 MAX_INFLIGHT = 256  # rlm.schema.json budget.max_inflight maximum; also the cap of `-n`
 MALFORMED = "\0malformed-"  # placeholder id of a task the schema already rejected
@@ -167,6 +175,7 @@ class Plan:
     uses: tuple[str, ...] = ()
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     warnings: tuple[str, ...] = field(default=(), compare=False)  # `rlm validate` prints them; never cached
+    executor: Executor = field(default_factory=Executor)
     fanouts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # foreach name → generated ids
     sources: str = ""  # digest of what foreach expansion read (globbed names, items files)
     prices: tuple[tuple[str, Price], ...] = ()  # by model: the defaults with rlm.yaml's `prices:` over them
@@ -615,6 +624,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
         ),
         uses=tuple(data.get("uses", ())),
         lifecycle=Lifecycle(**data.get("lifecycle", {})),
+        executor=Executor(**data.get("executor", {})),
         fanouts=tuple((name, tuple(ids)) for name, ids in expansion.fanouts.items()),
         sources=foreach.sources_digest(expansion),
         prices=_prices(data.get("prices", {})),

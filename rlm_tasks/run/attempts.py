@@ -24,7 +24,7 @@ from rlm_tasks.config.plan import TIER_ORDER, Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import agents
-from rlm_tasks.run import inflight, usage, worker
+from rlm_tasks.run import executors, inflight, usage, worker
 from rlm_tasks.state import budget, history, reports
 from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
@@ -194,15 +194,16 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
 
     started = False
 
-    def on_start(pid: int, at: float) -> None:
+    def on_start(pid: int, at: float, where: dict[str, Any]) -> None:
         nonlocal started
         started = True
         _remember(ctx, task, {**record, "outcome": history.RUNNING, "started_at": iso(at), "finished_at": None})
-        sess.attempt_started(task, attempt, tier, pid, at, digests, log_rel)
+        sess.attempt_started(task, attempt, tier, pid, at, digests, log_rel, where)
 
     try:
-        result = worker.run(invocation, prompt, layout.abs(log_rel), ctx.plan.root, report,
-                            stall_after=task.stall_after, watch=[progress], on_start=on_start, events_path=events)
+        result = executors.for_context(ctx).run(invocation, prompt, layout.abs(log_rel), ctx.plan.root, report,
+                                                stall_after=task.stall_after, watch=[progress], on_start=on_start,
+                                                events_path=events)
     finally:
         if started:
             sess.attempt_ended(task, attempt, tier.name)

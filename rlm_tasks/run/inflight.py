@@ -22,10 +22,10 @@ from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.config.plan import TaskSpec, Tier
 from rlm_tasks.procs import hostname, start_ticks
-from rlm_tasks.run import worker
+from rlm_tasks.run import executors, worker
 from rlm_tasks.state.budget import attempts_by_task
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.state.inflight import entry_alive, read
+from rlm_tasks.state.inflight import entry_alive, is_remote, read
 
 FORMAT_VERSION = 1
 ADOPT_ENV = "RLM_ADOPT"
@@ -95,8 +95,14 @@ class Session:
             recovery.dead_pid = previous.get("orchestrator", {}).get("pid")
         known = {t.id for t in self.ctx.plan.tasks}
         to_end: list[int] = []
-        for entry in left if isinstance(left, list) else []:
-            if not isinstance(entry, dict):
+        left = [entry for entry in left if isinstance(entry, dict)] if isinstance(left, list) else []
+        remote = [entry for entry in left if is_remote(entry)]
+        for entry in remote:  # never adopted: its Dask task ends with the orchestrator that waited for it
+            if entry.get("worker_id") in known:
+                self.ended[entry["worker_id"]] = entry
+        recovery.ended.extend(executors.end_remote(remote))
+        for entry in left:
+            if is_remote(entry):
                 continue
             alive = entry_alive(entry)
             if entry.get("worker_id") not in known:
@@ -135,13 +141,15 @@ class Session:
             return number
 
     def attempt_started(self, task: TaskSpec, attempt: int, tier: Tier, pid: int, started: float,
-                        digests: dict[str, Any], log_rel: str) -> None:
+                        digests: dict[str, Any], log_rel: str, where: dict[str, Any] | None = None) -> None:
+        """`where`: host, pid and cancel Event of an attempt an executor runs on another machine."""
         entry = {
             "worker_id": task.worker_id, "doit_name": task.doit_name, "attempt": attempt,
             "pid": pid, "pgid": pid, "pid_start_ticks": start_ticks(pid),
             "started_at": iso(started), "started": started,
             "compute_tier": tier.name, "model": tier.model, "effort": tier.effort,
             "log_path": log_rel, "report_path": task.report_path, "digests": digests,
+            **(where or {}),
         }
         with self._lock:
             self.entries[task.worker_id] = entry

@@ -26,7 +26,7 @@ from doit.task import Task
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
-from rlm_tasks.run import doitdb, housekeeping, inflight, signals, worker
+from rlm_tasks.run import doitdb, executors, housekeeping, inflight, signals, worker
 from rlm_tasks.run.reporter import RunReporter, is_worker
 from rlm_tasks.state.context import RunContext
 
@@ -52,6 +52,7 @@ class RunSession:
         gc.freeze()  # the loaded plan and tasks live until the end: keep them out of every collection
         gc.enable()  # disabled while loading (tasks.doit_namespace)
         try:
+            executors.for_context(self.ctx)  # a wrong RLM_EXECUTOR or executor block stops the run before it starts
             self.lock.acquire()
         except UserError as exc:
             sys.stderr.write(error_line(exc))
@@ -83,6 +84,7 @@ class RunSession:
             if self.inflight is not None:
                 self.inflight.finish()
             self.ctx.store.compact()  # the committed form: one provenance.json, no journal
+            executors.close(self.ctx)
             self.ctx.save_cache()
             try:
                 doitdb.remember(self.ctx.layout.doit_db, self.fresh)

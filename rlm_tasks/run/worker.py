@@ -185,7 +185,7 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
     kill_group(proc.pid, signal.SIGKILL)
 
 
-def _signature(paths: Sequence[Path]) -> tuple[tuple[int, int] | None, ...]:
+def signature(paths: Sequence[Path]) -> tuple[tuple[int, int] | None, ...]:
     """What changes when a worker makes progress: mtime and size of each watched file."""
     out: list[tuple[int, int] | None] = []
     for path in paths:
@@ -298,10 +298,12 @@ def _exit_waiter(proc: subprocess.Popen[bytes]) -> tuple[Callable[[float], bool]
 
 def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report_path: Path, *,
         stall_after: float | None = None, watch: Sequence[Path] = (),
-        on_start: Callable[[int, float], None] | None = None, events_path: Path | None = None) -> AttemptResult:
+        on_start: Callable[[int, float], None] | None = None, events_path: Path | None = None,
+        cancel: Callable[[], bool] | None = None) -> AttemptResult:
     """One attempt. `watch` (with the log and the report) is what stall detection looks at.
 
     With `events_path` and an agent that streams events, its stdout goes there (and, readable, to the log).
+    `cancel` (asked every poll) says the orchestrator wants it ended: a remote attempt's Dask Event.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -329,7 +331,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 log.write(message.encode() + b"\n")
                 return AttemptResult(None, False, started, time.time(), error=message)
             _live_groups.add(proc.pid)
-        timed_out = stalled = False
+        timed_out = stalled = cancelled = False
         over_cap: str | None = None
         captured = _StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
         helpers = [threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True, name="rlm-stdin")]
@@ -346,7 +348,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             if on_start is not None:
                 on_start(proc.pid, started)
             deadline = None if invocation.timeout is None else started + invocation.timeout
-            last_sig, last_change = (_signature(watched), captured.size), time.monotonic()
+            last_sig, last_change = (signature(watched), captured.size), time.monotonic()
             while True:
                 wait = POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.time()))
                 if exited(wait):
@@ -354,7 +356,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 if deadline is not None and time.time() >= deadline:
                     timed_out = True
                 elif stall_after is not None:
-                    sig = (_signature(watched), captured.size)  # stdout of a `report: stdout` agent counts too
+                    sig = (signature(watched), captured.size)  # stdout of a `report: stdout` agent counts too
                     if sig != last_sig:
                         last_sig, last_change = sig, time.monotonic()
                     elif time.monotonic() - last_change >= stall_after:
@@ -363,7 +365,9 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                     over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
                 elif os.fstat(log.fileno()).st_size > MAX_LOG_BYTES:
                     over_cap = f"log went over the {MAX_LOG_BYTES:,}-byte cap (its tail is kept)"
-                if timed_out or stalled or over_cap:
+                if not (timed_out or stalled or over_cap) and cancel is not None and cancel():
+                    cancelled = True
+                if timed_out or stalled or over_cap or cancelled:
                     _end(proc)
                     proc.wait()
                     break
@@ -383,8 +387,8 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
     if log_path.stat().st_size > MAX_LOG_BYTES:
         _trim_log(log_path, LOG_TAIL_BYTES)
-    interrupted = _shutdown.is_set() and not (timed_out or stalled)
-    ended_early = timed_out or stalled or over_cap is not None
+    interrupted = (_shutdown.is_set() or cancelled) and not (timed_out or stalled)
+    ended_early = timed_out or stalled or cancelled or over_cap is not None
     if invocation.report_from_stdout and not ended_early and proc.returncode == 0 and not captured.blank:
         try:
             paths.confined(cwd, os.path.relpath(report_path, cwd), "report_path")

@@ -21,8 +21,15 @@ def read(layout: RunLayout) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def is_remote(entry: dict[str, Any]) -> bool:
+    """An attempt a Dask worker runs (run/executors/dask.py): ended through its cancel Event, not a signal."""
+    return entry.get("executor") == "dask"
+
+
 def entry_alive(entry: dict[str, Any]) -> bool:
     """The recorded worker's process group still exists (and its leader is not a newer process)."""
+    if is_remote(entry) and entry.get("host") != hostname():
+        return True  # another machine's process: only its Dask worker can tell
     pgid = entry.get("pgid")
     if not isinstance(pgid, int) or pgid <= 1 or not group_alive(pgid):
         return False

@@ -14,7 +14,7 @@ from rlm_tasks.config.plan import load_plan
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import BREAKS_LOG
 from rlm_tasks.lifecycle.runlock import RunLock
-from rlm_tasks.run import detach, doitdb, inflight, worker
+from rlm_tasks.run import detach, doitdb, executors, inflight, worker
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.tasks import doit_namespace
 
@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adopt", action="store_true",
                         help="wait for workers a killed orchestrator left running and accept their reports "
                              "(default: end them); same as RLM_ADOPT=1 doit")
+    parser.add_argument("--executor", metavar="WHERE",
+                        help="where attempts run: local, dask, or a Dask scheduler address such as "
+                             "tcp://HOST:8786 (overrides rlm.yaml's executor:); same as RLM_EXECUTOR=WHERE doit")
     parser.add_argument("--break-lock", action="store_true",
                         help="take the run's lock when it is stale (holder on another host, older than "
                              f"lifecycle.lock_stale_hours); logged to {BREAKS_LOG}")
@@ -59,17 +62,18 @@ def run(args: argparse.Namespace) -> int:
         lock.release()
     if args.detach:
         return _detach(args)
-    if not args.adopt:
-        return _doit(args)
-    previous = os.environ.get(inflight.ADOPT_ENV)
-    os.environ[inflight.ADOPT_ENV] = "1"  # read by the run session of this in-process doit
+    # read by the run session of this in-process doit
+    env = {inflight.ADOPT_ENV: "1" if args.adopt else None, executors.ENV: args.executor}
+    previous = {name: os.environ.get(name) for name, value in env.items() if value is not None}
+    os.environ.update({name: value for name, value in env.items() if value is not None})
     try:
         return _doit(args)
     finally:
-        if previous is None:
-            os.environ.pop(inflight.ADOPT_ENV, None)
-        else:
-            os.environ[inflight.ADOPT_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _worker_names(ctx: RunContext) -> dict[str, str]:
@@ -94,6 +98,7 @@ def _detach(args: argparse.Namespace) -> int:
     ctx = context(args)
     run_args = (["--adopt"] if args.adopt else []) + (["--wave"] if args.wave else []) \
         + (["-n", str(args.jobs)] if args.jobs is not None else [])
+    run_args += ["--executor", args.executor] if args.executor is not None else []
     state = detach.start(ctx, args.config, run_args + list(args.tasks))
     print(f"rlm: run {ctx.plan.run_id} started in the background (pid {state['pid']}); "
           f"log: {state['log_path']}; `rlm wait` returns when it ends, `rlm status` shows progress")

@@ -1,0 +1,274 @@
+"""The Dask executor: each attempt is one Dask task on a distributed cluster; everything else stays in the runner.
+
+Shared filesystem mode: the repository sits at the same path on every Dask
+worker (NFS, a Kubernetes volume). Before the first attempt the runner asks
+every worker which commit and which rlm.yaml it sees there and refuses to
+submit when one differs. The remote task runs worker.run (argv without a
+shell, prompt on stdin, own process group, log on the shared path) with no
+timeout of its own: this process keeps the timeout, stall detection (it
+watches the same shared files) and shutdown, and ends a remote attempt by
+setting its Dask Event, which the remote task checks every poll before it
+ends the process group. Dask's own retries are off; when a Dask worker dies
+and the scheduler runs the task again, the task sees its attempt already
+started and refuses, so an attempt never runs twice (the runner's retries
+decide). Workers started with `--resources agents=N` run at most N agents
+each: every attempt then asks for one `agents`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlm_tasks.procs import start_ticks
+from rlm_tasks.render.agents import Invocation
+from rlm_tasks.run import worker
+from rlm_tasks.run.executors.base import ClusterError, OnStart
+from rlm_tasks.state.context import RunContext
+from rlm_tasks.state.provenance import sha256_file
+
+
+def distributed() -> Any:
+    """Dask distributed, imported when a run uses it (the `dask` extra; a no-op run never pays for it).
+
+    Untyped: one Any here instead of a mypy exception per call. ImportError without the extra.
+    """
+    return importlib.import_module("distributed")
+
+CONNECT_TIMEOUT = 10.0
+LOST_AFTER = 10.0  # seconds past the kill grace after which a cancelled remote attempt counts as lost
+AGENTS = "agents"
+
+
+def git_commit(root: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def probe(root: str, config: str) -> dict[str, Any]:
+    """What one machine sees of the repository at `root` (runs on each Dask worker, and here)."""
+    return {"host": socket.gethostname(), "commit": git_commit(root), "config_sha256": sha256_file(Path(config))}
+
+
+def mismatches(root: str, expected: dict[str, Any], seen: dict[str, dict[str, Any]]) -> str | None:
+    """One line naming each worker that sees another repository than this machine, or None."""
+    bad = []
+    for address, found in sorted(seen.items()):
+        where = f"{address} ({found.get('host')})"
+        if found.get("config_sha256") is None:
+            bad.append(f"{where} has no {Path(expected['config']).name}")
+        elif found.get("commit") != expected["commit"]:
+            bad.append(f"{where} is at commit {found.get('commit') or 'none'}, not {expected['commit'] or 'none'}")
+        elif found.get("config_sha256") != expected["config_sha256"]:
+            bad.append(f"{where} sees another {Path(expected['config']).name}")
+    if not bad:
+        return None
+    return (f"executor: every Dask worker must see this repository at {root} (a shared filesystem): "
+            + "; ".join(bad))
+
+
+def _where(name: str, client: Any = None) -> Any:
+    """Host, pid and Dask worker of a remote attempt, set once its process started."""
+    return distributed().Variable(f"{name}:where", client=client)
+
+
+def _started(name: str, client: Any = None) -> Any:
+    return distributed().Event(f"{name}:started", client=client)
+
+
+def _ended(name: str, client: Any = None) -> Any:
+    return distributed().Event(f"{name}:ended", client=client)
+
+
+def remote_attempt(invocation: Invocation, prompt: bytes, log_path: str, cwd: str, report_path: str,
+                   events_path: str | None, name: str) -> tuple[worker.AttemptResult, dict[str, Any]]:
+    """On a Dask worker: one attempt, ended when the orchestrator sets the Event `name`."""
+    started, cancel = _started(name), distributed().Event(name)
+    now = time.time()
+    if started.is_set():  # Dask ran this task again after its worker died: never repeat an attempt
+        return worker.AttemptResult(None, False, now, now, error="the Dask worker running this attempt was lost"), {}
+    where: dict[str, Any] = {"executor": "dask", "host": socket.gethostname(), "cancel": name,
+                             "dask_worker": distributed().get_worker().address}
+
+    def on_start(pid: int, at: float) -> None:
+        where.update(pid=pid, pgid=pid, pid_start_ticks=start_ticks(pid))
+        _where(name).set(where)
+        started.set()
+
+    try:
+        result = worker.run(invocation, prompt, Path(log_path), Path(cwd), Path(report_path), on_start=on_start,
+                            events_path=None if events_path is None else Path(events_path), cancel=cancel.is_set)
+    finally:
+        _ended(name).set()
+    return result, where
+
+
+class DaskExecutor:
+    """Submits attempts to the scheduler at `scheduler`; one client per run and process."""
+
+    def __init__(self, ctx: RunContext, scheduler: str) -> None:
+        self.ctx = ctx
+        self.scheduler = scheduler
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._error: str | None = None
+        self.resources: dict[str, float] | None = None
+        self._active: set[str] = set()  # attempts submitted and not yet followed to their end
+
+    def connect(self) -> Any:
+        """The client, after checking that every worker sees this repository; the same error for every attempt."""
+        with self._lock:
+            if self._error is not None:
+                raise ClusterError(self._error)
+            if self._client is None:
+                try:
+                    self._client = self._check(self._open())
+                except ClusterError as exc:
+                    self._error = str(exc)
+                    raise
+            return self._client
+
+    def _open(self) -> Any:
+        try:
+            return distributed().Client(self.scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"executor: cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
+
+    def _check(self, client: Any) -> Any:
+        root, config = str(self.ctx.plan.root), str(self.ctx.plan.config_path)
+        try:
+            seen = client.run(probe, root, config)
+            problem = None if seen else f"executor: the Dask scheduler at {self.scheduler} has no workers"
+            problem = problem or mismatches(root, {**probe(root, config), "config": config}, seen)
+            if problem is not None:
+                raise ClusterError(problem)
+            workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        except BaseException:
+            client.close()
+            raise
+        if any(AGENTS in (info.get("resources") or {}) for info in workers.values()):
+            self.resources = {AGENTS: 1}
+        return client
+
+    def run(self, invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report_path: Path, *,
+            stall_after: float | None, watch: Sequence[Path], on_start: OnStart,
+            events_path: Path | None = None) -> worker.AttemptResult:
+        client = self.connect()
+        submitted = time.time()
+        if worker.shutting_down():
+            return worker.AttemptResult(None, False, submitted, submitted, error="interrupted", interrupted=True)
+        name = f"rlm-{self.ctx.plan.run_id}-{uuid.uuid4().hex}"
+        future = client.submit(remote_attempt, dataclasses.replace(invocation, timeout=None), prompt, str(log_path),
+                               str(cwd), str(report_path), None if events_path is None else str(events_path), name,
+                               key=name, pure=False, retries=0,
+                               resources=self.resources)
+        with self._lock:
+            self._active.add(name)
+        try:
+            watched = [log_path, report_path, *watch, *([events_path] if events_path is not None else [])]
+            return self._follow(client, future, name, invocation.timeout, stall_after, watched, on_start, submitted)
+        finally:
+            with self._lock:
+                self._active.discard(name)
+            future.release()
+            with contextlib.suppress(Exception):  # the scheduler keeps named Events and Variables until told
+                _where(name, client).delete()
+                for event in (_started(name, client), _ended(name, client), distributed().Event(name, client=client)):
+                    event.clear()
+
+    def _follow(self, client: Any, future: Any, name: str, timeout: float | None,
+                stall_after: float | None, watched: list[Path], on_start: OnStart,
+                submitted: float) -> worker.AttemptResult:
+        """Wait for the remote attempt; end it (its Event) on a timeout, a stall or a shutdown of this run."""
+        started_event = _started(name, client)
+        started: float | None = None
+        why: str | None = None
+        asked = 0.0
+        last_sig, last_change = worker.signature(watched), time.monotonic()
+        while not future.done():
+            if started is None:
+                if started_event.wait(timeout=worker.POLL_SECONDS):
+                    started = time.time()
+                    where = dict(_where(name, client).get())
+                    on_start(int(where["pid"]), started, {**where, "scheduler": self.scheduler})
+            else:
+                with contextlib.suppress(Exception):  # a timeout, or the task's own error (read below)
+                    future.result(timeout=worker.POLL_SECONDS)
+            if why is None:
+                if worker.shutting_down():
+                    why = "interrupted"
+                elif started is not None and timeout is not None and time.time() - started >= timeout:
+                    why = "timeout"
+                elif started is not None and stall_after is not None:
+                    sig = worker.signature(watched)
+                    if sig != last_sig:
+                        last_sig, last_change = sig, time.monotonic()
+                    elif time.monotonic() - last_change >= stall_after:
+                        why = "stalled"
+                if why is not None:
+                    distributed().Event(name, client=client).set()
+                    asked = time.monotonic()
+            elif time.monotonic() - asked > worker.kill_grace() + LOST_AFTER:
+                future.cancel()
+                return worker.AttemptResult(None, why == "timeout", started or submitted, time.time(),
+                                            error=f"the Dask worker did not end the attempt ({why})",
+                                            stalled=why == "stalled", interrupted=why == "interrupted")
+        try:
+            result: worker.AttemptResult = future.result()[0]
+        except Exception as exc:  # the task failed on the cluster (worker lost, cancelled, ...): the attempt failed
+            return worker.AttemptResult(None, False, started or submitted, time.time(),
+                                        error=f"Dask: {type(exc).__name__}: {exc}".rstrip(": "),
+                                        interrupted=why == "interrupted")
+        if why is None:
+            return result
+        return dataclasses.replace(result, timed_out=why == "timeout", stalled=why == "stalled",
+                                   interrupted=why == "interrupted")
+
+    def close(self) -> None:
+        """End what is still running (a run interrupted while waiting for the cluster), then disconnect."""
+        with self._lock:
+            client, self._client, active = self._client, None, sorted(self._active)
+        if client is None:
+            return
+        with contextlib.suppress(Exception):  # the scheduler may be gone: nothing left to end then
+            for name in active:
+                distributed().Event(name, client=client).set()
+            deadline = time.monotonic() + worker.kill_grace() + LOST_AFTER
+            for name in active:
+                _ended(name, client).wait(timeout=max(0.0, deadline - time.monotonic()))
+        client.close()
+
+
+def end_remote(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set the cancel Event of each remote attempt a dead orchestrator left, and wait until they ended."""
+    reached = []
+    for scheduler in sorted({str(e.get("scheduler")) for e in entries}):
+        try:
+            client = distributed().Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError):
+            continue
+        try:
+            mine = [e for e in entries if str(e.get("scheduler")) == scheduler and isinstance(e.get("cancel"), str)]
+            for entry in mine:
+                if not _ended(entry["cancel"], client).is_set():
+                    distributed().Event(entry["cancel"], client=client).set()
+                    reached.append(entry)
+            deadline = time.monotonic() + worker.kill_grace() + LOST_AFTER
+            for entry in reached:
+                _ended(entry["cancel"], client).wait(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            client.close()
+    return reached
