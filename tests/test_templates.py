@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from conftest import Repo
 
 from rlm_tasks.config import values
+from rlm_tasks.config.plan import load_plan
 from rlm_tasks.render import jinja
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "templates.md"
@@ -65,6 +67,12 @@ def test_the_doc_lists_what_a_command_item_may_use() -> None:
     doc = documented()
     prompt = doc["Plan variables (every template)"] | doc["worker_prompt.md.j2"]
     assert prompt | doc["agent.command items"] == values.COMMAND_VARIABLES
+
+
+def test_the_doc_lists_the_filters_rlm_adds(tmp_path: Path) -> None:
+    (tmp_path / "rlm.yaml").write_text("version: 1\nrun_id: r\ngoal: G\ntasks: [{id: a, goal: A}]\n")
+    added = set(jinja.environment(load_plan(tmp_path / "rlm.yaml")).filters) - set(jinja2.Environment().filters)
+    assert added == documented()["Filters"] == {"md", "code"}
 
 
 def test_a_missing_or_extra_entry_is_noticed() -> None:
