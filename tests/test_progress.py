@@ -101,3 +101,23 @@ def test_status_watch_when_nothing_runs(repo: Repo) -> None:
     assert repo.doit().code == 0
     watched = repo.rlm("status", "--watch", "--interval", "0.1")
     assert (watched.code, watched.out) == (0, "rlm: run t: 1/1 done, 0 running, 0 failed (not running)\n")
+
+
+PARTIAL_REPORT = ("# {worker_id}\n\n## What I did\nhalf\n\n## Self-termination\nout of time\n\n## Partial results\n"
+                  "- half\n\n## Next worker plan\n1. finish\n\n## Required scope\n- more time\n\n"
+                  "## Contract Compliance\n- kept\n")
+
+
+def test_partial_reports_are_counted_as_partial(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}],
+                       {"a": {"text": PARTIAL_REPORT}, "b": {"sleep": 0.8}})
+    monkeypatch.setattr(reporter, "TICK_SECONDS", 0.1)
+    monkeypatch.setenv("TERM", "xterm")
+    tty = Tty()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert repo.doit().code == 0
+    out = tty.getvalue()
+    assert re.search(r"rlm: 1/2 done \(1 partial\), 1 running, 0 failed, 0:0\d elapsed, longest map:b", out), out
+    monkeypatch.undo()
+    watched = repo.rlm("status", "--watch", "--interval", "0.1")
+    assert (watched.code, watched.out) == (0, "rlm: run t: 2/2 done (1 partial), 0 running, 0 failed (not running)\n")

@@ -61,7 +61,7 @@ class RunReporter:
     def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         self.out = outstream
         self.started = time.time()
-        self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0, "waiting": 0}
+        self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0, "waiting": 0, "partial": 0}
         self.failures: list[str] = []
         self.errors: list[str] = []
         self.total = 0
@@ -94,7 +94,7 @@ class RunReporter:
             longest = (name, now - start)
         c = self.counts
         return progress.Snapshot(self.total, c["ran"] + c["fresh"], len(running), c["failed"] + c["skipped"],
-                                 now - self.started, longest)
+                                 now - self.started, longest, partial=c["partial"])
 
     def _draw(self) -> None:
         width = shutil.get_terminal_size((100, 20)).columns
@@ -160,6 +160,9 @@ class RunReporter:
             self.counts["waiting"] += 1  # `--wave`: not fresh, only not this wave's
         elif is_worker(task.name):
             self.counts["fresh"] += 1
+            spec = self.ctx.task(task.name.split(":", 1)[1])
+            if reports.is_partial(self.ctx.report_file(spec)):
+                self.counts["partial"] += 1
 
     def skip_ignore(self, task: Task) -> None:
         pass
@@ -173,6 +176,7 @@ class RunReporter:
                 extra += f"  attempt {values.get('attempt')}, {values.get('compute_tier')}"
             detail = f"{values.get('duration', 0):.1f}s  {values.get('report_path', '')}{extra}"
             if values.get("partial"):  # the worker self-terminated: done, not rerun, but not the whole task
+                self.counts["partial"] += 1
                 self.write(f"  partial {task.name}  {detail}  (next worker plan: "
                            f"{values.get('report_path', '')}{reports.NEXT_PLAN_ANCHOR})\n")
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from rlm_tasks.state import inflight
+from rlm_tasks.state import inflight, reports
 from rlm_tasks.state.budget import attempts_by_task
 from rlm_tasks.state.context import RunContext
 
@@ -23,6 +23,7 @@ class Snapshot:
     elapsed: float | None = None
     longest: tuple[str, float] | None = None  # doit name, age in seconds
     active: bool = True  # an orchestrator is running the run
+    partial: int = 0  # of `done`: reports whose worker stopped early (a Self-termination section)
 
 
 def clock(seconds: float) -> str:
@@ -33,7 +34,8 @@ def clock(seconds: float) -> str:
 
 
 def line(s: Snapshot) -> str:
-    parts = [f"{s.done}/{s.total} done", f"{s.running} running", f"{s.failed} failed"]
+    parts = [f"{s.done}/{s.total} done" + (f" ({s.partial} partial)" if s.partial else ""),
+             f"{s.running} running", f"{s.failed} failed"]
     if s.elapsed is not None:
         parts.append(f"{clock(s.elapsed)} elapsed")
     if s.longest is not None:
@@ -61,6 +63,7 @@ def from_files(ctx: RunContext) -> Snapshot:
     live = inflight.live_entries(data)
     running = {str(e.get("worker_id")) for e in live}
     not_fresh = {t.id for t in ctx.plan.tasks if not ctx.freshness(t).fresh}
+    partial = sum(1 for t in ctx.plan.tasks if t.id not in not_fresh and reports.is_partial(ctx.report_file(t)))
     now = time.time()
     elapsed = None
     if active:
@@ -78,4 +81,5 @@ def from_files(ctx: RunContext) -> Snapshot:
         elapsed=elapsed,
         longest=longest,
         active=active,
+        partial=partial,
     )
