@@ -112,12 +112,42 @@ def test_a_running_task_shows_running_and_an_interrupted_run_marks_it_interrupte
     assert tasks["quick"]["state"] == "fresh"
     state = json.loads(repo.path(f"{LOCAL}/reduce_state.json").read_text())
     assert schema.check("reduce_state", state) == []
+    # `after` waited for slow: never started, interrupted all the same
+    assert (tasks["after"]["state"], tasks["after"]["detail"], tasks["after"]["upstream"]) == (
+        "interrupted", "not started: the run was interrupted by SIGINT", ["map:slow"])
     assert {r["id"]: r["state"] for r in state["tasks"]} == {"quick": "fresh", "slow": "interrupted",
-                                                             "after": "missing"}
-    assert state["counts"]["failed"] == 0 and state["counts"]["interrupted"] == 1
+                                                             "after": "interrupted"}
+    assert state["counts"]["failed"] == 0 and state["counts"]["interrupted"] == 2
     attempts = json.loads(repo.path(f"{RUN}/artifacts/attempts/slow.json").read_text())
     assert schema.check("attempts", attempts) == []
     assert [(a["attempt"], a["outcome"]) for a in attempts["attempts"]] == [(1, "interrupted")]
+
+
+def test_tasks_still_queued_when_the_signal_came_are_interrupted_until_they_run(repo: Repo) -> None:
+    repo.write_command([{"id": "slow", "goal": "S"}, {"id": "q1", "goal": "Q"}, {"id": "q2", "goal": "Q"}],
+                       {"slow": {"hang": True}}, budget={"max_inflight": 1})
+    run = repo.start_doit("map:slow", "map:q1", "map:q2")
+    wait_for(lambda: len(repo.records()) == 1, "slow running")
+    run.proc.send_signal(signal.SIGTERM)
+    code, out = run.finish()
+    assert code == 143, out
+    tasks = status_json(repo)
+    for queued in ("q1", "q2"):
+        assert (tasks[queued]["state"], tasks[queued]["detail"], tasks[queued]["attempts"]) == (
+            "interrupted", "not started: the run was interrupted by SIGTERM", 0)
+        marked = json.loads(repo.path(f"{RUN}/artifacts/attempts/{queued}.json").read_text())
+        assert schema.check("attempts", marked) == [] and marked["attempts"] == []
+    assert tasks["slow"]["state"] == "interrupted"
+    check = repo.rlm("check")
+    assert check.code == 1
+    assert check.lines[0] == "run t: 3 tasks: 0 fresh, 0 stale, 0 missing, 0 invalid, 3 interrupted"
+    assert (f"interrupted map:q1{' ' * 25}not started: the run was interrupted by SIGTERM  {REPORTS}/q1.md"
+            in check.lines)
+    # the next run runs them; then they are fresh and the mark is gone
+    repo.agent_spec({})
+    assert repo.doit().code == 0
+    assert {t["state"] for t in status_json(repo).values()} == {"fresh"}
+    assert "not_started" not in json.loads(repo.path(f"{RUN}/artifacts/attempts/q1.json").read_text())
 
 
 def test_one_attempt_numbering_in_progress_lines_status_provenance_and_log_names(repo: Repo) -> None:

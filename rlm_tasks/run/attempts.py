@@ -304,6 +304,8 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
 
 
 def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
+    if worker.shutting_down():  # dispatched as the run stops: touch nothing (the session marks it interrupted)
+        return TaskOutcome(False, "interrupted", 0, 0.0, task.compute_tier, 0, True)
     layout = ctx.layout
     sess = inflight.session(ctx)
     report = ctx.report_file(task)

@@ -39,8 +39,8 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
 
 
-def _worker_closure(tasks: Mapping[str, Task], selected: Sequence[str] | None) -> int:
-    """How many worker tasks this doit invocation may touch: the selected tasks and what they depend on."""
+def _worker_closure(tasks: Mapping[str, Task], selected: Sequence[str] | None) -> list[str]:
+    """The worker tasks this doit invocation may touch: the selected tasks and what they depend on."""
     seen: set[str] = set()
     stack = list(selected or tasks)
     while stack:
@@ -49,7 +49,7 @@ def _worker_closure(tasks: Mapping[str, Task], selected: Sequence[str] | None) -
             continue
         seen.add(name)
         stack.extend(getattr(tasks[name], "task_dep", ()) or ())
-    return sum(1 for name in seen if is_worker(name))
+    return sorted(name for name in seen if is_worker(name))
 
 
 class RunReporter:
@@ -65,6 +65,7 @@ class RunReporter:
         self.failures: list[str] = []
         self.errors: list[str] = []
         self.total = 0
+        self.closure: list[str] = []  # worker tasks this run may touch
         self.running: dict[str, tuple[float, int, str]] = {}  # doit name → (start, attempt, tier)
         self._write_lock = threading.RLock()
         isatty = getattr(outstream, "isatty", None)
@@ -126,7 +127,8 @@ class RunReporter:
 
     # doit reporter interface
     def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
-        self.total = _worker_closure(tasks, selected_tasks)
+        self.closure = _worker_closure(tasks, selected_tasks)
+        self.total = len(self.closure)
         self.write(f"rlm: run {self.ctx.plan.run_id}: {sum(1 for name in tasks if is_worker(name))} tasks\n")
 
     def recovered(self, recovery: inflight.Recovery) -> None:

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from doit.exceptions import UnmetDependency
 from doit.task import Task
 
 from rlm_tasks.errors import UserError, error_line
@@ -28,6 +29,7 @@ from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
 from rlm_tasks.run import doitdb, executors, housekeeping, inflight, signals, worker
 from rlm_tasks.run.reporter import RunReporter, is_worker
+from rlm_tasks.state import history
 from rlm_tasks.state.context import RunContext
 
 EXIT_FAILED = 1  # a task failed (doit's own code would be 2 when a dependency failed)
@@ -74,7 +76,19 @@ class RunSession:
     def interrupted(self) -> bool:
         return self.guard.signum is not None
 
-    def close(self, reduce_skipped: bool) -> None:
+    def mark_not_started(self, names: Sequence[str]) -> None:
+        """Tasks the signal stopped before their next attempt began are `interrupted` too, not missing or stale."""
+        by_name = {task.doit_name: task for task in self.ctx.plan.tasks}
+        for name in names:
+            task = by_name.get(name)
+            if task is None or self.ctx.freshness(task).fresh:
+                continue
+            last = history.last(self.ctx.layout, task.worker_id)
+            if last is not None and last.get("outcome") in (history.INTERRUPTED, history.RUNNING):
+                continue  # the attempt the signal cut short says so already, with its log
+            history.mark_not_started(self.ctx.layout, self.ctx.plan.run_id, task.worker_id, self.guard.name)
+
+    def close(self, reduce_skipped: bool, unfinished: Sequence[str] = ()) -> None:
         if not self.opened:
             self.guard.restore()
             return
@@ -90,6 +104,8 @@ class RunSession:
                 doitdb.remember(self.ctx.layout.doit_db, self.fresh)
             except sqlite3.Error as exc:  # doit's database is a cache: the run's outcome stands
                 self.write(f"rlm: could not update {self.ctx.layout.doit_db.name}: {exc}\n")
+            if self.interrupted:
+                self.mark_not_started(unfinished)
             if reduce_skipped or self.interrupted:
                 try:
                     reduce.write_reduce_state(self.ctx)
@@ -132,6 +148,7 @@ class SessionReporter(RunReporter):
     def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
         self.run_session = RunSession(self.ctx, self.write)
+        self.settled: set[str] = set()  # worker tasks done, or failed for good before any signal
 
     def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
         recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event)
@@ -140,11 +157,18 @@ class SessionReporter(RunReporter):
         self.start_progress()
 
     def skip_uptodate(self, task: Any) -> None:
+        self.settled.add(task.name)
         if is_worker(task.name):
             self.run_session.fresh.append(task.name)
         super().skip_uptodate(task)
 
+    def add_failure(self, task: Any, fail: Any) -> None:
+        if not self.run_session.interrupted and not isinstance(fail, UnmetDependency):
+            self.settled.add(task.name)
+        super().add_failure(task, fail)
+
     def add_success(self, task: Any) -> None:
+        self.settled.add(task.name)
         if is_worker(task.name):
             self.run_session.fresh.append(task.name)
         super().add_success(task)
@@ -155,7 +179,8 @@ class SessionReporter(RunReporter):
         if not self.run_session.opened:  # the lock was not ours: nothing ran, nothing to summarise
             self.run_session.close(reduce_skipped=False)
             return
-        self.run_session.close(reduce_skipped="reduce" in self.failures)
+        self.run_session.close(reduce_skipped="reduce" in self.failures,
+                               unfinished=[name for name in self.closure if name not in self.settled])
         guard = self.run_session.guard
         changed = [] if self.run_session.interrupted else self.run_session.closing_check()
         self.summary(guard.name if self.run_session.interrupted else None, guard.signalled)

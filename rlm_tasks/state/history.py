@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from rlm_tasks import jsonio
+from rlm_tasks.clock import iso
 from rlm_tasks.layout import RunLayout
 
 FORMAT_VERSION = 1
@@ -28,18 +29,22 @@ def history_rel(layout: RunLayout, worker_id: str) -> str:
     return layout.attempts_rel(worker_id)
 
 
-def read(layout: RunLayout, worker_id: str) -> list[dict[str, Any]]:
-    """The task's attempts in the order they started; [] when none was recorded or the file is unreadable."""
+def _load(layout: RunLayout, worker_id: str) -> dict[str, Any]:
     try:
         data = jsonio.read_json(layout.abs(history_rel(layout, worker_id)), default={})
     except (ValueError, OSError):
-        return []
-    attempts = data.get("attempts") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read(layout: RunLayout, worker_id: str) -> list[dict[str, Any]]:
+    """The task's attempts in the order they started; [] when none was recorded or the file is unreadable."""
+    attempts = _load(layout, worker_id).get("attempts")
     return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
 
 
 def record(layout: RunLayout, run_id: str, worker_id: str, entry: dict[str, Any]) -> None:
-    """Add or replace (same attempt number) one attempt's record."""
+    """Add or replace (same attempt number) one attempt's record; an attempt starting ends a not-started mark."""
     with _lock:  # two threads never run the same task, but keep the read-modify-write whole anyway
         attempts = [a for a in read(layout, worker_id) if a.get("attempt") != entry["attempt"]]
         attempts.append(entry)
@@ -47,6 +52,24 @@ def record(layout: RunLayout, run_id: str, worker_id: str, entry: dict[str, Any]
         jsonio.write_json(layout.abs(history_rel(layout, worker_id)),
                           {"version": FORMAT_VERSION, "run_id": run_id, "worker_id": worker_id,
                            "attempts": attempts})
+
+
+def mark_not_started(layout: RunLayout, run_id: str, worker_id: str, signal_name: str) -> None:
+    """A signal ended the run before this task's next attempt started: it is `interrupted` until one starts.
+
+    No attempt is recorded: the budget counts attempts, and none ran.
+    """
+    with _lock:
+        jsonio.write_json(layout.abs(history_rel(layout, worker_id)),
+                          {"version": FORMAT_VERSION, "run_id": run_id, "worker_id": worker_id,
+                           "attempts": read(layout, worker_id),
+                           "not_started": {"interrupted_by": signal_name, "at": iso()}})
+
+
+def not_started(layout: RunLayout, worker_id: str) -> dict[str, Any] | None:
+    """The mark `mark_not_started` left, or None."""
+    mark = _load(layout, worker_id).get("not_started")
+    return mark if isinstance(mark, dict) else None
 
 
 def last(layout: RunLayout, worker_id: str) -> dict[str, Any] | None:

@@ -42,6 +42,10 @@ def _own(ctx: RunContext, task: TaskSpec, running: dict[str, dict[str, Any]], no
         if reports.is_partial(ctx.report_file(task)):
             return Freshness(State.PARTIAL, detail=f"next worker plan: {reports.next_plan_path(task.report_path)}")
         return own
+    mark = history.not_started(ctx.layout, task.worker_id)
+    if mark is not None:
+        return Freshness(State.INTERRUPTED, own.reasons,
+                         f"not started: the run was interrupted by {mark.get('interrupted_by')}")
     if ctx.store.get(task.id) is None:
         last = history.last(ctx.layout, task.worker_id)
         # "running" with no live worker: its orchestrator died (or was killed) before recording the end
