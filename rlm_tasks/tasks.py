@@ -19,6 +19,7 @@ from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.run import attempts, doitdb, worker
+from rlm_tasks.run.reporter import BudgetStop
 from rlm_tasks.run.session import reporter_class
 from rlm_tasks.state import planfile, reports, status
 from rlm_tasks.state.cache import stat_signature
@@ -37,7 +38,7 @@ def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
         except UserError as exc:
             return TaskFailed(str(exc))
         if not outcome.ok:
-            return TaskFailed(outcome.message)
+            return BudgetStop(outcome.message) if outcome.budget_exhausted else TaskFailed(outcome.message)
         return {"report_path": outcome.message, "attempt": outcome.attempt, "duration": round(outcome.duration, 3),
                 "compute_tier": outcome.tier, "attempts": outcome.attempts,
                 "partial": reports.is_partial(ctx.report_file(task))}

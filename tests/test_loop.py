@@ -264,15 +264,24 @@ def test_budget_exhausted(loop: Repo) -> None:
     result = loop.doit()
     assert result.code == 1
     out = result.out
-    refusals = [line for line in out.splitlines() if "budget exhausted" in line]
+    refusals = [line for line in out.splitlines() if line.startswith("  STOPPED ")]
     assert len(refusals) == 3
     assert refusals[0].endswith(
         "budget exhausted: max_workers (2 worker attempts started, limit 2); "
         "map:nothing not started (raise the budget in rlm.yaml to go on)"
     )
+    assert out.splitlines()[-1].startswith(
+        "rlm: budget exhausted: max_workers (2 worker attempts started, limit 2): the run ends here")
     state = load(f"{LOCAL}/reduce_state.json")
     assert state["budget"]["attempts_used"] == 2
     assert state["budget"]["exhausted"] == "max_workers (2 worker attempts started, limit 2)"
+    # a terminal state: final records it next to the decision with what is not done, and archive accepts it
+    assert main(["final"]) == 0
+    decision = load(f"{RUN}/final.json")["termination_decision"]
+    assert (decision["should_finish"], decision["reason"]) == (False, "wanted more")
+    assert decision["budget_exhausted"] == "budget exhausted: max_workers (2 worker attempts started, limit 2)"
+    assert len(load(f"{RUN}/final.json")["unfinished_tasks"]) == 3
+    assert main(["archive"]) == 0
 
 
 def test_budget_exhausted_final_finishes(loop: Repo) -> None:

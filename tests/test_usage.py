@@ -98,8 +98,8 @@ def test_max_tokens_stops_new_attempts(repo: Repo) -> None:
     result = repo.doit()
     assert result.code == 1
     assert repo.ran() == ["a", "b"]  # 1100 tokens after a, 2200 after b: c may not start
-    assert ("budget exhausted: max_tokens (2200 tokens used, limit 2000); map:c not started "
-            "(raise the budget in rlm.yaml to go on)") in result.out
+    assert ("  STOPPED map:c: budget exhausted: max_tokens (2200 tokens used, limit 2000); map:c not started "
+            "(raise the budget in rlm.yaml to go on)\n") in result.out
     reduce_state = load(repo, f"{LOCAL_RUN}/reduce_state.json")
     assert reduce_state["budget"]["exhausted"] == "max_tokens (2200 tokens used, limit 2000)"
 
@@ -111,6 +111,38 @@ def test_max_cost_usd_stops_new_attempts(repo: Repo) -> None:
     assert result.code == 1
     assert repo.ran() == ["a"]
     assert "budget exhausted: max_cost_usd ($0.0004 spent, limit $0.0001); map:b not started" in result.out
+
+
+def test_a_spending_cap_is_the_terminal_state_of_the_other_budgets(repo: Repo) -> None:
+    spend = {"usage": {"input_tokens": 600, "output_tokens": 100, "cost_usd": 0.01, "model": "local"}}
+    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]}],
+                       {"*": spend}, budget={"max_inflight": 1, "max_tokens": 1000},
+                       verify=[{"id": "v", "goal": "V", "depends_on": ["a"]}],
+                       decision={"should_finish": False, "reason": "wanted more"})
+    result = repo.doit("map:a", "map:b", "verify:v")
+    assert result.code == 1
+    assert repo.ran() == ["a", "b"]  # 700 tokens after a, 1400 after b: the verify worker may not start
+    out = result.out
+    assert "FAILED" not in out
+    assert ("  STOPPED verify:v: budget exhausted: max_tokens (1400 tokens used, limit 1000); verify:v not started "
+            "(raise the budget in rlm.yaml to go on)\n") in out
+    assert out.splitlines()[-1].startswith(
+        "rlm: budget exhausted: max_tokens (1400 tokens used, limit 1000): the run ends here (`rlm final` records "
+        "it next to the decision); 2 ran, 0 failed, 1 stopped by the budget, 0 fresh in ")
+    final_run = repo.rlm("final")
+    assert (final_run.code, final_run.out) == (0, (
+        "final: iterate, but budget exhausted: max_tokens (1400 tokens used, limit 1000): the run ends here with "
+        f"1 task(s) not done (wanted more): {RUN_DIR}/final.json, {RUN_DIR}/final.md\n"))
+    final = load(repo, f"{RUN_DIR}/final.json")
+    assert schema.check("final", final) == []
+    decision = final["termination_decision"]
+    assert (decision["should_finish"], decision["reason"], decision["terminal"]) == (False, "wanted more", True)
+    assert decision["budget_exhausted"] == "budget exhausted: max_tokens (1400 tokens used, limit 1000)"
+    assert final["unfinished_tasks"] == [{"id": "v", "doit_name": "verify:v", "state": "missing",
+                                          "report_path": f"{RUN_DIR}/artifacts/reports/v.md"}]
+    text = repo.path(f"{RUN_DIR}/final.md").read_text(encoding="utf-8")
+    assert f"- `verify:v` (missing): `{RUN_DIR}/artifacts/reports/v.md`" in text
+    assert repo.rlm("archive").code == 0
 
 
 def command_run(repo: Repo, usage_text: str | None) -> dict[str, Any]:

@@ -45,13 +45,14 @@ def _preconditions(ctx: RunContext, use: BudgetUse) -> list[str]:
     if not any(t.mode == "verify" for t in ctx.plan.tasks):
         problems.append("VERIFY is mandatory: the plan has no verify task; add one under 'verify:' and run doit")
     states = status.resolve(ctx)
+    exhausted = use.exhausted(ctx) is not None
     for task in ctx.plan.tasks:  # every map report too: a verify report of stale findings verifies nothing
         found = states[task.id]
-        if found.state not in status.DONE:
+        if found.state not in status.DONE and not exhausted:  # a used-up budget ends the run where it stands
             why = status.why(found)
             problems.append(f"{task.mode} report of {task.doit_name} is {found.state.value}"
                             + (f" ({why})" if why else "") + ": run doit first")
-    if ctx.plan.decision.should_finish is None and use.exhausted(ctx) is None:
+    if ctx.plan.decision.should_finish is None and not exhausted:
         problems.append("no decision: write `decision: {should_finish, reason, conclusions}` in rlm.yaml")
     return problems
 
@@ -121,6 +122,9 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     items = deferred["items"]
     spent = usage.summary(ctx)
     states = status.resolve(ctx)
+    unfinished = [t for t in ctx.plan.tasks if states[t.id].state not in status.DONE]
+    # the budget ended the run: said next to the decision when it overrides "iterate" or left tasks undone
+    ended_by_budget = exhausted is not None and (not should_finish or bool(unfinished))
     final = {
         "version": FORMAT_VERSION,
         "run_id": ctx.plan.run_id,
@@ -129,7 +133,7 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
         "termination_decision": {
             "should_finish": should_finish,  # the user's decision, also when the budget ends the run
             "reason": decision.reason or "",
-            "budget_exhausted": f"{BUDGET_EXHAUSTED}: {exhausted}" if exhausted and not should_finish else None,
+            "budget_exhausted": f"{BUDGET_EXHAUSTED}: {exhausted}" if ended_by_budget else None,
             "terminal": should_finish or exhausted is not None,
             "budget_used": {"iterations": use.iterations, "workers": use.workers, "attempts": use.attempts,
                             "tokens": use.tokens, "cost_usd": round(use.cost_usd, 6)},
@@ -137,6 +141,8 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
         "usage": {key: spent[key] for key in ("total", "by_tier", "top_tasks")},
         "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions],
         "evidence_paths": evidence,
+        "unfinished_tasks": [{"id": t.id, "doit_name": t.doit_name, "state": states[t.id].state.value,
+                              "report_path": t.report_path} for t in unfinished],
         "partial_reports": [{"id": t.id, "report_path": t.report_path,
                              "next_plan_path": reports.next_plan_path(t.report_path),
                              "accepted": t.accept_partial}
@@ -212,5 +218,7 @@ def summary_line(ctx: RunContext, final: dict[str, Any]) -> str:
     verdict = "finish" if decision["should_finish"] else "iterate"
     if decision.get("budget_exhausted"):
         verdict += f", but {decision['budget_exhausted']}: the run ends here"
+        if final.get("unfinished_tasks"):
+            verdict += f" with {len(final['unfinished_tasks'])} task(s) not done"
     return (f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
             f"{final_json_path(ctx)}, {final_md_path(ctx)}")

@@ -44,6 +44,7 @@ class TaskOutcome:
     tier: str = ""
     attempts: int = 1  # attempts made by this run of the task
     interrupted: bool = False
+    budget_exhausted: bool = False  # no further attempt could start: a budget is used up
 
 
 def progress_rel(layout: RunLayout, worker_id: str) -> str:
@@ -326,6 +327,7 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
     _set_aside_previous(ctx, sess, task, report)
     history: list[dict[str, Any]] = []
     failure = "not started"
+    out_of_budget = False
     for retry in range(task.retries + 1):
         tier = tier_for(ctx.plan, task, retry)
         if worker.shutting_down():
@@ -338,7 +340,7 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
         try:
             budget.claim_attempt(ctx, task.doit_name)
         except budget.BudgetExhausted as exc:
-            failure = str(exc)
+            failure, out_of_budget = str(exc), True
             break
         record, problem = _attempt(ctx, sess, task, tier, sess.next_attempt(task), prompt.encode("utf-8"),
                                    digests, report)
@@ -358,4 +360,4 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
     last: dict[str, Any] = history[-1] if history else {"attempt": 0, "compute_tier": task.compute_tier}
     duration = sum(float(r.get("duration", 0)) for r in history)
     return TaskOutcome(False, failure + tries, int(last["attempt"]), duration, str(last["compute_tier"]),
-                       len(history), interrupted)
+                       len(history), interrupted, out_of_budget)

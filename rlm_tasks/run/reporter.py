@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from doit.exceptions import BaseFail, UnmetDependency
+from doit.exceptions import BaseFail, TaskFailed, UnmetDependency
 from doit.task import Task
 
 from rlm_tasks.phases import reduce
@@ -28,6 +28,10 @@ from rlm_tasks.state.context import RunContext
 WORKER_TASK_PREFIXES = ("map:", "verify:")
 TICK_SECONDS = 1.0
 NAMES_SHOWN = 5
+
+
+class BudgetStop(TaskFailed):  # type: ignore[misc]
+    """A worker task that could not start (again) because a budget is used up: the run's end, not a failure."""
 
 
 def is_worker(name: str) -> bool:
@@ -61,9 +65,11 @@ class RunReporter:
     def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         self.out = outstream
         self.started = time.time()
-        self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0, "waiting": 0, "partial": 0}
+        self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0, "waiting": 0, "partial": 0,
+                       "budget": 0}
         self.failures: list[str] = []
         self.errors: list[str] = []
+        self.budget_exhausted: str | None = None  # the first budget refusal: the run ends with it
         self.total = 0
         self.closure: list[str] = []  # worker tasks this run may touch
         self.running: dict[str, tuple[float, int, str]] = {}  # doit name → (start, attempt, tier)
@@ -194,6 +200,11 @@ class RunReporter:
             return
         message = getattr(fail, "message", None) or str(fail)
         first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+        if isinstance(fail, BudgetStop):
+            self.counts["budget"] += 1
+            self.budget_exhausted = self.budget_exhausted or first_line.split("; ")[0]
+            self.write(f"  STOPPED {task.name}: {first_line}\n")
+            return
         if is_worker(task.name):
             self.counts["failed"] += 1
         self.write(f"  FAILED  {task.name}: {first_line}\n")
@@ -217,11 +228,15 @@ class RunReporter:
         elapsed = time.time() - self.started
         c = self.counts
         skipped = f", {c['skipped']} not started" if c["skipped"] else ""
+        skipped += f", {c['budget']} stopped by the budget" if c["budget"] else ""
         waiting = f", {c['waiting']} wait for the next wave (rlm status)" if c["waiting"] else ""
         summary = (f"{c['ran']} ran, {c['failed']} failed{skipped}, {c['fresh']} fresh{waiting} in {elapsed:.1f}s; "
                    f"inventory: {reduce.reduce_state_path(self.ctx)}")
         if interrupted_by is not None:
             self.write(f"rlm: interrupted by {interrupted_by}; signalled {signalled} running worker group(s); "
                        f"{summary}\n")
+        elif self.budget_exhausted is not None:
+            self.write(f"rlm: {self.budget_exhausted}: the run ends here (`rlm final` records it next to the "
+                       f"decision); {summary}\n")
         else:
             self.write(f"rlm: {summary}\n")
