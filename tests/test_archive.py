@@ -259,3 +259,26 @@ def test_a_new_archive_survives_its_own_cleanup(finished: Path) -> None:
     assert cleanup.archive_ids(finished) == [second.archive_id]
     assert second.cleanup.deleted == [first.archive_id]
     assert second.lines("r")[-1] == f"cleanup: deleted {first.archive_id}: expired: age 0.0 days > ttl_days 0"
+
+
+# ---- issue 10: archives never follow symlinks ---------------------------------------------------------------
+
+def test_a_symlink_in_the_run_refuses_the_archive(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    os.symlink("/etc/passwd", finished / RUN / "artifacts/reports/leak.md")
+    assert main(["archive"]) == 1
+    assert capsys.readouterr().err == (
+        "rlm: archive refused: .rlm/runs/r/artifacts/reports/leak.md is a symlink (to /etc/passwd); "
+        "archives never follow links: replace it with the file or remove it\n")
+    assert not (finished / ".rlm/archive").exists()
+
+
+def test_verify_reports_links_and_dangling_links(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive.create(context(finished), now=NOW)
+    capsys.readouterr()
+    reports = finished / ".rlm/archive" / ARCHIVE_ID / "run/artifacts/reports"
+    os.chmod(reports, 0o755)
+    os.symlink("/nonexistent/target", reports / "dangling.md")
+    assert main(["archive", "verify", ARCHIVE_ID]) == 1
+    out = capsys.readouterr().out
+    assert "run/artifacts/reports/dangling.md is a symlink (to /nonexistent/target)" in out
+    assert out.startswith(f"archive {ARCHIVE_ID}: NOT intact\n")

@@ -112,7 +112,25 @@ def stamp(moment: dt.datetime) -> str:
 # ---- hashing and copying ----------------------------------------------------------------------------------
 
 def _files(tree: Path) -> list[Path]:
-    return sorted(Path(d) / name for d, _, names in os.walk(tree) for name in names)
+    """Regular files only: archives never follow a symlink (see _not_regular)."""
+    return sorted(Path(d) / name for d, _, names in os.walk(tree) for name in names
+                  if stat.S_ISREG(os.lstat(Path(d) / name).st_mode))
+
+
+def _not_regular(tree: Path) -> list[str]:
+    """Symlinks (also dangling ones, also to directories) and special files under `tree`, one line each."""
+    if tree.is_symlink():
+        return [f"{tree.name}/ is a symlink (to {os.readlink(tree)})"]
+    found = []
+    for d, dirs, names in os.walk(tree):
+        for name in [*dirs, *names]:
+            path = Path(d) / name
+            rel = path.relative_to(tree.parent).as_posix()
+            if path.is_symlink():
+                found.append(f"{rel} is a symlink (to {os.readlink(path)})")
+            elif name in names and not stat.S_ISREG(os.lstat(path).st_mode):
+                found.append(f"{rel} is not a regular file")
+    return sorted(found)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -221,6 +239,11 @@ def _meta(ctx: RunContext, final: dict[str, Any], archive_id: str, now: dt.datet
 def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datetime) -> tuple[str, dict[str, Any]]:
     """Steps 1-3: copy the run, write meta.json with the manifest, make it read-only; all or nothing."""
     final = _read_outputs(ctx)
+    links = _not_regular(ctx.layout.run_dir)
+    if links:
+        raise ArchiveRefused(f"archive refused: {os.path.dirname(ctx.layout.run_dir_rel)}/{links[0]}"
+                             + (f" (and {len(links) - 1} more)" if len(links) > 1 else "")
+                             + "; archives never follow links: replace it with the file or remove it")
     archive_id = f"{ctx.plan.run_id}-{stamp(now)}"
     base = archive_root(ctx.plan.root)
     dest = base / archive_id
@@ -336,10 +359,11 @@ def verify(root: Path, archive_id: str) -> VerifyResult:
     """Re-hash the archive's files against the manifest in its meta.json."""
     path = cleanup.existing_archive(root, archive_id)
     meta = cleanup.read_meta(path)
-    actual = manifest_of(path / "run") if (path / "run").is_dir() else {}
+    links = tuple(_not_regular(path / "run")) if os.path.lexists(path / "run") else ()
+    actual = manifest_of(path / "run") if (path / "run").is_dir() and not (path / "run").is_symlink() else {}
     if meta is None or not isinstance(meta.get("manifest"), dict):
-        return VerifyResult(archive_id, len(actual), problems=("meta.json is unreadable or has no manifest",))
-    problems = tuple(f"meta.json: {p}" for p in schema.check("archive_meta", meta))
+        return VerifyResult(archive_id, len(actual), problems=("meta.json is unreadable or has no manifest", *links))
+    problems = tuple(f"meta.json: {p}" for p in schema.check("archive_meta", meta)) + links
     recorded: dict[str, Any] = meta["manifest"]
     return VerifyResult(
         archive_id,
