@@ -6,6 +6,7 @@ import functools
 import gc
 import inspect
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,10 +15,11 @@ from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.plan import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, error_line
-from rlm_tasks.layout import DOIT_DB
+from rlm_tasks.layout import CRASH_LOG, DOIT_DB
 from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import final, reduce
+from rlm_tasks.render import escape
 from rlm_tasks.run import attempts, doitdb, worker
 from rlm_tasks.run.reporter import BudgetStop
 from rlm_tasks.run.session import reporter_class
@@ -31,12 +33,26 @@ QUIET: dict[str, Any] = {"verbosity": 0, "io": {"capture": False}}
 DEFAULT_TASKS = ["plan", "map", "verify", "reduce", "deferred"]
 
 
+def _bug(ctx: RunContext) -> TaskFailed:
+    """An exception that is no user error: its traceback goes to the crash log, one line to the summary."""
+    try:
+        path = ctx.layout.abs(CRASH_LOG)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+        where = f"details in {CRASH_LOG}"
+    except OSError:
+        where = "no crash log could be written"
+    return TaskFailed(f"unexpected error ({where}); please report it")
+
+
 def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
     def action() -> Any:
         try:
             outcome = attempts.run_task(ctx, task)  # claims the budget per attempt
         except UserError as exc:
             return TaskFailed(str(exc))
+        except Exception:  # a bug: doit would say only "PythonAction Error"
+            return _bug(ctx)
         if not outcome.ok:
             return BudgetStop(outcome.message) if outcome.budget_exhausted else TaskFailed(outcome.message)
         return {"report_path": outcome.message, "attempt": outcome.attempt, "duration": round(outcome.duration, 3),
@@ -137,7 +153,7 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotte
     # inspecting a callable's signature), which is most of a no-op run's time per task.
     return {
         "name": task.id,
-        "doc": task.goal.splitlines()[0][:80] if task.goal else task.id,
+        "doc": escape.one_line(task.goal.splitlines()[0], 80) if task.goal.strip() else task.id,  # no escapes
         "actions": [_worker_action(ctx, task)],
         # doit runs a task whose target is missing whatever `uptodate` says; a held-back task has none
         "targets": [] if task.doit_name in ctx.held_back else [ctx.abs_str(task.report_path)],

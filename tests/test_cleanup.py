@@ -92,6 +92,35 @@ def test_dry_run_prints_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.
     assert cleanup.archive_ids(tmp_path) == ["r-20200102T000000Z"]
 
 
+
+def test_an_archive_that_is_a_symlink_is_never_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    elsewhere = make_archive(tmp_path / "elsewhere", "r-20200101T000000Z", 10_000)  # expired, were it an archive
+    (tmp_path / ".rlm/archive").mkdir(parents=True)
+    os.symlink(elsewhere, tmp_path / ".rlm/archive/r-20200101T000000Z")
+    assert main(["cleanup"]) == 0
+    assert capsys.readouterr().out == ("kept-unreadable r-20200101T000000Z: it is a symlink, not an archive; "
+                                       "not followed\n")
+    assert (elsewhere / "run/final.json").exists()
+    assert os.listdir(tmp_path / ".rlm/archive") == ["r-20200101T000000Z"]  # no .deleting~ left behind
+
+
+def test_in_use_markers_are_never_written_through_a_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = make_archive(tmp_path, "r-20261101T000000Z", 1)
+    os.rmdir(path / "in_use_by")  # it stays writable: a worker can replace it with a link leading out
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", path / "in_use_by")
+    assert main(["archive", "use", "r-20261101T000000Z", "--run", "next"]) == 1
+    assert capsys.readouterr().err == ("rlm: no in-use marker written: .rlm/archive/r-20261101T000000Z/in_use_by is "
+                                       "a symlink; not followed\n")
+    assert sorted(os.listdir(tmp_path / "elsewhere")) == []
+    assert cleanup.sync_uses(tmp_path, "next", ["r-20261101T000000Z"]) == [
+        "uses: no in-use marker written: .rlm/archive/r-20261101T000000Z/in_use_by is a symlink; not followed"]
+    assert sorted(os.listdir(tmp_path / "elsewhere")) == []
+
 def test_cleanup_skips_while_another_process_holds_the_lock(tmp_path: Path) -> None:
     make_archive(tmp_path, "r-20200101T000000Z", 10_000)
     layout.cleanup_lock_file(tmp_path).parent.mkdir(parents=True)

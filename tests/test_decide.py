@@ -195,3 +195,13 @@ def test_archive_refuses_a_run_that_is_not_at_a_terminal_state(repo: Repo) -> No
                               "run `doit final` again, then archive\n")
     assert repo.rlm("final").code == 0
     assert repo.rlm("archive").code == 0
+
+
+def test_an_edited_goal_makes_final_out_of_date_before_doit_runs(repo: Repo) -> None:
+    finished_run(repo)
+    edit(repo, lambda d: d["tasks"][0].update(goal="A, asked again"))  # plan.json is only rewritten by doit
+    line = f"final: {RUN}/final.json is out of date (rlm.yaml changed since plan.json): run `doit final` again"
+    assert line in repo.rlm("status").out.splitlines()
+    code, _, err = triple(repo.rlm("archive"))  # it archived the unfinished run
+    assert (code, err) == (1, f"rlm: archive refused: {RUN}/final.json is out of date (rlm.yaml changed since "
+                              "plan.json); run `doit final` again, then archive\n")

@@ -160,3 +160,10 @@ def test_doit_clean_dry_run_and_never_during_a_run(done: Repo) -> None:
     assert re.fullmatch(r"rlm: run 't' is locked by another process \(pid \d+ on host .*, started .*\); "
                         r"lock: \.rlm/local/locks/t\.lock\n", locked.err), locked.err
     assert (done.root / REPORTS / "a.md").exists() and "a" in done.provenance()["tasks"]
+
+
+def test_doit_list_shows_escape_sequences_in_a_goal_escaped(repo: Repo) -> None:
+    repo.write_command([{"id": "a", "goal": "\x1b]0;pwned\x07\x1b[31mred\rhidden"}])
+    listed = repo.doit_cli("list")
+    assert listed.code == 0
+    assert "map:a      \\x1b]0;pwned\\x07\\x1b[31mred" in listed.lines, listed.out  # never sent to the terminal raw

@@ -45,3 +45,20 @@ def test_written_files_follow_the_umask(repo: Repo, mask: int, mode: str) -> Non
     assert installed.returncode == 0, installed.stdout + installed.stderr
     skills = modes(homes)
     assert len(skills) == 8 and set(skills.values()) == {mode}, skills
+
+
+def test_an_archive_is_read_only_and_no_more_readable_than_the_umask(repo: Repo) -> None:
+    root = repo.root / "work"
+    root.mkdir()
+    assert run_with_umask(0o077, ["rlm_tasks", "init"], root).returncode == 0
+    config = root / "rlm.yaml"
+    config.write_text(config.read_text() + "decision: {should_finish: true, reason: done, conclusions: []}\n")
+    assert run_with_umask(0o077, ["doit"], root).returncode == 0
+    assert run_with_umask(0o077, ["rlm_tasks", "final"], root).returncode == 0
+    archived = run_with_umask(0o077, ["rlm_tasks", "archive"], root)
+    assert archived.returncode == 0, archived.stdout + archived.stderr
+    [archive] = (root / ".rlm/archive").iterdir()
+    files = {oct(stat.S_IMODE(p.stat().st_mode)) for p in (archive / "run").rglob("*") if p.is_file()}
+    dirs = {oct(stat.S_IMODE(p.stat().st_mode)) for p in (archive / "run").rglob("*") if p.is_dir()}
+    assert (files, dirs) == ({"0o400"}, {"0o500"})  # it was 0o444 / 0o555 whatever the umask
+    assert oct(stat.S_IMODE((archive / "meta.json").stat().st_mode)) == "0o400"

@@ -238,6 +238,24 @@ def test_bad_items_files(repo: Repo) -> None:
     ]
 
 
+
+def test_items_files_that_would_crash_or_hang(repo: Repo) -> None:
+    repo.write('[{"name": "a\\u0000b"}]', "nul.json")
+    repo.write("[" * 100_000, "deep.json")
+    repo.write("- {name: a, weight: .inf}\n", "inf.yaml")
+    os.mkfifo(repo.path("pipe.json"))  # reading it would block validation for ever
+    assert errors(repo, HEAD + """\
+  - {id: "a-{{ item.name }}", goal: g, foreach: {items_file: nul.json}}
+  - {id: "b-{{ item.name }}", goal: g, foreach: {items_file: deep.json}}
+  - {id: "c-{{ item.name }}", goal: g, foreach: {items_file: inf.yaml}}
+  - {id: "d-{{ item.name }}", goal: g, foreach: {items_file: pipe.json}}
+""") == [
+        "rlm.yaml:6:62: tasks[0].foreach.items_file: items_file 'nul.json': \"a\\u0000b\" contains a NUL character",
+        "rlm.yaml:7:62: tasks[1].foreach.items_file: items_file 'deep.json': nested too deeply",
+        "rlm.yaml:8:62: tasks[2].foreach.items_file: items_file 'inf.yaml': inf is not allowed: numbers must be finite",
+        "rlm.yaml:9:62: tasks[3].foreach.items_file: items_file 'pipe.json' is not a regular file",
+    ]
+
 def test_report_paths_from_templates_and_their_collisions(repo: Repo) -> None:
     config(repo, [{"id": "t-{{ index }}", "goal": "g", "report_path": "reports/{{ item.stem }}.md",
                    "foreach": {"items": ["a/x.py", "b/y.py"]}}])

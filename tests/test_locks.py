@@ -136,3 +136,22 @@ def test_rlm_run_break_lock(repo: Repo) -> None:
     assert len(breaks_log(repo.root).read_text().splitlines()) == 1
     assert repo.report("only").exists()
     assert not layout.lock_holder_json.exists()  # released at the end of the run
+
+
+def test_a_worker_that_removes_the_lock_admits_no_second_orchestrator(repo: Repo) -> None:
+    code = ("import os, shutil, time\nshutil.rmtree('.rlm/local/locks')\nopen('removed', 'w').close()\n"
+            "while not os.path.exists('go'):\n    time.sleep(0.02)\n"
+            "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\nkept\\n')\n")
+    repo.write({"version": 1, "run_id": "t", "goal": "g",
+                "agent": {"kind": "command", "timeout": 60, "command": ["{{ python }}", "-c", code]},
+                "tasks": [{"id": "a", "goal": "A"}]})
+    first = repo.start_doit()
+    repo.wait_for(lambda: repo.path("removed").exists(), "the worker removed .rlm/local/locks")
+    second = repo.doit()
+    assert (second.code, second.err) == (3, (
+        f"rlm: run 't' is run by a live orchestrator (pid {first.pid}, recorded in .rlm/local/runs/t/inflight.json) "
+        "although its lock file was removed; lock: .rlm/local/locks/t.lock\n"))
+    repo.path("go").write_text("")
+    code_first, out = first.finish()
+    assert code_first == 0, out  # its worker was never ended by the second one
+    assert repo.report("a").exists()

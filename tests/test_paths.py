@@ -76,6 +76,59 @@ def test_report_path_rules(repo: Repo, report_path: str, message: str) -> None:
         f"rlm.yaml:4:39: tasks[0].report_path: {message}"]
 
 
+
+@pytest.mark.parametrize(("link", "target", "report_path", "message"), [
+    ("gitlink", ".git", "gitlink/x.md", "report_path 'gitlink/x.md' (through a symlink, '.git/x.md') is inside .git/"),
+    ("cfg.md", "rlm.yaml", "cfg.md", "report_path 'cfg.md' (through a symlink, 'rlm.yaml') is the run's configuration"),
+    ("local", ".rlm/local", "local/x.md", "report_path 'local/x.md' (through a symlink, '.rlm/local/x.md') "
+                                          f"is inside the run's machinery (.rlm/); only {RUN_DIR}/artifacts/reports/ "
+                                          "is for reports"),
+])
+def test_report_path_through_a_link_inside_the_repository_is_judged_by_its_target(
+        repo: Repo, link: str, target: str, report_path: str, message: str) -> None:
+    (repo.root / ".rlm" / "local").mkdir(parents=True, exist_ok=True)
+    os.symlink(target, repo.root / link)
+    assert invalid(repo, f"tasks: [{{id: a, goal: A, report_path: '{report_path}'}}]\n") == [
+        f"rlm.yaml:4:39: tasks[0].report_path: {message}"]
+
+
+def test_a_link_to_another_tasks_report_is_that_report(repo: Repo) -> None:
+    os.symlink(f"{RUN_DIR}/artifacts/reports/b.md", repo.root / "alias.md")
+    assert invalid(repo, "tasks: [{id: a, goal: A, report_path: alias.md}, {id: b, goal: B}]\n") == [
+        "rlm.yaml:4:55: tasks[1].id: report_path '.rlm/runs/t/artifacts/reports/b.md' is also the report of task 'a'"]
+
+
+def test_nul_in_a_path_is_one_error_not_a_crash(repo: Repo) -> None:
+    assert invalid(repo, 'tasks: [{id: a, goal: A, report_path: "a\\0.md", inputs: ["b\\0"]}]\n') == [
+        "rlm.yaml:4:39: tasks[0].report_path: contains a NUL character",
+        "rlm.yaml:4:58: tasks[0].inputs[0]: contains a NUL character"]
+
+
+def test_a_path_with_a_line_break_cannot_forge_a_status_line(repo: Repo) -> None:
+    repo.write("x\n", "notes.md")
+    config = ('hint_paths: ["notes.md\\n"]\n'
+              'tasks: [{id: a, goal: A, report_path: "a.md\\nfresh    map:b", inputs: ["notes.md\\t"]}]\n')
+    assert invalid(repo, config) == [
+        "rlm.yaml:4:14: hint_paths[0]: hint_paths 'notes.md\\n' contains a control character (a line break, tab, ...)",
+        "rlm.yaml:5:39: tasks[0].report_path: report_path 'a.md\\nfresh    map:b' contains a control character "
+        "(a line break, tab, ...)",
+        "rlm.yaml:5:72: tasks[0].inputs[0]: inputs 'notes.md\\t' contains a control character (a line break, tab, ...)"]
+
+
+
+def test_a_report_inside_templates_dir_is_refused(repo: Repo) -> None:
+    (repo.root / "tpl").mkdir()  # a worker writing tpl/worker_prompt.md.j2 would run Jinja in the orchestrator
+    assert invalid(repo, "templates_dir: tpl\ntasks: [{id: a, goal: A, report_path: tpl/worker_prompt.md.j2}]\n") == [
+        "rlm.yaml:5:39: tasks[0].report_path: report_path 'tpl/worker_prompt.md.j2' is inside templates_dir 'tpl': "
+        "a worker's report would become a template"]
+
+
+def test_every_line_separator_python_knows_stays_inside_one_error_line(repo: Repo) -> None:
+    # the fuzz suite found it: U+2028 and U+0085 split a problem over lines for str.splitlines()
+    assert invalid(repo, 'tasks: [{id: a, goal: A}]\nbudget: {"\\u2028": 1, "\\x85": 2}\n') == [
+        "rlm.yaml:5:10: budget.\\u2028: unknown key '\\u2028'",
+        "rlm.yaml:5:23: budget.\\x85: unknown key '\\x85'"]
+
 def test_report_path_in_the_run_report_folder_is_fine(repo: Repo) -> None:
     repo.write(HEADER + f"tasks: [{{id: a, goal: A, report_path: {RUN_DIR}/artifacts/reports/other.md}}]\n")
     assert repo.rlm("validate").code == 0
@@ -123,6 +176,22 @@ def test_watch_everything_converges(repo: Repo) -> None:
     (repo.root / "src/a.py").write_text("y\n")
     assert repo.rlm("check").code == 1
 
+
+
+def test_links_and_fifos_where_files_are_watched(repo: Repo) -> None:
+    repo.write("x\n", "src/a.py")
+    os.symlink("loop-b", repo.root / "src/loop-a")  # stat fails with ELOOP: rlm status and doit crashed
+    os.symlink("loop-a", repo.root / "src/loop-b")
+    os.symlink("nowhere", repo.root / "src/dangling")
+    os.mkfifo(repo.root / "src/pipe")  # hashing it would block for ever
+    repo.write_codex([{"id": "a", "goal": "A", "watch": ["src/*"], "inputs": ["src"]}])
+    assert repo.doit().code == 0
+    assert repo.rlm("status").lines[0] == "run t: 1 tasks: 1 fresh, 0 stale, 0 missing, 0 invalid"
+    assert repo.doit().code == 0 and repo.ran() == ["a"]
+    assert invalid(repo, 'tasks: [{id: a, goal: A, inputs: [src/pipe, src/loop-a, src/dangling]}]\n') == [
+        "rlm.yaml:4:35: tasks[0].inputs[0]: inputs entry 'src/pipe' is not a regular file or a directory",
+        "rlm.yaml:4:45: tasks[0].inputs[1]: inputs entry 'src/loop-a' is not a regular file or a directory",
+        "rlm.yaml:4:57: tasks[0].inputs[2]: inputs entry 'src/dangling' is not a regular file or a directory"]
 
 def test_an_input_directory_tracks_every_file_under_it(repo: Repo) -> None:
     repo.write("x\n", "data/deep/one.txt")

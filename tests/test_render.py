@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,33 @@ def test_templates_dir_overrides_the_contract(repo: Repo) -> None:
     assert repo.rlm("render").code == 0
     assert repo.path(CONTRACT).read_text(encoding="utf-8") == "Contract of t: Never edit generated files.\n"
 
+
+
+def test_a_template_linked_out_of_the_repository_is_never_read(repo: Repo) -> None:
+    (repo.root / "tpl").mkdir()
+    os.symlink("/etc/hostname", repo.root / "tpl" / "run_contract.md.j2")  # it was rendered into the contract
+    repo.write(config(templates_dir="tpl"))
+    result = repo.rlm("render")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (f"tpl/run_contract.md.j2 resolves outside the repository (to "
+                          f"{os.path.realpath('/etc/hostname')}); not read\n")
+    assert not repo.path(CONTRACT).exists()
+
+
+@pytest.mark.parametrize(("name", "text", "error"), [
+    ("worker_prompt.md.j2", "Hello {{ no_such_var }}\n",
+     "worker_prompt.md.j2: undefined variable: 'no_such_var' is undefined"),
+    ("run_contract.md.j2", "x\n{% if %}\n",
+     "{tpl}/run_contract.md.j2:2: template syntax error: Expected an expression, got 'end of statement block'"),
+    ("final.md.j2", "{% for %}\n", "{tpl}/final.md.j2:1: template syntax error: Expected an expression, "
+                                   "got 'end of statement block'"),
+])
+def test_rlm_validate_renders_your_templates(repo: Repo, name: str, text: str, error: str) -> None:
+    (repo.root / "tpl").mkdir()
+    (repo.root / "tpl" / name).write_text(text)
+    repo.write(config(templates_dir="tpl"))
+    result = repo.rlm("validate")  # it said "valid", and the run failed later
+    assert (result.code, result.out, result.err) == (2, "", error.format(tpl=repo.root / "tpl") + "\n")
 
 def test_undefined_variable_in_a_prompt_template_names_template_and_variable(repo: Repo) -> None:
     (repo.root / "tpl").mkdir()

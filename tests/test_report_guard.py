@@ -81,15 +81,22 @@ def test_report_path_is_checked_again_when_used(repo: Repo) -> None:
                                        f"(to {etc}/a.md); refusing to use it")
 
 
-def test_stdout_report_over_the_cap_fails_the_attempt(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker, "MAX_REPORT_BYTES", 1000)
-    python_worker(repo, "import sys; sys.stdout.write('# Contract Compliance\\n' + 'x' * 5000)")
+
+def test_report_path_linked_into_git_while_the_run_goes_is_refused(repo: Repo) -> None:
+    # b links notes/ into .git/ (inside the repository: the outside check alone would let it pass).
+    repo.write("x\n", "notes/keep.md")
+    repo.write("import os\nos.rename('notes', 'notes-old')\nos.symlink('.git', 'notes')\n"
+               "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\n')\n", "swap.py")
+    python_worker(repo, "raise SystemExit(5)", report_path="notes/a.md", depends_on=["b"])
     data = repo.root / "rlm.yaml"
-    data.write_text(data.read_text().replace("command:", "report: stdout\n  command:"))
+    data.write_text(data.read_text() + "- id: b\n  goal: B\n  agent:\n    command: ['{{ python }}', swap.py]\n")
+    assert repo.rlm("validate").code == 0, repo.rlm("validate").err
     result = repo.doit()
     assert result.code == 1
-    assert failed_line(result.out).startswith("  FAILED  map:a: report on stdout went over the 1,000-byte cap; log: ")
-    assert not repo.path(f"{REPORTS}/a.md").exists()
+    assert failed_line(result.out) == ("  FAILED  map:a: report_path 'notes/a.md' (through a symlink, '.git/a.md') "
+                                       "is inside .git/; not touched")
+    assert not (repo.root / ".git" / "a.md").exists()
+
 
 
 def test_stdout_report_is_streamed_to_the_report(repo: Repo) -> None:

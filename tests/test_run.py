@@ -15,6 +15,7 @@ import pytest
 from conftest import LOCAL_RUN, REPO, RUN_DIR, Repo, process_gone, subprocess_env
 
 from rlm_tasks import jsonio
+from rlm_tasks.run import attempts
 from rlm_tasks.tasks import doit_namespace
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
@@ -384,3 +385,27 @@ def test_console_script_entry_and_python_m(repo: Repo, monkeypatch: pytest.Monke
     assert caught.value.code == 0
     result = repo.rlm_cli("validate")
     assert (result.code, result.out) == (0, "rlm.yaml: valid: run t, 1 map tasks, 0 verify tasks\n")
+
+
+def test_a_bug_in_a_worker_task_is_one_line_and_a_crash_log(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    repo.write_command([{"id": "a", "goal": "A"}])
+    monkeypatch.setattr(attempts, "run_task", broken)
+    result = repo.doit()
+    assert result.code == 1
+    assert ("  FAILED  map:a: unexpected error (details in .rlm/local/rlm-crash.log); please report it"
+            in result.lines), result.out
+    assert repo.path(".rlm/local/rlm-crash.log").read_text().endswith("RuntimeError: a bug\n")
+
+
+def test_a_symlinked_rlm_yaml_keeps_the_run_where_the_link_is(repo: Repo) -> None:
+    repo.write_command([{"id": "a", "goal": "A"}])
+    (repo.root / "configs").mkdir()
+    os.rename(repo.root / "rlm.yaml", repo.root / "configs/rlm.yaml")
+    os.symlink("configs/rlm.yaml", repo.root / "rlm.yaml")  # the run's state went into configs/.rlm/
+    assert repo.doit().code == 0
+    assert repo.report("a").exists()
+    assert repo.rlm("status").lines[0] == "run t: 1 tasks: 1 fresh, 0 stale, 0 missing, 0 invalid"
+    assert os.listdir(repo.root / "configs") == ["rlm.yaml"]

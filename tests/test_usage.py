@@ -10,9 +10,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import LOCAL_RUN, RUN_DIR, Repo
 
 from rlm_tasks.config import schema
+from rlm_tasks.state.usage import MAX_COST_USD, MAX_TOKENS
 
 LOGS = f"{LOCAL_RUN}/logs"
 USAGE = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100, "reasoning_output_tokens": 10}
@@ -174,6 +176,34 @@ def test_a_bad_usage_file_is_ignored_and_said_in_the_log(repo: Repo) -> None:
         "rlm: usage file ignored: a.attempt-1.worker-usage.json: input_tokens: must be >= 0; got -1\n")
 
 
+
+@pytest.mark.parametrize(("usage_text", "why"), [
+    ('{"input_tokens": 1%s}' % ("0" * 320), f"input_tokens: must be <= 1000000000000; got 1{'0' * 320}"),
+    ('{"cost_usd": 1e308}', "cost_usd: must be <= 1000000; got 1e+308"),  # two of them summed were inf: a crash
+])
+def test_absurd_usage_figures_are_ignored(repo: Repo, usage_text: str, why: str) -> None:
+    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"*": {"usage": usage_text}})
+    result = repo.doit()
+    assert result.code == 0, result.out
+    assert "usage" not in repo.provenance()["tasks"]["a"]["attempts"][0]
+    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text(encoding="utf-8") == (
+        f"fake agent: a attempt 1 in mode spec\nrlm: usage file ignored: a.attempt-1.worker-usage.json: {why}\n")
+    assert schema.check("usage_file", {"input_tokens": MAX_TOKENS, "cost_usd": MAX_COST_USD}) == []
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    ("os.mkfifo(u)", "a.attempt-1.worker-usage.json is not a regular file"),  # reading it blocked the run
+    ("os.symlink('/dev/zero', u)", "cannot read a.attempt-1.worker-usage.json: it is a symlink"),  # endless
+])
+def test_a_usage_file_that_is_no_file_is_never_read(repo: Repo, make: str, why: str) -> None:
+    code = ("import os\nu = os.environ['RLM_USAGE_PATH']\n" + make + "\n"
+            "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\nkept\\n')\n")
+    repo.write({"version": 1, "run_id": "t", "goal": "g",
+                "agent": {"kind": "command", "timeout": 30, "command": ["{{ python }}", "-c", code]},
+                "tasks": [{"id": "a", "goal": "A"}]})
+    assert repo.doit().code == 0
+    assert repo.path(f"{LOGS}/a.attempt-1.log").read_text(encoding="utf-8") == f"rlm: usage file ignored: {why}\n"
+
 def test_final_shows_cost_per_tier_and_task(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}], verify=[{"id": "v", "goal": "V", "depends_on": ["a"]}],
                      decision={"should_finish": True, "reason": "done"})
@@ -208,6 +238,17 @@ prices:
         "rlm.yaml:7:14: prices.m.input: nan is not allowed: numbers must be finite",
     ])
 
+
+
+def test_prices_have_a_ceiling(repo: Repo) -> None:
+    # 10^12 tokens at 10^300 a million overflowed the cost to inf: the attempt failed with "PythonAction Error"
+    repo.write("version: 1\nrun_id: t\ngoal: g\ntasks: [{id: a, goal: g}]\n"
+               "prices: {m: {input: 1.0e+300, cached_input: 1000001, output: 1000000}}\n")
+    result = repo.rlm("validate")
+    assert (result.code, result.err.splitlines()) == (2, [
+        "rlm.yaml:5:21: prices.m.input: must be <= 1000000; got 1e+300",
+        "rlm.yaml:5:45: prices.m.cached_input: must be <= 1000000; got 1000001",
+    ])
 
 def test_event_streams_cut_short(tmp_path: Path) -> None:
     """A killed agent leaves a half line, or no closing event: what it said before still counts, once."""

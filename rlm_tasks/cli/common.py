@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def context(args: argparse.Namespace) -> RunContext:
 
 def repo_root(args: argparse.Namespace) -> Path:
     """The repository root: rlm.yaml's directory, also when the verb does not need rlm.yaml itself."""
-    return Path(args.config).resolve().parent
+    return Path(os.path.abspath(args.config)).parent.resolve()  # a symlinked rlm.yaml stays here
 
 
 def number(minimum: float, *, exclusive: bool = False, maximum: float | None = None) -> Callable[[str], float]:

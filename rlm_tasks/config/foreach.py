@@ -12,9 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import posixpath
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -283,7 +286,11 @@ def _read_items_file(out: Expansion, at: KeyPath, rel: str, root: Path) -> list[
         out.problems.append((at, f"items_file '{rel}' is a symlink out of the repository"))
         return None
     try:
-        if path.stat().st_size > MAX_ITEMS_FILE_BYTES:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read, a device never end it
+            out.problems.append((at, f"items_file '{rel}' is not a regular file"))
+            return None
+        if st.st_size > MAX_ITEMS_FILE_BYTES:
             out.problems.append((at, f"items_file '{rel}' is larger than {MAX_ITEMS_FILE_BYTES} bytes"))
             return None
         raw = path.read_bytes()
@@ -297,14 +304,36 @@ def _read_items_file(out: Expansion, at: KeyPath, rel: str, root: Path) -> list[
     try:
         text = raw.decode("utf-8")
         items = _parse_items(text, rel)
+        bad = next(_unusable(items), None)
     except (UnicodeDecodeError, ValueError) as exc:
         out.problems.append((at, f"items_file '{rel}': {exc}"))
+        return None
+    except RecursionError:
+        out.problems.append((at, f"items_file '{rel}': nested too deeply"))
+        return None
+    if bad is not None:
+        out.problems.append((at, f"items_file '{rel}': {bad}"))
         return None
     if not isinstance(items, list):
         out.problems.append((at, f"items_file '{rel}' must hold a list of strings or mappings, "
                                  f"got {describe(items)}"))
         return None
     return items
+
+
+def _unusable(value: Any) -> Iterator[str]:
+    """What rlm.yaml itself may not hold either: NUL characters (no path or id can carry one), NaN/±Infinity."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unusable(key)
+            yield from _unusable(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _unusable(item)
+    elif isinstance(value, str) and "\0" in value:
+        yield f"{json.dumps(value)} contains a NUL character"
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield f"{value} is not allowed: numbers must be finite"
 
 
 def _no_constant(name: str) -> Any:

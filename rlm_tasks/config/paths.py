@@ -72,24 +72,41 @@ def regular_file_problem(path: Path) -> str | None:
     return None
 
 
+def resolved_rel(root: Path, rel: str) -> str:
+    """`rel` with every symlink in it followed, relative to the repository (itself when none is involved)."""
+    base = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(base, rel))
+    if not _inside(root, real):
+        return posixpath.normpath(rel)
+    return Path(real).relative_to(base).as_posix() if real != base else "."
+
+
 def report_path_problem(root: Path, rel: str, run_id: str, config_rel: str) -> str | None:
     """Why `rel` cannot be a task's report, or None."""
+    problem = _report_rule(root, rel, f"'{rel}'", run_id, config_rel)
+    target = resolved_rel(root, rel)
+    if problem is None and target != posixpath.normpath(rel):  # a link inside the repository: judge where it leads
+        problem = _report_rule(root, target, f"'{rel}' (through a symlink, '{target}')", run_id, config_rel)
+    return problem
+
+
+def _report_rule(root: Path, rel: str, shown: str, run_id: str, config_rel: str) -> str | None:
     if rel.endswith("/") or posixpath.normpath(rel) in (".", ""):
-        return f"report_path '{rel}' names a directory"
+        return f"report_path {shown} names a directory"
     normal = posixpath.normpath(rel)
     parts = normal.split("/")
     if ".git" in parts:
-        return f"report_path '{rel}' is inside .git/"
+        return f"report_path {shown} is inside .git/"
     reports_dir = f"{reports_rel(run_id)}/"
     if parts[0] == ".rlm" and not (normal.startswith(reports_dir) and "/" not in normal[len(reports_dir):]):
-        return f"report_path '{rel}' is inside the run's machinery (.rlm/); only {reports_dir} is for reports"
+        return f"report_path {shown} is inside the run's machinery (.rlm/); only {reports_dir} is for reports"
     if normal == config_rel or normal in DODO_FILES:
-        return f"report_path '{rel}' is the run's {'configuration' if normal == config_rel else 'dodo file'}"
+        return f"report_path {shown} is the run's {'configuration' if normal == config_rel else 'dodo file'}"
     escaped = escape_problem(root, rel, "report_path")
     if escaped:
         return escaped
     if os.path.isdir(os.path.join(root, rel)):
-        return f"report_path '{rel}' names a directory"
+        return f"report_path {shown} names a directory"
     return None
 
 
@@ -98,6 +115,8 @@ def input_problem(root: Path, rel: str) -> str | None:
         return f"inputs entry '{rel}' is a glob; list it under watch: (globs are tracked there)"
     path = os.path.join(root, rel)
     if os.path.lexists(path):
+        if not (os.path.isfile(path) or os.path.isdir(path)):  # a FIFO, a device, a symlink loop or a dangling link
+            return f"inputs entry '{rel}' is not a regular file or a directory"
         return escape_problem(root, rel, "inputs entry")
     parent = os.path.dirname(path)
     try:
@@ -121,19 +140,21 @@ def input_files(root: Path, rel: str) -> list[str]:
         return [rel]
     out = []
     for name in repo_files(root, [rel.rstrip("/") + "/**"]):
-        if not _machinery(name) and _inside(root, os.path.realpath(os.path.join(root, name))):
+        full = os.path.join(root, name)
+        if not _machinery(name) and os.path.isfile(full) and _inside(root, os.path.realpath(full)):
             out.append(name)
     return out
 
 
 def watch_files(root: Path, pattern: str, excluded: frozenset[str] = frozenset()) -> list[str]:
-    """Files a watch glob matches: never under .git/ or .rlm/, never a task's own report, never through a
-    symlink leading out of the repository."""
+    """Regular files a watch glob matches: never under .git/ or .rlm/, never a task's own report, never through
+    a symlink leading out of the repository."""
     regex = compile_exact(pattern)
     out = []
     for name in repo_files(root, [pattern]):
         if name in excluded or _machinery(name) or not regex.match(name):
             continue
-        if _inside(root, os.path.realpath(os.path.join(root, name))):
+        full = os.path.join(root, name)
+        if os.path.isfile(full) and _inside(root, os.path.realpath(full)):  # no FIFO, loop or dangling link
             out.append(name)
     return out

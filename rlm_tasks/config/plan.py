@@ -204,7 +204,8 @@ def load_plan(config_path: str | Path = "rlm.yaml", root: str | Path | None = No
         raise ConfigError([f"{shown}:1:1: (root): file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{shown}:1:1: (root): cannot read: {exc}"]) from None
-    base = Path(root) if root is not None else path.resolve().parent
+    # the directory rlm.yaml is in, not the one a symlinked rlm.yaml points into
+    base = Path(root) if root is not None else Path(os.path.abspath(path)).parent
     return parse_plan(text, shown, base.resolve(), path.resolve())
 
 
@@ -281,6 +282,9 @@ class _Checker:
         """Lexical and symlink checks; True when the path is inside the repository."""
         if "\0" in value:  # config/values.py reports the NUL; no file system call takes such a path
             return False
+        if _CONTROL.search(value):  # status and summaries print paths one per line: a line break would forge one
+            self.add(path, f"{what} {one_line(repr(value))} contains a control character (a line break, tab, ...)")
+            return False
         if PurePosixPath(value).is_absolute() or (len(value) > 1 and value[1] == ":"):
             self.add(path, f"{what} must be relative to the repository root, got absolute path '{value}'")
             return False
@@ -336,7 +340,7 @@ class _Checker:
                 expected = "map" if section == "tasks" else "verify"
                 self.add((section, index, "mode"), f"tasks under '{section}' have mode '{expected}'")
             report = task.get("report_path") or defaults.report_path(run_id, task_id)
-            key = posixpath.normpath(report)
+            key = paths.resolved_rel(self.root, report)  # a link to another task's report is that report
             report_at = (section, index, "report_path") if "report_path" in task else (section, index, "id")
             if key in seen_reports and not (duplicate and "report_path" not in task):  # said once is enough
                 self.add(report_at, f"report_path '{report}' is also the report of task '{seen_reports[key]}'")
@@ -345,6 +349,13 @@ class _Checker:
             if "report_path" in task and self.repo_path((section, index, "report_path"), task["report_path"],
                                                          "report_path"):
                 problem = paths.report_path_problem(self.root, task["report_path"], run_id, self.config_rel)
+                templates = data.get("templates_dir")
+                if problem is None and isinstance(templates, str) and "\0" not in templates:
+                    where = paths.resolved_rel(self.root, templates)
+                    inside = key.startswith(f"{where}/") if where != "." else key.endswith(".j2")
+                    if inside:  # every prompt would render it
+                        problem = (f"report_path '{task['report_path']}' is inside templates_dir '{templates}': "
+                                   "a worker's report would become a template")
                 if problem:
                     self.add((section, index, "report_path"), problem)
             self.task_paths((section, index), task, watch_excluded)
@@ -476,11 +487,14 @@ def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
     fields; everything else was already reported by the schema.
     """
 
+    def usable(value: Any) -> bool:  # a NUL was reported already, and no OS call accepts it
+        return isinstance(value, str) and "\0" not in value
+
     def strings(value: Any) -> list[str]:
-        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+        return [v for v in value if usable(v)] if isinstance(value, list) else []
 
     def task(raw: Any) -> dict[str, Any] | None:
-        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        if not isinstance(raw, dict) or not usable(raw.get("id")):
             return None
         kept: dict[str, Any] = {"id": raw["id"], "goal": str(raw.get("goal", ""))}
         if isinstance(raw.get("foreach"), dict):
@@ -489,12 +503,12 @@ def _well_formed(data: dict[str, Any]) -> dict[str, Any]:
             if key in raw:
                 kept[key] = strings(raw[key])
         for key in ("report_path", "compute_tier", "mode"):
-            if isinstance(raw.get(key), str):
+            if usable(raw.get(key)):
                 kept[key] = raw[key]
         return kept
 
     # Positions are looked up by index, so keep a placeholder where a task is malformed.
-    out: dict[str, Any] = {"run_id": data["run_id"] if isinstance(data.get("run_id"), str) else "run"}
+    out: dict[str, Any] = {"run_id": data["run_id"] if usable(data.get("run_id")) else "run"}
     for section in ("tasks", "verify"):
         items = data.get(section)
         if isinstance(items, list):

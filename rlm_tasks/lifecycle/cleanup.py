@@ -144,7 +144,19 @@ def _check_run_id(run_id: str) -> str:
     return run_id
 
 
+def _linked_out(path: Path) -> str | None:
+    """Why no marker may be written or removed here: the archive or its in_use_by/ is a symlink (in_use_by/ stays
+    writable, so a worker can replace it), and writing through it would leave the repository."""
+    for part in (path, path / MARKERS):
+        if part.is_symlink():
+            return f"{ARCHIVE_DIR}/{path.name}{'/' + MARKERS if part != path else ''} is a symlink; not followed"
+    return None
+
+
 def _write_marker(path: Path, run_id: str, source: str) -> bool:
+    linked = _linked_out(path)
+    if linked:
+        raise UserError(f"no in-use marker written: {linked}")
     marker = path / MARKERS / run_id
     if marker.exists():
         return False
@@ -164,7 +176,11 @@ def use(root: Path, archive_id: str, run_id: str, *, wait: float = MARKER_WAIT_S
 def release(root: Path, archive_id: str, run_id: str) -> bool:
     """Remove the run's marker (True if there was one). No lock needed: fewer markers is never unsafe."""
     _check_run_id(run_id)
-    marker = existing_archive(root, archive_id) / MARKERS / run_id
+    path = existing_archive(root, archive_id)
+    linked = _linked_out(path)
+    if linked:
+        raise UserError(f"no in-use marker removed: {linked}")
+    marker = path / MARKERS / run_id
     if not marker.exists():
         return False
     marker.unlink()
@@ -179,11 +195,13 @@ def sync_uses(root: Path, run_id: str, uses: Sequence[str]) -> list[str]:
         path = archive_dir(root, archive_id)
         if not (path / "meta.json").is_file():
             lines.append(f"uses: archive '{archive_id}' not found under {ARCHIVE_DIR}; nothing to mark")
+        elif _linked_out(path):
+            lines.append(f"uses: no in-use marker written: {_linked_out(path)}")
         elif _write_marker(path, run_id, "uses"):
             lines.append(f"marked archive {archive_id} in use by run {run_id} (uses: in rlm.yaml)")
     for archive_id in archive_ids(root):
         marker = archive_root(root) / archive_id / MARKERS / run_id
-        if archive_id in wanted or not marker.is_file():
+        if archive_id in wanted or _linked_out(marker.parent.parent) or not marker.is_file():
             continue
         try:
             source = (jsonio.read_json(marker) or {}).get("source")
@@ -230,6 +248,9 @@ def collect(root: Path, now: dt.datetime | None = None, spare: str | None = None
         if archive_id == spare:
             continue
         path = base / archive_id
+        if path.is_symlink():  # an archive is a directory we made: a link is not followed, let alone deleted
+            decisions.append(Decision(archive_id, "kept-unreadable", "it is a symlink, not an archive; not followed"))
+            continue
         meta = read_meta(path)
         retention = meta.get("retention") if meta else None
         age = _age_days(meta, now) if meta else None

@@ -27,6 +27,7 @@ from rlm_tasks.errors import UserError
 from rlm_tasks.fs import append_line
 from rlm_tasks.layout import BREAKS_LOG, RunLayout, breaks_log
 from rlm_tasks.procs import boot_id, hostname, pid_alive, started_at
+from rlm_tasks.state import inflight as inflight_state
 
 LOCKED_EXIT_CODE = 3
 PID_REUSE_SLACK_SECONDS = 2.0
@@ -145,6 +146,7 @@ class RunLock:
         self._os_locked = self._take_os_lock()
         try:
             self._judge_previous(break_lock)
+            self._refuse_live_orchestrator()
             me = Holder.current(self.layout.run_id)
             self._write_holder(me)
             self._holder = me
@@ -184,6 +186,15 @@ class RunLock:
                     f"{iso(utc_now())} broke the lock of run '{self.layout.run_id}' held by {who} "
                     f"({hours:.1f} hours old, lock_stale_hours {self.stale_hours:g}); taken by {me.describe()}")
         path.unlink(missing_ok=True)
+
+    def _refuse_live_orchestrator(self) -> None:
+        """The lock file lives in the repository, where a worker can delete it (and a new one is then free);
+        inflight.json still names the orchestrator of the run that goes on, and while it lives the run is its."""
+        data = inflight_state.read(self.layout)
+        pid = (data.get("orchestrator") or {}).get("pid")
+        if pid != os.getpid() and inflight_state.orchestrator_alive(data):
+            raise RunLocked(f"run '{self.layout.run_id}' is run by a live orchestrator (pid {pid}, recorded in "
+                            f"{self.layout.inflight_rel}) although its lock file was removed; lock: {self._where()}")
 
     def _write_holder(self, me: Holder) -> None:
         if self._os_locked:

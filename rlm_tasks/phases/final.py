@@ -17,8 +17,8 @@ from rlm_tasks.clock import parse_iso
 from rlm_tasks.config.plan import ConfigError, evidence_problems
 from rlm_tasks.errors import UserError
 from rlm_tasks.phases import reduce
-from rlm_tasks.render import jinja
-from rlm_tasks.state import reports, status, usage
+from rlm_tasks.render import escape, jinja
+from rlm_tasks.state import planfile, reports, status, usage
 from rlm_tasks.state.budget import BudgetUse, budget_use
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import State, sha256_file, sha256_json
@@ -91,6 +91,9 @@ def out_of_date(ctx: RunContext) -> list[str] | None:
     if paths:
         more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
         changed.append(f"reports changed: {', '.join(paths[:3])}{more}")
+    # plan.json is rewritten only when doit runs: an rlm.yaml edited since is a changed plan too
+    if "plan changed" not in changed and ctx.layout.plan_json.exists() and not planfile.is_current(ctx):
+        changed.append("rlm.yaml changed since plan.json")
     return changed
 
 
@@ -220,5 +223,6 @@ def summary_line(ctx: RunContext, final: dict[str, Any]) -> str:
         verdict += f", but {decision['budget_exhausted']}: the run ends here"
         if final.get("unfinished_tasks"):
             verdict += f" with {len(final['unfinished_tasks'])} task(s) not done"
-    return (f"final: {verdict} ({decision['reason'] or 'no reason given'}): "
+    reason = escape.one_line(decision["reason"]) if decision["reason"] else "no reason given"
+    return (f"final: {verdict} ({reason}): "
             f"{final_json_path(ctx)}, {final_md_path(ctx)}")

@@ -11,7 +11,7 @@ import re
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what means something inside a line
 _LEADING = re.compile(r"^(\d*)([#\-+=.)])")  # what means something at the start of one (final.md's goal)
-_BREAKS = re.compile(r"[\r\n\t\v\f\x00-\x08\x0b-\x1f\x7f\u2028\u2029]+")
+_BREAKS = re.compile(r"[\r\n\t\v\f\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]+")  # all str.splitlines splits on
 
 
 def md(value: object) -> str:
@@ -27,3 +27,12 @@ def code(value: object) -> str:
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(value: object, limit: int = 120) -> str:
+    """`value` for a console line: control characters (escape sequences too) shown escaped, cut at `limit`."""
+    flat = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(value))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

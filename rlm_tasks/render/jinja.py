@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -30,19 +31,38 @@ def environment(plan: Plan) -> jinja2.Environment:
     import jinja2  # imported when needed: a no-op run renders nothing (bench/)
 
     search = [str(BUILTIN_TEMPLATES)]
+    loader: jinja2.BaseLoader = jinja2.FileSystemLoader(search)
     if plan.templates_dir:
-        search.insert(0, str(plan.root / plan.templates_dir))
+        loader = jinja2.ChoiceLoader([_confined_loader(plan, plan.templates_dir), loader])
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search),
+        loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # Markdown for agents, not HTML
+        autoescape=False,  # Markdown for agents, not HTML; untrusted text goes through the filters below
     )
     env.filters["md"] = escape.md  # untrusted text into final.md: reports, decision, goals
     env.filters["code"] = escape.code
     return env
+
+
+def _confined_loader(plan: Plan, templates_dir: str) -> jinja2.BaseLoader:
+    """templates_dir's templates, none of them read through a symlink leading out of the repository (the
+    rendered contract and prompts are committed: /etc/passwd would be published)."""
+    import jinja2
+
+    class Confined(jinja2.FileSystemLoader):
+        def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+            source, filename, uptodate = super().get_source(environment, template)
+            real = os.path.realpath(filename)
+            base = os.path.realpath(plan.root)
+            if not real.startswith(base + os.sep):
+                shown = os.path.relpath(filename, plan.root)
+                raise TemplateError(f"{shown} resolves outside the repository (to {real}); not read")
+            return source, filename, uptodate
+
+    return Confined(str(plan.root / templates_dir))
 
 
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
@@ -169,3 +189,19 @@ FINAL_TEMPLATE = "final.md.j2"
 
 def render_final(plan: Plan, context: dict[str, Any]) -> str:
     return _render(environment(plan), FINAL_TEMPLATE, {**plan_context(plan), **context})
+
+
+def check_templates(plan: Plan, layout: RunLayout) -> None:
+    """Render the contract and every prompt in memory, and compile final.md.j2: TemplateError at the first
+    syntax error, undefined variable or template read through a link leading out of the repository."""
+    import jinja2
+
+    env = environment(plan)
+    render_contract(plan)
+    for task in plan.tasks:
+        render_prompt(plan, task, layout, env)
+    try:
+        env.get_template(FINAL_TEMPLATE)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{exc.filename or FINAL_TEMPLATE}:{exc.lineno}: template syntax error: {exc.message}"
+                            ) from None

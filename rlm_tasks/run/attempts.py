@@ -98,6 +98,11 @@ def _foreign_report(ctx: RunContext, sess: inflight.Session, task: TaskSpec, rep
         config_paths.confined(ctx.plan.root, task.report_path, "report_path")
     except config_paths.UnsafePath as exc:
         return str(exc)
+    # Validation judged the path as it was; a worker may since have linked a folder on it into .git/ or .rlm/.
+    config_rel = os.path.relpath(ctx.plan.config_path, ctx.plan.root)
+    moved = config_paths.report_path_problem(ctx.plan.root, task.report_path, ctx.plan.run_id, config_rel)
+    if moved is not None:
+        return f"{moved}; not touched"
     if not os.path.lexists(report):
         return None
     if os.path.islink(report):

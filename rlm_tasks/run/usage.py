@@ -12,18 +12,20 @@ event (`human_line`), so it stays something a person can read.
 from __future__ import annotations
 
 import json
-import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from rlm_tasks.config import schema
-from rlm_tasks.state.usage import Usage
+from rlm_tasks.state.usage import MAX_COST_USD, MAX_TOKENS, Usage
 
+USAGE_FILE_CAP = 64 * 1024
 SHOWN_CHARS = 300  # of a message or command in the human log; the events file keeps everything
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS else 0
 
 
 # Only lines that can carry usage are parsed: a long session's events file is mostly tool output.
@@ -71,7 +73,7 @@ def _claude(events: list[dict[str, Any]]) -> Usage | None:
     if results:
         result = results[-1]
         cost = result.get("total_cost_usd")
-        cost = float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) and cost >= 0 else None
+        cost = float(cost) if isinstance(cost, (int, float)) and 0 <= cost <= MAX_COST_USD else None
         per_model = result.get("modelUsage")
         if isinstance(per_model, dict) and per_model:  # every model it called, side requests included
             models = [m for m in per_model.values() if isinstance(m, dict)]
@@ -108,13 +110,17 @@ def _claude_usage(usages: list[dict[str, Any]], cost: float | None) -> Usage:
 
 def from_usage_file(path: Path) -> tuple[Usage | None, str | None]:
     """(usage, None), (None, None) when the command wrote no file, or (None, why the file is ignored)."""
-    try:
-        raw = path.read_bytes()
+    try:  # the worker made it: never through a link, never a FIFO or device, never more than the cap in memory
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None, None
     except OSError as exc:
-        return None, f"cannot read {path.name}: {exc.strerror or exc}"
-    if len(raw) > 64 * 1024:
+        return None, f"cannot read {path.name}: {'it is a symlink' if path.is_symlink() else exc.strerror or exc}"
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, f"{path.name} is not a regular file"
+        raw = handle.read(USAGE_FILE_CAP + 1)
+    if len(raw) > USAGE_FILE_CAP:
         return None, f"{path.name} is larger than 64 KiB"
     try:
         data = json.loads(raw, parse_constant=_refuse)

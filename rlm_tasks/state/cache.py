@@ -17,6 +17,7 @@ missing, corrupt or outdated cache only costs time.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -43,6 +44,10 @@ def stat_signature(path: str | Path) -> tuple[Signature | None, float]:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None, 0.0
+    except OSError as exc:  # a symlink loop is no file either
+        if exc.errno == errno.ELOOP:
+            return None, 0.0
+        raise
     return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino], max(st.st_mtime, st.st_ctime)
 
 

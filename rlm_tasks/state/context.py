@@ -147,7 +147,7 @@ def load_context(config_path: str | Path = "rlm.yaml") -> RunContext:
     except OSError:
         return RunContext(config.load_plan(config_path))  # let the loader word the error
     config_file = path.resolve()
-    root = config_file.parent.resolve()
+    root = Path(os.path.abspath(path)).parent.resolve()  # where rlm.yaml is, even as a symlink
     cache = Cache(cache_path(root, config_file))
     key = digest("plan", hashlib.sha256(raw).hexdigest(), str(root), str(config_file), code_signature())
     plan = None

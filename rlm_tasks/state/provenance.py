@@ -8,8 +8,11 @@ last, after the report validated, so it doubles as the completion marker.
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import json
+import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,14 +84,22 @@ def sha256_json(data: Any) -> str:
 
 
 def sha256_file(path: Path) -> str | None:
-    """Digest of a file's content, None when it does not exist."""
+    """Digest of a file's content, None when it does not exist or is no regular file (a FIFO would block the
+    read for ever, a symlink loop cannot be opened: workers can leave either where an input was)."""
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 16), b""):  # 1 MiB reads cost an mmap each
-                digest.update(block)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        for block in iter(lambda: handle.read(1 << 16), b""):  # 1 MiB reads cost an mmap each
+            digest.update(block)
     return digest.hexdigest()
 
 

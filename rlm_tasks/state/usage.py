@@ -21,6 +21,10 @@ from rlm_tasks.state.context import RunContext
 USAGE_FILE = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.usage\.json$")
 TOKEN_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
 TOP_TASKS = 10
+# What one attempt may report (usage_file.schema.json says the same): a bigger figure is a broken or hostile
+# worker, and summed over a run it would overflow a float into a cost JSON cannot hold.
+MAX_TOKENS = 10**12
+MAX_COST_USD = 1e6
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from rlm_tasks.config.plan import ConfigError, contract_warnings, evidence_problems, load_plan
 from rlm_tasks.install import init as starter
+from rlm_tasks.layout import RunLayout
+from rlm_tasks.render import jinja
 
 HELP = "check rlm.yaml; every problem as FILE:LINE:COL: key.path: message"
 
@@ -22,6 +24,8 @@ def validate(args: argparse.Namespace) -> int:
     missing = evidence_problems(plan)
     if missing:
         raise ConfigError(missing)
+    if plan.templates_dir:  # your templates fail here, not in the middle of a run
+        jinja.check_templates(plan, RunLayout(plan.root, plan.run_id))
     for line in plan.warnings:
         print(line)
     verify = sum(1 for t in plan.tasks if t.mode == "verify")
