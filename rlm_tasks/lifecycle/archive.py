@@ -43,8 +43,9 @@ TRANSIENT_DIRS = ("artifacts/logs", "artifacts/progress")
 def _transient_sources(ctx: RunContext) -> dict[str, str]:
     """Name inside the archive's run/ → repo-relative directory under .rlm/local/."""
     return dict(zip(TRANSIENT_DIRS, (ctx.layout.logs_rel, ctx.layout.progress_dir_rel), strict=True))
-READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
-READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+# read-only, and no more readable than the user's umask lets new files be (077: the owner only)
+READ_ONLY_FILE = (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH) & ~jsonio.UMASK
+READ_ONLY_DIR = (READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH) & ~jsonio.UMASK
 CHUNK = 1 << 20
 
 
