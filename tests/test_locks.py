@@ -155,3 +155,31 @@ def test_a_worker_that_removes_the_lock_admits_no_second_orchestrator(repo: Repo
     code_first, out = first.finish()
     assert code_first == 0, out  # its worker was never ended by the second one
     assert repo.report("a").exists()
+
+
+@pytest.mark.parametrize(("record", "what"), [
+    ("{}", "does not match lock_holder.schema.json ((root): missing required key 'run_id')"),
+    ("[]", "does not match lock_holder.schema.json ((root): expected a mapping, got a list)"),
+    ('"x"', 'does not match lock_holder.schema.json ((root): expected a mapping, got a string ("x"))'),
+    ('{"pid": "NaN"}', "does not match lock_holder.schema.json ((root): missing required key 'run_id')"),
+    ('{"run_id": "t", "pid": "NaN", "host": "h", "started_at": "2026-01-01T00:00:00Z", "boot_id": null}',
+     "does not match lock_holder.schema.json (pid: expected an integer, got a string (\"NaN\"))"),
+    ('{"run_id": "t", "pid": 1, "ho', "not valid JSON"),
+])
+def test_malformed_holder_record_is_refused_then_broken(repo: Repo, record: str, what: str) -> None:
+    repo.write_command([{"id": "only", "goal": "write a report"}])
+    layout = RunLayout(repo.root, "t")
+    layout.lock_holder_json.parent.mkdir(parents=True, exist_ok=True)
+    layout.lock_holder_json.write_text(record)
+    for refused in (repo.rlm("run"), repo.rlm("archive"), repo.doit()):
+        assert refused.code == 3, refused.err
+        assert refused.err.strip().splitlines()[-1] == (
+            f"rlm: run 't' has a malformed lock holder record .rlm/local/locks/t.holder.json: {what}; the OS lock "
+            "is free, so if no rlm runs this run, take the lock with --break-lock, e.g. `rlm run --break-lock` "
+            "(logged to .rlm/local/locks/breaks.log)")
+        assert "Traceback" not in refused.err
+    assert layout.lock_holder_json.read_text() == record  # refused: untouched
+    assert repo.rlm("run", "--break-lock").code == 0
+    assert "with a malformed holder record" in breaks_log(repo.root).read_text()
+    assert repo.report("only").exists()
+    assert not layout.lock_holder_json.exists()

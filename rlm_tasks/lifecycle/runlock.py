@@ -22,7 +22,7 @@ import filelock
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso, parse_iso, utc_now
-from rlm_tasks.config import defaults
+from rlm_tasks.config import defaults, schema
 from rlm_tasks.errors import UserError
 from rlm_tasks.fs import append_line
 from rlm_tasks.layout import BREAKS_LOG, RunLayout, breaks_log
@@ -140,6 +140,19 @@ class RunLock:
         except ValueError:
             return {}  # unreadable: judged like a holder we cannot prove dead
 
+    def _read_checked_holder(self) -> tuple[bool, Holder | None, str]:
+        """(record exists, holder when well-formed, what is wrong with it otherwise)."""
+        try:
+            raw = jsonio.loads(self.layout.lock_holder_json.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return False, None, ""
+        except ValueError:
+            return True, None, "not valid JSON"
+        problems = schema.check("lock_holder", raw)
+        if problems:
+            return True, None, f"does not match lock_holder.schema.json ({problems[0]})"
+        return True, Holder.from_json(raw), ""
+
     def acquire(self, *, break_lock: bool = False) -> None:
         """Take the lock or raise RunLocked / RunLockStale; `break_lock` takes a stale one and logs it."""
         self.layout.lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -156,20 +169,25 @@ class RunLock:
 
     def _judge_previous(self, break_lock: bool) -> None:
         path = self.layout.lock_holder_json
-        raw = self._read_holder()
-        if raw is None:
+        exists, holder, malformed = self._read_checked_holder()
+        if not exists:
             return
-        holder = Holder.from_json(raw)
         dead = holder_is_dead(holder, os_lock_taken=self._os_locked) if holder else None
         if dead:
             path.unlink(missing_ok=True)  # a crashed holder never blocks
+            return
+        if holder is None and self._os_locked:
+            self._judge_malformed(malformed, break_lock)
             return
         who = holder.describe() if holder else "holder record unreadable"
         if dead is False:
             raise RunLocked(f"run '{self.layout.run_id}' is locked by a live process ({who}); lock: {self._where()}")
         since = parse_iso(holder.started_at) if holder else None
         if since is None:
-            since = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+            try:
+                since = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+            except FileNotFoundError:
+                return  # removed meanwhile: nobody to judge
         hours = (utc_now() - since).total_seconds() / 3600
         if hours < self.stale_hours:
             raise RunLocked(
@@ -195,6 +213,20 @@ class RunLock:
         if pid != os.getpid() and inflight_state.orchestrator_alive(data):
             raise RunLocked(f"run '{self.layout.run_id}' is run by a live orchestrator (pid {pid}, recorded in "
                             f"{self.layout.inflight_rel}) although its lock file was removed; lock: {self._where()}")
+
+    def _judge_malformed(self, malformed: str, break_lock: bool) -> None:
+        """A holder record nobody can read while the OS lock is free: only --break-lock removes it (logged)."""
+        record = self.layout.lock_holder_json.relative_to(self.layout.root).as_posix()
+        if not break_lock:
+            raise RunLockStale(
+                f"run '{self.layout.run_id}' has a malformed lock holder record {record}: {malformed}; "
+                f"the OS lock is free, so if no rlm runs this run, take the lock with --break-lock, "
+                f"e.g. `rlm run --break-lock` (logged to {BREAKS_LOG})")
+        me = Holder.current(self.layout.run_id)
+        append_line(breaks_log(self.layout.root),
+                    f"{iso(utc_now())} broke the lock of run '{self.layout.run_id}' with a malformed holder record "
+                    f"({malformed}); taken by {me.describe()}")
+        self.layout.lock_holder_json.unlink(missing_ok=True)
 
     def _write_holder(self, me: Holder) -> None:
         if self._os_locked:
