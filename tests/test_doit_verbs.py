@@ -9,6 +9,8 @@ import shutil
 import pytest
 from conftest import REPO, RUN_DIR, Repo
 
+from rlm_tasks.layout import RunLayout
+
 REPORTS = f"{RUN_DIR}/artifacts/reports"
 HISTORY = f"{RUN_DIR}/artifacts/history"
 
@@ -167,3 +169,20 @@ def test_doit_list_shows_escape_sequences_in_a_goal_escaped(repo: Repo) -> None:
     listed = repo.doit_cli("list")
     assert listed.code == 0
     assert "map:a      \\x1b]0;pwned\\x07\\x1b[31mred" in listed.lines, listed.out  # never sent to the terminal raw
+
+
+@pytest.mark.parametrize("count", ["-1", "257", "99999999999999999999"])
+def test_doit_refuses_a_negative_or_huge_process_count(repo: Repo, count: str) -> None:
+    repo.write_command([{"id": "only", "goal": "write a report"}])
+    refused = repo.doit("-n", count)
+    assert refused.code == 2
+    assert refused.err == (f"doit: -n/--process must be between 0 and 256 (the cap of budget.max_inflight), "
+                           f"got {count}; nothing ran\n")
+    assert not repo.report("only").exists()
+    assert not RunLayout(repo.root, "t").lock_holder_json.exists()
+
+
+def test_doit_process_count_zero_runs_without_parallel_workers(repo: Repo) -> None:
+    repo.write_command([{"id": "only", "goal": "write a report"}])
+    assert repo.doit("-n", "0").code == 0
+    assert repo.report("only").exists()
