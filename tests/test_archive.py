@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -282,3 +283,42 @@ def test_verify_reports_links_and_dangling_links(finished: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert "run/artifacts/reports/dangling.md is a symlink (to /nonexistent/target)" in out
     assert out.startswith(f"archive {ARCHIVE_ID}: NOT intact\n")
+
+
+def test_verify_catches_an_edited_manifest_a_dropped_entry_and_files_beside_run(
+        finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10: tampering that keeps run/ consistent with meta.json is still found."""
+    archive.create(context(finished), now=NOW)
+    capsys.readouterr()
+    path = finished / ".rlm/archive" / ARCHIVE_ID
+    os.chmod(path, 0o755)
+    os.chmod(path / "meta.json", 0o644)
+    os.chmod(path / "run/artifacts/reports", 0o755)
+    os.chmod(path / "run/artifacts/reports/a.md", 0o644)
+    meta = json.loads((path / "meta.json").read_text())
+
+    # a file edited and its manifest entry edited to match (meta.json's own digest edited too)
+    (path / "run/artifacts/reports/a.md").write_text("# a, edited\n")
+    meta["manifest"]["artifacts/reports/a.md"] = hashlib.sha256(b"# a, edited\n").hexdigest()
+    meta["manifest_sha256"] = archive.manifest_digest(meta["manifest"])
+    (path / "meta.json").write_text(json.dumps(meta))
+    (path / "notes.txt").write_text("added beside run/\n")
+    assert main(["archive", "verify", ARCHIVE_ID]) == 1
+    assert capsys.readouterr().out == (
+        f"archive {ARCHIVE_ID}: NOT intact\n"
+        "  the manifest does not match the digest recorded in .rlm/runs/r/archived_to.json: "
+        "meta.json was edited after archiving\n"
+        "  extra    ../notes.txt\n")
+
+    # a file dropped together with its manifest entry
+    (path / "notes.txt").unlink()
+    (path / "run/artifacts/reports/a.md").unlink()
+    del meta["manifest"]["artifacts/reports/a.md"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    assert main(["archive", "verify", ARCHIVE_ID]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        f"archive {ARCHIVE_ID}: NOT intact",
+        "  meta.json: file_count is 8 but the manifest lists 7 files (an entry was removed or added)",
+        "  meta.json: the manifest does not match its recorded digest (manifest_sha256): edited",
+    ]

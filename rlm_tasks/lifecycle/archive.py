@@ -25,7 +25,7 @@ from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.config import schema
 from rlm_tasks.errors import UserError
 from rlm_tasks.fs import remove_tree
-from rlm_tasks.layout import ARCHIVE_DIR, archive_root
+from rlm_tasks.layout import ARCHIVE_DIR, RUN_ID, RUNS_DIR, archive_root
 from rlm_tasks.lifecycle import cleanup
 from rlm_tasks.phases import final as final_phase
 from rlm_tasks.procs import hostname
@@ -234,6 +234,7 @@ def _meta(ctx: RunContext, final: dict[str, Any], archive_id: str, now: dt.datet
         "retention": {"ttl_days": ttl_days, "keep_forever": keep_forever, "size_bytes": size},
         "file_count": len(manifest),
         "manifest": manifest,
+        "manifest_sha256": manifest_digest(manifest),
     }
 
 
@@ -337,7 +338,7 @@ def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool
         "archive_id": archive_id,
         "archive_path": archive_rel(archive_id),
         "archived_at": meta["archived_at"],
-        "manifest_sha256": hashlib.sha256(jsonio.dumps(meta["manifest"]).encode("utf-8")).hexdigest(),
+        "manifest_sha256": meta["manifest_sha256"],
         "transient": {
             "mode": mode,
             "paths": present if mode != "keep" else [],
@@ -356,22 +357,58 @@ def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool
 
 # ---- checking and listing ---------------------------------------------------------------------------------
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest itself: kept in meta.json and in the run's archived_to.json, so a manifest edited
+    to match an edited file is caught against the copy outside the archive."""
+    return hashlib.sha256(jsonio.dumps(manifest).encode("utf-8")).hexdigest()
+
+
+# What an archive directory may hold besides its manifest's files.
+_ARCHIVE_ENTRIES = {"meta.json", "run", cleanup.MARKERS}
+
+
+def _digest_problems(root: Path, archive_id: str, meta: dict[str, Any]) -> list[str]:
+    recorded: dict[str, Any] = meta["manifest"]
+    digest = manifest_digest(recorded)
+    problems = []
+    if meta.get("file_count") != len(recorded):
+        problems.append(f"meta.json: file_count is {meta.get('file_count')!r} but the manifest lists "
+                        f"{len(recorded)} files (an entry was removed or added)")
+    if "manifest_sha256" in meta and meta["manifest_sha256"] != digest:
+        problems.append("meta.json: the manifest does not match its recorded digest (manifest_sha256): edited")
+    run_id = meta.get("run_id")
+    if isinstance(run_id, str) and RUN_ID.fullmatch(run_id):
+        pointer_rel = f"{RUNS_DIR}/{run_id}/archived_to.json"
+        try:
+            pointer = jsonio.read_json(root / pointer_rel, default=None)
+        except (OSError, ValueError):
+            pointer = None
+        if (isinstance(pointer, dict) and pointer.get("archive_id") == archive_id
+                and pointer.get("manifest_sha256") != digest):
+            problems.append(f"the manifest does not match the digest recorded in {pointer_rel}: "
+                            "meta.json was edited after archiving")
+    return problems
+
+
 def verify(root: Path, archive_id: str) -> VerifyResult:
-    """Re-hash the archive's files against the manifest in its meta.json."""
+    """Re-hash the archive's files against the manifest in its meta.json; anything else in the archive is a finding."""
     path = cleanup.existing_archive(root, archive_id)
     meta = cleanup.read_meta(path)
     links = tuple(_not_regular(path / "run")) if os.path.lexists(path / "run") else ()
     actual = manifest_of(path / "run") if (path / "run").is_dir() and not (path / "run").is_symlink() else {}
+    outside = tuple(sorted(f"../{name}" for name in os.listdir(path) if name not in _ARCHIVE_ENTRIES))
     if meta is None or not isinstance(meta.get("manifest"), dict):
-        return VerifyResult(archive_id, len(actual), problems=("meta.json is unreadable or has no manifest", *links))
-    problems = tuple(f"meta.json: {p}" for p in schema.check("archive_meta", meta)) + links
+        return VerifyResult(archive_id, len(actual), extra=outside,
+                            problems=("meta.json is unreadable or has no manifest", *links))
+    problems = (*(f"meta.json: {p}" for p in schema.check("archive_meta", meta)), *links,
+                *_digest_problems(root, archive_id, meta))
     recorded: dict[str, Any] = meta["manifest"]
     return VerifyResult(
         archive_id,
         len(recorded),
         changed=tuple(sorted(p for p in recorded if p in actual and actual[p] != recorded[p])),
         missing=tuple(sorted(p for p in recorded if p not in actual)),
-        extra=tuple(sorted(p for p in actual if p not in recorded)),
+        extra=tuple(sorted(p for p in actual if p not in recorded)) + outside,
         problems=problems,
     )
 
