@@ -144,3 +144,26 @@ def test_a_report_deleted_by_another_worker_is_caught_by_the_closing_check(repo:
     assert result.out.splitlines()[-1] == (
         f"rlm: closing check: 1 report(s) deleted or changed during the run, not fresh: map:a deleted {REPORTS}/a.md")
     assert repo.rlm("check").code == 1
+
+
+@pytest.mark.parametrize(("folder", "what"), [("artifacts/prompts", "prompt"), ("artifacts/history", "history")])
+def test_a_run_folder_linked_out_of_the_repository_is_never_written_through(
+        repo: Repo, folder: str, what: str) -> None:
+    """Issue 10: paths are checked again at the moment of writing, not only at validation."""
+    repo.write_command([{"id": "a", "goal": "A"}])
+    assert repo.doit().code == 0
+    repo.write_command([{"id": "a", "goal": "A, edited"}])  # stale: the next run writes a prompt, moves the report
+    target = repo.path(f"{RUN_DIR}/{folder}")
+    if target.is_dir():
+        for child in target.iterdir():
+            child.unlink()
+        target.rmdir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink("/nonexistent-rlm-outside", target)
+    result = repo.doit()
+    assert result.code == 1
+    line = failed_line(result.out)
+    assert line.startswith(f"  FAILED  map:a: {what} '{RUN_DIR}/{folder}/a")
+    assert line.endswith("resolves outside the repository (to /nonexistent-rlm-outside/a"
+                         + (".md); refusing to use it" if what == "prompt" else "/1.md); refusing to use it"))
+    assert repo.report("a").is_file()  # the earlier report stays where it was

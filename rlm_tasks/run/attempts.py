@@ -70,7 +70,14 @@ def backoff_delay(base: float, retry: int, rng: random.Random | None = None) -> 
     return min(MAX_BACKOFF_SECONDS, base * 2.0 ** (retry - 1) * jitter)
 
 
-def _move_aside(src: Path, dest: Path) -> None:
+def _writable(ctx: RunContext, path: Path, what: str) -> Path:
+    """`path`, checked at the moment of writing: a worker may have linked one of its folders out of the repository
+    since validation. Raises UnsafePath (a one-line task failure)."""
+    return config_paths.confined(ctx.plan.root, os.path.relpath(path, ctx.plan.root), what)
+
+
+def _move_aside(ctx: RunContext, src: Path, dest: Path) -> None:
+    _writable(ctx, dest, "history")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(src), str(dest))
 
@@ -87,7 +94,8 @@ def _unique(path: Path) -> Path:
 def prepare(ctx: RunContext) -> None:
     """Files every worker reads: the run contract (checked once per process: it lists every task's files)."""
     if not ctx.contract_written:
-        jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.contract_rel), ctx.contract_text)
+        contract = _writable(ctx, ctx.layout.abs(ctx.layout.contract_rel), "run contract")
+        jsonio.write_text_if_changed(contract, ctx.contract_text)
         ctx.contract_written = True
 
 
@@ -129,7 +137,7 @@ def _set_aside_previous(ctx: RunContext, sess: inflight.Session, task: TaskSpec,
     else:
         n = int(entry.get("attempt") or 0) if entry else 0
         dest = layout.abs(layout.history_rel(task.worker_id, n))
-    _move_aside(report, _unique(dest))
+    _move_aside(ctx, report, _unique(dest))
 
 
 def retire_report(ctx: RunContext, task: TaskSpec) -> str | None:
@@ -145,7 +153,7 @@ def retire_report(ctx: RunContext, task: TaskSpec) -> str | None:
         dest = _unique(ctx.layout.abs(ctx.layout.history_rel(task.worker_id, n)))
         if entry is not None:  # kept beside the report it describes, written before anything moves
             jsonio.write_json(dest.with_suffix(".provenance.json"), entry)
-        _move_aside(report, dest)
+        _move_aside(ctx, report, dest)
     ctx.store.forget(task.id)
     ctx.store.compact()  # `doit clean` is not a run: nothing else would fold the journal into provenance.json
     return dest.relative_to(ctx.layout.root).as_posix() if dest else None
@@ -178,6 +186,8 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     """Run one attempt; (its record for provenance, why it failed or None)."""
     layout = ctx.layout
     log_rel = layout.log_rel(task.worker_id, attempt)
+    _writable(ctx, layout.abs(log_rel), "log")
+    _writable(ctx, layout.abs(progress_rel(layout, task.worker_id)), "progress file")
     record: dict[str, Any] = {"attempt": attempt, "compute_tier": tier.name, "model": tier.model,
                               "effort": tier.effort, "log_path": log_rel, "exit_code": None}
     try:
@@ -237,7 +247,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     record["outcome"] = outcome
     if failure is not None and report.exists():
         rejected = rejected_rel(layout, task.worker_id, attempt)
-        _move_aside(report, layout.abs(rejected))
+        _move_aside(ctx, report, layout.abs(rejected))
         record["rejected_report"] = rejected
         failure += f" (report moved to {rejected})"
     record["duration"] = round(result.duration, 3)
@@ -317,7 +327,7 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
     report = ctx.report_file(task)
     prepare(ctx)
     prompt = ctx.prompt_text(task)
-    jsonio.write_text_if_changed(layout.abs(layout.prompt_rel(task.worker_id)), prompt)
+    jsonio.write_text_if_changed(_writable(ctx, layout.abs(layout.prompt_rel(task.worker_id)), "prompt"), prompt)
     digests = ctx.digests(task).as_json()  # taken before the worker starts: what it was asked to do
 
     adopted = sess.take_adoptable(task.id)
