@@ -199,11 +199,14 @@ class RunLock:
                 f"run '{self.layout.run_id}' has a stale lock: {who} ({hours:.1f} hours ago, more than "
                 f"lock_stale_hours {self.stale_hours:g}); rlm cannot tell whether it still runs. If it does not, "
                 f"take the lock with --break-lock, e.g. `rlm run --break-lock` (logged to {BREAKS_LOG})")
+        self._break(path, f"held by {who} ({hours:.1f} hours old, lock_stale_hours {self.stale_hours:g})")
+
+    def _break(self, record: Path, whose: str) -> None:
+        """--break-lock: log who broke whose lock (breaks.log), then remove the holder record."""
         me = Holder.current(self.layout.run_id)
         append_line(breaks_log(self.layout.root),
-                    f"{iso(utc_now())} broke the lock of run '{self.layout.run_id}' held by {who} "
-                    f"({hours:.1f} hours old, lock_stale_hours {self.stale_hours:g}); taken by {me.describe()}")
-        path.unlink(missing_ok=True)
+                    f"{iso(utc_now())} broke the lock of run '{self.layout.run_id}' {whose}; taken by {me.describe()}")
+        record.unlink(missing_ok=True)
 
     def _refuse_live_orchestrator(self) -> None:
         """The lock file lives in the repository, where a worker can delete it (and a new one is then free);
@@ -222,11 +225,7 @@ class RunLock:
                 f"run '{self.layout.run_id}' has a malformed lock holder record {record}: {malformed}; "
                 f"the OS lock is free, so if no rlm runs this run, take the lock with --break-lock, "
                 f"e.g. `rlm run --break-lock` (logged to {BREAKS_LOG})")
-        me = Holder.current(self.layout.run_id)
-        append_line(breaks_log(self.layout.root),
-                    f"{iso(utc_now())} broke the lock of run '{self.layout.run_id}' with a malformed holder record "
-                    f"({malformed}); taken by {me.describe()}")
-        self.layout.lock_holder_json.unlink(missing_ok=True)
+        self._break(self.layout.lock_holder_json, f"with a malformed holder record ({malformed})")
 
     def _write_holder(self, me: Holder) -> None:
         if self._os_locked:
