@@ -127,3 +127,13 @@ def tagged(name: str, value: str) -> list[int]:
         if needle in environ.split(b"\0"):
             found.append(int(entry))
     return found
+
+
+def abstract_socket_bound(name: str) -> bool | None:
+    """Linux: a Unix socket is bound to this abstract name (shown as `@name` in /proc/net/unix); None if unknown."""
+    wanted = f"@{name}"
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as handle:
+            return any(line.split()[-1:] == [wanted] for line in handle)
+    except OSError:
+        return None

@@ -15,6 +15,7 @@ from conftest import LockHolder, Repo
 from rlm_tasks import clock, jsonio, procs
 from rlm_tasks.config import schema
 from rlm_tasks.layout import RunLayout, breaks_log
+from rlm_tasks.lifecycle.hostlock import HostLock
 from rlm_tasks.lifecycle.runlock import RunLock, RunLocked, RunLockStale
 
 
@@ -116,6 +117,8 @@ def test_recent_foreign_lock_is_not_stale_and_cannot_be_broken(layout: RunLayout
 
 
 def test_without_os_locks_the_holder_record_is_the_lock(layout: RunLayout, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No abstract sockets (not Linux) and a filesystem without OS locks."""
+    monkeypatch.setattr(HostLock, "take", lambda self: False)
     monkeypatch.setattr(RunLock, "_take_os_lock", lambda self: False)
     first = RunLock(layout)
     first.acquire()

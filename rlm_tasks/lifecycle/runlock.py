@@ -1,10 +1,15 @@
 """The per-run lock: one `doit` per run at a time.
 
-The lock is an OS file lock plus a holder record (pid, host, start). On a
-local disk the kernel drops the OS lock when its holder dies, so a crash never
-blocks the next run. The record is what is left to judge when the OS lock
-proves nothing: a holder on another host, or a filesystem without OS locks.
-Such a lock is stale after `lifecycle.lock_stale_hours`, and only
+On Linux the lock is first a socket bound in the abstract namespace
+(lifecycle/hostlock.py): no file a worker could delete holds it, and the kernel
+frees it when its holder dies; while it is bound no other process on this host
+takes the lock, --break-lock or not. Then, everywhere, an OS file lock plus a
+holder record (pid, host, start) for what the socket cannot see: a holder on
+another host sharing the repository, or a platform without abstract sockets.
+On a local disk the kernel drops the OS lock when its holder dies, so a crash
+never blocks the next run. The record is what is left to judge when the OS
+lock proves nothing: a holder on another host, or a filesystem without OS
+locks. Such a lock is stale after `lifecycle.lock_stale_hours`, and only
 `--break-lock` takes it; every break is logged to .rlm/local/locks/breaks.log.
 """
 
@@ -26,6 +31,7 @@ from rlm_tasks.config import defaults, schema
 from rlm_tasks.errors import UserError
 from rlm_tasks.fs import append_line
 from rlm_tasks.layout import BREAKS_LOG, RunLayout, breaks_log
+from rlm_tasks.lifecycle.hostlock import HostLock, HostLockBusy
 from rlm_tasks.procs import boot_id, hostname, pid_alive, started_at
 from rlm_tasks.state import inflight as inflight_state
 
@@ -103,11 +109,12 @@ def _os_lock(path: Path) -> filelock.BaseFileLock:
 
 
 class RunLock:
-    """The run's lock: an OS file lock plus a holder record; see the module docstring."""
+    """The run's lock: a host lock, an OS file lock and a holder record; see the module docstring."""
 
     def __init__(self, layout: RunLayout, stale_hours: float = defaults.LOCK_STALE_HOURS) -> None:
         self.layout = layout
         self.stale_hours = stale_hours
+        self._host = HostLock(layout.root, layout.run_id)
         self._lock = _os_lock(layout.lock_file)
         self._os_locked = False
         self._holder: Holder | None = None
@@ -118,6 +125,24 @@ class RunLock:
 
     def _where(self) -> str:
         return self.layout.lock_file.relative_to(self.layout.root).as_posix()
+
+    def _take_host_lock(self) -> None:
+        try:
+            self._host.take()
+        except HostLockBusy:
+            self._refuse_host_lock_holder()
+
+    def _refuse_host_lock_holder(self) -> None:
+        """Another process on this host holds the run's abstract socket: it lives, so no --break-lock takes it."""
+        exists, holder, _ = self._read_checked_holder()
+        if holder is not None:
+            raise RunLocked(f"run '{self.layout.run_id}' is locked by another process ({holder.describe()}); "
+                            f"lock: {self._where()}")
+        if not exists:
+            self._refuse_live_orchestrator()  # names the pid when inflight.json survived
+        why = "its holder record is unreadable" if exists else "its holder record was removed, but the lock holds"
+        raise RunLocked(f"run '{self.layout.run_id}' is locked by another process on this host ({why}); "
+                        f"lock: {self._where()}")
 
     def _take_os_lock(self) -> bool:
         """True when taken, False when the filesystem has no OS locks; RunLocked when another process holds it."""
@@ -155,8 +180,13 @@ class RunLock:
 
     def acquire(self, *, break_lock: bool = False) -> None:
         """Take the lock or raise RunLocked / RunLockStale; `break_lock` takes a stale one and logs it."""
-        self.layout.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        self._os_locked = self._take_os_lock()
+        self._take_host_lock()
+        try:
+            self.layout.lock_file.parent.mkdir(parents=True, exist_ok=True)
+            self._os_locked = self._take_os_lock()
+        except BaseException:
+            self._host.release()
+            raise
         try:
             self._judge_previous(break_lock)
             self._refuse_live_orchestrator()
@@ -165,6 +195,7 @@ class RunLock:
             self._holder = me
         except BaseException:
             self._release_os_lock()
+            self._host.release()
             raise
 
     def _judge_previous(self, break_lock: bool) -> None:
@@ -256,6 +287,7 @@ class RunLock:
             self.layout.lock_holder_json.unlink(missing_ok=True)
         self._holder = None
         self._release_os_lock()
+        self._host.release()  # last: whoever takes the lock next finds no record of ours
 
     def __enter__(self) -> RunLock:
         self.acquire()

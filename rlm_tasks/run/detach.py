@@ -19,6 +19,7 @@ from typing import Any
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.errors import UserError
+from rlm_tasks.lifecycle.hostlock import held_on_this_host
 from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
 from rlm_tasks.procs import pid_alive
 from rlm_tasks.state import inflight
@@ -57,9 +58,11 @@ def background_running(state: dict[str, Any]) -> bool:
 
 
 def run_active(ctx: RunContext) -> bool:
-    """A run of this run id is going on: a detached one, or `doit` in some terminal."""
+    """A run of this run id is going on: a detached one, or `doit` in some terminal (its lock held on this host
+    tells even when a worker removed .rlm/local/)."""
     return (background_running(read_state(ctx.layout.abs(state_rel(ctx))))
-            or inflight.orchestrator_alive(inflight.read(ctx.layout)))
+            or inflight.orchestrator_alive(inflight.read(ctx.layout))
+            or held_on_this_host(ctx.layout.root, ctx.plan.run_id))
 
 
 def start(ctx: RunContext, config: str, run_args: list[str]) -> dict[str, Any]:
@@ -71,6 +74,9 @@ def start(ctx: RunContext, config: str, run_args: list[str]) -> dict[str, Any]:
                              f"`rlm wait` waits for it")
     if inflight.orchestrator_alive(inflight.read(ctx.layout)):
         raise AlreadyRunning(f"run '{ctx.plan.run_id}' is already running in another process; `rlm wait` waits for it")
+    if held_on_this_host(ctx.layout.root, ctx.plan.run_id):
+        raise AlreadyRunning(f"run '{ctx.plan.run_id}' is locked by another process on this host; "
+                             "`rlm wait` waits for it")
     rlm_argv = ["-c", str(Path(config).resolve()), "run", *run_args]
     jsonio.write_json(state_path, {
         "version": FORMAT_VERSION, "run_id": ctx.plan.run_id, "pid": None, "pid_start_ticks": None,

@@ -9,11 +9,15 @@ task's row). Deleting the database or `doit forget --all` removes both, and prov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+from doit.dependency import SqliteDB
 
 KNOWN = "rlm-known:"
 EMPTY = "{}"  # doit's JSON codec: a task with no saved values
@@ -87,3 +91,38 @@ def force(db: Path, names: Iterable[str]) -> None:
             conn.executemany("insert or ignore into doit values (?, ?)", [(KNOWN + name, EMPTY) for name in names])
     finally:
         conn.close()
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def survive_removal(backend: Any, db_rel: str, write: Callable[[str], None]) -> None:
+    """doit writes its database once, when the run ends, through the connection it opened at the start. A worker
+    that removed .rlm/local/ meanwhile leaves that an unlinked file SQLite will not write ("readonly database").
+    The database is a cache: what doit holds goes to a new one at the same path, with one line, not a traceback."""
+    if not isinstance(backend, SqliteDB):
+        return
+    dump, opened = backend.dump, _identity(backend.name)
+
+    def dump_or_rebuild() -> None:
+        try:
+            dump()
+            return
+        except sqlite3.OperationalError:
+            if _identity(backend.name) == opened:
+                raise  # the same file: doit's own error stands
+        with contextlib.suppress(sqlite3.Error):
+            backend._conn.close()
+        Path(backend.name).parent.mkdir(parents=True, exist_ok=True)
+        backend._conn = backend._sqlite3(backend.name)
+        backend._dirty = set(backend._cache)
+        dump()
+        write(f"rlm: {db_rel} was removed during the run and is written anew (a cache: provenance decides "
+              "what is fresh)\n")
+
+    backend.dump = dump_or_rebuild

@@ -21,11 +21,13 @@ from typing import Any
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.config.plan import TaskSpec, Tier
+from rlm_tasks.errors import UserError
+from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
 from rlm_tasks.procs import hostname, start_ticks
 from rlm_tasks.run import executors, worker
 from rlm_tasks.state.budget import attempts_by_task
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.state.inflight import entry_alive, is_remote, read
+from rlm_tasks.state.inflight import entry_alive, is_remote, orchestrator_alive, read
 
 FORMAT_VERSION = 1
 ADOPT_ENV = "RLM_ADOPT"
@@ -39,6 +41,12 @@ class Event:
     tier: str
     message: str = ""
     wait: float = 0.0
+
+
+class OrchestratorAlive(UserError):
+    """inflight.json names a live orchestrator other than this one: its workers are never ended or adopted."""
+
+    exit_code = LOCKED_EXIT_CODE
 
 
 @dataclass
@@ -87,8 +95,16 @@ class Session:
         }, durable=False)
 
     def recover(self, adopt: bool) -> Recovery:
-        """Deal with what a dead orchestrator left running; called with the run lock held."""
+        """Deal with what a dead orchestrator left running; called with the run lock held.
+
+        OrchestratorAlive, ending and adopting nothing, when the orchestrator recorded is alive after all: the
+        lock can only have been got because a worker removed its files (where no host lock exists)."""
         previous = read(self.ctx.layout)
+        pid = (previous.get("orchestrator") or {}).get("pid")
+        if pid != os.getpid() and orchestrator_alive(previous):
+            raise OrchestratorAlive(
+                f"run '{self.ctx.plan.run_id}' is run by a live orchestrator (pid {pid}, recorded in "
+                f"{self.ctx.layout.inflight_rel}); its workers are its own, none was ended and nothing ran")
         recovery = Recovery()
         left = previous.get("entries") or []
         if left and not previous.get("orchestrator", {}).get("finished_at"):

@@ -22,10 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from doit.exceptions import UnmetDependency
+from doit.globals import Globals
 from doit.task import Task
 
 from rlm_tasks.config.plan import MAX_INFLIGHT
 from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
 from rlm_tasks.run import doitdb, executors, housekeeping, inflight, signals, worker
@@ -61,10 +63,18 @@ class RunSession:
             sys.stderr.write(error_line(exc))
             raise SystemExit(exc.exit_code) from None
         self.opened = True
+        doitdb.survive_removal(getattr(Globals.dep_manager, "backend", None), DOIT_DB, self.write)
         housekeeping.on_run_start(self.ctx, self.write)  # uses: markers, TTL cleanup, drift baseline
         worker.reset_shutdown()
         self.guard.install()
-        self.inflight, recovery = inflight.start(self.ctx, adopt)
+        try:
+            self.inflight, recovery = inflight.start(self.ctx, adopt)
+        except UserError as exc:  # another orchestrator runs this run after all: hands off, exit 3
+            self.opened = False
+            self.guard.restore()
+            self.lock.release()
+            sys.stderr.write(error_line(exc))
+            raise SystemExit(exc.exit_code) from None
         self.ctx.store.compact()  # a killed run's provenance journal becomes part of provenance.json
         self.inflight.listeners.append(on_event)
         return recovery

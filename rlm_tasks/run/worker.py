@@ -385,8 +385,9 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 _live_groups.discard(proc.pid)
     if over_cap is None and captured.over.is_set():  # went over between the last poll and the exit
         over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
-    if log_path.stat().st_size > MAX_LOG_BYTES:
-        _trim_log(log_path, LOG_TAIL_BYTES)
+    with contextlib.suppress(FileNotFoundError):  # a worker may have removed .rlm/local/, its log with it
+        if log_path.stat().st_size > MAX_LOG_BYTES:
+            _trim_log(log_path, LOG_TAIL_BYTES)
     interrupted = (_shutdown.is_set() or cancelled) and not (timed_out or stalled)
     ended_early = timed_out or stalled or cancelled or over_cap is not None
     if invocation.report_from_stdout and not ended_early and proc.returncode == 0 and not captured.blank:
