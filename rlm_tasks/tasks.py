@@ -24,6 +24,7 @@ from rlm_tasks.run import attempts, doitdb, worker
 from rlm_tasks.run.reporter import BudgetStop
 from rlm_tasks.run.session import reporter_class
 from rlm_tasks.state import planfile, reports, status
+from rlm_tasks.state import settled as state_settled
 from rlm_tasks.state.cache import stat_signature
 from rlm_tasks.state.context import RunContext, load_context
 
@@ -119,33 +120,16 @@ class Why(Fresh):
         return self.why
 
 
-def settled(ctx: RunContext) -> dict[str, bool]:
+def settled(ctx: RunContext) -> frozenset[str]:
     """Tasks fresh now whose dependencies, transitively, are fresh too: nothing this run does can change them.
 
-    When every task was settled last time and provenance.json, every report and every input still
-    have the stat signatures they had then, they all still are: a no-op run checks one stat per file.
+    A no-op run proves it for all of them with one stat per file (state.settled); what that proof
+    knew (partial reports, report signatures) serves the reporter and the closing check.
     """
-    files: list[Any] | None = None
-    if ctx.cache is not None and not any(task.watch for task in ctx.plan.tasks):  # globs can match new files
-        files = [str(ctx.layout.provenance_json), str(ctx.store.journal_path),
-                 *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks),
-                 *sorted({ctx.abs_str(path) for task in ctx.plan.tasks for path in task.inputs})]
-        if ctx.cache.mark_holds("settled", files):
-            return {task.id: True for task in ctx.plan.tasks}
-    fresh: dict[str, bool] = {}
-
-    def visit(task_id: str, seen: frozenset[str]) -> bool:
-        if task_id not in fresh:
-            task = ctx.task(task_id)
-            fresh[task_id] = (task_id not in seen and ctx.freshness(task).fresh
-                              and all(visit(dep, seen | {task_id}) for dep in task.depends_on))
-        return fresh[task_id]
-
-    for task in ctx.plan.tasks:
-        visit(task.id, frozenset())
-    if files is not None and ctx.cache is not None and all(fresh.values()):
-        ctx.cache.set_mark("settled", files)
-    return fresh
+    found = state_settled.settle(ctx)
+    ctx.settled_partial = {task_id: task_id in found.partial for task_id in found.tasks}
+    ctx.settled_reports = found.reports
+    return found.tasks
 
 
 def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotten: bool = False) -> dict[str, Any]:
@@ -176,7 +160,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
     def is_settled(task: TaskSpec) -> bool:
         if "settled" not in memo:
             memo["settled"] = settled(ctx)
-        return bool(memo["settled"].get(task.id)) and not is_forgotten(task)
+        return task.id in memo["settled"] and not is_forgotten(task)
 
     def summary_current(name: str, output: Callable[[RunContext], str]) -> bool:
         # reduce and deferred summarise the same files, and both are checked once the workers are done
@@ -281,7 +265,7 @@ def _summary_current(ctx: RunContext, name: str, output: Callable[[RunContext], 
     """A no-op run leaves the inventory as it is: nothing it summarises changed since it was written."""
     if ctx.cache is None:
         return False
-    return ctx.cache.marks.get(name) == [*inputs, stat_signature(ctx.layout.abs(output(ctx)))[0]]
+    return ctx.cache.mark_is(name, [*inputs, stat_signature(ctx.layout.abs(output(ctx)))[0]])
 
 
 def _summarise(ctx: RunContext, name: str, write: Callable[[RunContext], Any],

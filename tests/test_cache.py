@@ -13,7 +13,7 @@ from conftest import LOCAL_RUN, RUN_DIR, Repo, wait_for
 
 from rlm_tasks.config import schema
 from rlm_tasks.resources import TEMPLATE_DIR
-from rlm_tasks.state import cache
+from rlm_tasks.state import cache, provenance, reports
 
 RUN = RUN_DIR
 RACY = 0.05
@@ -55,16 +55,22 @@ def ran(cached: Repo) -> list[str]:
     return sorted(worker_id for worker_id, _ in new)
 
 
+def cache_files(cached: Repo) -> tuple[Path, Path]:
+    """(the plan and the marks, the digests beside them)."""
+    (digests,) = (cached.root / ".rlm/local/cache").glob("*.digests.json")
+    return digests.with_name(digests.name.replace(".digests", "")), digests
+
+
 def marks(cached: Repo) -> set[str]:
-    (path,) = (cached.root / ".rlm/local/cache").glob("*.json")
-    return set(json.loads(path.read_text())["marks"])
+    return set(json.loads(cache_files(cached)[0].read_text())["marks"])
 
 
 def test_a_noop_run_skips_everything_and_rewrites_nothing(cached: Repo) -> None:
     ran(cached)
     assert marks(cached) >= {"settled", "plan_current", "reduce", "deferred"}
-    (path,) = (cached.root / ".rlm/local/cache").glob("*.json")
+    path, digests = cache_files(cached)
     assert schema.check("cache", json.loads(path.read_text())) == []
+    assert schema.check("cache_digests", json.loads(digests.read_text())) == []
     state = cached.root / LOCAL_RUN / "reduce_state.json"
     before = state.stat().st_mtime_ns
     assert cached.doit().code == 0
@@ -130,12 +136,74 @@ def test_a_broken_or_foreign_cache_costs_only_time(cached: Repo) -> None:
     assert cached.doit().code == 0
     assert ran(cached) == []
     # a cache copied from elsewhere (other inodes and ctimes) vouches for nothing
-    (path,) = (cached.root / ".rlm/local/cache").glob("*.json")
-    data = json.loads(path.read_text())
+    path, digests = cache_files(cached)
+    data = json.loads(digests.read_text())
     data["files"] = {rel: [[1, 1, entry[0][2], 1], "0" * 64, entry[2]] for rel, entry in data["files"].items()}
+    digests.write_text(json.dumps(data))
+    data = json.loads(path.read_text())
     data["marks"] = {}
     path.write_text(json.dumps(data))
     (cached.root / "src/b.txt").write_text("input B\n")
     os.utime(cached.root / "src/b.txt", ns=(1, 1))
     assert cached.doit().code == 0
     assert ran(cached) == ["b"]
+
+
+def test_a_settled_noop_reads_no_report_and_no_provenance(cached: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every task settled: a no-op `doit` and `rlm check` prove it with one stat per file (state.settled)."""
+    ran(cached)
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("a settled no-op read a report or provenance.json")
+
+    monkeypatch.setattr(provenance.ProvenanceStore, "_load", refuse)
+    monkeypatch.setattr(reports, "inspect", refuse)
+    result = cached.doit()
+    assert (result.code, result.out.splitlines()[-1].split(" in ")[0]) == (0, "rlm: 0 ran, 0 failed, 3 fresh")
+    check = cached.rlm("check")
+    assert (check.code, check.out) == (0, "run t: 3 tasks: 3 fresh, 0 stale, 0 missing, 0 invalid\n")
+    assert ran(cached) == []
+
+
+PARTIAL = ("# {worker_id}\n\n## What I did\nhalf\n\n## Self-termination\nout of time\n\n## Partial results\n- half\n\n"
+           "## Next worker plan\n1. finish\n\n## Required scope\n- more time\n\n## Contract Compliance\n- kept\n")
+
+
+def test_a_partial_report_stays_partial_once_settled(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the settled mark knew of a report (it is partial) holds while the report does."""
+    monkeypatch.setattr(cache, "RACY_SECONDS", RACY)
+    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"a": {"text": PARTIAL}})
+    assert repo.doit().code == 0
+    reports_dir = f"{RUN}/artifacts/reports"
+    expected = ["run t: 2 tasks: 1 fresh, 0 stale, 0 missing, 0 invalid, 1 partial",
+                f"partial  map:a{' ' * 26}next worker plan: {reports_dir}/a.md#next-worker-plan  {reports_dir}/a.md",
+                "partial reports stop `rlm check` unless their task sets `accept_partial: true`"]
+    for _ in range(3):  # the second and third checks rest on the settled mark
+        settle(repo)
+        check = repo.rlm("check")
+        assert (check.code, check.out.splitlines()) == (1, expected)
+        assert repo.doit().code == 0
+    assert "settled" in marks(repo)
+    assert [r["worker_id"] for r in repo.records()] == ["a", "b"]
+
+
+def test_a_settled_report_deleted_during_a_run_is_caught_by_the_closing_check(
+        repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The closing check trusts a settled report's stat signature only while it is unchanged."""
+    monkeypatch.setattr(cache, "RACY_SECONDS", RACY)
+    reports_dir = f"{RUN}/artifacts/reports"
+    repo.write("import os\nif os.path.exists('vandalize'):\n    os.remove('" + reports_dir + "/a.md')\n"
+               "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\n')\n", "worker.py")
+    repo.write({"version": 1, "run_id": "t", "goal": "g",
+                "agent": {"kind": "command", "timeout": 30, "command": ["{{ python }}", "worker.py"]},
+                "tasks": [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}]})
+    for _ in range(2):
+        assert repo.doit().code == 0
+        settle(repo)
+    assert "settled" in marks(repo)
+    repo.write("", "vandalize")
+    assert repo.doit_cli("forget", "map:b").code == 0
+    result = repo.doit()
+    assert (result.code, result.out.splitlines()[-1]) == (
+        1, f"rlm: closing check: 1 report(s) deleted or changed during the run, not fresh: map:a deleted "
+           f"{reports_dir}/a.md")

@@ -43,9 +43,13 @@ def test_provenance_of_the_wrong_shape_is_one_line_and_exit_1(repo: Repo) -> Non
 def test_a_cache_of_the_wrong_shape_is_discarded(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     assert repo.doit().code == 0
-    [cache] = list(repo.path(".rlm").rglob("cache/*.json"))
-    data = json.loads(cache.read_text())
+    [digests] = list(repo.path(".rlm").rglob("cache/*.digests.json"))
+    data = json.loads(digests.read_text())
     data["files"] = {name: "garbage" for name in data["files"]} or {"x": "garbage"}
+    digests.write_text(json.dumps(data))
+    cache = digests.with_name(digests.name.replace(".digests", ""))
+    data = json.loads(cache.read_text())
+    data["marks"] = {name: ["garbage"] for name in data["marks"]} or {"x": ["garbage"]}
     cache.write_text(json.dumps(data))
     result = repo.rlm_cli("check")
     assert (result.code, result.err) == (0, "")

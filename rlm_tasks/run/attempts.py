@@ -242,8 +242,8 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         outcome = "interrupted" if result.interrupted else "exit"
         failure = "interrupted" if result.interrupted else f"agent exited with code {result.exit_code}"
     else:
-        failure = reports.problem(report, task.required_sections)
-        outcome = "invalid_report" if failure is not None else "partial" if reports.is_partial(report) else "ok"
+        failure, partial = reports.inspect(report, task.required_sections)
+        outcome = "invalid_report" if failure is not None else "partial" if partial else "ok"
     record["outcome"] = outcome
     if failure is not None and report.exists():
         rejected = rejected_rel(layout, task.worker_id, attempt)

@@ -168,8 +168,7 @@ class RunReporter:
             self.counts["waiting"] += 1  # `--wave`: not fresh, only not this wave's
         elif is_worker(task.name):
             self.counts["fresh"] += 1
-            spec = self.ctx.task(task.name.split(":", 1)[1])
-            if reports.is_partial(self.ctx.report_file(spec)):
+            if self.ctx.is_partial(self.ctx.task(task.name.split(":", 1)[1])):
                 self.counts["partial"] += 1
 
     def skip_ignore(self, task: Task) -> None:

@@ -33,6 +33,7 @@ from rlm_tasks.phases import reduce
 from rlm_tasks.run import doitdb, executors, housekeeping, inflight, signals, worker
 from rlm_tasks.run.reporter import RunReporter, is_worker
 from rlm_tasks.state import history
+from rlm_tasks.state.cache import stat_signature
 from rlm_tasks.state.context import RunContext
 
 EXIT_FAILED = 1  # a task failed (doit's own code would be 2 when a dependency failed)
@@ -133,6 +134,9 @@ class RunSession:
         found = []
         for name in sorted(set(self.fresh)):
             task = self.ctx.task(name.split(":", 1)[1])
+            seen = self.ctx.settled_reports.get(task.id)
+            if seen is not None and stat_signature(self.ctx.abs_str(task.report_path))[0] == seen:
+                continue  # as it was when provenance last vouched for it (state.settled): one stat
             entry = self.ctx.store.get(task.id)
             if entry is None:
                 continue

@@ -20,6 +20,7 @@ from rlm_tasks.config.plan import Plan, TaskSpec
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import agents, jinja
 from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
+from rlm_tasks.state import reports
 from rlm_tasks.state.cache import Cache, cache_path, code_signature, digest, tree_signature
 from rlm_tasks.state.provenance import (
     Digests,
@@ -48,6 +49,10 @@ class RunContext:
         self.contract_written = False  # run_contract.md is on disk as rendered (attempts.prepare)
         # `rlm run --wave`: doit names of tasks held back for a later wave (doit sees them as up to date)
         self.held_back: frozenset[str] = frozenset()
+        # what a load-time proof that every task is settled (state.settled) established, by task id:
+        # whether its report is partial, and the report's stat signature (run.session's closing check)
+        self.settled_partial: dict[str, bool] = {}
+        self.settled_reports: dict[str, list[int] | None] = {}
 
     def task(self, task_id: str) -> TaskSpec:
         return self._tasks[task_id]
@@ -131,8 +136,18 @@ class RunContext:
         report = self.report_file(task)
         known = None
         if self.cache is not None:
-            known = self.cache.report_check(report, task.report_path, task.required_sections)
+            known = self.cache.report_check(report, task.report_path, task.required_sections)[:2]
         return freshness(report, task.required_sections, self.store.get(task.id), self.digests(task), known)
+
+    def is_partial(self, task: TaskSpec) -> bool:
+        """An acceptable report with a `Self-termination` section; read only when its stat signature is new."""
+        known = self.settled_partial.get(task.id)
+        if known is not None:
+            return known
+        report = self.report_file(task)
+        if self.cache is not None:
+            return self.cache.report_check(report, task.report_path, task.required_sections)[2]
+        return reports.inspect(report, task.required_sections)[1]
 
     def save_cache(self) -> None:
         if self.cache is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from rlm_tasks.state import inflight, reports
+from rlm_tasks.state import inflight
 from rlm_tasks.state.budget import attempts_by_task
 from rlm_tasks.state.context import RunContext
 
@@ -63,7 +63,7 @@ def from_files(ctx: RunContext) -> Snapshot:
     live = inflight.live_entries(data)
     running = {str(e.get("worker_id")) for e in live}
     not_fresh = {t.id for t in ctx.plan.tasks if not ctx.freshness(t).fresh}
-    partial = sum(1 for t in ctx.plan.tasks if t.id not in not_fresh and reports.is_partial(ctx.report_file(t)))
+    partial = sum(1 for t in ctx.plan.tasks if t.id not in not_fresh and ctx.is_partial(t))
     now = time.time()
     elapsed = None
     if active:

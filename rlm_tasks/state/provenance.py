@@ -196,6 +196,8 @@ class ProvenanceStore:
     def compact(self) -> bool:
         """Fold the journal into provenance.json; False when there was no journal to fold."""
         with self._write_lock:
+            if self._entries is None and not self.journal_path.exists():
+                return False  # nothing to fold, and a no-op run never needs to read provenance.json
             with self._lock:
                 self._load()
             if not self._journal_lines and not self.journal_path.exists():

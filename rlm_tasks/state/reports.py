@@ -39,32 +39,36 @@ def headings(text: str) -> list[tuple[int, str]]:
 def problem(path: Path, required_sections: tuple[str, ...]) -> str | None:
     """Why the report at `path` is not acceptable, or None when it is. A symlink or special file is never
     read through; a report over MAX_REPORT_BYTES is never read at all."""
+    return inspect(path, required_sections)[0]
+
+
+def inspect(path: Path, required_sections: tuple[str, ...]) -> tuple[str | None, bool]:
+    """(problem as `problem` says it, whether an acceptable report is partial): one read for both."""
     unsafe = regular_file_problem(path)
     if unsafe:
-        return unsafe
+        return unsafe, False
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        return "no report written"
+        return "no report written", False
     except OSError as exc:  # replaced by a link or a directory since the check above
-        return f"report cannot be read safely: {exc.strerror or exc}"
+        return f"report cannot be read safely: {exc.strerror or exc}", False
     with os.fdopen(fd, "rb") as handle:
         st = os.fstat(handle.fileno())
         if not stat.S_ISREG(st.st_mode):
-            return "report is not a regular file"
+            return "report is not a regular file", False
         if st.st_size > MAX_REPORT_BYTES:
-            return f"report is {st.st_size:,} bytes, over the {MAX_REPORT_BYTES:,}-byte cap"
+            return f"report is {st.st_size:,} bytes, over the {MAX_REPORT_BYTES:,}-byte cap", False
         data = handle.read(MAX_REPORT_BYTES + 1)
     if not data.strip():
-        return "report is empty"
+        return "report is empty", False
     text = data.decode("utf-8", errors="replace")
     present = {normalise_heading(h) for _, h in headings(text)}
     missing = [s for s in required_sections if normalise_heading(s) not in present]
     if missing:
-        return (
-            "report lacks required section" + ("s " if len(missing) > 1 else " ") + ", ".join(f"'{m}'" for m in missing)
-        )
-    return None
+        return ("report lacks required section" + ("s " if len(missing) > 1 else " ")
+                + ", ".join(f"'{m}'" for m in missing)), False
+    return None, normalise_heading(SELF_TERMINATION) in present
 
 
 SELF_TERMINATION = "Self-termination"
