@@ -3,6 +3,7 @@ a killed orchestrator frees it at once, and no orchestrator ends the workers of 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,17 +41,19 @@ def test_a_worker_that_removes_all_of_rlm_local_admits_no_second_orchestrator(re
     command_worker(repo, code)
     first = repo.start_doit()
     repo.wait_for(lambda: repo.path("removed").exists(), "the worker removed .rlm/local/")
-    assert not (repo.root / ".rlm" / "local").exists()  # the lock file, holder record and inflight.json with it
-    for second in (repo.doit_cli(), repo.rlm_cli("run"), repo.rlm_cli("run", "--break-lock"),
-                   repo.rlm_cli("archive"), repo.doit_cli("clean", "map:a")):
-        assert (second.code, second.err) == (3, LOCKED)
-    detached = repo.rlm_cli("run", "--detach")
-    assert (detached.code, detached.err) == (3, "rlm: run 't' is locked by another process on this host; "
-                                                "`rlm wait` waits for it\n")
-    waited = repo.rlm_cli("wait", "--timeout", "0.2")
-    assert waited.code == 3, waited.out + waited.err
-    assert waited.out.startswith("rlm: run t still running after 0.2s: ")
-    repo.path("go").write_text("")
+    try:
+        assert not (repo.root / ".rlm" / "local").exists()  # the lock file, holder record and inflight.json with it
+        for second in (repo.doit_cli(), repo.rlm_cli("run"), repo.rlm_cli("run", "--break-lock"),
+                       repo.rlm_cli("archive"), repo.doit_cli("clean", "map:a")):
+            assert (second.code, second.err) == (3, LOCKED)
+        detached = repo.rlm_cli("run", "--detach")
+        assert (detached.code, detached.err) == (3, "rlm: run 't' is locked by another process on this host; "
+                                                    "`rlm wait` waits for it\n")
+        waited = repo.rlm_cli("wait", "--timeout", "0.2")
+        assert waited.code == 3, waited.out + waited.err
+        assert waited.out.startswith("rlm: run t still running after 0.2s: ")
+    finally:  # the worker ends whatever happened above, never left waiting
+        repo.path("go").write_text("")
     code_first, out = first.finish()
     assert code_first == 0, out  # its worker was never ended: it wrote its report itself
     assert out.splitlines()[-2:] == [
@@ -75,10 +78,14 @@ def test_a_killed_orchestrator_frees_the_lock_at_once(repo: Repo) -> None:
     first.proc.send_signal(signal.SIGKILL)
     first.finish()
     layout = RunLayout(repo.root, "t")
-    assert layout.lock_holder_json.exists() and procs.pid_alive(orphan)
-    second = repo.rlm_cli("run")
-    assert second.code == 0, second.out + second.err
-    assert group_gone(orphan)  # the dead orchestrator's worker was ended by the next run
+    try:
+        assert layout.lock_holder_json.exists() and procs.pid_alive(orphan)
+        second = repo.rlm_cli("run")
+        assert second.code == 0, second.out + second.err
+        assert group_gone(orphan)  # the dead orchestrator's worker was ended by the next run
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(orphan, signal.SIGKILL)  # never left sleeping when an assertion above failed
     assert repo.report("a").read_text() == "# Contract Compliance\nsecond\n"
 
 
