@@ -20,7 +20,7 @@ from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.render import escape
-from rlm_tasks.run import attempts, doitdb, worker
+from rlm_tasks.run import attempts, doit_commands, doitdb, worker
 from rlm_tasks.run.reporter import BudgetStop
 from rlm_tasks.run.session import reporter_class
 from rlm_tasks.state import planfile, reports, status
@@ -343,6 +343,7 @@ def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> 
     # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
     # garbage; full collections over them were a third of a no-op run. The run session freezes
     # what loading built and turns collection back on (run.session.RunSession.open).
+    doit_commands.guard_loading_command()  # a mistyped task name: one line, exit 2 (not doit's 3)
     try:
         worker.kill_grace()  # checked before anything runs, like the config
     except UserError as exc:

@@ -17,9 +17,9 @@ RUN = ".rlm/runs/first-run"
 NEXT = ("next:\n"
         "  doit                  # run the starter tasks\n"
         "  rlm check             # exit 0: every report is fresh\n"
-        "  git add rlm.yaml dodo.py .gitignore .rlm && git commit -m 'rlm: starter run'\n")
+        "  git add rlm.yaml dodo.py doit.cfg .gitignore .rlm && git commit -m 'rlm: starter run'\n")
 WROTE = ("wrote rlm.yaml\nwrote dodo.py\nwrote .rlm/rlm.schema.json\nwrote .rlm/starter_worker.py\n"
-         "wrote .gitignore\n")
+         "wrote doit.cfg\nwrote .gitignore\n")
 SUMMARY = (r"rlm: {ran} ran, 0 failed, {fresh} fresh in \d+\.\d+s; "
            r"inventory: \.rlm/local/runs/first-run/reduce_state\.json")
 
@@ -44,6 +44,7 @@ def test_init_in_an_empty_repository_runs_offline_and_a_fresh_clone_stays_clean(
     init = empty.rlm_cli("init")
     assert (init.code, init.out, init.err) == (0, WROTE + NEXT, "")
     assert (empty.root / "dodo.py").read_bytes() == (REPO / "dodo.py").read_bytes()
+    assert (empty.root / "doit.cfg").read_bytes() == (REPO / "doit.cfg").read_bytes()  # this repository's own
     assert (empty.root / ".gitignore").read_text() == (
         "# rlm: machine-local state (doit database, caches, locks, logs)\n/.rlm/local/\n")
     assert empty.rlm_cli("validate").out == "rlm.yaml: valid: run first-run, 2 map tasks, 1 verify tasks\n"
@@ -101,10 +102,33 @@ def test_init_twice_changes_nothing_and_keeps_an_existing_gitignore(empty: Repo)
     assert (again.code, again.out) == (0, WROTE.replace("wrote", "unchanged") + NEXT)
 
 
+def test_init_keeps_an_existing_doit_cfg_and_says_what_to_add(empty: Repo) -> None:
+    mine = "[GLOBAL]\nverbosity = 2\n"
+    (empty.root / "doit.cfg").write_text(mine)
+    result = empty.rlm_cli("init", "--force")
+    assert result.code == 0
+    assert (empty.root / "doit.cfg").read_text() == mine  # not even --force rewrites it
+    lines = result.out.splitlines()
+    start = lines.index("note: doit.cfg exists and was left alone; until it has these lines, doit's own command-line "
+                        "errors (`doit --nosuch`) keep doit's exit 3 instead of rlm's 2:")
+    assert lines[start + 1:start + 4] == ["  [COMMAND]", "  run = rlm_tasks.run.doit_commands:Run",
+                                          "  list = rlm_tasks.run.doit_commands:List"]
+    assert len([line for line in lines if line.startswith("  ") and " = " in line]) == 11
+    assert empty.doit_cli("--nosuch").code == 3  # doit's own parsing, as the note says
+
+    added = "\n".join(line.strip() for line in lines[start + 1:start + 13])  # [COMMAND] and its 11 lines
+    (empty.root / "doit.cfg").write_text(mine + added + "\n")
+    again = empty.rlm_cli("init")
+    assert "unchanged doit.cfg" in again.lines and not [line for line in again.lines if "note" in line]
+    refused = empty.doit_cli("--nosuch")
+    assert (refused.code, refused.err) == (2, "doit run: option --nosuch not recognized; `doit help run` lists its "
+                                              "options\n")
+
+
 def test_init_says_when_gitignore_hides_the_whole_run_record(empty: Repo) -> None:
     (empty.root / ".gitignore").write_text("/.rlm/\n")
     result = empty.rlm_cli("init")
-    assert result.out.splitlines()[5] == (
+    assert result.out.splitlines()[6] == (
         "note: .gitignore ignores all of .rlm/, so the run's record under .rlm/runs/ would not be committed; "
         "ignore only /.rlm/local/")
 
@@ -116,7 +140,8 @@ def test_upgrade_refreshes_only_the_files_the_tool_owns(empty: Repo) -> None:
     assert empty.rlm_cli("validate").lines[-1] == (
         "note: .rlm/rlm.schema.json differs from this rlm's schema; `rlm init --upgrade` refreshes it")
     upgraded = empty.rlm_cli("init", "--upgrade")
-    assert (upgraded.code, upgraded.out) == (0, "wrote .rlm/rlm.schema.json\nunchanged .rlm/starter_worker.py\n")
+    assert (upgraded.code, upgraded.out) == (
+        0, "wrote .rlm/rlm.schema.json\nunchanged .rlm/starter_worker.py\nunchanged doit.cfg\n")
     assert (empty.root / ".rlm/rlm.schema.json").read_bytes() == (SCHEMA_DIR / "rlm.schema.json").read_bytes()
     assert (empty.root / "rlm.yaml").read_text().endswith("# mine\n")
     assert empty.rlm_cli("validate").out == "rlm.yaml: valid: run first-run, 2 map tasks, 1 verify tasks\n"
@@ -125,13 +150,14 @@ def test_upgrade_refreshes_only_the_files_the_tool_owns(empty: Repo) -> None:
 @pytest.mark.parametrize("agent", ["codex", "claude"])
 def test_agent_starters_validate(empty: Repo, agent: str) -> None:
     result = empty.rlm_cli("init", "--agent", agent)
-    assert result.out.splitlines()[:4] == ["wrote rlm.yaml", "wrote dodo.py", "wrote .rlm/rlm.schema.json",
-                                           "wrote .gitignore"]  # no bundled worker
+    assert result.out.splitlines()[:5] == ["wrote rlm.yaml", "wrote dodo.py", "wrote .rlm/rlm.schema.json",
+                                           "wrote doit.cfg", "wrote .gitignore"]  # no bundled worker
     assert f"  kind: {agent} " in (empty.root / "rlm.yaml").read_text()
     assert empty.rlm_cli("validate").code == 0
     (empty.root / ".rlm/rlm.schema.json").write_text("{}\n")
+    (empty.root / "doit.cfg").unlink()  # a repository adopted before rlm wrote one
     upgraded = empty.rlm_cli("init", "--upgrade")
-    assert (upgraded.code, upgraded.out) == (0, "wrote .rlm/rlm.schema.json\n")  # still no bundled worker
+    assert (upgraded.code, upgraded.out) == (0, "wrote .rlm/rlm.schema.json\nwrote doit.cfg\n")  # still no worker
 
 
 def test_ci_github_writes_a_workflow_that_runs_rlm_check(empty: Repo) -> None:

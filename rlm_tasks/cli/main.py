@@ -8,7 +8,9 @@ Exit codes:
   1    something is not done: a task failed; check/wait: a report is stale, missing or invalid;
        archive: refused (no final.json/deferred.json) or failed (nothing archived);
        archive verify: changed, missing or extra files (listed); skills install: a file changed locally
-  2    the configuration or the command line is invalid (archive use/release/verify: no such archive)
+  2    the configuration or the command line is invalid (archive use/release/verify: no such archive);
+       `doit` too: a task name no task has (run/doit_commands.py), and a mistake in doit's own options
+       where the doit.cfg of `rlm init` names rlm's doit commands (elsewhere doit's own exit 3 remains)
   3    the run is locked by another process (or its lock is stale: --break-lock);
        wait: still running at --timeout; archive use: cleanup.lock busy too long
   70   a bug: "unexpected error", details in .rlm/local/rlm-crash.log

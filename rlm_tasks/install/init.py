@@ -2,13 +2,15 @@
 
 Writes a commented rlm.yaml that validates and runs, the thin dodo.py, a copy of the schema the
 rlm.yaml's modeline points at (so editors check it in a fresh clone, offline), the bundled worker
-for `--agent command`, the .gitignore line for machine-local state and, with `--ci github`, a
-workflow running `rlm check`. Nothing that exists is overwritten unless `force`; `upgrade` rewrites
-only the files the tool owns (the schema copy, the bundled worker).
+for `--agent command`, a doit.cfg naming rlm's doit commands (run/doit_commands.py), the .gitignore
+line for machine-local state and, with `--ci github`, a workflow running `rlm check`. Nothing that
+exists is overwritten unless `force`; `upgrade` rewrites only the files the tool owns (the schema
+copy, the bundled worker). An existing doit.cfg is never rewritten: init says what to add to it.
 """
 
 from __future__ import annotations
 
+import configparser
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +23,13 @@ CI_KINDS = ("github",)
 SCHEMA_COPY = f"{layout.STATE_DIR}/rlm.schema.json"  # the starter rlm.yaml's modeline names it
 WORKER_COPY = f"{layout.STATE_DIR}/starter_worker.py"
 WORKFLOW = ".github/workflows/rlm.yml"
+DOIT_CFG = "doit.cfg"
 GITIGNORE = ".gitignore"
 GITIGNORE_BLOCK = f"# rlm: machine-local state (doit database, caches, locks, logs)\n{layout.GITIGNORE_LINE}\n"
 NEXT_STEPS = (
     "doit                  # run the starter tasks",
     "rlm check             # exit 0: every report is fresh",
-    f"git add rlm.yaml dodo.py {GITIGNORE} {layout.STATE_DIR} && git commit -m 'rlm: starter run'",
+    f"git add rlm.yaml dodo.py {DOIT_CFG} {GITIGNORE} {layout.STATE_DIR} && git commit -m 'rlm: starter run'",
 )
 
 
@@ -102,6 +105,35 @@ def _gitignore_text(root: Path) -> str | None:
     return text + ("" if not text or text.endswith("\n") else "\n") + GITIGNORE_BLOCK
 
 
+def _doit_cfg(root: Path, result: InitResult) -> None:
+    """Write doit.cfg, or when one exists without rlm's commands, say what to add to it (it may hold the user's own)."""
+    path = _inside(root, DOIT_CFG)
+    wanted = _starter(DOIT_CFG)
+    if not path.exists() and not path.is_symlink():
+        jsonio.write_text_atomic(path, wanted)
+        result.written.append(DOIT_CFG)
+        return
+    needed = _commands(wanted)
+    try:
+        present = _commands(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        present = {}
+    if needed.items() <= present.items():
+        result.unchanged.append(DOIT_CFG)
+        return
+    lines = [line for line in wanted.splitlines() if line and not line.startswith("#")]
+    result.notes.append(f"{DOIT_CFG} exists and was left alone; until it has these lines, doit's own command-line "
+                        "errors (`doit --nosuch`) keep doit's exit 3 instead of rlm's 2:\n"
+                        + "\n".join(f"  {line}" for line in lines))
+
+
+def _commands(text: str) -> dict[str, str]:
+    parser = configparser.ConfigParser(allow_no_value=True, delimiters=("=",), interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # doit keeps the case of names too
+    parser.read_string(text)
+    return dict(parser["COMMAND"]) if parser.has_section("COMMAND") else {}
+
+
 def _ignores_all_state(root: Path) -> bool:
     try:
         lines = _inside(root, GITIGNORE).read_text(encoding="utf-8").splitlines()
@@ -139,6 +171,7 @@ def init(root: Path, *, agent: str = "command", ci: str | None = None, force: bo
     for path, rel in todo.items():
         jsonio.write_text_atomic(path, files[rel])
         result.written.append(rel)
+    _doit_cfg(root, result)
     if not upgrade:
         ignore = _gitignore_text(root)
         if _ignores_all_state(root):
