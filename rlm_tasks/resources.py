@@ -1,19 +1,16 @@
-"""The package's own data files (schemas, built-in templates, skills), found with importlib.resources."""
+"""The package's own data files (schemas, built-in templates, skills): real directories beside this module.
+
+Installed as a regular directory (wheel or editable), so Jinja's loader and the caches' tree
+signatures get a real path; found from `__file__` rather than importlib.resources, whose
+import (zipfile, tempfile, ...) every run would pay for.
+"""
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
-
-def _package_dir(name: str) -> Path:
-    # Installed as a regular directory (wheel or editable): Jinja's loader and the
-    # caches' tree signatures need a real path, not just a Traversable.
-    return Path(str(files("rlm_tasks") / name))
-
-
-PACKAGE_DIR = _package_dir("")
-SCHEMA_DIR = _package_dir("schemas")
-TEMPLATE_DIR = _package_dir("templates")
-SKILLS_DIR = _package_dir("skills")
-STARTER_DIR = _package_dir("starter")  # what `rlm init` writes
+PACKAGE_DIR = Path(__file__).resolve().parent
+SCHEMA_DIR = PACKAGE_DIR / "schemas"
+TEMPLATE_DIR = PACKAGE_DIR / "templates"
+SKILLS_DIR = PACKAGE_DIR / "skills"
+STARTER_DIR = PACKAGE_DIR / "starter"  # what `rlm init` writes

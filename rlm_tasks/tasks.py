@@ -253,12 +253,16 @@ def _summary_inputs(ctx: RunContext) -> list[str]:
     """What reduce_state.json and deferred.json summarise: plan, provenance, attempt logs, every report."""
     layout = ctx.layout
     return [str(layout.plan_json), str(layout.provenance_json), str(ctx.store.journal_path),
-            ctx.abs_str(layout.logs_rel),
-            *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks)]
+            ctx.abs_str(layout.logs_rel), *ctx.report_files_abs]
 
 
 def _summary_signatures(ctx: RunContext) -> list[Any]:
-    return [stat_signature(path)[0] for path in _summary_inputs(ctx)]
+    paths = _summary_inputs(ctx)
+    if not ctx.workers_started and len(ctx.settled_reports) == len(ctx.plan.tasks):
+        # no worker ran in this run: every report is as the settled proof saw it when the run loaded
+        reports = [ctx.settled_reports[task.id] for task in ctx.plan.tasks]
+        return [stat_signature(path)[0] for path in paths[:-len(reports)]] + reports
+    return [stat_signature(path)[0] for path in paths]
 
 
 def _summary_current(ctx: RunContext, name: str, output: Callable[[RunContext], str], inputs: list[Any]) -> bool:

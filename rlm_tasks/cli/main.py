@@ -1,7 +1,7 @@
 """`rlm`: one parser, one dispatch, one function per verb (rlm_tasks/cli/commands/<verb>.py).
 
 Each verb module has HELP, `add_arguments(parser)` and the verb's function, `<verb>(args) -> int`:
-a new flag is a change to that one file; a new verb is a new file and one line in VERBS.
+a new flag is a change to that one file; a new verb is a new file and its name in VERBS.
 
 Exit codes:
   0    success (check: every report fresh; wait: the run finished and every task is fresh)
@@ -21,6 +21,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
@@ -29,26 +30,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rlm_tasks import __version__, layout
-from rlm_tasks.cli.commands import (
-    archive,
-    check,
-    cleanup,
-    deferred,
-    final,
-    init,
-    reduce,
-    render,
-    run,
-    skills,
-    status,
-    validate,
-    wait,
-)
 from rlm_tasks.errors import UserError, error_line
 
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
 CRASH_LOG = Path(layout.CRASH_LOG)
+COMMANDS = "rlm_tasks.cli.commands"
+
+# Each is rlm_tasks/cli/commands/<verb>.py with HELP, add_arguments and <verb>(args) -> int. A command line
+# loads only its own verb's module (`rlm check` pays for no other verb's imports); `rlm --help` loads all.
+VERBS = ("init", "validate", "status", "check", "render", "reduce", "deferred", "final", "skills", "run", "wait",
+         "archive", "cleanup")
 
 
 class Verb(NamedTuple):
@@ -58,24 +50,26 @@ class Verb(NamedTuple):
     func: Callable[[argparse.Namespace], int]
 
 
-VERBS = (
-    Verb("init", init.HELP, init.add_arguments, init.init),
-    Verb("validate", validate.HELP, validate.add_arguments, validate.validate),
-    Verb("status", status.HELP, status.add_arguments, status.status),
-    Verb("check", check.HELP, check.add_arguments, check.check),
-    Verb("render", render.HELP, render.add_arguments, render.render),
-    Verb("reduce", reduce.HELP, reduce.add_arguments, reduce.reduce),
-    Verb("deferred", deferred.HELP, deferred.add_arguments, deferred.deferred),
-    Verb("final", final.HELP, final.add_arguments, final.final),
-    Verb("skills", skills.HELP, skills.add_arguments, skills.skills),
-    Verb("run", run.HELP, run.add_arguments, run.run),
-    Verb("wait", wait.HELP, wait.add_arguments, wait.wait),
-    Verb("archive", archive.HELP, archive.add_arguments, archive.archive),
-    Verb("cleanup", cleanup.HELP, cleanup.add_arguments, cleanup.cleanup),
-)
+def verb(name: str) -> Verb:
+    module = importlib.import_module(f"{COMMANDS}.{name}")
+    return Verb(name, module.HELP, module.add_arguments, getattr(module, name))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def named_verb(argv: Sequence[str]) -> str | None:
+    """The verb a command line names (the first word that is not an option or --config's value), if any."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-c", "--config"):
+            next(words, None)
+        elif word == "--":
+            break
+        elif not word.startswith("-"):
+            return word if word in VERBS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, the other verbs are names without their options (what `rlm VERB` needs)."""
     parser = argparse.ArgumentParser(
         prog="rlm", description="Declarative MapReduce(+Verify) runner for coding-agent workers."
     )
@@ -83,15 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", default=os.environ.get("RLM_CONFIG") or "rlm.yaml",
                         help="the run's rlm.yaml (default: $RLM_CONFIG, as for dodo.py, else rlm.yaml)")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb in VERBS:
-        verb_parser = sub.add_parser(verb.name, help=verb.help)
-        verb_parser.set_defaults(func=verb.func)  # a sub-action (archive verify, ...) sets its own
-        verb.add_arguments(verb_parser)
+    for name in VERBS:
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
+        found = verb(name)
+        verb_parser = sub.add_parser(name, help=found.help)
+        verb_parser.set_defaults(func=found.func)  # a sub-action (archive verify, ...) sets its own
+        found.add_arguments(verb_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(named_verb(argv)).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args))

@@ -558,6 +558,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
             raise ConfigError([f"{config_path}:1:1: {format_path(p)}: {m}" for p, m in expansion.problems])
     tasks: list[TaskSpec] = []
     map_ids = _map_ids(expansion)
+    shared_agent = _freeze_agent(_merged_agent(data, {}))  # every task without its own agent block: one record
     for section, mode in (("tasks", "map"), ("verify", "verify")):
         for generated in (g for g in expansion.tasks if g.section == section):
             raw = generated.task
@@ -578,7 +579,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     watch=tuple(pick("watch", ())),
                     report_path=posixpath.normpath(raw.get("report_path") or defaults.report_path(run_id, raw["id"])),
                     required_sections=tuple(pick("required_sections", defaults.REQUIRED_SECTIONS)),
-                    agent=_freeze_agent(_merged_agent(data, raw)),
+                    agent=_freeze_agent(_merged_agent(data, raw)) if "agent" in raw else shared_agent,
                     retries=pick("retries", defaults.RETRIES),
                     escalate=pick("escalate", defaults.ESCALATE),
                     backoff_seconds=pick("backoff_seconds", defaults.BACKOFF_SECONDS),

@@ -131,6 +131,8 @@ class RunSession:
     def closing_check(self) -> list[str]:
         """Reports that were fresh or written in this run and were deleted or changed before it ended (another
         worker can write anywhere in the repository): one line each. Unchanged files cost a stat (the cache)."""
+        if not self.ctx.workers_started:
+            return []  # no worker ran, so none could have touched a report; an edit by hand is seen next run
         found = []
         for name in sorted(set(self.fresh)):
             task = self.ctx.task(name.split(":", 1)[1])
@@ -181,6 +183,11 @@ class SessionReporter(RunReporter):
         super().initialize(tasks, selected_tasks)
         self.recovered(recovery)
         self.start_progress()
+
+    def on_event(self, event: inflight.Event) -> None:
+        if event.kind in ("start", "adopt"):
+            self.ctx.workers_started = True  # the closing check and the inventory's check look again
+        super().on_event(event)
 
     def skip_uptodate(self, task: Any) -> None:
         self.settled.add(task.name)

@@ -53,6 +53,7 @@ class RunContext:
         # whether its report is partial, and the report's stat signature (run.session's closing check)
         self.settled_partial: dict[str, bool] = {}
         self.settled_reports: dict[str, list[int] | None] = {}
+        self.workers_started = False  # an attempt started or was adopted in this run (run.session sets it)
 
     def task(self, task_id: str) -> TaskSpec:
         return self._tasks[task_id]
@@ -121,6 +122,11 @@ class RunContext:
             agent=agent,
             inputs={path: self.file_sha(path) for path in self.input_paths(task)},
         )
+
+    @functools.cached_property
+    def report_files_abs(self) -> list[str]:
+        """Every task's report as an absolute str, in plan order: built once, a no-op stats them more than once."""
+        return [self.abs_str(task.report_path) for task in self.plan.tasks]
 
     def abs_str(self, rel: str) -> str:
         """An absolute path as a str: thousands of pathlib objects cost a no-op run measurable time."""

@@ -31,7 +31,7 @@ def _files(ctx: RunContext) -> list[str] | None:
     if ctx.cache is None or any(task.watch for task in ctx.plan.tasks):  # globs can match new files
         return None
     return [str(ctx.layout.provenance_json), str(ctx.store.journal_path),
-            *(ctx.abs_str(task.report_path) for task in ctx.plan.tasks),
+            *ctx.report_files_abs,
             *sorted({ctx.abs_str(path) for task in ctx.plan.tasks for path in task.inputs})]
 
 
