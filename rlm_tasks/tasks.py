@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+from doit.cmd_base import NamespaceTaskLoader
 from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.plan import ConfigError, TaskSpec
@@ -363,3 +364,15 @@ def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> 
     if wave:
         hold_back_for_wave(ctx)
     return {"DOIT_CONFIG": doit_config(ctx), **task_generators(ctx)}
+
+
+class RlmTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]
+    """doit's loader for rlm's tasks without a dodo.py (`rlm run`, doit's API): loads them where doit loads
+    a dodo.py, inside the command, so the command speaks rlm's exit codes there too (run.doit_commands)."""
+
+    def __init__(self, config_path: str | Path = "rlm.yaml", wave: bool = False) -> None:
+        super().__init__()
+        self.config_path, self.wave = config_path, wave
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        self.namespace = doit_namespace(self.config_path, self.wave)

@@ -386,16 +386,15 @@ class Repo:
         return Result(code, captured.out, captured.err)
 
     def doit(self, *args: str, config: str = "rlm.yaml") -> Result:
-        """`doit` in-process, as dodo.py would run it: DoitMain over doit_namespace(rlm.yaml)."""
-        from doit.cmd_base import ModuleTaskLoader
+        """`doit` in-process, as dodo.py would run it: DoitMain loading doit_namespace(rlm.yaml) inside the command."""
         from doit.doit_cmd import DoitMain
 
-        from rlm_tasks.tasks import doit_namespace
+        from rlm_tasks.tasks import RlmTaskLoader
 
         self.monkeypatch.chdir(self.root)
         self._drain()
         try:
-            code = int(DoitMain(ModuleTaskLoader(doit_namespace(config))).run(list(args)))
+            code = int(DoitMain(RlmTaskLoader(config)).run(list(args)))
         except SystemExit as exc:  # invalid config (2), the lock (3), failed workers (1)
             code = int(exc.code or 0)
         captured = self.capsys.readouterr()

@@ -135,3 +135,12 @@ def test_the_starter_doit_cfg_replaces_every_doit_command_with_rlms() -> None:
     for name, location in listed.items():
         cls = getattr(doit_commands, location.split(":")[1])
         assert cls.get_name() == name and issubclass(cls, doit_commands.UsageErrors)
+
+
+def test_doit_through_rlms_loader_speaks_the_same(repo: Repo) -> None:
+    """`rlm run` and doit's API load rlm's tasks inside the command (tasks.RlmTaskLoader), as doit loads dodo.py."""
+    repo.write_command([{"id": "a", "goal": "A"}])
+    refused = repo.doit("info", "map:b")  # in-process: DoitMain(RlmTaskLoader("rlm.yaml"))
+    assert (refused.code, refused.out, refused.err) == (
+        2, "", f"doit info: no task named 'map:b' (did you mean 'map:a'?); {LIST_TASKS}\n")
+    assert not repo.report("a").exists()

@@ -25,6 +25,7 @@ from doit.cmdparse import CmdParseError
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
+from rlm_tasks.config.plan import MAX_INFLIGHT
 from rlm_tasks.errors import UserError, error_line
 
 EXIT_USAGE = 2
@@ -81,6 +82,13 @@ def _task_names(command: Any) -> list[str]:
     return [task.name for task in getattr(command, "task_list", None) or ()]
 
 
+def check_num_process(value: Any) -> None:
+    """doit takes any integer for -n; rlm's cap is budget.max_inflight's (0 is doit's own: no parallel workers)."""
+    if isinstance(value, int) and not 0 <= value <= MAX_INFLIGHT:
+        _refuse(UserError(f"doit: -n/--process must be between 0 and {MAX_INFLIGHT} (the cap of "
+                          f"budget.max_inflight), got {value}; nothing ran", exit_code=EXIT_USAGE))
+
+
 def _selected(command: Any) -> list[str]:
     """The task names given on the command line (DoitCmdBase.execute sets them once dodo.py loaded)."""
     return [] if getattr(command, "sel_default_tasks", True) else list(command.sel_tasks or ())
@@ -107,6 +115,7 @@ def guard_loading_command() -> None:
 def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Callable[..., Any]:
     @functools.wraps(method)  # doit reads _execute's signature to pick the options it passes
     def call(*args: Any, **kwargs: Any) -> Any:
+        check_num_process(kwargs.get("num_process", 0))  # `run`'s -n, from the command line or DOIT_CONFIG
         try:
             result = method(*args, **kwargs)
         except (*USAGE_ERRORS, KeyError) as exc:

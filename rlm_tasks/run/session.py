@@ -25,7 +25,6 @@ from doit.exceptions import UnmetDependency
 from doit.globals import Globals
 from doit.task import Task
 
-from rlm_tasks.config.plan import MAX_INFLIGHT
 from rlm_tasks.errors import UserError, error_line
 from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle.runlock import RunLock
@@ -157,15 +156,6 @@ class RunSession:
         return None
 
 
-def check_num_process(value: Any) -> None:
-    """doit takes any integer for -n; rlm's cap is budget.max_inflight's (0 is doit's own: no parallel workers)."""
-    if isinstance(value, int) and not 0 <= value <= MAX_INFLIGHT:
-        sys.stderr.write(error_line(UserError(
-            f"doit: -n/--process must be between 0 and {MAX_INFLIGHT} (the cap of budget.max_inflight), "
-            f"got {value}; nothing ran", exit_code=2)))
-        raise SystemExit(2)
-
-
 class SessionReporter(RunReporter):
     """The doit reporter of an rlm run: the session around the run, RunReporter's output inside it."""
 
@@ -177,8 +167,6 @@ class SessionReporter(RunReporter):
         self.settled: set[str] = set()  # worker tasks done, or failed for good before any signal
 
     def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
-        # doit hands its reporter no -n; the runner calling us holds it (doit's serial Runner has none: 0).
-        check_num_process(getattr(sys._getframe(1).f_locals.get("self"), "num_process", 0))
         recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event)
         super().initialize(tasks, selected_tasks)
         self.recovered(recovery)

@@ -6,7 +6,6 @@ import argparse
 import difflib
 import os
 
-from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
 from rlm_tasks.cli.common import context, jobs
@@ -16,7 +15,7 @@ from rlm_tasks.layout import BREAKS_LOG
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.run import detach, doitdb, executors, inflight, worker
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.tasks import doit_namespace
+from rlm_tasks.tasks import RlmTaskLoader
 
 HELP = "run the stale and missing tasks (same as `doit` in the repo root)"
 PHASE_TASKS = ("plan", "map", "verify", "reduce", "deferred", "final", "archive")  # tasks.task_generators
@@ -111,6 +110,6 @@ def _doit(args: argparse.Namespace) -> int:
         doit_args += ["-n", str(args.jobs)]
     doit_args += args.tasks
     try:
-        return int(DoitMain(ModuleTaskLoader(doit_namespace(args.config, wave=args.wave))).run(doit_args))
+        return int(DoitMain(RlmTaskLoader(args.config, wave=args.wave)).run(doit_args))
     except SystemExit as exc:  # the run sets the exit code of a run with failures, a lock, an interrupt
         return int(exc.code or 0)
