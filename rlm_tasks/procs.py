@@ -1,19 +1,23 @@
 """This machine and its processes, from Linux /proc (degrading to kill(pid, 0) elsewhere).
 
 The one reader of `/proc/<pid>/stat`: whether a recorded process is still the
-one recorded (its start time), a zombie, or a member of a process group.
+one recorded (its start time), a zombie, or a member of a process group; which
+children of ours are in another session; and prctl's child-subreaper switch.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import os
 import socket
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # Indexes into the fields after the ")" that ends the command name: field 3 of proc(5) is index 0.
-STATE, PGRP, STARTTIME = 0, 2, 19
+STATE, PPID, PGRP, SESSION, STARTTIME = 0, 1, 2, 3, 19
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37  # prctl(2), Linux 3.4+
 ENDED_STATES = (b"Z", b"X")  # finished, waiting to be reaped (or being reaped)
 
 
@@ -137,3 +141,58 @@ def abstract_socket_bound(name: str) -> bool | None:
             return any(line.split()[-1:] == [wanted] for line in handle)
     except OSError:
         return None
+
+
+class Child(NamedTuple):
+    pid: int
+    pgid: int
+    ticks: int  # start time: tells a reused pid from the one seen
+    ended: bool  # a zombie, waiting for its parent to reap it
+
+
+def children_outside_session(parent: int, session: int) -> list[Child]:
+    """Linux: the children of `parent` that are in another session than `session`; [] where /proc cannot tell."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    wanted = str(parent).encode()
+    for name in names:
+        if not name.isdigit():
+            continue
+        fields = _stat_fields(name)
+        if not fields or fields[PPID] != wanted:
+            continue
+        try:
+            child = Child(int(name), int(fields[PGRP]), int(fields[STARTTIME]), fields[STATE] in ENDED_STATES)
+            if int(fields[SESSION]) != session:
+                found.append(child)
+        except ValueError:
+            continue
+    return found
+
+
+def _prctl() -> Any:
+    """libc's prctl where this is Linux and ctypes can reach it; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def child_subreaper() -> bool | None:
+    """Linux: is this process a child subreaper (orphaned descendants become its children, not init's)?
+    None where that cannot be asked."""
+    prctl, flag = _prctl(), ctypes.c_int(0)
+    if prctl is None or prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0:
+        return None
+    return bool(flag.value)
+
+
+def set_child_subreaper(on: bool) -> bool:
+    """Linux: make this process a child subreaper (or no longer one); False where that is not possible."""
+    prctl = _prctl()
+    return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(int(on)), 0, 0, 0) == 0

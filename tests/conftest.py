@@ -146,6 +146,16 @@ def process_gone(pid: int, timeout: float = 10.0) -> bool:
     return True
 
 
+def process_reaped(pid: int, timeout: float = 10.0) -> bool:
+    """Linux: not running and not a zombie either, ended and reaped (a zombie of this process would stay forever)."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def read_json_or(path: Path, default: Any) -> Any:
     """A JSON file another process may be writing right now: `default` until it exists and parses."""
     try:
@@ -465,6 +475,9 @@ class Repo:
             if entry_alive({"pgid": call["pgid"], "pid_start_ticks": call["pid_start_ticks"]}):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(call["pgid"], signal.SIGKILL)
+            if call.get("escapee") and pid_alive(call["escapee"], call["escapee_start_ticks"]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(call["escapee"], signal.SIGKILL)
 
 
 @pytest.fixture

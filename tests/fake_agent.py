@@ -24,6 +24,13 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
     barrier      wait until this many ($FAKE_AGENT_BARRIER_N if set) workers have reached the barrier in
                  $FAKE_AGENT_BARRIER_DIR; still short of them after `barrier_wait` seconds (default 2), exit 2
                  without a report
+    escape       a path: first double-fork a grandchild that calls setsid and clears its whole environment (execve
+                 with env {}), which then writes its pid to this path and sleeps; neither process group nor
+                 attempt tag leads to it. The worker waits for the path, and fails (exit 4) if that grandchild
+                 died before the worker reports: nothing may end a running worker's descendants
+    escape_middle_stays  with `escape`: the middle process (tagged, in its own session) sleeps instead of exiting,
+                 so the grandchild is an orphan only once the runner has killed the middle
+    wait_text    [path, text]: after the barrier, work until that file holds that text
     attempts     {"<attempt>": BEHAVIOUR}: overrides for one attempt ($RLM_ATTEMPT), e.g. fail only the first
     usage        token usage it reports: as codex with `--json` (the runner's event stream) a `turn.completed`
                  event with this usage (default USAGE) on stdout; as a command worker, written to
@@ -162,6 +169,39 @@ def barrier(worker_id: str, count: int, wait: float) -> bool:
     return False
 
 
+ESCAPEE = """\
+import os, sys, time
+with open(sys.argv[1] + ".tmp", "w") as out:
+    out.write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+def escape(pid_file: str, middle_stays: bool) -> int:
+    """A grandchild out of our process group and session, with an empty environment; its pid."""
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execve(sys.executable, [sys.executable, "-c", ESCAPEE, pid_file], {})
+        while middle_stays:
+            time.sleep(3600)
+        os._exit(0)
+    if not middle_stays:
+        os.waitpid(middle, 0)  # the grandchild is now nobody's child: init's, or a subreaper's
+    while not os.path.exists(pid_file):  # written after the exec: the environment is empty by now
+        time.sleep(0.01)
+    return int(Path(pid_file).read_text(encoding="ascii"))
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
 def work(seconds: float, progress_every: float | None) -> None:
     """Simulated work; with `progress_every`, alive but quiet in its log: only the progress file changes."""
     end = time.monotonic() + seconds
@@ -191,11 +231,15 @@ def main() -> int:
     if behaviour.get("child"):  # a grandchild in our process group: ending the worker must end it too
         ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" * bool(behaviour.get("ignore_term"))
         child = subprocess.Popen([sys.executable, "-c", ignore + "import time\nwhile True: time.sleep(3600)"])
+    escapee = None
+    if behaviour.get("escape"):
+        escapee = escape(behaviour["escape"], bool(behaviour.get("escape_middle_stays")))
     log({
         "argv": sys.argv, "parsed": parsed, "stdin_b64": base64.b64encode(stdin).decode("ascii"),
         "env": {k: v for k, v in os.environ.items() if k.startswith("RLM_")}, "cwd": os.getcwd(),
         "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0), "pid_start_ticks": start_ticks(os.getpid()),
-        "child": child.pid if child else None, "child_pid": child.pid if child else None,
+        "child": child.pid if child else None, "child_pid": child.pid if child else None, "escapee": escapee,
+        "escapee_start_ticks": start_ticks(escapee) if escapee else None,
         "worker_id": worker_id, "attempt": attempt, "tier": tier, "model": os.environ.get("RLM_MODEL"),
         "progress": os.environ.get("RLM_PROGRESS_PATH"), "prompt_bytes": len(stdin), "mode": mode,
         "behaviour": behaviour,
@@ -218,6 +262,13 @@ def main() -> int:
     if count and not barrier(worker_id, count, float(behaviour.get("barrier_wait", 2.0))):
         print("fake agent: nobody else reached the barrier", flush=True)
         return 2
+    if behaviour.get("wait_text"):
+        path, wanted = behaviour["wait_text"]
+        while not (Path(path).exists() and wanted in Path(path).read_text(encoding="utf-8")):
+            time.sleep(0.02)
+    if escapee is not None and not running(escapee):
+        print(f"fake agent: my grandchild {escapee} was ended while I ran", flush=True)
+        return 4
     text = (behaviour.get("text", "").replace("{worker_id}", worker_id).replace("{attempt}", str(attempt))
             or report_text(envelope, with_compliance=report_kind != "no-section"))
     if report_kind == "stdout":

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo, subprocess_env, wait_for
+from conftest import Repo, process_reaped, subprocess_env, wait_for
 
 distributed = pytest.importorskip("distributed")  # the `dask` extra; .ci/run installs it, so CI runs these
 DASK = str(Path(sys.executable).parent / "dask")
@@ -123,3 +123,14 @@ def test_a_killed_orchestrators_remote_attempts_are_ended_by_the_next_run(repo: 
     assert_all_gone(repo, orphans)
     assert [(r["worker_id"], r["attempt"]) for r in repo.records()] == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
     assert {k: v["attempt"] for k, v in repo.provenance()["tasks"].items()} == {"a": 2, "b": 2}
+
+
+def test_a_grandchild_that_escaped_group_and_tag_is_ended_by_the_dask_worker(repo: Repo, cluster: Cluster) -> None:
+    """The Dask worker process runs the attempt, so it is the child subreaper there (Linux), and reaps it too."""
+    pid_file = repo.root / "escapee.pid"
+    repo.write_command([{"id": "a", "goal": "A"}], {"a": {"escape": str(pid_file)}})
+    result = repo.rlm_cli("run", "--executor", cluster.address, timeout=120)
+    assert result.code == 0, result.out + result.err
+    assert {call["ppid"] for call in repo.calls()} <= cluster.worker_pids
+    pid = int(pid_file.read_text())
+    assert process_reaped(pid), f"grandchild {pid} survived its remote attempt, or was left a zombie"

@@ -22,6 +22,7 @@ from rlm_tasks.errors import UserError
 from rlm_tasks.lifecycle.hostlock import held_on_this_host
 from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
 from rlm_tasks.procs import pid_alive
+from rlm_tasks.run import orphans
 from rlm_tasks.state import inflight
 from rlm_tasks.state.context import RunContext
 
@@ -87,14 +88,16 @@ def start(ctx: RunContext, config: str, run_args: list[str]) -> dict[str, Any]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
     log_path = ctx.layout.abs(log_rel(ctx))
     with log_path.open("wb") as log:
-        launcher = subprocess.run(
+        launcher = orphans.spawn(  # its own session: the caller's Ctrl-C and hangup do not reach it
             [sys.executable, "-m", BACKGROUND_MODULE, str(state_path), *rlm_argv],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,  # its own session: the caller's Ctrl-C and hangup do not reach it
-            check=False,
         )
-    if launcher.returncode != 0:
-        raise UserError(f"could not start the background run (exit {launcher.returncode}); log: {log_rel(ctx)}")
+        try:
+            returncode = launcher.wait()
+        finally:
+            orphans.forget(launcher.pid)
+    if returncode != 0:
+        raise UserError(f"could not start the background run (exit {returncode}); log: {log_rel(ctx)}")
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         state = read_state(state_path)

@@ -25,6 +25,7 @@ from rlm_tasks.config import paths
 from rlm_tasks.errors import UserError
 from rlm_tasks.procs import group_alive
 from rlm_tasks.render.agents import Invocation
+from rlm_tasks.run import orphans
 from rlm_tasks.run.usage import human_line
 from rlm_tasks.state.reports import MAX_REPORT_BYTES
 
@@ -62,18 +63,28 @@ class AttemptResult:
 
 def end_descendants(tag: str) -> int:
     """SIGKILL every process started with this attempt's tag, until none is left (a forking one may add more
-    between two looks); returns how many were killed."""
-    killed = 0
+    between two looks), and wait until they have exited (their children are orphans by then); returns how
+    many were killed."""
+    killed: dict[int, int | None] = {}
     for _ in range(10):
         pids = [pid for pid in procs.tagged(TAG_ENV, tag) if pid != os.getpid()]
         if not pids:
             break
         for pid in pids:
+            ticks = procs.start_ticks(pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
+                killed[pid] = ticks
         time.sleep(0.01)
-    return killed
+    _until(lambda: not any(procs.pid_alive(pid, ticks) for pid, ticks in killed.items()))
+    return len(killed)
+
+
+def _until(done: Callable[[], bool], seconds: float = orphans.REAP_SECONDS) -> None:
+    """Poll until `done` or `seconds` (a SIGKILLed process takes a moment to exit; a stuck one never does)."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def kill_group(pgid: int, sig: int = signal.SIGTERM) -> None:
@@ -317,14 +328,14 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
             try:
                 tag = secrets.token_hex(8)
-                proc = subprocess.Popen(
+                files.enter_context(orphans.adopting())  # Linux: what leaves the tree with no tag comes to us
+                proc = orphans.spawn(  # own session and process group: a timeout or signal ends the whole tree
                     invocation.argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE if invocation.report_from_stdout else (events or log),
                     stderr=log if invocation.report_from_stdout or events else subprocess.STDOUT,
                     cwd=cwd,
                     env={**invocation.env, TAG_ENV: tag},
-                    start_new_session=True,  # own process group: a timeout or signal ends the whole tree
                 )
             except OSError as exc:
                 message = f"cannot start agent {invocation.argv[0]!r}: {exc.strerror or exc}"
@@ -374,8 +385,11 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         finally:
             kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
             end_descendants(tag)  # and those that left its process group (setsid, double fork)
+            _until(lambda: not group_alive(proc.pid))  # exited: what they started is an orphan now
             if proc.poll() is None:  # an exception above: never leave a child unreaped
                 proc.wait()
+            orphans.forget(proc.pid)
+            orphans.sweep()  # and orphans that also cleared their environment, adopted by this process (Linux)
             if pidfd is not None:
                 os.close(pidfd)
             stop.set()

@@ -12,7 +12,9 @@ ends the process group. Dask's own retries are off; when a Dask worker dies
 and the scheduler runs the task again, the task sees its attempt already
 started and refuses, so an attempt never runs twice (the runner's retries
 decide). Workers started with `--resources agents=N` run at most N agents
-each: every attempt then asks for one `agents`.
+each: every attempt then asks for one `agents`. worker.run ends an attempt's
+descendants there as it does here: the Dask worker process is the child
+subreaper while attempts run in it (run/orphans.py).
 """
 
 from __future__ import annotations
