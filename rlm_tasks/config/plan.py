@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import posixpath
@@ -196,20 +197,33 @@ class Plan:
 
 def load_plan(config_path: str | Path = "rlm.yaml", root: str | Path | None = None) -> Plan:
     """Read, validate and freeze one rlm.yaml; raise ConfigError listing every problem."""
+    return load_plan_data(config_path, root)[0]
+
+
+def load_plan_data(config_path: str | Path = "rlm.yaml", root: str | Path | None = None,
+                   raw: bytes | None = None) -> tuple[Plan, Any]:
+    """load_plan, and the parsed rlm.yaml it froze (what the validation cache keeps); `raw`: the file's bytes,
+    already read."""
     path = Path(config_path)
     shown = str(config_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if raw is None:
+            raw = path.read_bytes()
+        text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8").read()  # as read_text decodes it
     except FileNotFoundError:
         raise ConfigError([f"{shown}:1:1: (root): file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{shown}:1:1: (root): cannot read: {exc}"]) from None
     # the directory rlm.yaml is in, not the one a symlinked rlm.yaml points into
     base = Path(root) if root is not None else Path(os.path.abspath(path)).parent
-    return parse_plan(text, shown, base.resolve(), path.resolve())
+    return _parse(text, shown, base.resolve(), path.resolve())
 
 
 def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
+    return _parse(text, shown, root, config_path)[0]
+
+
+def _parse(text: str, shown: str, root: Path, config_path: Path) -> tuple[Plan, Any]:
     try:
         doc = yamlpos.load(text)
     except yamlpos.YamlSyntaxError as exc:
@@ -240,7 +254,7 @@ def parse_plan(text: str, shown: str, root: Path, config_path: Path) -> Plan:
     if checker.problems:
         raise ConfigError(checker.sorted_problems())
     plan = freeze(doc.data, root, config_path, expansion)
-    return dataclasses.replace(plan, warnings=tuple(line for *_, line in sorted(checker.warnings)))
+    return dataclasses.replace(plan, warnings=tuple(line for *_, line in sorted(checker.warnings))), doc.data
 
 
 # C0 and C1 controls and the separators str.splitlines() also breaks on (U+0085 is C1)

@@ -1,7 +1,10 @@
 """YAML → plain Python data plus the line/column of every key path.
 
 PyYAML's composed node tree keeps marks; constructing values ourselves from
-that tree lets every later error point at `file:line:col`.
+that tree lets every later error point at `file:line:col`. A valid file needs
+no position, and recording one per node was a fifth of the memory a
+10,000-task rlm.yaml took to load: the positions are recorded by a second
+parse, the first time an error or warning asks for one.
 """
 
 from __future__ import annotations
@@ -48,16 +51,18 @@ def format_path(path: KeyPath) -> str:
 
 
 class _Builder:
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, located: bool) -> None:
         import yaml
 
         self.loader = loader
         self.yaml = yaml
+        self.located = located
         self.positions: dict[KeyPath, Position] = {}
         self.key_positions: dict[KeyPath, Position] = {}
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
-        self.positions.setdefault(path, _position(node.start_mark))
+        if self.located:
+            self.positions.setdefault(path, _position(node.start_mark))
         if isinstance(node, self.yaml.MappingNode):
             self.loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
@@ -68,7 +73,8 @@ class _Builder:
                 key = str(key) if not isinstance(key, str) else key
                 if key in result:
                     raise YamlSyntaxError(f"duplicate key '{key}'", _position(key_node.start_mark))
-                self.key_positions[(*path, key)] = _position(key_node.start_mark)
+                if self.located:
+                    self.key_positions[(*path, key)] = _position(key_node.start_mark)
                 result[key] = self.build(value_node, (*path, key))
             return result
         if isinstance(node, self.yaml.SequenceNode):
@@ -76,22 +82,30 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
 
-@dataclass(frozen=True)
 class YamlDocument:
-    data: Any
-    positions: dict[KeyPath, Position]
-    key_positions: dict[KeyPath, Position]
+    """The data of one document; the positions of its key paths are found when first asked for."""
+
+    def __init__(self, data: Any, text: str) -> None:
+        self.data = data
+        self._text = text
+        self._positions: tuple[dict[KeyPath, Position], dict[KeyPath, Position]] | None = None
+
+    def _located(self) -> tuple[dict[KeyPath, Position], dict[KeyPath, Position]]:
+        if self._positions is None:
+            self._positions = _parse(self._text, located=True)[1:]
+        return self._positions
 
     def position(self, path: KeyPath, *, key: bool = False) -> Position:
         """Closest known position: the key itself when asked, else its value or nearest parent."""
-        if key and path in self.key_positions:
-            return self.key_positions[path]
+        positions, key_positions = self._located()
+        if key and path in key_positions:
+            return key_positions[path]
         probe = path
         while probe:
-            if probe in self.positions:
-                return self.positions[probe]
+            if probe in positions:
+                return positions[probe]
             probe = probe[:-1]
-        return self.positions.get((), Position(1, 1))
+        return positions.get((), Position(1, 1))
 
 
 def _check_shape(text: str) -> None:
@@ -138,14 +152,24 @@ def load(text: str) -> YamlDocument:
 
     with contextlib.suppress(yaml.YAMLError):  # a syntax error: the parse below reports it with its position
         _check_shape(text)
+    return YamlDocument(_parse(text, located=False)[0], text)
+
+
+def _parse(text: str, located: bool) -> tuple[Any, dict[KeyPath, Position], dict[KeyPath, Position]]:
+    """(data, value positions, key positions); the positions stay empty unless `located`."""
+    import yaml
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
         if node is None:
-            return YamlDocument(None, {(): Position(1, 1)}, {})
-        builder = _Builder(loader)
+            return None, {(): Position(1, 1)}, {}
+        builder = _Builder(loader, located)
         data = builder.build(node, ())
-        return YamlDocument(data, builder.positions, builder.key_positions)
+        # the loader keeps every node it constructed, and its parser state makes it a reference cycle: let the
+        # node tree go now, not at the next garbage collection (loading runs with the collector off)
+        loader.constructed_objects = {}
+        return data, builder.positions, builder.key_positions
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and "end of stream" in (exc.problem or ""):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from rlm_tasks import jsonio
 from rlm_tasks.config.plan import Plan, TaskSpec
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
@@ -171,7 +171,7 @@ def task_context(plan: Plan, task: TaskSpec, layout: RunLayout) -> dict[str, Any
         "owns": list(task.owns),
         "required_sections": list(task.required_sections),
         "envelope": envelope,
-        "envelope_json": json.dumps(envelope, indent=2, sort_keys=True, ensure_ascii=False),
+        "envelope_json": jsonio.indented(envelope),
     }
 
 

@@ -8,12 +8,13 @@ telling fresh from stale renders nothing and hashes only what changed.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlm_tasks.config import foreach, yamlpos
+from rlm_tasks.config import foreach
 from rlm_tasks.config import paths as config_paths
 from rlm_tasks.config import plan as config
 from rlm_tasks.config.plan import Plan, TaskSpec
@@ -45,6 +46,7 @@ class RunContext:
         self._env: jinja2.Environment | None = None
         self._tasks = {task.id: task for task in plan.tasks}
         self._report_files: dict[str, Path] = {}
+        self._prompt_digests: dict[str, str] = {}  # by task id: the prompt last rendered in this process
         self._root = str(plan.root)
         self.contract_written = False  # run_contract.md is on disk as rendered (attempts.prepare)
         # `rlm run --wave`: doit names of tasks held back for a later wave (doit sees them as up to date)
@@ -66,17 +68,15 @@ class RunContext:
     def contract_text(self) -> str:
         return jinja.render_contract(self.plan)
 
-    @functools.cached_property
-    def _prompts(self) -> dict[str, str]:
-        return {}
-
     def prompt_text(self, task: TaskSpec) -> str:
-        cached = self._prompts.get(task.id)
-        if cached is None:
-            if self._env is None:
-                self._env = jinja.environment(self.plan)
-            cached = self._prompts[task.id] = jinja.render_prompt(self.plan, task, self.layout, self._env)
-        return cached
+        """Rendered on each call and never kept (10,000 prompts were a tenth of a first run's memory); the digest
+        of the text last rendered in this process is what `digests` reports, so a worker's provenance always
+        names the prompt it was given."""
+        if self._env is None:
+            self._env = jinja.environment(self.plan)
+        text = jinja.render_prompt(self.plan, task, self.layout, self._env)
+        self._prompt_digests[task.id] = sha256_text(text)
+        return text
 
     def input_paths(self, task: TaskSpec) -> list[str]:
         """Repo-relative files whose content the task depends on, sorted and unique."""
@@ -95,14 +95,18 @@ class RunContext:
     def _derived(self, task: TaskSpec) -> tuple[str, str, str]:
         """(prompt, contract, agent) digests: pure functions of the plan and the templates."""
         cached: Any = None
-        if self.cache is not None and task.id not in self._prompts:
+        rendered = self._prompt_digests.get(task.id)
+        if self.cache is not None and rendered is None:
             cached = self.cache.get_derived(task.id)
         if isinstance(cached, list) and len(cached) == 3:
             return cached[0], cached[1], cached[2]
         contract = self.cache.get_derived(":contract") if self.cache is not None else None
         if contract is None:
             contract = sha256_text(self.contract_text)
-        derived = (sha256_text(self.prompt_text(task)), str(contract),
+        if rendered is None:
+            self.prompt_text(task)
+            rendered = self._prompt_digests[task.id]
+        derived = (rendered, str(contract),
                    sha256_json(agents.describe(task, self.plan.tier(task.compute_tier))))
         if self.cache is not None:
             self.cache.set_derived(":contract", derived[1])
@@ -185,12 +189,14 @@ def load_context(config_path: str | Path = "rlm.yaml") -> RunContext:
         except Exception:  # an unexpected shape: validate afresh
             plan = None
     if plan is None:
-        plan = config.load_plan(config_path)
-        # parsed again, exactly as config parsed it (a second, plain parse differs in corner cases)
-        data = yamlpos.load(raw.decode("utf-8")).data
+        plan, data = config.load_plan_data(config_path, raw=raw)  # the bytes of the key, not a later read
         expansion = foreach.expand(data, root) if foreach.declared(data) else None
         if expansion is None or foreach.sources_digest(expansion) == plan.sources:  # the files held still
             cache.set_validated(key, data, plan.sources, expansion.as_json() if expansion else None)
+        del expansion
+        # Validation leaves reference cycles behind (PyYAML's loader, the checker's closures), and a run
+        # loads with the collector off (tasks.doit_namespace): a 10,000-task plan left 30 MB of them.
+        gc.collect()
     templates = [tree_signature(BUILTIN_TEMPLATES, (".j2",))]
     if plan.templates_dir:
         templates.append(tree_signature(root / plan.templates_dir, (".j2",)))

@@ -1,0 +1,64 @@
+"""Issue 12, the first run's memory: loading a plan leaves no per-task garbage behind (it runs with the garbage
+collector off), and the indented JSON of prompts is json.dumps's, byte for byte (bench/memory.py measures the
+peak itself)."""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Repo
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
+from rlm_tasks import jsonio
+from rlm_tasks.tasks import doit_namespace
+
+
+@pytest.fixture(autouse=True)
+def _hypothesis_home(tmp_path: Path) -> None:
+    set_hypothesis_home_dir(str(tmp_path / ".hypothesis"))
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(json_values)
+def test_indented_is_json_dumps_byte_for_byte(value: Any) -> None:
+    assert jsonio.indented(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def test_indented_keeps_tuples_as_lists_and_non_ascii_text() -> None:
+    assert jsonio.indented({"b": ("é", []), "a": {}}) == '{\n  "a": {},\n  "b": [\n    "é",\n    []\n  ]\n}'
+
+
+TASKS = 300
+
+
+def test_a_first_run_leaves_no_garbage_per_task_while_the_collector_is_off(repo: Repo) -> None:
+    """What dodo.py does: validate rlm.yaml afresh, then generate the tasks, rendering every prompt to tell fresh
+    from stale, with the collector off; what that leaves for the collector must not grow with the plan."""
+    (repo.root / "src").mkdir()
+    for i in range(TASKS):
+        (repo.root / "src" / f"f{i}.txt").write_text(f"input {i}\n", encoding="utf-8")
+    repo.write_command([{"id": f"t{i}", "goal": f"Task {i}.", "inputs": [f"src/f{i}.txt"]} for i in range(TASKS)])
+    repo.monkeypatch.chdir(repo.root)
+    gc.collect()
+    try:
+        namespace = doit_namespace("rlm.yaml")
+        generated = list(namespace["task_map"]())
+        assert gc.isenabled() is False  # loading turned it off; the run session turns it back on
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert len(generated) == TASKS + 1  # and the group task `map`
+    assert left < TASKS
