@@ -36,7 +36,7 @@ MISTYPED_NAMES = [
     (("list", "nosuch"), f"doit list: no task named 'nosuch'; {LIST_TASKS}"),
     (("help", "nosuch"), "doit help: no command or task named 'nosuch'; `doit help` lists the commands, "
                          "`doit list` the tasks"),  # doit: its usage, exit 0
-    (("strace", "nosuch"), "doit strace: strace_report. Task dependency 'nosuch' does not exist."),
+    (("strace", "nosuch"), f"doit strace: no task named 'nosuch'; {LIST_TASKS}"),  # doit: "Task dependency ..."
     # doit's own text, made one line (doit names itself after argv[0]: `-m` for `python -m doit`)
     (("--check_file_uptodate", "nosuch"), "doit run: No check_file_uptodate named 'nosuch'. "
                                           "Type '-m help run' to see a list of available checkers."),

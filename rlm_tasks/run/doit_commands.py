@@ -4,10 +4,11 @@ doit exits 3 for every mistake on its command line (`doit nosuch`, `doit -n abc`
 traceback (`doit info nosuch`); to an orchestrating agent rlm's 3 means "locked, wait and retry". Here
 such a mistake becomes one line and exit 2, before anything runs. Two hooks, because doit parses its
 command line before it loads dodo.py:
-- `guard_loading_command()`, called as dodo.py loads, wraps the command that is loading it (doit's
-  DoitCmdBase.execute): what the command finds wrong with the task names it was given;
+- `guard_loading_command()`, called as rlm's tasks load (dodo.py, tasks.RlmTaskLoader), wraps the
+  command that is loading them (doit's DoitCmdBase.execute): what the command finds wrong with the
+  task names and option values it was given, and rlm's cap on -n;
 - the command classes below (Run, List, ...) replace doit's own when a doit.cfg names them (`rlm init`
-  writes one, DOIT_CFG): doit's option parsing too, which happens before any dodo.py is imported.
+  writes one): doit's option parsing too, which happens before any dodo.py is imported.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _unknown_name(err: BaseException, names: Sequence[str], known: list[str]) ->
     if isinstance(err, KeyError):  # `doit info NAME` looks NAME up without checking it
         key = err.args[0] if err.args else None
         return key if isinstance(key, str) and key in names and key not in known else None
-    if isinstance(err, InvalidCommand):  # "'NAME' is not a task." (clean skips wildcards)
+    if isinstance(err, (InvalidCommand, InvalidTask)):  # "'NAME' is not a task." (clean skips wildcards)
         return next((name for name in names if name not in known and "*" not in name), None)
     return None
 
@@ -99,8 +100,8 @@ def guard_loading_command() -> None:
 
     dodo.py is imported inside DoitCmdBase.execute, which then looks up and calls the command's
     `get_checker_cls` and `_execute`: wrapping them on that instance catches every mistake it finds
-    in the task names and option values it was given. Nothing happens when dodo.py is loaded another
-    way (`rlm run`, doit's API with a ModuleTaskLoader).
+    in the task names and option values it was given. Nothing happens when the tasks are loaded
+    outside a command (doit's API with a ModuleTaskLoader).
     """
     frame = sys._getframe(1)
     while frame is not None and frame.f_code is not DoitCmdBase.execute.__code__:
