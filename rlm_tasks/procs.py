@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import functools
 import os
 import socket
 import sys
@@ -173,6 +174,7 @@ def children_outside_session(parent: int, session: int) -> list[Child]:
     return found
 
 
+@functools.cache
 def _prctl() -> Any:
     """libc's prctl where this is Linux and ctypes can reach it; None elsewhere."""
     if not sys.platform.startswith("linux"):

@@ -59,16 +59,24 @@ def forget(pid: int) -> None:
         _spawned.pop(pid, None)
 
 
+def attempts() -> int:
+    """How many attempts run in this process (inside `adopting`)."""
+    with lock:
+        return _users
+
+
 @contextlib.contextmanager
 def adopting() -> Iterator[None]:
     """For the length of one attempt: this process adopts orphans (Linux), and the last attempt ends them all."""
     global _users, _adopting, _was_subreaper
     with lock:
         if _users == 0:
-            _was_subreaper = bool(procs.child_subreaper())
+            was = procs.child_subreaper()  # None: not Linux, nothing to adopt with
+            _was_subreaper = bool(was)
             _known.clear()
-            _known.update((c.pid, c.ticks) for c in procs.children_outside_session(os.getpid(), os.getsid(0)))
-            _adopting = _was_subreaper or procs.set_child_subreaper(True)
+            if was is not None:
+                _known.update((c.pid, c.ticks) for c in procs.children_outside_session(os.getpid(), os.getsid(0)))
+            _adopting = was is not None and (_was_subreaper or procs.set_child_subreaper(True))
         _users += 1
     try:
         yield

@@ -178,13 +178,16 @@ def reset_shutdown() -> None:
 
 
 def drain(timeout: float) -> bool:
-    """Wait until no worker group is live; SIGKILL what is left after `timeout`. True if none had to be killed."""
+    """Wait until no worker group is live; SIGKILL what is left after `timeout`, then wait (briefly) until every
+    attempt has ended its descendants and orphans: doit's threads are daemons, gone when the process exits.
+    True if none had to be killed."""
     deadline = time.monotonic() + timeout
     while live_groups() and time.monotonic() < deadline:
         time.sleep(0.05)
     left = live_groups()
     for pgid in left:
         kill_group(pgid, signal.SIGKILL)
+    _until(lambda: not live_groups() and not orphans.attempts())
     return not left
 
 
