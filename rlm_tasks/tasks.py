@@ -141,7 +141,7 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotte
         "doc": escape.one_line(task.goal.splitlines()[0], 80) if task.goal.strip() else task.id,  # no escapes
         "actions": [_worker_action(ctx, task)],
         # doit runs a task whose target is missing whatever `uptodate` says; a held-back task has none
-        "targets": [] if task.doit_name in ctx.held_back else [ctx.abs_str(task.report_path)],
+        "targets": [] if task.doit_name in ctx.held_back else [ctx.report_abs[task.id]],
         "task_dep": ["plan", *(ctx.task(dep).doit_name for dep in task.depends_on)],
         "uptodate": [True if settled or task.doit_name in ctx.held_back else Fresh(ctx, task, forgotten)],
         "meta": {"rlm": Why(ctx, task, forgotten)},  # `doit info` prints it, a run never looks

@@ -10,7 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks.config import defaults, foreach, ownership, paths, schema, values, yamlpos
 from rlm_tasks.config.yamlpos import KeyPath, format_path
@@ -35,8 +35,7 @@ class ConfigError(UserError):
         self.problems = problems
 
 
-@dataclass(frozen=True)
-class AgentSpec:
+class AgentSpec(NamedTuple):
     kind: str = defaults.AGENT_KIND
     binary: str | None = None
     args: tuple[str, ...] = ()
@@ -47,15 +46,13 @@ class AgentSpec:
     report: str = defaults.AGENT_REPORT
 
 
-@dataclass(frozen=True)
-class Tier:
+class Tier(NamedTuple):
     name: str
     model: str
     effort: str | None
 
 
-@dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(NamedTuple):
     id: str
     goal: str
     mode: str
@@ -86,26 +83,23 @@ class TaskSpec:
         return f"{self.mode}:{self.id}"
 
 
-@dataclass(frozen=True)
-class Verification:
+class Verification(NamedTuple):
     interpreter: str | None = None
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     commands: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Contract:
+class Contract(NamedTuple):
     scope_include: tuple[str, ...] = ()
     scope_avoid: tuple[str, ...] = ()
     invariants: tuple[str, ...] = ()
     sequence: tuple[str, ...] = ()
-    verification: Verification = field(default_factory=Verification)
+    verification: Verification = Verification()
     failure_policy: str | None = None
 
 
-@dataclass(frozen=True)
-class Budget:
+class Budget(NamedTuple):
     max_iterations: int | None = None
     max_workers: int | None = None
     max_inflight: int = defaults.MAX_INFLIGHT
@@ -113,8 +107,7 @@ class Budget:
     max_cost_usd: float | None = None
 
 
-@dataclass(frozen=True)
-class Price:
+class Price(NamedTuple):
     """US dollars per million tokens."""
 
     input: float
@@ -122,29 +115,25 @@ class Price:
     output: float
 
 
-@dataclass(frozen=True)
-class Conclusion:
+class Conclusion(NamedTuple):
     text: str
     evidence: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     should_finish: bool | None = None
     reason: str | None = None
     conclusions: tuple[Conclusion, ...] = ()
 
 
-@dataclass(frozen=True)
-class Lifecycle:
+class Lifecycle(NamedTuple):
     ttl_days: float = defaults.TTL_DAYS
     keep_forever: bool = defaults.KEEP_FOREVER
     lock_stale_hours: float = defaults.LOCK_STALE_HOURS
     transient: str = defaults.TRANSIENT
 
 
-@dataclass(frozen=True)
-class Executor:
+class Executor(NamedTuple):
     """Where attempts run (never part of a digest): `local` threads, or a Dask `scheduler`."""
 
     kind: str = "local"
@@ -573,35 +562,39 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
     tasks: list[TaskSpec] = []
     map_ids = _map_ids(expansion)
     shared_agent = _freeze_agent(_merged_agent(data, {}))  # every task without its own agent block: one record
+    task_fallbacks = (("granularity", defaults.GRANULARITY), ("compute_tier", defaults.COMPUTE_TIER),
+                      ("inputs", ()), ("context_paths", ()), ("watch", ()),
+                      ("required_sections", defaults.REQUIRED_SECTIONS), ("retries", defaults.RETRIES),
+                      ("escalate", defaults.ESCALATE), ("backoff_seconds", defaults.BACKOFF_SECONDS),
+                      ("stall_after", None), ("owns", ()), ("accept_partial", False))
     for section, mode in (("tasks", "map"), ("verify", "verify")):
         for generated in (g for g in expansion.tasks if g.section == section):
             raw = generated.task
-
-            def pick(key: str, fallback: Any, raw: dict[str, Any] = raw) -> Any:
-                return raw.get(key, task_defaults.get(key, fallback))
-
+            # each key: the task's own value, else defaults:, else the built-in default (a loop per task, no calls)
+            pick = {key: raw[key] if key in raw else task_defaults.get(key, fallback)
+                    for key, fallback in task_fallbacks}
             tasks.append(
                 TaskSpec(
                     id=raw["id"],
                     goal=raw["goal"],
                     mode=mode,
-                    granularity=pick("granularity", defaults.GRANULARITY),
-                    compute_tier=pick("compute_tier", defaults.COMPUTE_TIER),
+                    granularity=pick["granularity"],
+                    compute_tier=pick["compute_tier"],
                     depends_on=_depends_on(generated, expansion, map_ids),
-                    inputs=tuple(pick("inputs", ())),
-                    context_paths=tuple(pick("context_paths", ())),
-                    watch=tuple(pick("watch", ())),
+                    inputs=tuple(pick["inputs"]),
+                    context_paths=tuple(pick["context_paths"]),
+                    watch=tuple(pick["watch"]),
                     report_path=posixpath.normpath(raw.get("report_path") or defaults.report_path(run_id, raw["id"])),
-                    required_sections=tuple(pick("required_sections", defaults.REQUIRED_SECTIONS)),
+                    required_sections=tuple(pick["required_sections"]),
                     agent=_freeze_agent(_merged_agent(data, raw)) if "agent" in raw else shared_agent,
-                    retries=pick("retries", defaults.RETRIES),
-                    escalate=pick("escalate", defaults.ESCALATE),
-                    backoff_seconds=pick("backoff_seconds", defaults.BACKOFF_SECONDS),
-                    stall_after=pick("stall_after", None),
-                    owns=tuple(pick("owns", ())),
+                    retries=pick["retries"],
+                    escalate=pick["escalate"],
+                    backoff_seconds=pick["backoff_seconds"],
+                    stall_after=pick["stall_after"],
+                    owns=tuple(pick["owns"]),
                     fanout=generated.fanout,
                     item=generated.item,
-                    accept_partial=pick("accept_partial", False),
+                    accept_partial=pick["accept_partial"],
                 )
             )
     tiers_raw = {name: {"model": m, "effort": e} for name, (m, e) in DEFAULT_TIERS.items()}

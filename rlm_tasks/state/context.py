@@ -128,9 +128,13 @@ class RunContext:
         )
 
     @functools.cached_property
+    def report_abs(self) -> dict[str, str]:
+        """Task id → its report as an absolute str, in plan order: built once, a no-op uses each more than once."""
+        return {task.id: self.abs_str(task.report_path) for task in self.plan.tasks}
+
+    @functools.cached_property
     def report_files_abs(self) -> list[str]:
-        """Every task's report as an absolute str, in plan order: built once, a no-op stats them more than once."""
-        return [self.abs_str(task.report_path) for task in self.plan.tasks]
+        return list(self.report_abs.values())
 
     def abs_str(self, rel: str) -> str:
         """An absolute path as a str: thousands of pathlib objects cost a no-op run measurable time."""
