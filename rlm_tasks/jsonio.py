@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,26 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
         raise
 
 
-def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"), durable)
+def write_text_atomic(path: Path, text: str | Iterable[str], durable: bool = True) -> None:
+    """`text` may come in pieces, written one after the other: a large file is never one string in memory."""
+    if isinstance(text, str):
+        write_bytes_atomic(path, text.encode("utf-8"), durable)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = new_file_mode(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            for piece in text:
+                handle.write(piece)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_text_if_changed(path: Path, text: str) -> bool:
@@ -82,8 +101,44 @@ def indented(value: Any, level: int = 0) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def write_json(path: Path, data: Any, durable: bool = True) -> None:
-    write_text_atomic(path, dumps(data), durable)
+def write_json(path: Path, data: Any, durable: bool = True, *, if_changed: bool = False) -> bool:
+    """`dumps(data)` written atomically, streamed from the encoder into the temporary file: a 10,000-task
+    reduce_state.json or provenance.json is never one string (and a list of its pieces) in memory.
+    `if_changed`: leave the file (and its mtime) alone when it already holds these bytes; False then."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = new_file_mode(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            if if_changed and _same_bytes(tmp, path):
+                os.unlink(tmp)
+                return False
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _same_bytes(one: str, other: Path) -> bool:
+    try:
+        with open(one, "rb") as a, open(other, "rb") as b:
+            if os.fstat(a.fileno()).st_size != os.fstat(b.fileno()).st_size:
+                return False
+            while True:
+                block = a.read(1 << 16)
+                if block != b.read(1 << 16):
+                    return False
+                if not block:
+                    return True
+    except OSError:  # no file yet, or one we cannot read: write ours
+        return False
 
 
 def _no_constant(name: str) -> Any:

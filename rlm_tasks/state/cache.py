@@ -30,7 +30,7 @@ import marshal
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -291,5 +291,13 @@ class Cache:
         for path, data in ((self.digests_path, digests), (self.path, main)):
             if data is not None:
                 with contextlib.suppress(OSError):
-                    jsonio.write_text_atomic(path, json.dumps(data, sort_keys=True, separators=(",", ":")),
-                                             durable=False)
+                    jsonio.write_text_atomic(path, _compact_pieces(data), durable=False)
+
+
+def _compact_pieces(data: dict[str, Any]) -> Iterator[str]:
+    """Compact JSON of `data`, one key at a time: a 10,000-task cache as one string (and the C encoder's list of
+    its pieces) was a tenth of a first run's peak memory."""
+    yield "{"
+    for i, key in enumerate(sorted(data)):
+        yield f"{',' if i else ''}{json.dumps(key)}:{json.dumps(data[key], sort_keys=True, separators=(',', ':'))}"
+    yield "}"

@@ -52,16 +52,18 @@ def _task_record(ctx: RunContext, task: Any) -> dict[str, Any]:
     return record
 
 
-def plan_record(ctx: RunContext, iteration: int, changed: dict[str, list[str]]) -> dict[str, Any]:
+def plan_record(ctx: RunContext, iteration: int, changed: dict[str, Any],
+                tasks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """plan.json; `changed` holds changed_since_last_iteration (and contract_changed when there was one)."""
     plan = ctx.plan
-    return {
+    record = {
         "version": FORMAT_VERSION,
         "run_id": plan.run_id,
         "goal": plan.goal,
         "success_criteria": list(plan.success_criteria),
         "hint_paths": list(plan.hint_paths),
         "iteration": iteration,
-        "changed_since_last_iteration": changed,
+        "changed_since_last_iteration": {k: v for k, v in changed.items() if k != "contract_changed"},
         "contract_path": ctx.layout.contract_rel,
         "contract_sha256": sha256_text(ctx.contract_text),
         "budget": {
@@ -70,19 +72,40 @@ def plan_record(ctx: RunContext, iteration: int, changed: dict[str, list[str]]) 
             "max_inflight": plan.budget.max_inflight,
         },
         "verify_k": plan.verify_k,
-        "tasks": [_task_record(ctx, task) for task in plan.tasks],
+        "tasks": [_task_record(ctx, task) for task in plan.tasks] if tasks is None else tasks,
         **({"fanouts": {name: list(ids) for name, ids in plan.fanouts}} if plan.fanouts else {}),
     }
+    if "contract_changed" in changed:
+        record["contract_changed"] = changed["contract_changed"]
+    return record
 
 
-def _diff(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, list[str]]:
-    before = {t["id"]: t.get("definition_sha256") for t in previous.get("tasks", [])}
-    after = {t["id"]: t["definition_sha256"] for t in current["tasks"]}
+def _definitions(plan_json: dict[str, Any]) -> dict[str, Any]:
+    return {t["id"]: t.get("definition_sha256") for t in plan_json.get("tasks", [])}
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[str]]:
+    """What changed between two plans, as task id → definition_sha256."""
     return {
         "added": sorted(set(after) - set(before)),
         "removed": sorted(set(before) - set(after)),
         "edited": sorted(i for i in set(after) & set(before) if after[i] != before[i]),
     }
+
+
+def _changes(ctx: RunContext, definitions: dict[str, Any], since: dict[str, Any] | None) -> dict[str, Any]:
+    """changed_since_last_iteration against the plan `since` (None: everything is new), and contract_changed."""
+    if since is None:
+        return {"added": sorted(t.id for t in ctx.plan.tasks), "removed": [], "edited": []}
+    return {**_diff(_definitions(since), definitions),
+            "contract_changed": since.get("contract_sha256") != sha256_text(ctx.contract_text)}
+
+
+def _with_changes(ctx: RunContext, iteration: int, since: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan.json of `iteration`, with what changed since the plan `since` (None: everything is new)."""
+    tasks = [_task_record(ctx, task) for task in ctx.plan.tasks]
+    definitions = {t["id"]: t["definition_sha256"] for t in tasks}
+    return plan_record(ctx, iteration, _changes(ctx, definitions, since), tasks)
 
 
 def decided_to_iterate(ctx: RunContext, iteration: int) -> bool:
@@ -106,16 +129,6 @@ def _previous_iteration(ctx: RunContext, iteration: int) -> dict[str, Any] | Non
     return kept if isinstance(kept, dict) else None
 
 
-def _with_changes(ctx: RunContext, iteration: int, since: dict[str, Any] | None) -> dict[str, Any]:
-    """The plan.json of `iteration`, with what changed since the plan `since` (None: everything is new)."""
-    draft = plan_record(ctx, iteration, {"added": sorted(t.id for t in ctx.plan.tasks), "removed": [], "edited": []})
-    if since is None:
-        return draft
-    record = plan_record(ctx, iteration, _diff(since, draft))
-    record["contract_changed"] = since.get("contract_sha256") != draft["contract_sha256"]
-    return record
-
-
 def next_record(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(the plan.json to write, the previous plan.json when this is a new iteration)."""
     try:
@@ -126,7 +139,7 @@ def next_record(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any] | None]
         return _with_changes(ctx, 1, None), None
     iteration = int(previous["iteration"])
     same = _with_changes(ctx, iteration, _previous_iteration(ctx, iteration))
-    if _diff(previous, same) == {"added": [], "removed": [], "edited": []} \
+    if _diff(_definitions(previous), _definitions(same)) == {"added": [], "removed": [], "edited": []} \
             and previous.get("contract_sha256") == same["contract_sha256"]:
         return same, None  # nothing changed since plan.json was written
     if decided_to_iterate(ctx, iteration):
@@ -160,10 +173,30 @@ def refusal(ctx: RunContext, iteration: int) -> str | None:
 
 
 def is_current(ctx: RunContext) -> bool:
-    """plan.json and the contract on disk already say what this plan would write."""
-    record, previous = next_record(ctx)
+    """plan.json and the contract on disk already say what this plan would write.
+
+    Compared task by task, each record built, compared and dropped: a 10,000-task plan.json is never in
+    memory twice (as read and as it would be written). When plan.json is what this plan writes, it is no
+    new iteration either: the plan has not changed since it was written.
+    """
+    try:
+        on_disk = jsonio.read_json(ctx.layout.plan_json)
+    except ValueError:
+        return False
+    if not isinstance(on_disk, dict) or not isinstance(on_disk.get("iteration"), int) \
+            or not isinstance(on_disk.get("tasks"), list) or len(on_disk["tasks"]) != len(ctx.plan.tasks):
+        return False
+    definitions: dict[str, Any] = {}
+    for task, recorded in zip(ctx.plan.tasks, on_disk["tasks"], strict=True):
+        record = _task_record(ctx, task)
+        if record != recorded:
+            return False
+        definitions[task.id] = record["definition_sha256"]
+    iteration = on_disk["iteration"]
+    changes = _changes(ctx, definitions, _previous_iteration(ctx, iteration))
+    header = plan_record(ctx, iteration, changes, on_disk["tasks"])
     contract = ctx.layout.abs(ctx.layout.contract_rel)
-    return (previous is None and jsonio.read_json(ctx.layout.plan_json) == record
+    return (header == on_disk
             and contract.exists() and contract.read_text(encoding="utf-8") == ctx.contract_text)
 
 
@@ -176,6 +209,6 @@ def write_plan(ctx: RunContext) -> bool:
     if previous is not None:
         kept = ctx.layout.abs(f"{ctx.layout.artifacts_rel}/plan.iter-{previous['iteration']}.json")
         jsonio.write_json(kept, previous)
-    changed = jsonio.write_text_if_changed(ctx.layout.plan_json, jsonio.dumps(record))
+    changed = jsonio.write_json(ctx.layout.plan_json, record, if_changed=True)
     contract = jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.contract_rel), ctx.contract_text)
     return changed or contract
