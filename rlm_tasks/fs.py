@@ -1,4 +1,4 @@
-"""Filesystem helpers that are not JSON: append-only log lines and removing read-only trees."""
+"""Filesystem helpers that are not JSON: append-only log lines, removing read-only trees, a closed pipe."""
 
 from __future__ import annotations
 
@@ -18,6 +18,23 @@ def append_line(path: Path, line: str) -> None:
         os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
     finally:
         os.close(fd)
+
+
+def discard_output(stream: object) -> None:
+    """The reader of `stream` went away (`doit | head`): point its descriptor at /dev/null.
+
+    Later writes and the interpreter's last flush then succeed and go nowhere, so a run whose
+    output nobody reads any more still finishes its workers instead of dying on a BrokenPipeError.
+    """
+    try:
+        fileno = stream.fileno()  # type: ignore[attr-defined]
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        os.dup2(devnull, fileno)
+    finally:
+        os.close(devnull)
 
 
 def remove_tree(path: Path) -> None:

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from rlm_tasks import __version__, layout
 from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.fs import discard_output
 
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
@@ -100,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("rlm: interrupted\n")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except BrokenPipeError:  # `rlm status | head`: no traceback, and none from the last flush either
+        discard_output(sys.stdout)
         return 1
     except Exception:  # a bug, not the user's mistake: say where the details are
         try:

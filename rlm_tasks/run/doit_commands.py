@@ -28,6 +28,7 @@ from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from rlm_tasks.config.plan import MAX_INFLIGHT
 from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.fs import discard_output
 
 EXIT_USAGE = 2
 LIST_TASKS = "`doit list` shows the tasks"
@@ -124,6 +125,9 @@ def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Call
             if error is None:
                 raise
             _refuse(error)
+        except BrokenPipeError:  # `doit list | head`: the reader has what it wanted; as `rlm` does, exit 1
+            discard_output(sys.stdout)
+            raise SystemExit(1) from None
         if isinstance(command, DoitHelp) and result is False:  # doit would print its usage, exit 0
             _refuse(UserError(no_such("help", names[0], _task_names(command)), exit_code=EXIT_USAGE))
         return result

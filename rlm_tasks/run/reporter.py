@@ -14,12 +14,13 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from doit.exceptions import BaseFail, TaskFailed, UnmetDependency
 from doit.task import Task
 
+from rlm_tasks.fs import discard_output
 from rlm_tasks.phases import reduce
 from rlm_tasks.run import inflight
 from rlm_tasks.state import progress, reports
@@ -83,13 +84,23 @@ class RunReporter:
     # output
     def write(self, text: str) -> None:
         with self._write_lock:
-            if self._drawn:
-                self.out.write("\r\x1b[2K")
-                self._drawn = False
-            self.out.write(text)
-            if self.live and self._ticker is not None and not self._stop.is_set():
-                self._draw()
-            self.out.flush()
+            self._unless_gone(self._put, text)
+
+    def _put(self, text: str) -> None:
+        if self._drawn:
+            self.out.write("\r\x1b[2K")
+            self._drawn = False
+        self.out.write(text)
+        if self.live and self._ticker is not None and not self._stop.is_set():
+            self._draw()
+        self.out.flush()
+
+    def _unless_gone(self, put: Callable[..., None], *args: Any) -> None:
+        try:
+            put(*args)
+        except OSError:  # a closed pipe (`doit | head`) or a terminal gone: the run goes on without output
+            self.live = False
+            discard_output(self.out)
 
     def snapshot(self) -> progress.Snapshot:
         now = time.time()
@@ -111,10 +122,14 @@ class RunReporter:
     def _tick(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
             with self._write_lock:
-                if self._drawn:
-                    self.out.write("\r\x1b[2K")
-                self._draw()
-                self.out.flush()
+                if self.live:
+                    self._unless_gone(self._redraw)
+
+    def _redraw(self) -> None:
+        if self._drawn:
+            self.out.write("\r\x1b[2K")
+        self._draw()
+        self.out.flush()
 
     def on_event(self, event: inflight.Event) -> None:
         """Attempt-level state changes, from the worker threads."""
