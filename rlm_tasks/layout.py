@@ -12,8 +12,8 @@ Two kinds of files, in two places:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 STATE_DIR = ".rlm"
 LOCAL_DIR = f"{STATE_DIR}/local"
@@ -55,8 +55,7 @@ def breaks_log(root: Path) -> Path:
     return root / BREAKS_LOG
 
 
-@dataclass(frozen=True)
-class RunLayout:
+class RunLayout(NamedTuple):
     """Paths of one run. Attributes ending in `_rel` are repo-relative POSIX strings."""
 
     root: Path

@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks.config import defaults, ownership, yamlpos
 from rlm_tasks.config.schema import describe
@@ -65,8 +65,7 @@ class PathItem(str):
         return SLUG_DROP.sub("-", str(self).replace("/", "-")).strip("-._") or "item"
 
 
-@dataclass(frozen=True)
-class Generated:
+class Generated(NamedTuple):
     """One task after expansion; `origin` is the index of the declared task in its section."""
 
     section: str

@@ -18,9 +18,8 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from rlm_tasks.config.yamlpos import KeyPath, format_path
 
@@ -234,8 +233,7 @@ def repo_files(root: Path, patterns: Iterable[str]) -> list[str]:
 
 # ---- overlaps between tasks -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """One task's ownership as declared: ids, dependencies, and each pattern with where it is written."""
 
     task_id: str
@@ -243,8 +241,7 @@ class Owner:
     patterns: tuple[tuple[str, KeyPath], ...]
 
 
-@dataclass(frozen=True)
-class Overlap:
+class Overlap(NamedTuple):
     first: Owner
     second: Owner
     first_pattern: tuple[str, KeyPath]

@@ -16,9 +16,8 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso, parse_iso, utc_now
@@ -57,8 +56,7 @@ class ArchiveFailed(UserError):
     """Archiving stopped half-way on an OS error; nothing was archived."""
 
 
-@dataclass(frozen=True)
-class ArchiveResult:
+class ArchiveResult(NamedTuple):
     archive_id: str
     archive_rel: str
     file_count: int
@@ -74,14 +72,13 @@ class ArchiveResult:
                 *self.notes, *(line if self.cleanup.skipped else f"cleanup: {line}" for line in swept)]
 
 
-@dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(NamedTuple):
     archive_id: str
     file_count: int
     changed: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
-    problems: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
 
     @property
     def intact(self) -> bool:

@@ -18,9 +18,8 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import filelock
 
@@ -50,8 +49,7 @@ class CleanupBusy(UserError):
     exit_code = 3
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     archive_id: str
     action: str  # deleted | kept-forever | kept-in-use | kept-unreadable | removed-partial
     reason: str
@@ -60,8 +58,7 @@ class Decision:
         return f"{iso(now)} {self.action} {self.archive_id}: {self.reason}"
 
 
-@dataclass(frozen=True)
-class CleanupResult:
+class CleanupResult(NamedTuple):
     skipped: bool
     decisions: tuple[Decision, ...] = ()
 

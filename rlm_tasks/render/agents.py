@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks.clock import iso
 from rlm_tasks.config.plan import AgentSpec, Plan, TaskSpec, Tier
@@ -29,8 +28,7 @@ class AgentNotFound(UserError):
     """The agent executable is neither a path that exists nor a name on PATH."""
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     argv: tuple[str, ...]
     env: dict[str, str]
     report_from_stdout: bool

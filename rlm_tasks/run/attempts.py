@@ -8,14 +8,12 @@ attempt left is moved aside, never left at report_path to look done.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
@@ -35,8 +33,7 @@ MAX_BACKOFF_SECONDS = 300.0
 ADOPT_POLL_SECONDS = 0.2
 
 
-@dataclass(frozen=True)
-class TaskOutcome:
+class TaskOutcome(NamedTuple):
     ok: bool
     message: str  # one line, names paths but never report or log contents
     attempt: int
@@ -204,7 +201,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     events = _beside(layout.abs(log_rel), ".events.jsonl")
     worker_usage = _beside(layout.abs(log_rel), ".worker-usage.json")
     worker_usage.unlink(missing_ok=True)  # only what this attempt writes counts
-    invocation = dataclasses.replace(invocation, env={**invocation.env, "RLM_PROGRESS_PATH": str(progress),
+    invocation = invocation._replace(env={**invocation.env, "RLM_PROGRESS_PATH": str(progress),
                                                       "RLM_USAGE_PATH": str(worker_usage)})
     report.parent.mkdir(parents=True, exist_ok=True)
 

@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
@@ -33,8 +33,7 @@ FORMAT_VERSION = 1
 ADOPT_ENV = "RLM_ADOPT"
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     kind: str  # start | end | retry | adopt
     doit_name: str
     attempt: int

@@ -16,9 +16,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from rlm_tasks import jsonio, procs
 from rlm_tasks.config import paths
@@ -44,8 +43,7 @@ _shutdown_signal: int | None = None
 _shutdown = threading.Event()
 
 
-@dataclass(frozen=True)
-class AttemptResult:
+class AttemptResult(NamedTuple):
     exit_code: int | None
     timed_out: bool
     started_at: float

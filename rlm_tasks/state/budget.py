@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks.errors import UserError
 from rlm_tasks.state import history, planfile, usage
@@ -29,8 +28,7 @@ def attempts_by_task(ctx: RunContext) -> dict[str, int]:
     return found
 
 
-@dataclass(frozen=True)
-class BudgetUse:
+class BudgetUse(NamedTuple):
     iterations: int
     workers: int  # tasks started at least once
     attempts: int  # worker processes started, retries included

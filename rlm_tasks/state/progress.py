@@ -7,15 +7,14 @@ draws the same line from the files alone (inflight.json, provenance, logs).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rlm_tasks.state import inflight
 from rlm_tasks.state.budget import attempts_by_task
 from rlm_tasks.state.context import RunContext
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     total: int
     done: int
     running: int

@@ -16,7 +16,7 @@ import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.errors import UserError
@@ -48,8 +48,7 @@ class State(str, enum.Enum):
     PARTIAL = "partial"
 
 
-@dataclass(frozen=True)
-class Freshness:
+class Freshness(NamedTuple):
     state: State
     reasons: tuple[str, ...] = ()
     detail: str | None = None  # why: the invalid report's problem, the changed inputs, the running attempt

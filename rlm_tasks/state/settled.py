@@ -9,7 +9,7 @@ with the mark, under the same signatures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from rlm_tasks.config.plan import TaskSpec
 from rlm_tasks.state.cache import Signature
@@ -18,12 +18,11 @@ from rlm_tasks.state.context import RunContext
 MARK = "settled"
 
 
-@dataclass(frozen=True)
-class Settled:
+class Settled(NamedTuple):
     tasks: frozenset[str]  # ids of the settled tasks
     partial: frozenset[str]  # of them: reports with a Self-termination section
-    # from the mark only: each report's stat signature when it was last proven fresh (the closing check)
-    reports: dict[str, Signature | None] = field(default_factory=dict)
+    # from the mark only ({} otherwise): each report's stat signature when it was last proven fresh (closing check)
+    reports: dict[str, Signature | None]
 
 
 def _files(ctx: RunContext) -> list[str] | None:
@@ -76,4 +75,4 @@ def settle(ctx: RunContext) -> Settled:
     partial = frozenset(task_id for task_id in tasks if ctx.is_partial(ctx.task(task_id)))
     if len(tasks) == len(ctx.plan.tasks):
         record(ctx, partial)
-    return Settled(tasks, partial)
+    return Settled(tasks, partial, {})

@@ -8,7 +8,6 @@ and a dependency that is not done makes it `stale` with `upstream_stale`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import Counter
 from typing import Any
@@ -74,7 +73,7 @@ def resolve(ctx: RunContext) -> dict[str, Freshness]:
             own = Freshness(State.STALE, (*own.reasons, "upstream_stale") if own.state is State.STALE
                             else ("upstream_stale",), own.detail if own.state is State.STALE else None, upstream)
         elif upstream:
-            own = dataclasses.replace(own, upstream=upstream)
+            own = own._replace(upstream=upstream)
         found[task.id] = own
         return own
 

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.config.plan import Plan, Price
@@ -27,8 +27,7 @@ MAX_TOKENS = 10**12
 MAX_COST_USD = 1e6
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """Tokens of one attempt. input counts every prompt token, cached ones included; output counts reasoning."""
 
     input_tokens: int = 0

@@ -20,7 +20,6 @@ subreaper while attempts run in it (run/orphans.py).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import socket
 import subprocess
@@ -173,7 +172,7 @@ class DaskExecutor:
         if worker.shutting_down():
             return worker.AttemptResult(None, False, submitted, submitted, error="interrupted", interrupted=True)
         name = f"rlm-{self.ctx.plan.run_id}-{uuid.uuid4().hex}"
-        future = client.submit(remote_attempt, dataclasses.replace(invocation, timeout=None), prompt, str(log_path),
+        future = client.submit(remote_attempt, invocation._replace(timeout=None), prompt, str(log_path),
                                str(cwd), str(report_path), None if events_path is None else str(events_path), name,
                                key=name, pure=False, retries=0,
                                resources=self.resources)
@@ -236,7 +235,7 @@ class DaskExecutor:
                                         interrupted=why == "interrupted")
         if why is None:
             return result
-        return dataclasses.replace(result, timed_out=why == "timeout", stalled=why == "stalled",
+        return result._replace(timed_out=why == "timeout", stalled=why == "stalled",
                                    interrupted=why == "interrupted")
 
     def close(self) -> None:
