@@ -69,6 +69,8 @@ def test_templates_dir_through_a_link_outside_is_refused(repo: Repo, outside: Pa
                           f"only {RUN_DIR}/artifacts/reports/ is for reports"),
     ("rlm.yaml", "report_path 'rlm.yaml' is the run's configuration"),
     ("./dodo.py", "report_path './dodo.py' is the run's dodo file"),
+    ("doit.cfg", "report_path 'doit.cfg' is doit's configuration"),
+    ("sub/../pyproject.toml", "report_path 'sub/../pyproject.toml' is doit's configuration"),
 ])
 def test_report_path_rules(repo: Repo, report_path: str, message: str) -> None:
     repo.write("doc\n", "docs/a.md")

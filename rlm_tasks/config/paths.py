@@ -20,6 +20,7 @@ from rlm_tasks.layout import reports_rel
 
 MACHINERY = (".git", ".rlm")  # never watched, never a report (except the run's report folder)
 DODO_FILES = ("dodo.py",)
+DOIT_CONFIG_FILES = ("doit.cfg", "pyproject.toml")  # doit reads them before any dodo.py: a report there breaks doit
 
 
 class UnsafePath(UserError):
@@ -102,6 +103,8 @@ def _report_rule(root: Path, rel: str, shown: str, run_id: str, config_rel: str)
         return f"report_path {shown} is inside the run's machinery (.rlm/); only {reports_dir} is for reports"
     if normal == config_rel or normal in DODO_FILES:
         return f"report_path {shown} is the run's {'configuration' if normal == config_rel else 'dodo file'}"
+    if normal in DOIT_CONFIG_FILES:
+        return f"report_path {shown} is doit's configuration"
     escaped = escape_problem(root, rel, "report_path")
     if escaped:
         return escaped
