@@ -46,6 +46,8 @@ def _names(names: list[str]) -> str:
 
 def _worker_closure(tasks: Mapping[str, Task], selected: Sequence[str] | None) -> list[str]:
     """The worker tasks this doit invocation may touch: the selected tasks and what they depend on."""
+    if selected is None or {"map", "verify"} <= set(selected):  # the default run: all of them, no walk
+        return [name for name in tasks if is_worker(name)]
     seen: set[str] = set()
     stack = list(selected or tasks)
     while stack:

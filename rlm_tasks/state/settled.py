@@ -31,7 +31,7 @@ def _files(ctx: RunContext) -> list[str] | None:
         return None
     return [str(ctx.layout.provenance_json), str(ctx.store.journal_path),
             *ctx.report_files_abs,
-            *sorted({ctx.abs_str(path) for task in ctx.plan.tasks for path in task.inputs})]
+            *dict.fromkeys(ctx.abs_str(path) for task in ctx.plan.tasks for path in task.inputs)]  # once each
 
 
 def held(ctx: RunContext) -> Settled | None:
