@@ -11,10 +11,11 @@ budget.max_iterations is refused and writes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.errors import UserError
+from rlm_tasks.state.cache import Signature, stat_signature
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import sha256_json, sha256_text
 
@@ -81,7 +82,9 @@ def plan_record(ctx: RunContext, iteration: int, changed: dict[str, Any],
 
 
 def _definitions(plan_json: dict[str, Any]) -> dict[str, Any]:
-    return {t["id"]: t.get("definition_sha256") for t in plan_json.get("tasks", [])}
+    tasks = plan_json.get("tasks")
+    return {t["id"]: t.get("definition_sha256") for t in (tasks if isinstance(tasks, list) else [])
+            if isinstance(t, dict) and isinstance(t.get("id"), str)}
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[str]]:
@@ -147,20 +150,65 @@ def next_record(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any] | None]
     return same, None  # an edit inside the iteration
 
 
+class Recorded(NamedTuple):
+    """What plan.json on disk says about the plan it was written for: enough to tell the iteration."""
+
+    iteration: int
+    definitions: dict[str, Any]  # task id → definition_sha256
+    contract_sha256: Any
+
+
+_recorded_memo: dict[str, tuple[Signature | None, Recorded | None]] = {}
+
+
+def recorded(ctx: RunContext) -> Recorded | None:
+    """plan.json's iteration and definitions, or None before the first run (or when it is no plan.json).
+
+    Kept per stat signature: a 10,000-task plan.json parses into 20 MB of objects, and the budget asks for
+    the iteration at every REDUCE and at the first attempt of a run.
+    """
+    signature, _ = stat_signature(ctx.layout.plan_json)
+    known = _recorded_memo.get(str(ctx.layout.plan_json))
+    if known is not None and signature is not None and known[0] == signature:
+        return known[1]
+    return _remember(ctx, _read(ctx), signature)
+
+
+def _read(ctx: RunContext) -> Any:
+    try:
+        return jsonio.read_json(ctx.layout.plan_json)
+    except ValueError:
+        return None
+
+
+def _remember(ctx: RunContext, data: Any, signature: Signature | None) -> Recorded | None:
+    """What `recorded` returns while plan.json keeps `signature`, from `data` (plan.json's content then)."""
+    found = None
+    if isinstance(data, dict) and isinstance(data.get("iteration"), int):
+        found = Recorded(data["iteration"], _definitions(data), data.get("contract_sha256"))
+    _recorded_memo[str(ctx.layout.plan_json)] = (signature, found)
+    return found
+
+
 def current_iteration(ctx: RunContext) -> int:
-    """The iteration this plan runs as: plan.json's, or the next one when the plan changed after DECIDE."""
-    record, _ = next_record(ctx)
-    return int(record["iteration"])
+    """The iteration this plan runs as: plan.json's, or the next one when the plan changed after DECIDE.
+
+    next_record's answer, from the task definitions alone (each task's record built and dropped in turn).
+    """
+    previous = recorded(ctx)
+    if previous is None:
+        return 1
+    definitions = {task.id: _task_record(ctx, task)["definition_sha256"] for task in ctx.plan.tasks}
+    if _diff(previous.definitions, definitions) == {"added": [], "removed": [], "edited": []} \
+            and previous.contract_sha256 == sha256_text(ctx.contract_text):
+        return previous.iteration
+    return previous.iteration + 1 if decided_to_iterate(ctx, previous.iteration) else previous.iteration
 
 
 def recorded_iteration(ctx: RunContext) -> int:
     """The iteration plan.json on disk records (0 before the first run): what the budget has used."""
-    try:
-        data = jsonio.read_json(ctx.layout.plan_json)
-    except ValueError:
-        return 0
-    value = data.get("iteration") if isinstance(data, dict) else None
-    return value if isinstance(value, int) else 0
+    found = recorded(ctx)
+    return found.iteration if found is not None else 0
 
 
 def refusal(ctx: RunContext, iteration: int) -> str | None:
@@ -179,10 +227,9 @@ def is_current(ctx: RunContext) -> bool:
     memory twice (as read and as it would be written). When plan.json is what this plan writes, it is no
     new iteration either: the plan has not changed since it was written.
     """
-    try:
-        on_disk = jsonio.read_json(ctx.layout.plan_json)
-    except ValueError:
-        return False
+    signature, _ = stat_signature(ctx.layout.plan_json)
+    on_disk = _read(ctx)
+    _remember(ctx, on_disk, signature)
     if not isinstance(on_disk, dict) or not isinstance(on_disk.get("iteration"), int) \
             or not isinstance(on_disk.get("tasks"), list) or len(on_disk["tasks"]) != len(ctx.plan.tasks):
         return False
@@ -210,5 +257,6 @@ def write_plan(ctx: RunContext) -> bool:
         kept = ctx.layout.abs(f"{ctx.layout.artifacts_rel}/plan.iter-{previous['iteration']}.json")
         jsonio.write_json(kept, previous)
     changed = jsonio.write_json(ctx.layout.plan_json, record, if_changed=True)
+    _remember(ctx, record, stat_signature(ctx.layout.plan_json)[0])
     contract = jsonio.write_text_if_changed(ctx.layout.abs(ctx.layout.contract_rel), ctx.contract_text)
     return changed or contract
