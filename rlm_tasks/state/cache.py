@@ -164,15 +164,18 @@ class Cache:
 
     # the validated plan
     def validated(self, key: str) -> Any:
-        return self.plan_data if self.plan_key == key else None
+        if self.plan_key != key:
+            return None
+        return json.loads(self.plan_data) if isinstance(self.plan_data, _Encoded) else self.plan_data
 
     def set_validated(self, key: str, data: Any, sources: str = "", expansion: Any = None) -> None:
+        """Kept as its JSON text until saved: the parsed rlm.yaml of 10,000 tasks is 6 MB of objects, its text 0.7."""
         try:
-            json.dumps(data)
+            encoded = _Encoded(_compact(data))
         except (TypeError, ValueError):
             return  # not JSON-able (cannot happen for a valid plan): just do not cache
         with self._lock:
-            self.plan_key, self.plan_data, self.plan_sources, self._dirty = key, data, sources, True
+            self.plan_key, self.plan_data, self.plan_sources, self._dirty = key, encoded, sources, True
             self.plan_expansion = expansion
 
     # digests derived from the plan and the templates
@@ -294,10 +297,18 @@ class Cache:
                     jsonio.write_text_atomic(path, _compact_pieces(data), durable=False)
 
 
+class _Encoded(str):
+    """A value already encoded as compact JSON."""
+
+
+def _compact(value: Any) -> str:
+    return value if isinstance(value, _Encoded) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def _compact_pieces(data: dict[str, Any]) -> Iterator[str]:
     """Compact JSON of `data`, one key at a time: a 10,000-task cache as one string (and the C encoder's list of
     its pieces) was a tenth of a first run's peak memory."""
     yield "{"
     for i, key in enumerate(sorted(data)):
-        yield f"{',' if i else ''}{json.dumps(key)}:{json.dumps(data[key], sort_keys=True, separators=(',', ':'))}"
+        yield f"{',' if i else ''}{json.dumps(key)}:{_compact(data[key])}"
     yield "}"
