@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -142,6 +143,21 @@ def interleaved(commands: dict[str, tuple[Sequence[str], Path]], rounds: int) ->
         for name, (argv, cwd) in commands.items():
             times[name].append(run_once(argv, cwd))
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def interleaved_cpu(commands: dict[str, tuple[Sequence[str], Path]],
+                    rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """As `interleaved`, and the median CPU time (user + system) of each command too."""
+    wall: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, (argv, cwd) in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall[name].append(run_once(argv, cwd))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return ({name: statistics.median(v) for name, v in wall.items()},
+            {name: statistics.median(v) for name, v in cpu.items()})
 
 
 DOIT = [sys.executable, "-m", "doit"]

@@ -32,7 +32,8 @@ def main() -> int:
             t = measure(n, args.rounds, Path(tmp))
             rows.append((n, t))
             print(f"{n:>6}  {t['bare']:>8.3f}s  {t['doit']:>8.3f}s  {t['doit'] / t['bare']:>5.2f}x  "
-                  f"{t['check']:>8.3f}s  {t['check'] / t['bare']:>5.2f}x  {t['cold']:>8.3f}s", flush=True)
+                  f"{t['check']:>8.3f}s  {t['check'] / t['bare']:>5.2f}x  {t['cold']:>8.3f}s  |  "
+                  f"{t['cpu_doit'] / t['cpu_bare']:>9.2f}x  {t['cpu_check'] / t['cpu_bare']:>5.2f}x", flush=True)
     if len(rows) > 1:
         (n0, t0), (n1, t1) = rows[0], rows[-1]
         print("marginal cost per task between the smallest and the largest plan:")
