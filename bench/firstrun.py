@@ -9,11 +9,15 @@ every N, and the time per task at the largest N within 1.25x of the time per
 task at the smallest.
 
     python bench/firstrun.py [N ...] [--rounds R] [--profile OUT.prof]
+
+--profile writes the cProfile of the first rlm run at the largest N to OUT.prof
+and the top of its summary (by cumulative and by own time) to OUT.prof.txt.
 """
 
 from __future__ import annotations
 
 import argparse
+import pstats
 import shutil
 import statistics
 import sys
@@ -61,6 +65,16 @@ def measure(n: int, rounds: int, base: Path, profile: str | None) -> dict[str, f
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def summarise(profile: str, lines: int = 15) -> Path:
+    """The top `lines` functions by cumulative and by own time, as pstats prints them, beside the profile."""
+    out = Path(f"{profile}.txt")
+    with out.open("w", encoding="utf-8") as stream:
+        for order in ("cumulative", "tottime"):
+            stats = pstats.Stats(profile, stream=stream)
+            stats.strip_dirs().sort_stats(order).print_stats(lines)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000, 10000])
@@ -81,6 +95,8 @@ def main() -> int:
                   f"{t['rlm'] / n * 1e3:>11.3f}", flush=True)
     growth = per_task[-1] / per_task[0]
     met = worst <= GOAL_RATIO and growth <= GOAL_GROWTH
+    if args.profile:
+        print(f"profile: {args.profile}, summary: {summarise(args.profile)}")
     print(f"time per task, largest N vs smallest: {growth:.2f}x (goal <= {GOAL_GROWTH})")
     print(f"goal rlm/bare <= {GOAL_RATIO}x: worst {worst:.2f}x; {'met' if met else 'MISSED'}")
     return 0 if met else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -124,6 +125,28 @@ def write_json(path: Path, data: Any, durable: bool = True, *, if_changed: bool 
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+def holds(path: Path, data: Any) -> bool:
+    """The file holds exactly `dumps(data)`: compared as the encoder produces it, never one string in memory
+    (json's indenting encoder iterates lists, so a list built item by item as it is read works too)."""
+    encoder = json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    try:
+        with open(path, "rb") as handle:
+            pending: list[bytes] = []
+            size = 0
+            for chunk in itertools.chain(encoder.iterencode(data), ["\n"]):
+                pending.append(chunk.encode("utf-8"))
+                size += len(pending[-1])
+                if size >= 1 << 16:
+                    block = b"".join(pending)
+                    if handle.read(len(block)) != block:
+                        return False
+                    pending, size = [], 0
+            block = b"".join(pending)
+            return handle.read(len(block)) == block and handle.read(1) == b""
+    except OSError:  # no file, or one we cannot read
+        return False
 
 
 def _same_bytes(one: str, other: Path) -> bool:

@@ -62,3 +62,15 @@ def test_a_first_run_leaves_no_garbage_per_task_while_the_collector_is_off(repo:
         gc.enable()
     assert len(generated) == TASKS + 1  # and the group task `map`
     assert left < TASKS
+
+
+def test_holds_is_true_only_for_the_exact_bytes_write_json_writes(tmp_path: Path) -> None:
+    data = {"tasks": [{"id": f"t{i}", "goal": "é" * i} for i in range(3000)], "iteration": 1}
+    path = tmp_path / "plan.json"
+    jsonio.write_json(path, data)
+    assert jsonio.holds(path, data) is True
+    text = path.read_text(encoding="utf-8")
+    for changed in (text.replace('"t2999"', '"t2998"'), text + "\n", text[:-1], text.replace("\n", "\r\n")):
+        path.write_text(changed, encoding="utf-8", newline="")
+        assert jsonio.holds(path, data) is False
+    assert jsonio.holds(tmp_path / "missing.json", data) is False

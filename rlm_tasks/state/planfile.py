@@ -11,6 +11,8 @@ budget.max_iterations is refused and writes nothing.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
@@ -220,31 +222,68 @@ def refusal(ctx: RunContext, iteration: int) -> str | None:
     return None
 
 
-def is_current(ctx: RunContext) -> bool:
-    """plan.json and the contract on disk already say what this plan would write.
+class _Records(list[dict[str, Any]]):
+    """plan.json's task records, each built as json's encoder reaches it (it iterates lists) and then dropped:
+    a 10,000-task plan is never 20 MB of records in memory at once. Their definition digests are collected."""
 
-    Compared task by task, each record built, compared and dropped: a 10,000-task plan.json is never in
-    memory twice (as read and as it would be written). When plan.json is what this plan writes, it is no
-    new iteration either: the plan has not changed since it was written.
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.definitions: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.ctx.plan.tasks)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for task in self.ctx.plan.tasks:
+            record = _task_record(self.ctx, task)
+            self.definitions[task.id] = record["definition_sha256"]
+            yield record
+
+
+_ITERATION = re.compile(rb'^  "iteration": (\d+),?$')  # a top-level key: nothing nested is indented by two
+
+
+def _iteration_on_disk(ctx: RunContext) -> int | None:
+    """plan.json's iteration, read from its top-level line without parsing the rest (None: not found)."""
+    try:
+        with open(ctx.layout.plan_json, "rb") as handle:
+            for line in handle:
+                found = _ITERATION.match(line.rstrip(b"\r\n"))
+                if found:
+                    return int(found.group(1))
+    except OSError:
+        return None
+    return None
+
+
+def is_current(ctx: RunContext) -> bool:
+    """plan.json and the contract on disk already say, byte for byte, what this plan would write.
+
+    plan.json is compared with what would be written as the encoder produces it, each task's record built
+    and dropped in turn: parsing a 10,000-task plan.json and building its record cost a first run 30 MB. When
+    it holds, plan.json is no new iteration either (the plan has not changed since it was written), and what
+    `recorded` returns is known without reading it again.
     """
     signature, _ = stat_signature(ctx.layout.plan_json)
-    on_disk = _read(ctx)
-    _remember(ctx, on_disk, signature)
-    if not isinstance(on_disk, dict) or not isinstance(on_disk.get("iteration"), int) \
-            or not isinstance(on_disk.get("tasks"), list) or len(on_disk["tasks"]) != len(ctx.plan.tasks):
+    iteration = _iteration_on_disk(ctx)
+    if iteration is None:
         return False
-    definitions: dict[str, Any] = {}
-    for task, recorded in zip(ctx.plan.tasks, on_disk["tasks"], strict=True):
-        record = _task_record(ctx, task)
-        if record != recorded:
-            return False
-        definitions[task.id] = record["definition_sha256"]
-    iteration = on_disk["iteration"]
-    changes = _changes(ctx, definitions, _previous_iteration(ctx, iteration))
-    header = plan_record(ctx, iteration, changes, on_disk["tasks"])
+    since = _previous_iteration(ctx, iteration)
+    definitions = None
+    if since is not None:  # the changes since the previous iteration name edited tasks: a first pass
+        first = _Records(ctx)
+        for _ in first:
+            pass
+        definitions = first.definitions
+    records = _Records(ctx)
+    record = plan_record(ctx, iteration, _changes(ctx, definitions or {}, since), records)
+    if not jsonio.holds(ctx.layout.plan_json, record):
+        return False
+    _recorded_memo[str(ctx.layout.plan_json)] = (
+        signature, Recorded(iteration, records.definitions, record["contract_sha256"]))
     contract = ctx.layout.abs(ctx.layout.contract_rel)
-    return (header == on_disk
-            and contract.exists() and contract.read_text(encoding="utf-8") == ctx.contract_text)
+    return contract.exists() and contract.read_text(encoding="utf-8") == ctx.contract_text
 
 
 def write_plan(ctx: RunContext) -> bool:
