@@ -74,3 +74,35 @@ def test_holds_is_true_only_for_the_exact_bytes_write_json_writes(tmp_path: Path
         path.write_text(changed, encoding="utf-8", newline="")
         assert jsonio.holds(path, data) is False
     assert jsonio.holds(tmp_path / "missing.json", data) is False
+
+
+UNUSUAL = [
+    "",
+    "- a\n- b\n",
+    "tasks: &all\n  - {id: a}\nverify: *all\n",
+    "tasks:\n  - &one {id: a, goal: x}\n  - *one\n  - {<<: *one, id: b}\n",
+    "base: &b {goal: x}\n<<: *b\ntasks: []\n",
+    "tasks: [{id: a}]\ntasks: [{id: b}]\n",
+    "1: x\ntasks: []\n",
+    "tasks:\n  - id: a\n    id: b\n",
+    "a: 1\n---\nb: 2\n",
+    "tasks:\n  - id: [unclosed\n",
+    "? [a, b]\n: c\n",
+    "tasks: !!str 12\nverify:\n  - id: !!int '3'\n",
+    "&root {tasks: []}\n",
+    "tasks:\n  - id: a\n    goal: 'x'\n  - id: b\nrun_id: &r r\ngoal: *r\n",
+]
+
+
+@pytest.mark.parametrize("text", UNUSUAL)
+def test_the_streamed_parse_gives_the_whole_tree_parse_s_data_or_error(text: str) -> None:
+    """A 10,000-task rlm.yaml is built one task at a time; anything unusual is left to the whole-tree parse."""
+    from rlm_tasks.config import yamlpos
+
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse()
+        except yamlpos.YamlSyntaxError as exc:
+            return (str(exc), exc.position)
+
+    assert outcome(lambda: yamlpos.load(text).data) == outcome(lambda: yamlpos._parse(text, located=False)[0])

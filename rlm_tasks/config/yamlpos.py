@@ -152,7 +152,65 @@ def load(text: str) -> YamlDocument:
 
     with contextlib.suppress(yaml.YAMLError):  # a syntax error: the parse below reports it with its position
         _check_shape(text)
-    return YamlDocument(_parse(text, located=False)[0], text)
+    try:
+        data = _streamed(text)
+    except Exception:  # an error or an unusual shape: the whole-tree parse gives the answer, error or data
+        data = _parse(text, located=False)[0]
+    return YamlDocument(data, text)
+
+
+class _Unusual(Exception):
+    """A document _streamed leaves to the whole-tree parse."""
+
+
+# Items of these top-level lists are composed one at a time: they are what grows with the plan.
+_STREAMED_LISTS = ("tasks", "verify")
+
+
+def _streamed(text: str) -> Any:
+    """The data of a document whose root is a plain mapping, each top-level value composed and built on its
+    own, and `tasks`/`verify` one item at a time: the node tree of a 10,000-task rlm.yaml (27 MB of nodes and
+    marks) is never whole. The same data as _parse, or an exception (then _parse decides)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = type("StreamingLoader", (base, yaml.composer.Composer), {})(text)
+    loader.anchors = {}
+    try:
+        for kind in (yaml.StreamStartEvent, yaml.DocumentStartEvent, yaml.MappingStartEvent):
+            if not loader.check_event(kind) or getattr(loader.peek_event(), "anchor", None) is not None:
+                raise _Unusual
+            loader.get_event()
+        builder = _Builder(loader, located=False)
+        result: dict[str, Any] = {}
+        while not loader.check_event(yaml.MappingEndEvent):
+            key_node = loader.compose_node(None, None)
+            if key_node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):
+                raise _Unusual  # merge keys flatten the whole mapping
+            key = builder.build(key_node, ())
+            if not isinstance(key, str) or key in result:
+                raise _Unusual  # refused, or turned into a string: _parse says how
+            if key in _STREAMED_LISTS and loader.check_event(yaml.SequenceStartEvent) \
+                    and loader.peek_event().anchor is None:
+                loader.get_event()
+                items: list[Any] = []
+                while not loader.check_event(yaml.SequenceEndEvent):
+                    items.append(builder.build(loader.compose_node(None, None), (key, len(items))))
+                    loader.constructed_objects = {}  # the item's nodes go now
+                loader.get_event()
+                result[key] = items
+            else:
+                result[key] = builder.build(loader.compose_node(None, None), (key,))
+                loader.constructed_objects = {}
+        loader.get_event()
+        if not loader.check_event(yaml.DocumentEndEvent):
+            raise _Unusual
+        loader.get_event()
+        if not loader.check_event(yaml.StreamEndEvent):
+            raise _Unusual  # a second document: _parse refuses it
+        return result
+    finally:
+        loader.dispose()
 
 
 def _parse(text: str, located: bool) -> tuple[Any, dict[KeyPath, Position], dict[KeyPath, Position]]:
