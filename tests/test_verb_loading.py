@@ -29,7 +29,7 @@ def test_rlm_check_loads_the_check_verb_and_not_doit(repo: Repo) -> None:
 @pytest.mark.parametrize(("argv", "verb"), [
     (["check"], "check"), (["-c", "status", "check"], "check"), (["--config", "x.yaml", "run", "a"], "run"),
     (["--config=x.yaml", "wait"], "wait"), (["-cx.yaml", "final"], "final"), (["--help"], None), ([], None),
-    (["bogus"], None), (["--", "check"], None),
+    (["bogus"], None), (["--", "check"], None), (["-h", "check"], None), (["check", "-h"], "check"),
 ])
 def test_the_verb_of_a_command_line(argv: list[str], verb: str | None) -> None:
     assert named_verb(argv) == verb

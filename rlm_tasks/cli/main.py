@@ -62,7 +62,7 @@ def named_verb(argv: Sequence[str]) -> str | None:
     for word in words:
         if word in ("-c", "--config"):
             next(words, None)
-        elif word == "--":
+        elif word in ("--", "-h", "--help"):  # `rlm -h check` is rlm's help: every verb with its line
             break
         elif not word.startswith("-"):
             return word if word in VERBS else None
