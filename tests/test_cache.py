@@ -207,3 +207,25 @@ def test_a_settled_report_deleted_during_a_run_is_caught_by_the_closing_check(
     assert (result.code, result.out.splitlines()[-1]) == (
         1, f"rlm: closing check: 1 report(s) deleted or changed during the run, not fresh: map:a deleted "
            f"{reports_dir}/a.md")
+
+
+def test_a_file_edited_inside_an_input_directory_is_seen(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory input's files are part of the settled mark: an edit in place leaves the directories' stat as is."""
+    monkeypatch.setattr(cache, "RACY_SECONDS", RACY)
+    (repo.root / "src/sub").mkdir(parents=True)
+    (repo.root / "src/sub/a.txt").write_text("input a\n")
+    repo.write_command([{"id": "a", "goal": "A", "inputs": ["src"]}, {"id": "b", "goal": "B"}], SPEC)
+    for _ in range(2):
+        assert repo.doit().code == 0
+        settle(repo)
+    assert "settled" in marks(repo)
+    ran(repo)
+    directories = [os.stat(repo.root / d).st_mtime_ns for d in ("src", "src/sub")]
+    (repo.root / "src/sub/a.txt").write_text("input A\n")  # same size, same directory entries
+    assert [os.stat(repo.root / d).st_mtime_ns for d in ("src", "src/sub")] == directories
+    assert repo.doit().code == 0
+    assert ran(repo) == ["a"]
+    settle(repo)
+    (repo.root / "src/sub/new.txt").write_text("new\n")  # a new file deeper than the declared directory
+    assert repo.doit().code == 0
+    assert ran(repo) == ["a"]

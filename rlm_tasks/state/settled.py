@@ -1,7 +1,7 @@
 """Settled tasks: fresh, with every dependency fresh, so nothing a run does can change them.
 
 When every task was settled last time and provenance.json, its journal, every report and every
-input still have the stat signatures they had then, they all still are: a no-op `doit`,
+input (a directory: every file under it too) still have the stat signatures they had then, they all still are: a no-op `doit`,
 `rlm check` or `rlm status` proves it with one stat per file, and reads no report, no
 provenance and no template. What else was known then (which reports are partial) is kept
 with the mark, under the same signatures.
@@ -9,8 +9,10 @@ with the mark, under the same signatures.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
+from rlm_tasks.config import paths as config_paths
 from rlm_tasks.config.plan import TaskSpec
 from rlm_tasks.state.cache import Signature
 from rlm_tasks.state.context import RunContext
@@ -25,22 +27,38 @@ class Settled(NamedTuple):
     reports: dict[str, Signature | None]
 
 
-def _files(ctx: RunContext) -> list[str] | None:
-    """Every file the verdict rests on, reports first (in plan order); None when no mark can vouch for it."""
+def _inputs(ctx: RunContext) -> list[str]:
+    return list(dict.fromkeys(path for task in ctx.plan.tasks for path in task.inputs))  # once each, plan order
+
+
+def _files(ctx: RunContext, directories: frozenset[str]) -> list[str] | None:
+    """Every file the verdict rests on, reports first (in plan order); None when no mark can vouch for it.
+
+    An input that is a directory counts with every file under it: a file edited in place, or added
+    below a subdirectory, leaves the directory's own stat as it was."""
     if ctx.cache is None or any(task.watch for task in ctx.plan.tasks):  # globs can match new files
         return None
-    return [str(ctx.layout.provenance_json), str(ctx.store.journal_path),
-            *ctx.report_files_abs,
-            *dict.fromkeys(ctx.abs_str(path) for task in ctx.plan.tasks for path in task.inputs)]  # once each
+    files = [str(ctx.layout.provenance_json), str(ctx.store.journal_path), *ctx.report_files_abs]
+    for rel in _inputs(ctx):
+        files.append(ctx.abs_str(rel))
+        if rel in directories:
+            files.extend(ctx.abs_str(name) for name in config_paths.input_files(ctx.plan.root, rel))
+    return files
 
 
 def held(ctx: RunContext) -> Settled | None:
     """Every task settled, proven by the mark alone; None when it does not hold (then ask each task)."""
-    files = _files(ctx)
-    if files is None or ctx.cache is None:
+    if ctx.cache is None:
         return None
-    partial = ctx.cache.mark_value(MARK)
-    if not isinstance(partial, list) or not all(isinstance(p, str) for p in partial):
+    value = ctx.cache.mark_value(MARK)
+    if not isinstance(value, dict):
+        return None
+    partial, directories = value.get("partial"), value.get("directories")
+    if not (isinstance(partial, list) and isinstance(directories, list)
+            and all(isinstance(p, str) for p in [*partial, *directories])):
+        return None
+    files = _files(ctx, frozenset(directories))
+    if files is None:
         return None
     signatures = ctx.cache.mark_signatures(MARK, files)
     if signatures is None:
@@ -51,9 +69,10 @@ def held(ctx: RunContext) -> Settled | None:
 
 def record(ctx: RunContext, partial: frozenset[str]) -> None:
     """Every task is settled now: mark the files it rests on (not when one changed a moment ago)."""
-    files = _files(ctx)
+    directories = frozenset(rel for rel in _inputs(ctx) if os.path.isdir(ctx.abs_str(rel)))
+    files = _files(ctx, directories)
     if files is not None and ctx.cache is not None:
-        ctx.cache.set_mark(MARK, files, value=sorted(partial))
+        ctx.cache.set_mark(MARK, files, value={"partial": sorted(partial), "directories": sorted(directories)})
 
 
 def settle(ctx: RunContext) -> Settled:
