@@ -1,10 +1,10 @@
 """Settled tasks: fresh, with every dependency fresh, so nothing a run does can change them.
 
-When every task was settled last time and provenance.json, its journal, every report and every
-input (a directory: every file under it too) still have the stat signatures they had then, they all still are: a no-op `doit`,
-`rlm check` or `rlm status` proves it with one stat per file, and reads no report, no
-provenance and no template. What else was known then (which reports are partial) is kept
-with the mark, under the same signatures.
+When every task was settled last time and provenance.json, its journal, every report and
+every input (a directory: every file under it too) still have the stat signatures they had
+then, they all still are: a no-op `doit`, `rlm check` or `rlm status` proves it with one
+stat per file, and reads no report, no provenance and no template. What else was known then
+(which reports are partial) is kept with the mark, under the same signatures.
 """
 
 from __future__ import annotations
