@@ -6,14 +6,17 @@ End to end through in-process doit and `rlm`, with the fake agent as a command w
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import yaml
 from conftest import LOCAL_RUN as LOCAL
 from conftest import RUN_DIR as RUN
-from conftest import Repo
+from conftest import Repo, wait_for
 
 from rlm_tasks.config import schema
+from rlm_tasks.phases import final as final_phase
+from rlm_tasks.state import cache
 
 REPORTS = f"{RUN}/artifacts/reports"
 MAP = [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}]
@@ -205,3 +208,25 @@ def test_an_edited_goal_makes_final_out_of_date_before_doit_runs(repo: Repo) -> 
     code, _, err = triple(repo.rlm("archive"))  # it archived the unfinished run
     assert (code, err) == (1, f"rlm: archive refused: {RUN}/final.json is out of date (rlm.yaml changed since "
                               "plan.json); run `doit final` again, then archive\n")
+
+
+def test_a_current_final_is_checked_by_stat_until_a_report_changes(repo: Repo, monkeypatch: Any) -> None:
+    """Once `rlm check` found final.json current, it reads no report again while every file keeps its stat."""
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0.05)
+    finished_run(repo)
+    newest = max(max(p.stat().st_mtime, p.stat().st_ctime) for p in repo.root.rglob("*") if p.is_file())
+    wait_for(lambda: time.time() > newest + 0.1, "the racy window to pass")
+    assert repo.rlm("check").code == 0  # current: marked
+    hashed = final_phase.sha256_file
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("a current final.json's reports were read again")
+
+    monkeypatch.setattr(final_phase, "sha256_file", refuse)
+    assert triple(repo.rlm("check")) == (0, "run t: 3 tasks: 3 fresh, 0 stale, 0 missing, 0 invalid\n", "")
+    monkeypatch.setattr(final_phase, "sha256_file", hashed)
+    report = repo.path(f"{REPORTS}/a.md")
+    report.write_text(report.read_text().replace("a", "A"))  # same size
+    line = f"final: {RUN}/final.json is out of date (reports changed: {REPORTS}/a.md): run `doit final` again"
+    code, out, _ = triple(repo.rlm("check"))
+    assert (code, out.splitlines()[-1]) == (1, line)

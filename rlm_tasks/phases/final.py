@@ -24,6 +24,7 @@ from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import State, sha256_file, sha256_json
 
 FORMAT_VERSION = 1
+CURRENT_MARK = "final_current"  # the cache's mark: final.json found current, and the files it rested on
 NONE_IDENTIFIED = "none identified"
 BUDGET_EXHAUSTED = "budget exhausted"
 
@@ -73,7 +74,21 @@ def digests(ctx: RunContext) -> dict[str, Any]:
 
 
 def out_of_date(ctx: RunContext) -> list[str] | None:
-    """What changed since final.json was written ([] when it is current); None when there is no final.json."""
+    """What changed since final.json was written ([] when it is current); None when there is no final.json.
+
+    Once found current it stays so, without reading a report, while final.json, plan.json and every report
+    keep their stat signatures (the cache's marks are dropped with any change to rlm.yaml or the templates).
+    """
+    files = [str(ctx.layout.abs(final_json_path(ctx))), str(ctx.layout.plan_json), *ctx.report_files_abs]
+    if ctx.cache is not None and ctx.cache.mark_holds(CURRENT_MARK, files):
+        return []
+    changed = _out_of_date(ctx)
+    if changed == [] and ctx.cache is not None:
+        ctx.cache.set_mark(CURRENT_MARK, files)
+    return changed
+
+
+def _out_of_date(ctx: RunContext) -> list[str] | None:
     try:
         recorded = jsonio.read_json(ctx.layout.abs(final_json_path(ctx)))
     except ValueError:

@@ -19,6 +19,7 @@ def check(args: argparse.Namespace) -> int:
     ctx = context(args)
     code, lines = status.check(ctx, status.collect(ctx))
     stale_final = final.out_of_date_line(ctx)  # a final.json that no longer says what the run holds
+    ctx.save_cache()  # what the check found current, so the next one is a stat per file
     for line in [*lines, *([stale_final] if stale_final else [])]:
         print(line)
     return 1 if stale_final else code

@@ -33,6 +33,7 @@ def status(args: argparse.Namespace) -> int:
         return watch(ctx, args.interval, sys.stdout)
     rows = task_status.collect(ctx)
     changed = final.out_of_date(ctx)
+    ctx.save_cache()
     if args.json:
         data = task_status.as_json(ctx, rows)
         data["final"] = {"path": final.final_json_path(ctx), "changed": changed or [],
