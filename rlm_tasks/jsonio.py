@@ -168,13 +168,24 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def loads(text: str | bytes) -> Any:
-    """json.loads without Python's NaN/Infinity extension: every file we read was written as strict JSON."""
-    return json.loads(text, parse_constant=_no_constant)
+def loads(text: str | bytes, *, share_strings: bool = False) -> Any:
+    """json.loads without Python's NaN/Infinity extension: every file we read was written as strict JSON.
+
+    `share_strings`: equal string values become one object (the decoder shares only keys); a 10,000-entry
+    provenance.json repeats its contract and agent digests, models and times in every entry.
+    """
+    if not share_strings:
+        return json.loads(text, parse_constant=_no_constant)
+    seen: dict[str, str] = {}
+
+    def shared(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        return {key: seen.setdefault(value, value) if type(value) is str else value for key, value in pairs}
+
+    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=shared)
 
 
-def read_json(path: Path, default: Any = None) -> Any:
+def read_json(path: Path, default: Any = None, *, share_strings: bool = False) -> Any:
     try:
-        return loads(path.read_text(encoding="utf-8"))
+        return loads(path.read_text(encoding="utf-8"), share_strings=share_strings)
     except FileNotFoundError:
         return default

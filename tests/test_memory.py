@@ -106,3 +106,12 @@ def test_the_streamed_parse_gives_the_whole_tree_parse_s_data_or_error(text: str
             return (str(exc), exc.position)
 
     assert outcome(lambda: yamlpos.load(text).data) == outcome(lambda: yamlpos._parse(text, located=False)[0])
+
+
+def test_share_strings_gives_equal_values_one_object_and_the_same_data() -> None:
+    text = '{"t1": {"contract": "c0ffee", "n": 1, "d": {"x": "c0ffee"}}, "t2": {"contract": "c0ffee", "n": 1.5}}'
+    shared = jsonio.loads(text, share_strings=True)
+    assert shared == json.loads(text)
+    assert shared["t1"]["contract"] is shared["t2"]["contract"] is shared["t1"]["d"]["x"]
+    with pytest.raises(ValueError, match="NaN is not valid JSON"):
+        jsonio.loads('{"a": NaN}', share_strings=True)

@@ -305,10 +305,15 @@ def _compact(value: Any) -> str:
     return value if isinstance(value, _Encoded) else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _compact_pieces(data: dict[str, Any]) -> Iterator[str]:
-    """Compact JSON of `data`, one key at a time: a 10,000-task cache as one string (and the C encoder's list of
-    its pieces) was a tenth of a first run's peak memory."""
+def _compact_pieces(data: dict[str, Any], depth: int = 2) -> Iterator[str]:
+    """Compact JSON of `data`, one entry at a time down to `depth` levels of mappings: a 10,000-task cache as
+    one string (and the C encoder's list of its pieces) was a tenth of a first run's peak memory."""
     yield "{"
     for i, key in enumerate(sorted(data)):
-        yield f"{',' if i else ''}{json.dumps(key)}:{_compact(data[key])}"
+        value = data[key]
+        yield f"{',' if i else ''}{json.dumps(key)}:"
+        if depth > 1 and type(value) is dict:
+            yield from _compact_pieces(value, depth - 1)
+        else:
+            yield _compact(value)
     yield "}"

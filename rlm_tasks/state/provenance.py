@@ -136,7 +136,7 @@ class ProvenanceStore:
     def _load(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
             try:
-                data = jsonio.read_json(self.path, default={})
+                data = jsonio.read_json(self.path, default={}, share_strings=True)
             except json.JSONDecodeError as exc:
                 raise ProvenanceError(f"{self.path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
             except ValueError as exc:  # NaN/Infinity: not JSON
