@@ -80,6 +80,9 @@ def write_text_if_changed(path: Path, text: str) -> bool:
     return True
 
 
+_ENCODER = json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)  # what dumps uses
+
+
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -112,8 +115,13 @@ def write_json(path: Path, data: Any, durable: bool = True, *, if_changed: bool 
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
+            batch: list[str] = []  # json.dump writes each of its million small pieces on its own
+            for piece in _ENCODER.iterencode(data):
+                batch.append(piece)
+                if len(batch) >= 4096:
+                    handle.write("".join(batch))
+                    batch.clear()
+            handle.write("".join(batch) + "\n")
             handle.flush()
             if if_changed and _same_bytes(tmp, path):
                 os.unlink(tmp)
@@ -130,7 +138,7 @@ def write_json(path: Path, data: Any, durable: bool = True, *, if_changed: bool 
 def holds(path: Path, data: Any) -> bool:
     """The file holds exactly `dumps(data)`: compared as the encoder produces it, never one string in memory
     (json's indenting encoder iterates lists, so a list built item by item as it is read works too)."""
-    encoder = json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    encoder = _ENCODER
     try:
         with open(path, "rb") as handle:
             pending: list[bytes] = []

@@ -68,6 +68,7 @@ def test_holds_is_true_only_for_the_exact_bytes_write_json_writes(tmp_path: Path
     data = {"tasks": [{"id": f"t{i}", "goal": "é" * i} for i in range(3000)], "iteration": 1}
     path = tmp_path / "plan.json"
     jsonio.write_json(path, data)
+    assert path.read_text(encoding="utf-8") == jsonio.dumps(data)  # streamed in batches, the same bytes
     assert jsonio.holds(path, data) is True
     text = path.read_text(encoding="utf-8")
     for changed in (text.replace('"t2999"', '"t2998"'), text + "\n", text[:-1], text.replace("\n", "\r\n")):
