@@ -195,8 +195,13 @@ def _remember(ctx: RunContext, data: Any, signature: Signature | None) -> Record
 def current_iteration(ctx: RunContext) -> int:
     """The iteration this plan runs as: plan.json's, or the next one when the plan changed after DECIDE.
 
-    next_record's answer, from the task definitions alone (each task's record built and dropped in turn).
+    next_record's answer, from the task definitions alone (each task's record built and dropped in turn),
+    and from plan.json's iteration line alone unless DECIDE said iterate (changed or not, the plan then
+    runs as the same iteration): parsing a 10,000-task plan.json at a run's first attempt cost 20 MB.
     """
+    iteration = _iteration_on_disk(ctx)
+    if iteration is not None and not decided_to_iterate(ctx, iteration):
+        return iteration
     previous = recorded(ctx)
     if previous is None:
         return 1
@@ -209,6 +214,9 @@ def current_iteration(ctx: RunContext) -> int:
 
 def recorded_iteration(ctx: RunContext) -> int:
     """The iteration plan.json on disk records (0 before the first run): what the budget has used."""
+    iteration = _iteration_on_disk(ctx)
+    if iteration is not None:  # plan.json as rlm writes it: its iteration line, the rest unread
+        return iteration
     found = recorded(ctx)
     return found.iteration if found is not None else 0
 
