@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import subprocess
@@ -10,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import filelock
 import pytest
 import yaml
 from conftest import wait_for
@@ -124,7 +124,8 @@ def test_in_use_markers_are_never_written_through_a_link(tmp_path: Path, monkeyp
 def test_cleanup_skips_while_another_process_holds_the_lock(tmp_path: Path) -> None:
     make_archive(tmp_path, "r-20200101T000000Z", 10_000)
     layout.cleanup_lock_file(tmp_path).parent.mkdir(parents=True)
-    with filelock.FileLock(str(layout.cleanup_lock_file(tmp_path))):
+    with open(layout.cleanup_lock_file(tmp_path), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as any process holding the lock: an OS file lock on cleanup.lock
         done = subprocess.run([sys.executable, "-m", "rlm_tasks", "cleanup"], cwd=tmp_path, capture_output=True,
                               text=True, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert (done.returncode, done.stdout, done.stderr) == (

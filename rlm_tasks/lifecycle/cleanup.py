@@ -21,9 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import filelock
-
-from rlm_tasks import jsonio
+from rlm_tasks import jsonio, oslock
 from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.errors import UserError
 from rlm_tasks.fs import append_line, remove_tree
@@ -121,10 +119,14 @@ def locked(root: Path, wait: float = 0.0) -> Iterator[bool]:
     """Hold cleanup.lock; yields False (and holds nothing) when another process keeps it past `wait` seconds."""
     path = cleanup_lock_file(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path), timeout=wait)
+    lock = oslock.OsLock(path)
     try:
-        lock.acquire()
-    except filelock.Timeout:
+        taken = lock.acquire(wait)
+    except OSError as exc:
+        if not oslock.unsupported(exc):
+            raise
+        raise UserError(f"cannot lock {CLEANUP_LOCK}: this filesystem has no OS locks ({exc.strerror})") from None
+    if not taken:
         yield False
         return
     try:

@@ -16,16 +16,13 @@ locks. Such a lock is stale after `lifecycle.lock_stale_hours`, and only
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import filelock
-
-from rlm_tasks import jsonio
+from rlm_tasks import jsonio, oslock
 from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.config import defaults, schema
 from rlm_tasks.errors import UserError
@@ -100,14 +97,6 @@ def holder_is_dead(holder: Holder, *, os_lock_taken: bool) -> bool | None:
     return started is not None and since is not None and (started - since).total_seconds() > PID_REUSE_SLACK_SECONDS
 
 
-def _os_lock(path: Path) -> filelock.BaseFileLock:
-    try:
-        # No silent switch to a lock-file lock: a crashed holder's file would block forever.
-        return filelock.FileLock(str(path), timeout=0, fallback_to_soft=False)
-    except TypeError:  # older filelock: no such option, and no such switch either
-        return filelock.FileLock(str(path), timeout=0)
-
-
 class RunLock:
     """The run's lock: a host lock, an OS file lock and a holder record; see the module docstring."""
 
@@ -115,7 +104,7 @@ class RunLock:
         self.layout = layout
         self.stale_hours = stale_hours
         self._host = HostLock(layout.root, layout.run_id)
-        self._lock = _os_lock(layout.lock_file)
+        self._lock = oslock.OsLock(layout.lock_file)
         self._os_locked = False
         self._holder: Holder | None = None
 
@@ -147,16 +136,15 @@ class RunLock:
     def _take_os_lock(self) -> bool:
         """True when taken, False when the filesystem has no OS locks; RunLocked when another process holds it."""
         try:
-            self._lock.acquire()
-        except filelock.Timeout:
-            holder = Holder.from_json(self._read_holder())
-            who = holder.describe() if holder else "holder unknown"
-            raise RunLocked(f"run '{self.layout.run_id}' is locked by another process ({who}); lock: {self._where()}"
-                            ) from None
+            taken = self._lock.acquire()
         except OSError as exc:
-            if exc.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+            if oslock.unsupported(exc):
                 return False
             raise
+        if not taken:
+            holder = Holder.from_json(self._read_holder())
+            who = holder.describe() if holder else "holder unknown"
+            raise RunLocked(f"run '{self.layout.run_id}' is locked by another process ({who}); lock: {self._where()}")
         return True
 
     def _read_holder(self) -> Any:
@@ -276,7 +264,7 @@ class RunLock:
             Path(tmp).unlink(missing_ok=True)
 
     def _release_os_lock(self) -> None:
-        if self._os_locked and self._lock.is_locked:
+        if self._os_locked and self._lock.held:
             self._lock.release()
         self._os_locked = False
 
