@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """A mistake the user can fix; `exit_code` is what the CLI returns for it."""
@@ -21,3 +23,11 @@ def error_line(exc: UserError) -> str:
     the others are prefixed with the tool's name.
     """
     return f"{exc}\n" if exc.exit_code == 2 else f"rlm: {exc}\n"
+
+
+def close_match(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to a mistyped `word`, for a "did you mean" hint; None when none is close."""
+    import difflib  # only an error needs it
+
+    found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return found[0] if found else None

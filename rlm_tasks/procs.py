@@ -7,7 +7,6 @@ children of ours are in another session; and prctl's child-subreaper switch.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import functools
 import os
@@ -90,7 +89,7 @@ def started_at(pid: int) -> dt.datetime | None:
     if ticks is None:
         return None
     try:
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="ascii").splitlines()
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="utf-8").splitlines()
                      if line.startswith("btime "))
     except (OSError, IndexError, ValueError, StopIteration):
         return None
@@ -104,7 +103,7 @@ def hostname() -> str:
 def boot_id() -> str | None:
     """Linux's id of this boot: a process recorded under another boot is dead."""
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
 
@@ -179,6 +178,8 @@ def _prctl() -> Any:
     """libc's prctl where this is Linux and ctypes can reach it; None elsewhere."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
@@ -188,6 +189,8 @@ def _prctl() -> Any:
 def child_subreaper() -> bool | None:
     """Linux: is this process a child subreaper (orphaned descendants become its children, not init's)?
     None where that cannot be asked."""
+    import ctypes
+
     prctl, flag = _prctl(), ctypes.c_int(0)
     if prctl is None or prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0:
         return None
@@ -196,5 +199,7 @@ def child_subreaper() -> bool | None:
 
 def set_child_subreaper(on: bool) -> bool:
     """Linux: make this process a child subreaper (or no longer one); False where that is not possible."""
+    import ctypes
+
     prctl = _prctl()
     return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(int(on)), 0, 0, 0) == 0

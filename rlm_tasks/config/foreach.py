@@ -18,7 +18,6 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -75,15 +74,19 @@ class Generated(NamedTuple):
     item: str | None = None  # a short label of the item, for messages and plan.json
 
 
-@dataclass
 class Expansion:
-    tasks: list[Generated] = field(default_factory=list)
-    fanouts: dict[str, list[str]] = field(default_factory=dict)  # name → generated ids, in order
-    where: dict[str, tuple[str, int]] = field(default_factory=dict)  # name → (section, index) declared at
-    sources: list[Any] = field(default_factory=list)  # what the expansion read: the cache's key
-    problems: list[tuple[KeyPath, str]] = field(default_factory=list)
-    max_files: int = defaults.MAX_WATCH_FILES  # budget.max_watch_files: the cap `watch:` globs have too
-    globbed: list[tuple[KeyPath, list[str]]] = field(default_factory=list)  # where each glob is, what it matched
+    """What the foreach blocks of one rlm.yaml expand to. A plain class, as Totals (state/usage.py)."""
+
+    def __init__(self, *, tasks: list[Generated] | None = None, fanouts: dict[str, list[str]] | None = None,
+                 where: dict[str, tuple[str, int]] | None = None, sources: list[Any] | None = None,
+                 max_files: int = defaults.MAX_WATCH_FILES) -> None:
+        self.tasks = tasks or []
+        self.fanouts = fanouts or {}  # name → generated ids, in order
+        self.where = where or {}  # name → (section, index) declared at
+        self.sources = sources or []  # what the expansion read: the cache's key
+        self.problems: list[tuple[KeyPath, str]] = []
+        self.max_files = max_files  # budget.max_watch_files: the cap `watch:` globs have too
+        self.globbed: list[tuple[KeyPath, list[str]]] = []  # where each glob is, what it matched
 
     def as_json(self) -> dict[str, Any]:
         """For the validation cache: an unchanged fan-out is not rendered again."""

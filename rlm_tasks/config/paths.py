@@ -8,14 +8,13 @@ because workers can create symlinks while the run goes.
 
 from __future__ import annotations
 
-import difflib
 import os
 import posixpath
 import stat
 from pathlib import Path
 
 from rlm_tasks.config.ownership import GLOB_CHARS, compile_exact, repo_files
-from rlm_tasks.errors import UserError
+from rlm_tasks.errors import UserError, close_match
 from rlm_tasks.layout import reports_rel
 
 MACHINERY = (".git", ".rlm")  # never watched, never a report (except the run's report folder)
@@ -126,8 +125,8 @@ def input_problem(root: Path, rel: str) -> str | None:
         names = os.listdir(parent)
     except OSError:
         names = []
-    match = difflib.get_close_matches(os.path.basename(rel), sorted(names), n=1, cutoff=0.6)
-    hint = f" (did you mean '{posixpath.join(posixpath.dirname(rel), match[0])}'?)" if match else ""
+    match = close_match(os.path.basename(rel), names)
+    hint = f" (did you mean '{posixpath.join(posixpath.dirname(rel), match)}'?)" if match else ""
     return f"input '{rel}' does not exist{hint}"
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
 import posixpath
 import re
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -145,8 +143,7 @@ MAX_INFLIGHT = 256  # rlm.schema.json budget.max_inflight maximum; also the cap 
 MALFORMED = "\0malformed-"  # placeholder id of a task the schema already rejected
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     root: Path
     config_path: Path
     run_id: str
@@ -161,11 +158,11 @@ class Plan:
     tasks: tuple[TaskSpec, ...]  # map tasks first, then verify tasks, each in file order
     verify_k: int = MAX_VERIFY_K
     stale_seconds: float = defaults.STALE_SECONDS
-    decision: Decision = field(default_factory=Decision)
+    decision: Decision = Decision()
     uses: tuple[str, ...] = ()
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
-    warnings: tuple[str, ...] = field(default=(), compare=False)  # `rlm validate` prints them; never cached
-    executor: Executor = field(default_factory=Executor)
+    lifecycle: Lifecycle = Lifecycle()
+    warnings: tuple[str, ...] = ()  # `rlm validate` prints them; never cached
+    executor: Executor = Executor()
     fanouts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # foreach name → generated ids
     sources: str = ""  # digest of what foreach expansion read (globbed names, items files)
     prices: tuple[tuple[str, Price], ...] = ()  # by model: the defaults with rlm.yaml's `prices:` over them
@@ -243,7 +240,7 @@ def _parse(text: str, shown: str, root: Path, config_path: Path) -> tuple[Plan, 
     if checker.problems:
         raise ConfigError(checker.sorted_problems())
     plan = freeze(doc.data, root, config_path, expansion)
-    return dataclasses.replace(plan, warnings=tuple(line for *_, line in sorted(checker.warnings))), doc.data
+    return plan._replace(warnings=tuple(line for *_, line in sorted(checker.warnings))), doc.data
 
 
 # C0 and C1 controls and the separators str.splitlines() also breaks on (U+0085 is C1)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rlm_tasks.config.yamlpos import KeyPath, format_path
+from rlm_tasks.errors import close_match
 from rlm_tasks.resources import SCHEMA_DIR
 
 if TYPE_CHECKING:
@@ -64,8 +64,8 @@ def describe(value: Any) -> str:
 
 def suggest(word: str, choices: Any) -> str:
     """' (did you mean 'x'?)' when a close match exists, else ''."""
-    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+    match = close_match(word, choices)
+    return f" (did you mean '{match}'?)" if match else ""
 
 
 def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:

@@ -10,8 +10,7 @@ parse, the first time an error or warning asks for one.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import yaml
@@ -25,8 +24,7 @@ MAX_DEPTH = 64
 MAX_ALIAS_NODES = 100_000
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):
     line: int  # 1-based
     column: int  # 1-based
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlm_tasks import jsonio
@@ -15,11 +13,13 @@ SKILL_NAMES = ("map-worker", "reduce-orchestrator")
 MARKER = ".rlm-installed.json"  # digest of what we installed, to tell our old copy from a user's edit
 
 
-@dataclass
 class InstallResult:
-    installed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
+    """Skill files by outcome. A plain class, as Totals (state/usage.py): every run imports this module."""
+
+    def __init__(self) -> None:
+        self.installed: list[str] = []
+        self.unchanged: list[str] = []
+        self.refused: list[str] = []
 
     def lines(self) -> list[str]:
         out = [f"installed {p}" for p in self.installed] + [f"up to date {p}" for p in self.unchanged]
@@ -53,6 +53,8 @@ def missing_warning(kind: str, agent_env: dict[str, str], root: Path) -> str | N
         where = root / where  # workers run in the repository root
     if (where / "skills" / "map-worker" / "SKILL.md").is_file():
         return None
+    import shlex  # only for the warning
+
     option = HOMES[kind][2]
     return (f"warning: the map-worker skill is not installed where {kind} workers look "
             f"({where}/skills/); install it with `rlm skills install {option} {shlex.quote(str(where))}`")

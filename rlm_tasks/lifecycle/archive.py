@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import stat
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -288,6 +287,8 @@ def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datet
 def _trim_transient(ctx: RunContext, present: list[str], tarball: str | None) -> None:
     """Step 5: compress (when `tarball` names the file) and remove the run's transient directories."""
     if tarball is not None:
+        import tarfile  # only when compressing logs
+
         target = ctx.layout.abs(tarball)
         fd, tmp = tempfile.mkstemp(prefix=".transient.", suffix=".tmp", dir=target.parent)
         os.fchmod(fd, jsonio.new_file_mode(target))

@@ -18,9 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio, oslock
 from rlm_tasks.clock import iso, parse_iso, utc_now
@@ -48,8 +47,7 @@ class RunLockStale(RunLocked):
     """The run's lock is older than lock_stale_hours and its holder cannot be proven dead; --break-lock takes it."""
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     """Who holds a run lock, as recorded in .rlm/local/locks/<run_id>.holder.json (schemas/lock_holder.schema.json)."""
 
     run_id: str

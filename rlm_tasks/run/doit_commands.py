@@ -13,7 +13,6 @@ command line before it loads dodo.py:
 
 from __future__ import annotations
 
-import difflib
 import functools
 import getopt
 import sys
@@ -27,7 +26,7 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from rlm_tasks.config.plan import MAX_INFLIGHT
-from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.errors import UserError, close_match, error_line
 from rlm_tasks.fs import discard_output
 
 EXIT_USAGE = 2
@@ -64,8 +63,8 @@ def _unknown_name(err: BaseException, names: Sequence[str], known: list[str]) ->
 
 
 def no_such(command: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    close = close_match(name, known)
+    hint = f" (did you mean '{close}'?)" if close else ""
     if command == "run":  # also `doit NAME`: doit takes a word that is no command for a task
         return (f"doit: no command, task or target named '{name}'{hint}; "
                 f"{LIST_TASKS}, `doit help` the commands")

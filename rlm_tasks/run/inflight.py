@@ -15,7 +15,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
@@ -48,11 +47,13 @@ class OrchestratorAlive(UserError):
     exit_code = LOCKED_EXIT_CODE
 
 
-@dataclass
 class Recovery:
-    ended: list[dict[str, Any]] = field(default_factory=list)
-    adopted: list[dict[str, Any]] = field(default_factory=list)
-    dead_pid: int | None = None
+    """What a run's start found of the previous orchestrator's attempts. A plain class, as Totals (state/usage.py)."""
+
+    def __init__(self) -> None:
+        self.ended: list[dict[str, Any]] = []
+        self.adopted: list[dict[str, Any]] = []
+        self.dead_pid: int | None = None
 
 
 class Session:

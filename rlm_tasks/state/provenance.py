@@ -14,7 +14,6 @@ import json
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -59,12 +58,11 @@ class Freshness(NamedTuple):
         return self.state is State.FRESH
 
 
-@dataclass(frozen=True)
-class Digests:
+class Digests(NamedTuple):
     prompt: str
     contract: str
     agent: str
-    inputs: dict[str, str | None] = field(default_factory=dict)
+    inputs: dict[str, str | None]
 
     def as_json(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "contract": self.contract, "agent": self.agent, "inputs": dict(self.inputs)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from rlm_tasks.cli.common import context, positive
 from rlm_tasks.phases import reduce as reduce_phase
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def reduce(args: argparse.Namespace) -> int:
     ctx = context(args)
     if args.stale_seconds is not None:
-        ctx = RunContext(dataclasses.replace(ctx.plan, stale_seconds=args.stale_seconds))
+        ctx = RunContext(ctx.plan._replace(stale_seconds=args.stale_seconds))
     state = reduce_phase.write_reduce_state(ctx)
     print(f"{reduce_phase.reduce_summary(state)}: {reduce_phase.reduce_state_path(ctx)}")
     return 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 
 from doit.doit_cmd import DoitMain
 
 from rlm_tasks.cli.common import context, jobs
 from rlm_tasks.config.plan import load_plan
-from rlm_tasks.errors import UserError
+from rlm_tasks.errors import UserError, close_match
 from rlm_tasks.layout import BREAKS_LOG
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.run import detach, doitdb, executors, inflight, worker
@@ -86,8 +85,8 @@ def doit_names(ctx: RunContext, names: list[str]) -> list[str]:
     out = []
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            close = close_match(name, known)
+            hint = f" (did you mean '{close}'?)" if close else ""
             raise UserError(f"rlm run: unknown task '{name}'{hint}; `rlm status` lists the tasks", exit_code=2)
         out.append(known[name])
     return out
