@@ -87,8 +87,11 @@ def record_fresh(root: str | Path) -> None:
             "compute_tier": tier.name, "model": tier.model, "effort": tier.effort, "attempt": 1,
             "log_path": ctx.layout.log_rel(task.worker_id, 1), "started_at": now, "finished_at": now, "exit_code": 0,
         }
-    ctx.store._entries = entries
-    ctx.store._write(entries)
+    from rlm_tasks.state.provenance import pack
+
+    packed = {worker_id: pack(entry) for worker_id, entry in entries.items()}
+    ctx.store._entries = packed
+    ctx.store._write(packed)
 
 
 BARE_DODO = '''\

@@ -116,3 +116,23 @@ def test_share_strings_gives_equal_values_one_object_and_the_same_data() -> None
     assert shared["t1"]["contract"] is shared["t2"]["contract"] is shared["t1"]["d"]["x"]
     with pytest.raises(ValueError, match="NaN is not valid JSON"):
         jsonio.loads('{"a": NaN}', share_strings=True)
+
+
+finite_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
+    max_leaves=12,
+)  # provenance refuses NaN and Infinity on read and write alike
+entries = st.dictionaries(st.text(max_size=8), st.dictionaries(st.text(max_size=6), finite_values, max_size=5),
+                          max_size=6)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(entries, st.text(max_size=6))
+def test_provenance_is_written_as_write_json_writes_it_from_packed_entries(tasks: dict[str, Any], run_id: str) -> None:
+    """The store keeps each entry as its compact JSON; the file is still jsonio's indented JSON, byte for byte."""
+    from rlm_tasks.state.provenance import FORMAT_VERSION, _file_pieces, pack
+
+    packed = {worker_id: pack(entry) for worker_id, entry in tasks.items()}
+    whole = {"version": FORMAT_VERSION, "run_id": run_id, "tasks": tasks}
+    assert "".join(_file_pieces(run_id, packed)) == jsonio.dumps(whole)

@@ -21,7 +21,7 @@ def attempts_by_task(ctx: RunContext) -> dict[str, int]:
     Logs count too (runs from before attempt histories), but archiving may remove them.
     """
     found = history.highest_attempts(ctx.layout)
-    for worker_id, entry in ctx.store.entries().items():
+    for worker_id, entry in ctx.store.items():
         recorded = entry.get("attempt") if isinstance(entry, dict) else None
         if isinstance(recorded, int) and recorded > found.get(worker_id, 0):
             found[worker_id] = recorded

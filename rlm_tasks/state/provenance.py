@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -124,14 +125,15 @@ class ProvenanceStore:
         self.run_id = run_id
         self._lock = threading.Lock()  # the entries and the pending lines
         self._write_lock = threading.Lock()  # the files
-        self._entries: dict[str, dict[str, Any]] | None = None
+        # each entry as its compact JSON: 0.7 KB instead of 1.7 KB of dicts and strings, 10 MB at 10,000 tasks
+        self._entries: dict[str, bytes] | None = None
         self._pending: list[bytes] = []
         self._changes = 0  # how many changes were made
         self._written = 0  # how many of them are on disk
         self._journal_lines = 0
         self._appender = journal.Appender(self.journal_path)
 
-    def _load(self) -> dict[str, dict[str, Any]]:
+    def _load(self) -> dict[str, bytes]:
         if self._entries is None:
             try:
                 data = jsonio.read_json(self.path, default={}, share_strings=True)
@@ -146,21 +148,30 @@ class ProvenanceStore:
                 raise ProvenanceError(str(exc)) from None
             for op in ops:
                 _apply(entries, op)
-            self._entries, self._journal_lines = entries, len(ops)
+            self._entries = {worker_id: pack(entry) for worker_id, entry in entries.items()}
+            self._journal_lines = len(ops)
         return self._entries
 
     def get(self, worker_id: str) -> dict[str, Any] | None:
+        """A task's entry (a copy of its own: changing it changes nothing here), or None."""
         with self._lock:
-            return self._load().get(worker_id)
+            packed = self._load().get(worker_id)
+        return None if packed is None else unpack(packed)
 
     def entries(self) -> dict[str, dict[str, Any]]:
+        return dict(self.items())
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(worker id, entry), one entry unpacked at a time."""
         with self._lock:
-            return dict(self._load())
+            packed = list(self._load().items())
+        for worker_id, entry in packed:
+            yield worker_id, unpack(entry)
 
     def record(self, worker_id: str, entry: dict[str, Any]) -> None:
         line = journal.line({"op": "record", "worker_id": worker_id, "entry": entry})
         with self._lock:
-            self._load()[worker_id] = entry
+            self._load()[worker_id] = pack(entry)
             mine = self._queue(line)
         self._flush(mine)
 
@@ -210,8 +221,33 @@ class ProvenanceStore:
         self.journal_path.unlink(missing_ok=True)  # after the write: a crash in between replays what it holds
         self._journal_lines = 0
 
-    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
-        jsonio.write_json(self.path, {"version": FORMAT_VERSION, "run_id": self.run_id, "tasks": entries})
+    def _write(self, entries: dict[str, bytes]) -> None:
+        """`jsonio.write_json` of the whole file, byte for byte, one entry unpacked and indented at a time."""
+        jsonio.write_text_atomic(self.path, _file_pieces(self.run_id, entries))
+
+
+def pack(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def unpack(packed: bytes) -> dict[str, Any]:
+    entry: dict[str, Any] = json.loads(packed)
+    return entry
+
+
+def _file_pieces(run_id: str, entries: dict[str, bytes]) -> Iterator[str]:
+    """provenance.json as jsonio.dumps writes it (keys sorted, indent 2): an entry nested two levels deep is its
+    own indented JSON with every line break followed by four more spaces (JSON text has no raw line breaks)."""
+    yield f'{{\n  "run_id": {json.dumps(run_id, ensure_ascii=False)},\n  "tasks": '
+    if not entries:
+        yield "{}"
+    for i, worker_id in enumerate(sorted(entries)):
+        text = json.dumps(unpack(entries[worker_id]), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        key = json.dumps(worker_id, ensure_ascii=False)
+        yield f'{"{" if i == 0 else ","}\n    {key}: ' + text.replace("\n", "\n    ")
+    if entries:
+        yield "\n  }"
+    yield f',\n  "version": {FORMAT_VERSION}\n}}\n'
 
 
 def _entries_of(path: Path, data: Any) -> dict[str, dict[str, Any]]:

@@ -142,7 +142,7 @@ def attempts(ctx: RunContext) -> dict[tuple[str, int], dict[str, Any]]:
             continue
         if isinstance(record, dict):
             found[(match["id"], int(match["n"]))] = record
-    for worker_id, entry in ctx.store.entries().items():
+    for worker_id, entry in ctx.store.items():
         for attempt in entry.get("attempts") or []:
             if isinstance(attempt, dict) and isinstance(attempt.get("usage"), dict):
                 key = (worker_id, int(attempt.get("attempt") or 0))
