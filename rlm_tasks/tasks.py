@@ -193,7 +193,7 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
 
     def task_reduce() -> dict[str, Any]:
         """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
-        return {"actions": [lambda: _summarise(ctx, "reduce", reduce.write_reduce_state, reduce.reduce_state_path)],
+        return {"actions": [lambda: _summarise(ctx, "reduce", reduce.write_inventory, reduce.reduce_state_path)],
                 "task_dep": ["map", "verify"],
                 "uptodate": [lambda: summary_current("reduce", reduce.reduce_state_path)], **QUIET}
 

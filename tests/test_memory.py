@@ -136,3 +136,21 @@ def test_provenance_is_written_as_write_json_writes_it_from_packed_entries(tasks
     packed = {worker_id: pack(entry) for worker_id, entry in tasks.items()}
     whole = {"version": FORMAT_VERSION, "run_id": run_id, "tasks": tasks}
     assert "".join(_file_pieces(run_id, packed)) == jsonio.dumps(whole)
+
+
+def test_the_inventory_a_run_writes_row_by_row_is_reduce_state(repo: Repo) -> None:
+    """A run writes reduce_state.json from rows kept as tuples; the file holds what reduce_state returns."""
+    from rlm_tasks.phases import reduce
+    from rlm_tasks.state.context import load_context
+
+    repo.write_command([{"id": "a", "goal": "A."}, {"id": "b", "goal": "B.", "depends_on": ["a"]},
+                        {"id": "c", "goal": "C."}], {"c": {"exit": 3}}, defaults={"retries": 0})
+    assert repo.doit().code == 1  # c failed: its row says so
+    written = json.loads((repo.local_dir / "reduce_state.json").read_text(encoding="utf-8"))
+    state = reduce.reduce_state(load_context("rlm.yaml"))
+    for data in (written, state):
+        for row in data["tasks"]:
+            row.pop("age_seconds")
+        data.pop("generated_at")
+    assert [row["state"] for row in written["tasks"]] == ["fresh", "fresh", "failed"]
+    assert written == state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from rlm_tasks import jsonio
@@ -44,13 +45,45 @@ def _task_state(f: Freshness, tried: int, recorded_attempt: int) -> str:
     return f.state.value
 
 
+class _Rows(list[dict[str, Any]]):
+    """reduce_state.json's rows, each kept as a tuple of its values (a dict per task was 8 MB at 10,000 tasks,
+    built at the end of a run, where its memory peaks) and made a dict again as json's encoder iterates it.
+    Only written through (write_inventory); callers of reduce_state get a plain list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._packed: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []
+        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one keys tuple per shape of row
+
+    def add(self, row: dict[str, Any]) -> None:
+        keys = tuple(row)
+        self._packed.append((self._shapes.setdefault(keys, keys), tuple(row.values())))
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for keys, values in self._packed:
+            yield dict(zip(keys, values, strict=True))
+
+
 def reduce_state(ctx: RunContext) -> dict[str, Any]:
+    """reduce_state.json's content."""
+    state = _state(ctx)
+    state["tasks"] = list(state["tasks"])
+    return state
+
+
+def _state(ctx: RunContext) -> dict[str, Any]:
     attempts = attempts_by_task(ctx)
     spent = usage.summary(ctx)
     running = running_workers(ctx)
     states = status.resolve(ctx)
     now = time.time()
-    rows: list[dict[str, Any]] = []
+    rows = _Rows()
+    counts: Counter[str] = Counter()
+    missing: list[str] = []
+    partial: list[str] = []
     stalled: list[str] = []
     for task in ctx.plan.tasks:
         fresh = states[task.id]
@@ -91,8 +124,12 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
             row["quiet_seconds"] = round(quiet, 1)
             if quiet > ctx.plan.stale_seconds:
                 stalled.append(task.id)
-        rows.append(row)
-    counts = Counter(r["state"] for r in rows)
+        rows.add(row)
+        counts[row["state"]] += 1
+        if row["report_bytes"] is None:
+            missing.append(task.id)
+        if row["state"] == "partial":
+            partial.append(task.id)
     use = budget_use(ctx)
     state: dict[str, Any] = {
         "version": FORMAT_VERSION,
@@ -102,10 +139,10 @@ def reduce_state(ctx: RunContext) -> dict[str, Any]:
         "stale_seconds": ctx.plan.stale_seconds,
         "total": len(rows),
         "counts": {s: counts.get(s, 0) for s in STATES},
-        "missing": [r["id"] for r in rows if r["report_bytes"] is None],
+        "missing": missing,
         "stalled": stalled,
         "stale": stalled,
-        "partial": [r["id"] for r in rows if r["state"] == "partial"],
+        "partial": partial,
         "tasks": rows,
         "budget": {
             "iterations_used": use.iterations,
@@ -134,9 +171,15 @@ def deferred_path(ctx: RunContext) -> str:
 
 
 def write_reduce_state(ctx: RunContext) -> dict[str, Any]:
-    state = reduce_state(ctx)
+    state = _state(ctx)
     jsonio.write_json(ctx.layout.abs(reduce_state_path(ctx)), state)
+    state["tasks"] = list(state["tasks"])
     return state
+
+
+def write_inventory(ctx: RunContext) -> None:
+    """write_reduce_state for a run, which keeps nothing of it: the rows are never all dicts at once."""
+    jsonio.write_json(ctx.layout.abs(reduce_state_path(ctx)), _state(ctx))
 
 
 def write_deferred(ctx: RunContext) -> dict[str, Any]:

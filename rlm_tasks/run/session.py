@@ -119,7 +119,7 @@ class RunSession:
                 self.mark_not_started(unfinished)
             if reduce_skipped or self.interrupted:
                 try:
-                    reduce.write_reduce_state(self.ctx)
+                    reduce.write_inventory(self.ctx)
                     reduce.write_deferred(self.ctx)
                 except UserError as exc:  # the exit code still says what happened to the run
                     self.write(f"rlm: {exc}\n")
