@@ -29,6 +29,15 @@ def unsupported(exc: OSError) -> bool:
     return exc.errno in NO_OS_LOCKS
 
 
+def why(exc: OSError) -> str:
+    """Why a lock could not be taken, for a one-line error."""
+    if exc.errno == errno.ELOOP:
+        return "a symlink stands in place of the lock file (not followed; remove it)"
+    if unsupported(exc):
+        return f"this filesystem has no OS locks ({exc.strerror})"
+    return exc.strerror or str(exc)
+
+
 class OsLock:
     """One lock file; `acquire` takes the flock or reports it held, `release` gives it back."""
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import Repo, subprocess_env
 
 from rlm_tasks import oslock
 from rlm_tasks.errors import UserError
@@ -104,3 +104,21 @@ def test_a_filesystem_without_os_locks(tmp_path: Path, monkeypatch: pytest.Monke
         pass
     assert str(refused.value) == (f"cannot lock .rlm/local/locks/cleanup.lock: this filesystem has no OS locks "
                                   f"({os.strerror(code)})")
+
+
+def test_a_symlink_in_place_of_a_lock_file_is_one_line_and_leads_nowhere(repo: Repo) -> None:
+    repo.write_command([{"id": "only", "goal": "write a report"}])
+    locks = repo.path(".rlm/local/locks")
+    locks.mkdir(parents=True)
+    os.symlink(repo.path("elsewhere"), locks / "t.lock")
+    for refused in (repo.rlm("run"), repo.doit()):
+        assert (refused.code, refused.err) == (1, (
+            "rlm: cannot lock run 't': .rlm/local/locks/t.lock: a symlink stands in place of the lock file "
+            "(not followed; remove it)\n"))
+    os.symlink(repo.path("elsewhere"), locks / "cleanup.lock")
+    cleanup_run = repo.rlm("cleanup")
+    assert (cleanup_run.code, cleanup_run.err) == (1, (
+        "rlm: cannot lock .rlm/local/locks/cleanup.lock: a symlink stands in place of the lock file "
+        "(not followed; remove it)\n"))
+    assert not repo.path("elsewhere").exists()
+    assert not repo.report("only").exists()

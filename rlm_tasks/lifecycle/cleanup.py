@@ -123,9 +123,7 @@ def locked(root: Path, wait: float = 0.0) -> Iterator[bool]:
     try:
         taken = lock.acquire(wait)
     except OSError as exc:
-        if not oslock.unsupported(exc):
-            raise
-        raise UserError(f"cannot lock {CLEANUP_LOCK}: this filesystem has no OS locks ({exc.strerror})") from None
+        raise UserError(f"cannot lock {CLEANUP_LOCK}: {oslock.why(exc)}") from None
     if not taken:
         yield False
         return

@@ -138,7 +138,7 @@ class RunLock:
         except OSError as exc:
             if oslock.unsupported(exc):
                 return False
-            raise
+            raise UserError(f"cannot lock run '{self.layout.run_id}': {self._where()}: {oslock.why(exc)}") from None
         if not taken:
             holder = Holder.from_json(self._read_holder())
             who = holder.describe() if holder else "holder unknown"
