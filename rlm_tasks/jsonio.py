@@ -31,42 +31,40 @@ def new_file_mode(path: Path) -> int:
 
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """`durable=False` skips the fsync: for files that only matter while this machine is up (inflight.json)."""
+    _write_atomic(path, data, durable)
+
+
+def write_text_atomic(path: Path, text: str | Iterable[str], durable: bool = True) -> None:
+    """`text` may come in pieces, written one after the other: a large file is never one string in memory."""
+    _write_atomic(path, text.encode("utf-8") if isinstance(text, str) else text, durable)
+
+
+def _write_atomic(path: Path, content: bytes | Iterable[str], durable: bool, if_changed: bool = False) -> bool:
+    """Write a temporary file beside `path`, then rename it over `path`. `if_changed`: when `path` already
+    holds these bytes, leave it (and its mtime) alone and return False."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(content, bytes):
+                handle.write(content)
+            else:
+                pieces = iter(content)
+                while batch := list(itertools.islice(pieces, 4096)):  # one write per piece: slow for a million
+                    handle.write("".join(batch).encode("utf-8"))
             handle.flush()
+            if if_changed and _same_bytes(tmp, path):
+                os.unlink(tmp)
+                return False
             if durable:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_text_atomic(path: Path, text: str | Iterable[str], durable: bool = True) -> None:
-    """`text` may come in pieces, written one after the other: a large file is never one string in memory."""
-    if isinstance(text, str):
-        write_bytes_atomic(path, text.encode("utf-8"), durable)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for piece in text:
-                handle.write(piece)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return True
 
 
 def write_text_if_changed(path: Path, text: str) -> bool:
@@ -109,30 +107,7 @@ def write_json(path: Path, data: Any, durable: bool = True, *, if_changed: bool 
     """`dumps(data)` written atomically, streamed from the encoder into the temporary file: a 10,000-task
     reduce_state.json or provenance.json is never one string (and a list of its pieces) in memory.
     `if_changed`: leave the file (and its mtime) alone when it already holds these bytes; False then."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            batch: list[str] = []  # json.dump writes each of its million small pieces on its own
-            for piece in _ENCODER.iterencode(data):
-                batch.append(piece)
-                if len(batch) >= 4096:
-                    handle.write("".join(batch))
-                    batch.clear()
-            handle.write("".join(batch) + "\n")
-            handle.flush()
-            if if_changed and _same_bytes(tmp, path):
-                os.unlink(tmp)
-                return False
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
+    return _write_atomic(path, itertools.chain(_ENCODER.iterencode(data), ["\n"]), durable, if_changed)
 
 
 def holds(path: Path, data: Any) -> bool:
