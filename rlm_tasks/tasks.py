@@ -133,10 +133,17 @@ def settled(ctx: RunContext) -> frozenset[str]:
     return found.tasks
 
 
-def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotten: bool = False) -> dict[str, Any]:
+# What only one doit command reads: `doit clean` runs a task's clean actions, `doit info` prints its meta.
+# A task dict carries them only for that command (or when the command is not known): doit makes a
+# PythonAction of every clean action, and for a 10,000-task run both were 10 MB nobody used.
+ONLY_FOR_COMMAND = {"clean": "clean", "meta": "info"}
+
+
+def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotten: bool = False,
+                command: str | None = None) -> dict[str, Any]:
     # A settled task gets a plain True: doit then skips it without calling back (and without
     # inspecting a callable's signature), which is most of a no-op run's time per task.
-    return {
+    task_dict = {
         "name": task.id,
         "doc": escape.one_line(task.goal.splitlines()[0], 80) if task.goal.strip() else task.id,  # no escapes
         "actions": [_worker_action(ctx, task)],
@@ -144,13 +151,17 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotte
         "targets": [] if task.doit_name in ctx.held_back else [ctx.report_abs[task.id]],
         "task_dep": ["plan", *(ctx.task(dep).doit_name for dep in task.depends_on)],
         "uptodate": [True if settled or task.doit_name in ctx.held_back else Fresh(ctx, task, forgotten)],
-        "meta": {"rlm": Why(ctx, task, forgotten)},  # `doit info` prints it, a run never looks
-        "clean": [_clean_action(ctx, task)],
         **QUIET,
     }
+    if command in (None, ONLY_FOR_COMMAND["meta"]):
+        task_dict["meta"] = {"rlm": Why(ctx, task, forgotten)}
+    if command in (None, ONLY_FOR_COMMAND["clean"]):
+        task_dict["clean"] = [_clean_action(ctx, task)]
+    return task_dict
 
 
-def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
+def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Callable[[], Any]]:
+    """The task_* functions doit loads; `command`: the doit command loading them, when known (ONLY_FOR_COMMAND)."""
     memo: dict[str, Any] = {}
 
     def is_forgotten(task: TaskSpec) -> bool:
@@ -182,14 +193,14 @@ def task_generators(ctx: RunContext) -> dict[str, Callable[[], Any]]:
         yield {"basename": "map", "name": None, "doc": "all map tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "map":
-                yield worker_task(ctx, task, is_settled(task), is_forgotten(task))
+                yield worker_task(ctx, task, is_settled(task), is_forgotten(task), command)
 
     def task_verify() -> Iterator[dict[str, Any]]:
         """Run the VERIFY workers, after the tasks they depend on."""
         yield {"basename": "verify", "name": None, "doc": "all verify tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "verify":
-                yield worker_task(ctx, task, is_settled(task), is_forgotten(task))
+                yield worker_task(ctx, task, is_settled(task), is_forgotten(task), command)
 
     def task_reduce() -> dict[str, Any]:
         """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
@@ -348,7 +359,7 @@ def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> 
     # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
     # garbage; full collections over them were a third of a no-op run. The run session freezes
     # what loading built and turns collection back on (run.session.RunSession.open).
-    doit_commands.guard_loading_command()  # a mistyped task name: one line, exit 2 (not doit's 3)
+    command = doit_commands.guard_loading_command()  # a mistyped task name: one line, exit 2 (not doit's 3)
     try:
         worker.kill_grace()  # checked before anything runs, like the config
     except UserError as exc:
@@ -363,7 +374,7 @@ def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> 
         raise SystemExit(exc.exit_code) from None
     if wave:
         hold_back_for_wave(ctx)
-    return {"DOIT_CONFIG": doit_config(ctx), **task_generators(ctx)}
+    return {"DOIT_CONFIG": doit_config(ctx), **task_generators(ctx, command)}
 
 
 class RlmTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]

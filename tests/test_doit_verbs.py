@@ -10,6 +10,8 @@ import pytest
 from conftest import REPO, RUN_DIR, Repo
 
 from rlm_tasks.layout import RunLayout
+from rlm_tasks.state.context import load_context
+from rlm_tasks.tasks import task_generators
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
 HISTORY = f"{RUN_DIR}/artifacts/history"
@@ -186,3 +188,16 @@ def test_doit_process_count_zero_runs_without_parallel_workers(repo: Repo) -> No
     repo.write_command([{"id": "only", "goal": "write a report"}])
     assert repo.doit("-n", "0").code == 0
     assert repo.report("only").exists()
+
+
+@pytest.mark.parametrize(("command", "extras"), [("run", []), ("list", []), ("clean", ["clean"]), ("info", ["meta"]),
+                                                 (None, ["clean", "meta"])])
+def test_a_task_carries_clean_actions_and_meta_only_for_the_command_that_reads_them(
+        repo: Repo, command: str | None, extras: list[str]) -> None:
+    repo.write_command([{"id": "a", "goal": "Task a."}], verify=[{"id": "v", "goal": "Check a."}])
+    repo.monkeypatch.chdir(repo.root)
+    generators = task_generators(load_context("rlm.yaml"), command)
+
+    for section in ("task_map", "task_verify"):
+        worker_tasks = [task for task in generators[section]() if task.get("name")]
+        assert [sorted({"clean", "meta"} & set(task)) for task in worker_tasks] == [extras]

@@ -95,8 +95,8 @@ def _selected(command: Any) -> list[str]:
     return [] if getattr(command, "sel_default_tasks", True) else list(command.sel_tasks or ())
 
 
-def guard_loading_command() -> None:
-    """Make the doit command that is importing dodo.py (if one is) speak rlm's exit codes.
+def guard_loading_command() -> str | None:
+    """Make the doit command that is importing dodo.py (if one is) speak rlm's exit codes; its name.
 
     dodo.py is imported inside DoitCmdBase.execute, which then looks up and calls the command's
     `get_checker_cls` and `_execute`: wrapping them on that instance catches every mistake it finds
@@ -107,10 +107,11 @@ def guard_loading_command() -> None:
     while frame is not None and frame.f_code is not DoitCmdBase.execute.__code__:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None or not isinstance(frame.f_locals.get("self"), DoitCmdBase):
-        return
+        return None
     command, names = frame.f_locals["self"], list(frame.f_locals.get("args") or ())
     for attribute in ("get_checker_cls", "_execute"):
         setattr(command, attribute, _guarded(command, getattr(command, attribute), names))
+    return str(command.name)
 
 
 def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Callable[..., Any]:
