@@ -106,10 +106,10 @@ class RunSession:
         try:
             if self.interrupted:
                 worker.drain(worker.kill_grace_or_default() + 1.0)
+            executors.close(self.ctx)  # remote attempts end (and say so) before inflight.json records what is left
             if self.inflight is not None:
                 self.inflight.finish()
             self.ctx.store.compact()  # the committed form: one provenance.json, no journal
-            executors.close(self.ctx)
             self.ctx.save_cache()
             try:
                 doitdb.remember(self.ctx.layout.doit_db, self.fresh)
