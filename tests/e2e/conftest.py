@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -13,11 +14,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import agents
 
 
+def _absent(agent: str) -> NoReturn:
+    """Skip where the CLIs were not installed; fail where .ci/run installed them (RLM_REQUIRE_AGENTS=1)."""
+    if os.environ.get("RLM_REQUIRE_AGENTS") == "1":
+        pytest.fail(agents.skip_reason(agent))
+    pytest.skip(agents.skip_reason(agent))
+
+
 @pytest.fixture(scope="session")
 def codex_bin() -> str:
     binary = agents.codex_binary()
     if binary is None:
-        pytest.skip(agents.skip_reason("codex"))
+        _absent("codex")
     return binary
 
 
@@ -25,7 +33,7 @@ def codex_bin() -> str:
 def claude_bin() -> str:
     binary = agents.claude_binary()
     if binary is None:
-        pytest.skip(agents.skip_reason("claude"))
+        _absent("claude")
     return binary
 
 
