@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -23,6 +25,12 @@ def error_line(exc: UserError) -> str:
     the others are prefixed with the tool's name.
     """
     return f"{exc}\n" if exc.exit_code == 2 else f"rlm: {exc}\n"
+
+
+def exit_with(exc: UserError) -> NoReturn:
+    """End the process with the error's one line and exit code: where doit would print a traceback."""
+    sys.stderr.write(error_line(exc))
+    raise SystemExit(exc.exit_code) from None
 
 
 def close_match(word: str, choices: Iterable[str]) -> str | None:

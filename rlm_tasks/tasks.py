@@ -9,13 +9,13 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from doit.cmd_base import NamespaceTaskLoader
 from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.plan import ConfigError, TaskSpec
-from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.errors import UserError, exit_with
 from rlm_tasks.layout import CRASH_LOG, DOIT_DB
 from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
@@ -79,8 +79,7 @@ def _clean_action(ctx: RunContext, task: TaskSpec) -> Callable[..., None]:
         try:
             lock.acquire()
         except UserError as exc:  # locked by a run: exit 3 with its one line, as `doit` itself would
-            sys.stderr.write(error_line(exc))
-            raise SystemExit(exc.exit_code) from None
+            exit_with(exc)
         try:
             moved = attempts.retire_report(ctx, task)
         finally:
@@ -229,23 +228,19 @@ def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Ca
 
 def _exit_on_user_error(generate: Callable[[], Any]) -> Callable[[], Any]:
     """doit prints a traceback for errors while it loads tasks; a user's mistake gets its one line and exit code."""
-    def fail(exc: UserError) -> NoReturn:
-        sys.stderr.write(error_line(exc))
-        raise SystemExit(exc.exit_code) from None
-
     if inspect.isgeneratorfunction(generate):
         def each() -> Iterator[Any]:
             try:
                 yield from generate()
             except UserError as exc:
-                fail(exc)
+                exit_with(exc)
         wrapper: Callable[[], Any] = each
     else:
         def one() -> Any:
             try:
                 return generate()
             except UserError as exc:
-                fail(exc)
+                exit_with(exc)
         wrapper = one
     return functools.wraps(generate)(wrapper)
 
@@ -363,8 +358,7 @@ def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> 
     try:
         worker.kill_grace()  # checked before anything runs, like the config
     except UserError as exc:
-        sys.stderr.write(error_line(exc))
-        raise SystemExit(exc.exit_code) from None
+        exit_with(exc)
     gc.disable()
     try:
         ctx = load_context(config_path)  # skips validation and rendering when nothing changed

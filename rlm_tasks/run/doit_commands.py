@@ -26,7 +26,7 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from rlm_tasks.config.plan import MAX_INFLIGHT
-from rlm_tasks.errors import UserError, close_match, error_line
+from rlm_tasks.errors import UserError, close_match, error_line, exit_with
 from rlm_tasks.fs import discard_output
 
 EXIT_USAGE = 2
@@ -74,11 +74,6 @@ def no_such(command: str, name: str, known: list[str]) -> str:
     return f"doit {command}: no task named '{name}'{hint}; {LIST_TASKS}"
 
 
-def _refuse(error: UserError) -> None:
-    sys.stderr.write(error_line(error))
-    raise SystemExit(error.exit_code)
-
-
 def _task_names(command: Any) -> list[str]:
     return [task.name for task in getattr(command, "task_list", None) or ()]
 
@@ -86,7 +81,7 @@ def _task_names(command: Any) -> list[str]:
 def check_num_process(value: Any) -> None:
     """doit takes any integer for -n; rlm's cap is budget.max_inflight's (0 is doit's own: no parallel workers)."""
     if isinstance(value, int) and not 0 <= value <= MAX_INFLIGHT:
-        _refuse(UserError(f"doit: -n/--process must be between 0 and {MAX_INFLIGHT} (the cap of "
+        exit_with(UserError(f"doit: -n/--process must be between 0 and {MAX_INFLIGHT} (the cap of "
                           f"budget.max_inflight), got {value}; nothing ran", exit_code=EXIT_USAGE))
 
 
@@ -124,12 +119,12 @@ def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Call
             error = usage_error(command.name, exc, names, _task_names(command))
             if error is None:
                 raise
-            _refuse(error)
+            exit_with(error)
         except BrokenPipeError:  # `doit list | head`: the reader has what it wanted; as `rlm` does, exit 1
             discard_output(sys.stdout)
             raise SystemExit(1) from None
         if isinstance(command, DoitHelp) and result is False:  # doit would print its usage, exit 0
-            _refuse(UserError(no_such("help", names[0], _task_names(command)), exit_code=EXIT_USAGE))
+            exit_with(UserError(no_such("help", names[0], _task_names(command)), exit_code=EXIT_USAGE))
         return result
     return call
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -25,7 +24,7 @@ from doit.exceptions import UnmetDependency
 from doit.globals import Globals
 from doit.task import Task
 
-from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.errors import UserError, exit_with
 from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
@@ -60,8 +59,7 @@ class RunSession:
             executors.for_context(self.ctx)  # a wrong RLM_EXECUTOR or executor block stops the run before it starts
             self.lock.acquire()
         except UserError as exc:
-            sys.stderr.write(error_line(exc))
-            raise SystemExit(exc.exit_code) from None
+            exit_with(exc)
         self.opened = True
         doitdb.survive_removal(getattr(Globals.dep_manager, "backend", None), DOIT_DB, self.write)
         housekeeping.on_run_start(self.ctx, self.write)  # uses: markers, TTL cleanup, drift baseline
@@ -73,8 +71,7 @@ class RunSession:
             self.opened = False
             self.guard.restore()
             self.lock.release()
-            sys.stderr.write(error_line(exc))
-            raise SystemExit(exc.exit_code) from None
+            exit_with(exc)
         self.ctx.store.compact()  # a killed run's provenance journal becomes part of provenance.json
         self.inflight.listeners.append(on_event)
         return recovery
