@@ -15,8 +15,8 @@ import agents
 
 
 def _absent(agent: str) -> NoReturn:
-    """Skip where the CLIs were not installed; fail where .ci/run installed them (RLM_REQUIRE_AGENTS=1)."""
-    if os.environ.get("RLM_REQUIRE_AGENTS") == "1":
+    """Skip where the CLIs were not installed; fail where .ci/run installed them (E2E_REQUIRE_AGENTS=1)."""
+    if os.environ.get("E2E_REQUIRE_AGENTS") == "1":
         pytest.fail(agents.skip_reason(agent))
     pytest.skip(agents.skip_reason(agent))
 
