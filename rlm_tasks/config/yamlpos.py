@@ -140,6 +140,12 @@ def _check_shape(text: str) -> None:
                 sizes[anchor] = size
             if frames:
                 frames[-1][1] += size
+    except yaml.YAMLError as exc:
+        # PyYAML >= 6.0.2 stops deep nesting in its scanner, ahead of the events counted above: same refusal
+        mark = getattr(exc, "problem_mark", None)
+        if "nesting depth" in str(getattr(exc, "problem", "")) and mark is not None:
+            raise YamlSyntaxError(f"nesting deeper than {MAX_DEPTH} levels", _position(mark)) from None
+        raise
     finally:
         loader.dispose()
 
