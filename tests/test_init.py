@@ -84,7 +84,7 @@ def test_init_never_overwrites_without_force(empty: Repo) -> None:
     refused = empty.rlm_cli("init")
     assert (refused.code, refused.out, refused.err) == (
         1, "", "rlm: init: rlm.yaml, dodo.py exist; nothing written (--force overwrites, "
-               "or add the rlm tasks to your dodo.py: see README)\n")
+               "or add the rlm tasks to your dodo.py: see docs/adopting.md)\n")
     assert sorted(p.name for p in empty.root.iterdir()) == [".git", "dodo.py", "rlm.yaml"]  # nothing written
     assert (empty.root / "rlm.yaml").read_text() == "version: 1\n"
 

@@ -167,7 +167,8 @@ def init(root: Path, *, agent: str = "command", ci: str | None = None, force: bo
     if conflicts:
         raise InitRefused("init: " + ", ".join(conflicts) + (" exists" if len(conflicts) == 1 else " exist")
                           + "; nothing written (--force overwrites"
-                          + (", or add the rlm tasks to your dodo.py: see README)" if "dodo.py" in conflicts else ")"))
+                          + (", or add the rlm tasks to your dodo.py: see docs/adopting.md)"
+                             if "dodo.py" in conflicts else ")"))
     for path, rel in todo.items():
         jsonio.write_text_atomic(path, files[rel])
         result.written.append(rel)
