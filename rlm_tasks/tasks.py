@@ -14,7 +14,7 @@ from typing import Any
 from doit.cmd_base import NamespaceTaskLoader
 from doit.exceptions import TaskFailed
 
-from rlm_tasks.config.plan import ConfigError, TaskSpec
+from rlm_tasks.config.records import ConfigError, TaskSpec
 from rlm_tasks.errors import UserError, exit_with
 from rlm_tasks.layout import CRASH_LOG, DOIT_DB
 from rlm_tasks.lifecycle import archive

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import Repo
 
-from rlm_tasks.config.plan import AgentSpec, Budget, ConfigError, Tier, load_plan
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.config.records import AgentSpec, Budget, ConfigError, Tier
 
 
 def validate(repo: Repo, text: str, name: str = "rlm.yaml") -> tuple[int, str, str]:

@@ -8,7 +8,8 @@ import pytest
 from conftest import Repo
 
 from rlm_tasks.config.ownership import matches, patterns_overlap
-from rlm_tasks.config.plan import ConfigError, load_plan
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.config.records import ConfigError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import jinja
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from rlm_tasks.config.plan import MAX_INFLIGHT as MAX_JOBS  # the cap of budget.max_inflight too
+from rlm_tasks.config.defaults import MAX_INFLIGHT_CAP as MAX_JOBS  # the cap of budget.max_inflight too
 from rlm_tasks.state.context import RunContext, load_context
 
 

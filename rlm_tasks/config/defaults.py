@@ -1,6 +1,6 @@
 """Every default of rlm.yaml, in one table.
 
-The frozen Plan (config/plan.py) takes its defaults from these names, and
+The frozen Plan (config/records.py, built by config/freeze.py) takes its defaults from these names, and
 rlm.schema.json states the same values as `default` keywords, for editors and
 readers; tests/test_defaults.py keeps the schema equal to SCHEMA_DEFAULTS.
 A key is the setting's place in rlm.yaml: `task.*` is any entry of `tasks:`,
@@ -27,6 +27,18 @@ REQUIRED_SECTIONS = ("Contract Compliance",)
 RETRIES = 0
 ESCALATE = False
 BACKOFF_SECONDS = 2.0
+
+# compute_tier → (model, effort); `tiers:` in rlm.yaml overrides or extends them
+TIERS = {
+    "standard": ("gpt-5.1-codex-mini", "medium"),
+    "standard-plus": ("gpt-5.2-codex", "medium"),
+    "heavy": ("gpt-5.2-codex", "xhigh"),
+}
+TIER_ORDER = ("standard", "standard-plus", "heavy")  # `escalate: true` climbs this ladder on each retry
+
+VERIFY_K = 5  # verify tasks per iteration: the default of verify_k, and its cap
+EXECUTOR_KIND = "local"
+MAX_INFLIGHT_CAP = 256  # rlm.schema.json budget.max_inflight maximum; also the cap of `-n`
 
 AGENT_KIND = "codex"
 SANDBOX = "workspace-write"

@@ -29,7 +29,7 @@ MAX_EXAMPLES = 3
 
 
 class OwningTask(Protocol):
-    """What ownership needs of a task (config.plan.TaskSpec, which imports this module)."""
+    """What ownership needs of a task (config.records.TaskSpec; config/checks.py imports this module)."""
 
     @property
     def id(self) -> str: ...

@@ -14,7 +14,8 @@ from typing import Any
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import parse_iso
-from rlm_tasks.config.plan import ConfigError, evidence_problems
+from rlm_tasks.config.checks import evidence_problems
+from rlm_tasks.config.records import ConfigError
 from rlm_tasks.errors import UserError
 from rlm_tasks.phases import reduce
 from rlm_tasks.render import escape, jinja

@@ -8,7 +8,7 @@ import time
 from typing import Any, NamedTuple
 
 from rlm_tasks.clock import iso
-from rlm_tasks.config.plan import AgentSpec, Plan, TaskSpec, Tier
+from rlm_tasks.config.records import AgentSpec, Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render.jinja import command_context, render_string

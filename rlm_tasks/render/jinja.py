@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rlm_tasks import jsonio
-from rlm_tasks.config.plan import Plan, TaskSpec
+from rlm_tasks.config.records import Plan, TaskSpec
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import escape

@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
 from rlm_tasks.config import paths as config_paths
-from rlm_tasks.config.plan import TIER_ORDER, Plan, TaskSpec, Tier
+from rlm_tasks.config.defaults import TIER_ORDER
+from rlm_tasks.config.records import Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import agents

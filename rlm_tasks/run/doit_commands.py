@@ -25,7 +25,7 @@ from doit.cmdparse import CmdParseError
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
-from rlm_tasks.config.plan import MAX_INFLIGHT
+from rlm_tasks.config.defaults import MAX_INFLIGHT_CAP
 from rlm_tasks.errors import UserError, close_match, error_line, exit_with
 from rlm_tasks.fs import discard_output
 
@@ -80,8 +80,8 @@ def _task_names(command: Any) -> list[str]:
 
 def check_num_process(value: Any) -> None:
     """doit takes any integer for -n; rlm's cap is budget.max_inflight's (0 is doit's own: no parallel workers)."""
-    if isinstance(value, int) and not 0 <= value <= MAX_INFLIGHT:
-        exit_with(UserError(f"doit: -n/--process must be between 0 and {MAX_INFLIGHT} (the cap of "
+    if isinstance(value, int) and not 0 <= value <= MAX_INFLIGHT_CAP:
+        exit_with(UserError(f"doit: -n/--process must be between 0 and {MAX_INFLIGHT_CAP} (the cap of "
                           f"budget.max_inflight), got {value}; nothing ran", exit_code=EXIT_USAGE))
 
 

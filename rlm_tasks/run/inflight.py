@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
-from rlm_tasks.config.plan import TaskSpec, Tier
+from rlm_tasks.config.records import TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
 from rlm_tasks.procs import hostname, start_ticks

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from rlm_tasks.config import foreach
 from rlm_tasks.config import paths as config_paths
-from rlm_tasks.config import plan as config
-from rlm_tasks.config.plan import Plan, TaskSpec
+from rlm_tasks.config.freeze import freeze
+from rlm_tasks.config.plan import load_plan, load_plan_data
+from rlm_tasks.config.records import Plan, TaskSpec
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import agents, jinja
 from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
@@ -174,7 +175,7 @@ def load_context(config_path: str | Path = "rlm.yaml") -> RunContext:
     try:
         raw = path.read_bytes()
     except OSError:
-        return RunContext(config.load_plan(config_path))  # let the loader word the error
+        return RunContext(load_plan(config_path))  # let the loader word the error
     config_file = path.resolve()
     root = Path(os.path.abspath(path)).parent.resolve()  # where rlm.yaml is, even as a symlink
     cache = Cache(cache_path(root, config_file))
@@ -189,11 +190,11 @@ def load_context(config_path: str | Path = "rlm.yaml") -> RunContext:
             if fans_out and cache.plan_expansion and foreach.sources_only(data, root) == cache.plan_sources:
                 expansion = foreach.Expansion.from_json(cache.plan_expansion)
             if expansion is not None or not fans_out:
-                plan = config.freeze(data, root, config_file, expansion)
+                plan = freeze(data, root, config_file, expansion)
         except Exception:  # an unexpected shape: validate afresh
             plan = None
     if plan is None:
-        plan, data = config.load_plan_data(config_path, raw=raw)  # the bytes of the key, not a later read
+        plan, data = load_plan_data(config_path, raw=raw)  # the bytes of the key, not a later read
         expansion = foreach.expand(data, root) if foreach.declared(data) else None
         if expansion is None or foreach.sources_digest(expansion) == plan.sources:  # the files held still
             cache.set_validated(key, data, plan.sources, expansion.as_json() if expansion else None)

@@ -13,7 +13,7 @@ import os
 from typing import NamedTuple
 
 from rlm_tasks.config import paths as config_paths
-from rlm_tasks.config.plan import TaskSpec
+from rlm_tasks.config.records import TaskSpec
 from rlm_tasks.state.cache import Signature
 from rlm_tasks.state.context import RunContext
 

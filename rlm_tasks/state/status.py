@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from rlm_tasks.config.plan import TaskSpec
+from rlm_tasks.config.records import TaskSpec
 from rlm_tasks.state import history, inflight, progress, reports, settled, usage
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import Freshness, State

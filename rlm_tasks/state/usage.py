@@ -14,7 +14,7 @@ import re
 from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
-from rlm_tasks.config.plan import Plan, Price
+from rlm_tasks.config.records import Plan, Price
 from rlm_tasks.state.context import RunContext
 
 USAGE_FILE = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.usage\.json$")

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from rlm_tasks.config.plan import ConfigError, contract_warnings, evidence_problems, load_plan
+from rlm_tasks.config.checks import contract_warnings, evidence_problems
+from rlm_tasks.config.plan import load_plan
+from rlm_tasks.config.records import ConfigError
 from rlm_tasks.install import init as starter
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import jinja

@@ -14,7 +14,7 @@ import threading
 import weakref
 from typing import Any
 
-from rlm_tasks.config.plan import Plan
+from rlm_tasks.config.records import Plan
 from rlm_tasks.run.executors import dask
 from rlm_tasks.run.executors.base import Executor, ExecutorError, LocalExecutor
 from rlm_tasks.state.context import RunContext
