@@ -1,15 +1,30 @@
 #!/usr/bin/env python3
-"""Benchmark agent: reads the prompt, sleeps argv[1] seconds, writes a valid report (under rlm)."""
+"""Benchmark agent: reads the prompt, sleeps, writes a valid report (under rlm).
 
+argv[1] is the seconds to sleep, or a JSON file {"<worker_id>": seconds} (bench/makespan.py: uneven tasks);
+then the worker appends "<worker_id> <start> <end>" (Unix times) to times.txt beside that file.
+"""
+
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
+START = time.time()
+
 if "RLM_REPORT_PATH" in os.environ:
     sys.stdin.read()
-time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0)
+arg = sys.argv[1] if len(sys.argv) > 1 else "0"
+if arg.endswith(".json"):
+    seconds = float(json.loads(Path(arg).read_text(encoding="utf-8"))[os.environ["RLM_WORKER_ID"]])
+else:
+    seconds = float(arg)
+time.sleep(seconds)
 if "RLM_REPORT_PATH" in os.environ:  # the bare baseline runs the same sleep without rlm
     report = Path(os.environ["RLM_REPORT_PATH"])
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(f"# {os.environ['RLM_WORKER_ID']}\n\n## Contract Compliance\n- kept\n", encoding="utf-8")
+if arg.endswith(".json"):
+    with open(Path(arg).with_name("times.txt"), "a", encoding="utf-8") as times:
+        times.write(f"{os.environ['RLM_WORKER_ID']} {START:.3f} {time.time():.3f}\n")

@@ -100,7 +100,8 @@ def test_status_all_lists_every_generated_task(fan: Repo) -> None:
         f"missing  map:lint-a                     {RUN_DIR}/artifacts/reports/lint-a.md",
         f"missing  map:lint-b                     {RUN_DIR}/artifacts/reports/lint-b.md",
         f"missing  map:summary                    {RUN_DIR}/artifacts/reports/summary.md",
-        "next wave: 2 tasks (map:lint-a, map:lint-b); `rlm run --wave` runs only these",  # the join waits
+        # the join waits
+        "next wave: 2 tasks in start order (map:lint-a, map:lint-b); `rlm run --wave` runs only these",
     ]
 
 

@@ -36,7 +36,7 @@ def test_status_before_any_run(repo: Repo) -> None:
         line("missing", "map:a", f"{REPORTS}/a.md"),
         line("missing", "map:b", f"{REPORTS}/b.md"),
         line("missing", "map:c", f"{REPORTS}/c.md"),
-        "next wave: 2 tasks (map:a, map:c); `rlm run --wave` runs only these",  # b waits for a
+        "next wave: 2 tasks in start order (map:a, map:c); `rlm run --wave` runs only these",  # b waits for a
     ]
 
 
@@ -53,7 +53,7 @@ def test_status_lines_summary_first_then_one_line_per_task(done: Repo) -> None:
         f"stale    map:a{' ' * 26}prompt_changed  {REPORTS}/a.md",
         f"invalid  map:b{' ' * 26}report lacks required section 'Contract Compliance'  {REPORTS}/b.md",
         f"missing  map:c{' ' * 26}{REPORTS}/c.md",
-        "next wave: 2 tasks (map:a, map:c); `rlm run --wave` runs only these",
+        "next wave: 2 tasks in start order (map:a, map:c); `rlm run --wave` runs only these",
     ]
 
 

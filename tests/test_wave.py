@@ -21,7 +21,8 @@ def waves(repo: Repo) -> Repo:
 
 def test_each_wave_runs_the_ready_tasks_and_status_shows_the_next(waves: Repo) -> None:
     repo = waves
-    assert repo.rlm("status").lines[-1] == "next wave: 2 tasks (map:a, map:b); `rlm run --wave` runs only these"
+    assert repo.rlm("status").lines[-1] == \
+        "next wave: 2 tasks in start order (map:a, map:b); `rlm run --wave` runs only these"
     result = repo.rlm_cli("run", "--wave")
     assert result.code == 0, result.out + result.err
     assert repo.ran() == ["a", "b"]

@@ -28,7 +28,7 @@ from rlm_tasks.errors import UserError, exit_with
 from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
-from rlm_tasks.run import doitdb, executors, housekeeping, inflight, signals, worker
+from rlm_tasks.run import doitdb, executors, housekeeping, inflight, schedule, signals, worker
 from rlm_tasks.run.reporter import RunReporter, is_worker
 from rlm_tasks.state import history
 from rlm_tasks.state.cache import stat_signature
@@ -165,6 +165,8 @@ class SessionReporter(RunReporter):
 
     def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
         recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event)
+        if self.run_session.opened:
+            schedule.install(self.ctx)  # critical path first: doit's dispatcher takes ready tasks by rank
         super().initialize(tasks, selected_tasks)
         self.recovered(recovery)
         self.start_progress()

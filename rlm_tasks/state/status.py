@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from rlm_tasks.config.records import TaskSpec
-from rlm_tasks.state import history, inflight, progress, reports, settled, usage
+from rlm_tasks.state import history, inflight, progress, reports, schedule, settled, usage
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import Freshness, State
 
@@ -85,10 +85,15 @@ def resolve(ctx: RunContext) -> dict[str, Freshness]:
 
 
 def next_wave(ctx: RunContext, states: dict[str, Freshness]) -> list[TaskSpec]:
-    """The tasks `rlm run --wave` would run now: not done, not running, every dependency done."""
-    return [task for task in ctx.plan.tasks
+    """The tasks `rlm run --wave` would run now (not done, not running, every dependency done), in the order
+    a run starts them: longest remaining chain first (state.schedule)."""
+    wave = [task for task in ctx.plan.tasks
             if states[task.id].state not in (*DONE, State.RUNNING)
             and all(states[dep].state in DONE for dep in task.depends_on)]
+    if len(wave) < 2:
+        return wave
+    not_done = [task for task in ctx.plan.tasks if states[task.id].state not in DONE]
+    return schedule.plan_schedule(not_done, schedule.known_durations(ctx)).order(wave)
 
 
 def wave_line(tasks: list[TaskSpec]) -> str | None:
@@ -97,7 +102,8 @@ def wave_line(tasks: list[TaskSpec]) -> str | None:
     names = [t.doit_name for t in tasks]
     shown = ", ".join(names[:LISTED_PER_STATE]) + (f" and {len(names) - LISTED_PER_STATE} more"
                                                    if len(names) > LISTED_PER_STATE else "")
-    return f"next wave: {len(names)} task{'s' if len(names) != 1 else ''} ({shown}); `rlm run --wave` runs only these"
+    count = f"{len(names)} tasks in start order" if len(names) > 1 else "1 task"
+    return f"next wave: {count} ({shown}); `rlm run --wave` runs only these"
 
 
 def collect(ctx: RunContext) -> list[tuple[Any, Freshness]]:
