@@ -24,7 +24,7 @@ from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import agents
 from rlm_tasks.run import executors, inflight, usage, worker
-from rlm_tasks.state import budget, history, reports
+from rlm_tasks.state import budget, events, history, reports
 from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.inflight import entry_alive
@@ -196,10 +196,11 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         layout.abs(log_rel).write_text(f"{exc}\n", encoding="utf-8")
         record.update(outcome="start_error", started_at=now, finished_at=now)
         _remember(ctx, task, record)
+        _ended(ctx, task, record, str(exc))
         return record, str(exc)
     progress = layout.abs(progress_rel(layout, task.worker_id))
     progress.parent.mkdir(parents=True, exist_ok=True)
-    events = _beside(layout.abs(log_rel), ".events.jsonl")
+    agent_events = _beside(layout.abs(log_rel), ".events.jsonl")
     worker_usage = _beside(layout.abs(log_rel), ".worker-usage.json")
     worker_usage.unlink(missing_ok=True)  # only what this attempt writes counts
     invocation = invocation._replace(env={**invocation.env, "RLM_PROGRESS_PATH": str(progress),
@@ -213,11 +214,13 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         started = True
         _remember(ctx, task, {**record, "outcome": history.RUNNING, "started_at": iso(at), "finished_at": None})
         sess.attempt_started(task, attempt, tier, pid, at, digests, log_rel, where)
+        events.emit(layout, events.Kind.ATTEMPT_START, worker_id=task.worker_id, attempt=attempt,
+                    compute_tier=tier.name, mode=task.mode, worker_pid=pid, log_path=log_rel)
 
     try:
         result = executors.for_context(ctx).run(invocation, prompt, layout.abs(log_rel), ctx.plan.root, report,
                                                 stall_after=task.stall_after, watch=[progress], on_start=on_start,
-                                                events_path=events)
+                                                events_path=agent_events)
     finally:
         if started:
             sess.attempt_ended(task, attempt, tier.name)
@@ -236,6 +239,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     elif result.stalled:
         outcome, failure = "stalled", (f"stalled: no change to its report, progress file or log "
                                        f"for {task.stall_after:g}s")
+        events.emit(layout, events.Kind.STALL, worker_id=task.worker_id, attempt=attempt, message=failure)
     elif result.exit_code != 0:
         outcome = "interrupted" if result.interrupted else "exit"
         failure = "interrupted" if result.interrupted else f"agent exited with code {result.exit_code}"
@@ -250,7 +254,14 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         failure += f" (report moved to {rejected})"
     record["duration"] = round(result.duration, 3)
     _remember(ctx, task, record)
+    _ended(ctx, task, record, failure)
     return record, failure
+
+
+def _ended(ctx: RunContext, task: TaskSpec, record: dict[str, Any], failure: str | None) -> None:
+    events.emit(ctx.layout, events.Kind.ATTEMPT_END, worker_id=task.worker_id, attempt=record["attempt"],
+                compute_tier=record["compute_tier"], mode=task.mode, outcome=record["outcome"],
+                exit_code=record.get("exit_code"), duration=record.get("duration"), message=failure)
 
 
 def _beside(log: Path, suffix: str) -> Path:
@@ -272,6 +283,8 @@ def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, events_kin
         return None
     record = usage_state.attempt_record(ctx.plan, found, tier.model)
     usage_state.write_attempt(ctx, task.worker_id, attempt, tier.name, record)
+    events.emit(ctx.layout, events.Kind.USAGE, worker_id=task.worker_id, attempt=attempt, compute_tier=tier.name,
+                total_tokens=record["total_tokens"], cost_usd=record["cost_usd"])
     budget.add_usage(ctx, record)
     return record
 
@@ -287,6 +300,7 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
     attempt = int(entry.get("attempt") or 0)
     tier_name = str(entry.get("compute_tier") or task.compute_tier)
     sess.emit(inflight.Event("adopt", task.doit_name, attempt, tier_name))
+    events.emit(ctx.layout, events.Kind.ADOPT, worker_id=task.worker_id, attempt=attempt, compute_tier=tier_name)
     started = float(entry.get("started") or time.time())
     timeout = task.agent.timeout
     while entry_alive(entry):
@@ -313,6 +327,7 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
     if spent is not None:
         record["usage"] = spent
     _remember(ctx, task, record)
+    _ended(ctx, task, record, None)
     _record(ctx, task, report, digests, tier, record, [record], adopted=True)
     return TaskOutcome(True, task.report_path, attempt, time.time() - started, tier.name, 1)
 
@@ -348,12 +363,15 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
         if retry:
             wait = backoff_delay(task.backoff_seconds, retry)
             sess.emit(inflight.Event("retry", task.doit_name, history[-1]["attempt"] + 1, tier.name, failure, wait))
+            events.emit(layout, events.Kind.RETRY, worker_id=task.worker_id, attempt=history[-1]["attempt"],
+                        compute_tier=tier.name, wait=round(wait, 3), message=failure)
             if worker.shutdown_event().wait(wait):
                 break
         try:
             budget.claim_attempt(ctx, task.doit_name)
         except budget.BudgetExhausted as exc:
             failure, out_of_budget = str(exc), True
+            events.emit(layout, events.Kind.BUDGET_STOP, worker_id=task.worker_id, message=failure)
             break
         record, problem = _attempt(ctx, sess, task, tier, sess.next_attempt(task), prompt.encode("utf-8"),
                                    digests, report)

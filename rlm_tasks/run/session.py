@@ -30,7 +30,7 @@ from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
 from rlm_tasks.run import doitdb, executors, housekeeping, inflight, schedule, signals, worker
 from rlm_tasks.run.reporter import RunReporter, is_worker
-from rlm_tasks.state import history
+from rlm_tasks.state import events, history
 from rlm_tasks.state.cache import stat_signature
 from rlm_tasks.state.context import RunContext
 
@@ -74,6 +74,7 @@ class RunSession:
             exit_with(exc)
         self.ctx.store.compact()  # a killed run's provenance journal becomes part of provenance.json
         self.inflight.listeners.append(on_event)
+        events.emit(self.ctx.layout, events.Kind.RUN_START, tasks=len(self.ctx.plan.tasks))
         return recovery
 
     def unwind(self) -> None:
@@ -96,7 +97,7 @@ class RunSession:
                 continue  # the attempt the signal cut short says so already, with its log
             history.mark_not_started(self.ctx.layout, self.ctx.plan.run_id, task.worker_id, self.guard.name)
 
-    def close(self, reduce_skipped: bool, unfinished: Sequence[str] = ()) -> None:
+    def close(self, reduce_skipped: bool, unfinished: Sequence[str] = (), failed: int = 0) -> None:
         if not self.opened:
             self.guard.restore()
             return
@@ -120,6 +121,8 @@ class RunSession:
                     reduce.write_deferred(self.ctx)
                 except UserError as exc:  # the exit code still says what happened to the run
                     self.write(f"rlm: {exc}\n")
+            events.emit(self.ctx.layout, events.Kind.RUN_END, failed=failed,
+                        interrupted_by=self.guard.name if self.interrupted else None)
         finally:
             self.guard.restore()
             self.lock.release()
@@ -162,6 +165,7 @@ class SessionReporter(RunReporter):
         super().__init__(outstream, options)
         self.run_session = RunSession(self.ctx, self.write)
         self.settled: set[str] = set()  # worker tasks done, or failed for good before any signal
+        self.workers_failed = 0  # the event log's run_end: tasks whose own attempts failed (not their dependents)
 
     def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
         recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event)
@@ -183,8 +187,10 @@ class SessionReporter(RunReporter):
         super().skip_uptodate(task)
 
     def add_failure(self, task: Any, fail: Any) -> None:
-        if not self.run_session.interrupted and not isinstance(fail, UnmetDependency):
-            self.settled.add(task.name)
+        if not isinstance(fail, UnmetDependency):
+            self.workers_failed += is_worker(task.name)
+            if not self.run_session.interrupted:
+                self.settled.add(task.name)
         super().add_failure(task, fail)
 
     def add_success(self, task: Any) -> None:
@@ -200,7 +206,8 @@ class SessionReporter(RunReporter):
             self.run_session.close(reduce_skipped=False)
             return
         self.run_session.close(reduce_skipped="reduce" in self.failures,
-                               unfinished=[name for name in self.closure if name not in self.settled])
+                               unfinished=[name for name in self.closure if name not in self.settled],
+                               failed=self.workers_failed)
         guard = self.run_session.guard
         changed = [] if self.run_session.interrupted else self.run_session.closing_check()
         self.summary(guard.name if self.run_session.interrupted else None, guard.signalled)
