@@ -12,11 +12,14 @@ from rlm_tasks.resources import SCHEMA_DIR
 
 
 def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
-    """`<block>.<property>` → its `default`, for the top-level blocks and the $defs (task, agent)."""
+    """`<block>.<property>` → its `default`, for the top-level blocks and the $defs (task, agent); a top-level
+    setting that is no block (verify_k) by its own name."""
     blocks = {**schema["properties"], **schema["$defs"]}
-    return {f"{block}.{name}": prop["default"]
-            for block, node in blocks.items()
-            for name, prop in (node.get("properties") or {}).items() if "default" in prop}
+    found = {name: node["default"] for name, node in schema["properties"].items() if "default" in node}
+    found.update({f"{block}.{name}": prop["default"]
+                  for block, node in blocks.items()
+                  for name, prop in (node.get("properties") or {}).items() if "default" in prop})
+    return found
 
 
 def test_the_schema_documents_exactly_the_table() -> None:
@@ -35,6 +38,9 @@ def test_a_minimal_plan_gets_the_table(tmp_path: Path) -> None:
     plan = load_plan(tmp_path / "rlm.yaml")
     (task,) = plan.tasks
     got = {
+        "verify_k": plan.verify_k,
+        "executor.kind": plan.executor.kind,
+        **{f"tiers.{tier.name}": {"model": tier.model, "effort": tier.effort} for tier in plan.tiers},
         "budget.max_inflight": plan.budget.max_inflight,
         "reduce.stale_seconds": plan.stale_seconds,
         "lifecycle.ttl_days": plan.lifecycle.ttl_days,
@@ -47,6 +53,7 @@ def test_a_minimal_plan_gets_the_table(tmp_path: Path) -> None:
         "task.retries": task.retries,
         "task.escalate": task.escalate,
         "task.backoff_seconds": task.backoff_seconds,
+        "task.accept_partial": task.accept_partial,
         "agent.kind": task.agent.kind,
         "agent.sandbox": task.agent.sandbox,
         "agent.report": task.agent.report,
@@ -54,3 +61,14 @@ def test_a_minimal_plan_gets_the_table(tmp_path: Path) -> None:
     expected = {k: v for k, v in defaults.SCHEMA_DEFAULTS.items() if k != "budget.max_watch_files"}
     assert got == expected
     assert task.report_path == ".rlm/runs/r/artifacts/reports/a.md" == defaults.report_path("r", "a")
+
+
+def test_the_tier_ladder_is_the_default_tiers_in_order() -> None:
+    assert tuple(defaults.TIERS) == defaults.TIER_ORDER
+    assert defaults.TIER_ORDER[0] == defaults.COMPUTE_TIER
+
+
+def test_the_schema_caps_are_the_table() -> None:
+    schema = json.loads((SCHEMA_DIR / "rlm.schema.json").read_text(encoding="utf-8"))
+    assert schema["properties"]["verify_k"]["maximum"] == defaults.VERIFY_K
+    assert schema["properties"]["budget"]["properties"]["max_inflight"]["maximum"] == defaults.MAX_INFLIGHT_CAP

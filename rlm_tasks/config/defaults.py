@@ -27,6 +27,7 @@ REQUIRED_SECTIONS = ("Contract Compliance",)
 RETRIES = 0
 ESCALATE = False
 BACKOFF_SECONDS = 2.0
+ACCEPT_PARTIAL = False
 
 # compute_tier → (model, effort); `tiers:` in rlm.yaml overrides or extends them
 TIERS = {
@@ -59,6 +60,9 @@ PRICES = {
 }
 
 SCHEMA_DEFAULTS: dict[str, Any] = {
+    "verify_k": VERIFY_K,
+    "executor.kind": EXECUTOR_KIND,
+    **{f"tiers.{name}": {"model": model, "effort": effort} for name, (model, effort) in TIERS.items()},
     "budget.max_inflight": MAX_INFLIGHT,
     "budget.max_watch_files": MAX_WATCH_FILES,
     "reduce.stale_seconds": STALE_SECONDS,
@@ -72,6 +76,7 @@ SCHEMA_DEFAULTS: dict[str, Any] = {
     "task.retries": RETRIES,
     "task.escalate": ESCALATE,
     "task.backoff_seconds": BACKOFF_SECONDS,
+    "task.accept_partial": ACCEPT_PARTIAL,
     "agent.kind": AGENT_KIND,
     "agent.sandbox": SANDBOX,
     "agent.report": AGENT_REPORT,

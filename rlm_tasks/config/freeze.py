@@ -70,7 +70,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                       ("inputs", ()), ("context_paths", ()), ("watch", ()),
                       ("required_sections", defaults.REQUIRED_SECTIONS), ("retries", defaults.RETRIES),
                       ("escalate", defaults.ESCALATE), ("backoff_seconds", defaults.BACKOFF_SECONDS),
-                      ("stall_after", None), ("owns", ()), ("accept_partial", False))
+                      ("stall_after", None), ("owns", ()), ("accept_partial", defaults.ACCEPT_PARTIAL))
     for section, mode in (("tasks", "map"), ("verify", "verify")):
         for generated in (g for g in expansion.tasks if g.section == section):
             raw = generated.task

@@ -57,7 +57,7 @@ class TaskSpec(NamedTuple):
     owns: tuple[str, ...] = ()
     fanout: str | None = None  # the `foreach` task this one was generated from
     item: str | None = None  # its item, as a short label
-    accept_partial: bool = False
+    accept_partial: bool = defaults.ACCEPT_PARTIAL
 
     @property
     def worker_id(self) -> str:
