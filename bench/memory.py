@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peak memory (max RSS) of the orchestrating `doit` process for a 10,000-task plan; goal <= 150 MB (issue 12).
+"""Peak memory (max RSS) of the orchestrating `doit` process for a 10,000-task plan; goal <= 150 MB.
 
 Measured for: the first run after rlm.yaml changed (validation, every prompt
 rendered, every file hashed: the cold path), a no-op run (everything fresh),

@@ -3,7 +3,7 @@
 
 The baseline, measured in the same run: a hand-written dodo.py with N doit
 tasks, each with one file_dep and one target, sqlite3 backend, everything up
-to date. Goals (issue 12): rlm `doit` / bare <= 1.2 and `rlm check` / bare <= 0.8
+to date. Goals: rlm `doit` / bare <= 1.2 and `rlm check` / bare <= 0.8
 at N = 1,000 and 10,000, on the median wall time of interleaved rounds. The
 median CPU time (user + system) of each command is shown too: on a shared
 machine it moves much less than the wall time.

@@ -42,7 +42,7 @@ def write_config(root: Path, **extra: object) -> None:
 
 
 def finish_run(root: Path) -> None:
-    """The files a finished run leaves (final.json and deferred.json of issue 3's shape)."""
+    """The files a finished run leaves (final.json and deferred.json)."""
     run = root / RUN
     jsonio.write_json(run / "final.json", {
         "version": 1, "run_id": "r", "goal_summary": "Archive a run.",
@@ -262,7 +262,7 @@ def test_a_new_archive_survives_its_own_cleanup(finished: Path) -> None:
     assert second.lines("r")[-1] == f"cleanup: deleted {first.archive_id}: expired: age 0.0 days > ttl_days 0"
 
 
-# ---- issue 10: archives never follow symlinks ---------------------------------------------------------------
+# ---- archives never follow symlinks ---------------------------------------------------------------
 
 def test_a_symlink_in_the_run_refuses_the_archive(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
     os.symlink("/etc/passwd", finished / RUN / "artifacts/reports/leak.md")
@@ -287,7 +287,7 @@ def test_verify_reports_links_and_dangling_links(finished: Path, capsys: pytest.
 
 def test_verify_catches_an_edited_manifest_a_dropped_entry_and_files_beside_run(
         finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 10: tampering that keeps run/ consistent with meta.json is still found."""
+    """Tampering that keeps run/ consistent with meta.json is still found."""
     archive.create(context(finished), now=NOW)
     capsys.readouterr()
     path = finished / ".rlm/archive" / ARCHIVE_ID

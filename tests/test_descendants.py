@@ -1,4 +1,4 @@
-"""Issue 10: no descendant of a worker survives its attempt, also one that left the worker's process group
+"""No descendant of a worker survives its attempt, also one that left the worker's process group
 (`setsid`, double fork): when the worker exits by itself, when it times out, when the orchestrator is stopped.
 
 One that also cleared its whole environment carries no attempt tag: on Linux the process running the attempts

@@ -1,4 +1,4 @@
-"""Issue 10: text from reports and from free-form config fields is escaped where final.md renders it."""
+"""Text from reports and from free-form config fields is escaped where final.md renders it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10, rendering untrusted text: goals, reasons, conclusions and report items never give final.md headings or
+"""Rendering untrusted text: goals, reasons, conclusions and report items never give final.md headings or
 code fences of their own (tests/test_escaping.py has the filters), and the final line stays one line."""
 
 from __future__ import annotations

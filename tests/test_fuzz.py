@@ -1,4 +1,4 @@
-"""Issue 10, property-based: every generated rlm.yaml either validates or exits 2 with FILE:LINE:COL lines and no
+"""Property-based: every generated rlm.yaml either validates or exits 2 with FILE:LINE:COL lines and no
 traceback, and every one that validates renders. Bounded example counts keep CI fast; the database is off so a
 run depends on nothing but the seed Hypothesis derives from the test."""
 

@@ -1,4 +1,4 @@
-"""Issue 10, numbers and strings, bounded YAML: refused with FILE:LINE:COL and exit 2, never a traceback."""
+"""Numbers and strings, bounded YAML: refused with FILE:LINE:COL and exit 2, never a traceback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12, the first run's memory: loading a plan leaves no per-task garbage behind (it runs with the garbage
+"""The first run's memory: loading a plan leaves no per-task garbage behind (it runs with the garbage
 collector off), and the indented JSON of prompts is json.dumps's, byte for byte (bench/memory.py measures the
 peak itself)."""
 

@@ -1,4 +1,4 @@
-"""Issue 10, paths: everything stays inside the repository (symlinks followed), report_path names a file the
+"""Paths: everything stays inside the repository (symlinks followed), report_path names a file the
 run may own, inputs exist, watch globs stay out of the machinery and are bounded."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_missing_inputs_and_globs_in_inputs(repo: Repo) -> None:
 def test_watch_glob_matching_nothing_is_a_warning(repo: Repo) -> None:
     repo.write(HEADER + 'tasks: [{id: a, goal: A, watch: ["docs/*.md"]}]\n')
     result = repo.rlm("validate")
-    # stderr has only the contract's warnings (no invariants, no verification: issue 9)
+    # stderr has only the contract's warnings (no invariants, no verification)
     assert (result.code, [line for line in result.err.splitlines() if ": contract." not in line]) == (0, [])
     assert result.lines == ["rlm.yaml:4:34: tasks[0].watch[0]: warning: glob 'docs/*.md' matches no file",
                             "rlm.yaml: valid: run t, 1 map tasks, 0 verify tasks"]

@@ -1,4 +1,4 @@
-"""Issue 10, reports at run time: a file the task did not write is never moved or overwritten, a symlink or
+"""Reports at run time: a file the task did not write is never moved or overwritten, a symlink or
 special file is never read through, paths are checked again when used, reports and logs have caps."""
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def test_a_report_deleted_by_another_worker_is_caught_by_the_closing_check(repo:
 @pytest.mark.parametrize(("folder", "what"), [("artifacts/prompts", "prompt"), ("artifacts/history", "history")])
 def test_a_run_folder_linked_out_of_the_repository_is_never_written_through(
         repo: Repo, folder: str, what: str) -> None:
-    """Issue 10: paths are checked again at the moment of writing, not only at validation."""
+    """Paths are checked again at the moment of writing, not only at validation."""
     repo.write_command([{"id": "a", "goal": "A"}])
     assert repo.doit().code == 0
     repo.write_command([{"id": "a", "goal": "A, edited"}])  # stale: the next run writes a prompt, moves the report

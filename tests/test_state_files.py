@@ -1,4 +1,4 @@
-"""Issue 10, state files under attack or corruption: doit's database is only a cache; JSON state with the wrong
+"""State files under attack or corruption: doit's database is only a cache; JSON state with the wrong
 shape is validated on read."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Path rules (issue 10): every path the runner reads or writes stays inside the repository, symlinks
+"""Path rules: every path the runner reads or writes stays inside the repository, symlinks
 followed; report_path names a file the run may own; inputs exist; watch globs stay out of the
 machinery and are bounded.
 

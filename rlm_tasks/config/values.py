@@ -1,5 +1,5 @@
 """Value rules JSON Schema cannot state: finite numbers, no NUL, ids without line breaks, env names,
-non-blank section names, and `agent.command` templates that will render (issue 10).
+non-blank section names, and `agent.command` templates that will render.
 
 Each check yields (key path, message, points at the key) like schema.problems, so every mistake is
 reported with FILE:LINE:COL by `rlm validate` instead of failing a worker at run time.

@@ -1,4 +1,4 @@
-"""Escaping untrusted text (report excerpts, free-form config fields) into Markdown (issue 10).
+"""Escaping untrusted text (report excerpts, free-form config fields) into Markdown.
 
 `md` makes text one inline run of literal characters: no raw HTML, no links or images (so no
 `javascript:` link), no headings, lists, tables or code fences, whatever the text holds.

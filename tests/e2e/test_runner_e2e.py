@@ -152,7 +152,7 @@ def assert_prompts_arrived_intact(repo: Any, server: Any, worker_ids: list[str])
             assert record["prompt"] == rendered, worker_id
 
 
-WORKFLOW_TEXT = (  # what the prompt carries of the workflow, beyond the task (issue 9)
+WORKFLOW_TEXT = (  # what the prompt carries of the workflow, beyond the task
     "keep your chat output minimal",
     "In Contract Compliance, state point by point: the contract read (its path); each invariant held; scope "
     "respected",
