@@ -182,6 +182,7 @@ KILL_MID_COPY = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_archive_killed_half_way_leaves_no_archive(finished: Path) -> None:
     done = subprocess.run([sys.executable, "-c", KILL_MID_COPY], cwd=finished, check=False,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})

@@ -65,6 +65,7 @@ def marks(cached: Repo) -> set[str]:
     return set(json.loads(cache_files(cached)[0].read_text())["marks"])
 
 
+@pytest.mark.slow
 def test_a_noop_run_skips_everything_and_rewrites_nothing(cached: Repo) -> None:
     ran(cached)
     assert marks(cached) >= {"settled", "plan_current", "reduce", "deferred"}
@@ -77,6 +78,7 @@ def test_a_noop_run_skips_everything_and_rewrites_nothing(cached: Repo) -> None:
     assert ran(cached) == [] and state.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_same_size_input_edit_is_seen(cached: Repo) -> None:
     ran(cached)
     (cached.root / "src/a.txt").write_text("input A\n")  # same size, same second
@@ -84,6 +86,7 @@ def test_same_size_input_edit_is_seen(cached: Repo) -> None:
     assert ran(cached) == ["a", "c"]  # c reads a's report, which changed
 
 
+@pytest.mark.slow
 def test_hand_edited_report_and_deleted_provenance_are_seen(cached: Repo) -> None:
     ran(cached)
     report = cached.root / RUN / "artifacts/reports/b.md"
@@ -100,6 +103,7 @@ def test_hand_edited_report_and_deleted_provenance_are_seen(cached: Repo) -> Non
     assert ran(cached) == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_plan_and_template_edits_are_seen(cached: Repo) -> None:
     ran(cached)
     config = yaml.safe_load((cached.root / "rlm.yaml").read_text())
@@ -121,6 +125,7 @@ def test_plan_and_template_edits_are_seen(cached: Repo) -> None:
     assert ran(cached) == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_an_invalid_edit_is_refused_after_a_valid_cached_plan(cached: Repo) -> None:
     text = (cached.root / "rlm.yaml").read_text()
     (cached.root / "rlm.yaml").write_text(text.replace("goal: A", "goal: [A]"))
@@ -129,6 +134,7 @@ def test_an_invalid_edit_is_refused_after_a_valid_cached_plan(cached: Repo) -> N
     assert "tasks[0].goal: expected a string, got a list" in check.err
 
 
+@pytest.mark.slow
 def test_a_broken_or_foreign_cache_costs_only_time(cached: Repo) -> None:
     ran(cached)
     for path in (cached.root / ".rlm/local/cache").glob("*.json"):
@@ -149,6 +155,7 @@ def test_a_broken_or_foreign_cache_costs_only_time(cached: Repo) -> None:
     assert ran(cached) == ["b"]
 
 
+@pytest.mark.slow
 def test_a_settled_noop_reads_no_report_and_no_provenance(cached: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every task settled: a no-op `doit` and `rlm check` prove it with one stat per file (state.settled)."""
     ran(cached)
@@ -169,6 +176,7 @@ PARTIAL = ("# {worker_id}\n\n## What I did\nhalf\n\n## Self-termination\nout of 
            "## Next worker plan\n1. finish\n\n## Required scope\n- more time\n\n## Contract Compliance\n- kept\n")
 
 
+@pytest.mark.slow
 def test_a_partial_report_stays_partial_once_settled(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the settled mark knew of a report (it is partial) holds while the report does."""
     monkeypatch.setattr(cache, "RACY_SECONDS", RACY)
@@ -187,6 +195,7 @@ def test_a_partial_report_stays_partial_once_settled(repo: Repo, monkeypatch: py
     assert [r["worker_id"] for r in repo.records()] == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_a_settled_report_deleted_during_a_run_is_caught_by_the_closing_check(
         repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     """The closing check trusts a settled report's stat signature only while it is unchanged."""
@@ -209,6 +218,7 @@ def test_a_settled_report_deleted_during_a_run_is_caught_by_the_closing_check(
            f"{reports_dir}/a.md")
 
 
+@pytest.mark.slow
 def test_a_file_edited_inside_an_input_directory_is_seen(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory input's files are part of the settled mark: an edit in place leaves the directories' stat as is."""
     monkeypatch.setattr(cache, "RACY_SECONDS", RACY)

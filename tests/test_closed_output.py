@@ -23,6 +23,7 @@ def run_with_closed_stdout(repo: Repo, *argv: str) -> tuple[int, str]:
     return proc.returncode, proc.stderr
 
 
+@pytest.mark.slow
 def test_run_finishes_every_worker_when_nobody_reads_its_output(repo: Repo) -> None:
     repo.write_command([{"id": t, "goal": f"Task {t}."} for t in "abc"], {"*": {"sleep": 0.2}},
                        budget={"max_inflight": 2})
@@ -37,6 +38,7 @@ def test_run_finishes_every_worker_when_nobody_reads_its_output(repo: Repo) -> N
 
 @pytest.mark.parametrize("argv", [("-m", "doit", "list"), ("-m", "doit", "info", "map:a"),
                                   ("-m", "rlm_tasks", "status")])
+@pytest.mark.slow
 def test_a_listing_nobody_reads_exits_1_without_a_traceback(repo: Repo, argv: tuple[str, ...]) -> None:
     repo.write_command([{"id": "a", "goal": "Task a."}])
     assert repo.doit().code == 0

@@ -291,6 +291,7 @@ def test_config_error_carries_every_problem(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_doit_with_a_bad_config_exits_2_with_the_messages_and_runs_nothing(repo: Repo) -> None:
     repo.write(HEADER + "budgt: {}\ntasks:\n  - {id: a, goal: A, depends_on: [zz]}\n")
     (repo.root / "dodo.py").write_text((Path(__file__).resolve().parent.parent / "dodo.py").read_text())

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from conftest import Repo, process_reaped, subprocess_env, wait_for
 
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
+
 distributed = pytest.importorskip("distributed")  # the `dask` extra; .ci/run installs it, so CI runs these
 DASK = str(Path(sys.executable).parent / "dask")
 

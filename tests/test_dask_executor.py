@@ -12,6 +12,8 @@ from conftest import Repo
 
 from rlm_tasks.run.executors import dask as dask_executor
 
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
+
 distributed = pytest.importorskip("distributed")  # the `dask` extra; .ci/run installs it, so CI runs these
 
 

@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 import yaml
 from conftest import LOCAL_RUN as LOCAL
 from conftest import RUN_DIR as RUN
@@ -69,6 +70,7 @@ def test_a_verify_task_without_depends_on_runs_after_every_map_task_and_goes_sta
     ]
 
 
+@pytest.mark.slow
 def test_final_is_refused_while_a_map_report_is_not_fresh(repo: Repo) -> None:
     finished_run(repo)
     edit(repo, lambda d: d["tasks"][0].update(goal="A, asked differently"))
@@ -78,6 +80,7 @@ def test_final_is_refused_while_a_map_report_is_not_fresh(repo: Repo) -> None:
                    "verify report of verify:v is stale (upstream_stale (upstream: map:a)): run doit first\n")
 
 
+@pytest.mark.slow
 def test_edits_inside_an_iteration_use_none_a_plan_change_after_deciding_to_iterate_does(repo: Repo) -> None:
     repo.write_command(MAP)
     assert repo.doit().code == 0
@@ -104,6 +107,7 @@ def test_edits_inside_an_iteration_use_none_a_plan_change_after_deciding_to_iter
     assert load(repo, f"{LOCAL}/reduce_state.json")["budget"]["iterations_used"] == 2
 
 
+@pytest.mark.slow
 def test_the_budget_ends_the_run_final_records_it_next_to_the_decision_and_archive_accepts_it(repo: Repo) -> None:
     repo.write_command(MAP)
     edit(repo, lambda d: d.update(verify=[{"id": "v", "goal": "Check."}], budget={**d["budget"], "max_iterations": 1},
@@ -130,6 +134,7 @@ def test_the_budget_ends_the_run_final_records_it_next_to_the_decision_and_archi
     assert repo.rlm("archive").code == 0
 
 
+@pytest.mark.slow
 def test_budget_counters_survive_archiving(repo: Repo) -> None:
     finished_run(repo, max_workers=10)
     before = load(repo, f"{LOCAL}/reduce_state.json")["budget"]
@@ -141,6 +146,7 @@ def test_budget_counters_survive_archiving(repo: Repo) -> None:
     assert (after["workers_used"], after["attempts_used"]) == (3, 3)
 
 
+@pytest.mark.slow
 def test_final_json_records_digests_and_status_and_check_say_when_it_is_out_of_date(repo: Repo) -> None:
     finished_run(repo)
     final = load(repo, f"{RUN}/final.json")
@@ -178,6 +184,7 @@ def test_evidence_that_does_not_exist_is_a_validation_error_with_its_position(re
     assert repo.rlm("validate").code == 0
 
 
+@pytest.mark.slow
 def test_archive_refuses_a_run_that_is_not_at_a_terminal_state(repo: Repo) -> None:
     repo.write_command(MAP)
     edit(repo, lambda d: d.update(verify=[{"id": "v", "goal": "Check."}]))
@@ -200,6 +207,7 @@ def test_archive_refuses_a_run_that_is_not_at_a_terminal_state(repo: Repo) -> No
     assert repo.rlm("archive").code == 0
 
 
+@pytest.mark.slow
 def test_an_edited_goal_makes_final_out_of_date_before_doit_runs(repo: Repo) -> None:
     finished_run(repo)
     edit(repo, lambda d: d["tasks"][0].update(goal="A, asked again"))  # plan.json is only rewritten by doit
@@ -210,6 +218,7 @@ def test_an_edited_goal_makes_final_out_of_date_before_doit_runs(repo: Repo) -> 
                               "plan.json); run `doit final` again, then archive\n")
 
 
+@pytest.mark.slow
 def test_a_current_final_is_checked_by_stat_until_a_report_changes(repo: Repo, monkeypatch: Any) -> None:
     """Once `rlm check` found final.json current, it reads no report again while every file keeps its stat."""
     monkeypatch.setattr(cache, "RACY_SECONDS", 0.05)

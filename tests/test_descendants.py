@@ -20,6 +20,8 @@ from conftest import Repo, process_gone, process_reaped, wait_for
 from rlm_tasks import procs
 from rlm_tasks.run import orphans
 
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
+
 SUBREAPER = pytest.mark.skipif(procs.child_subreaper() is None,
                                reason="Linux only: prctl(PR_SET_CHILD_SUBREAPER) and /proc")
 

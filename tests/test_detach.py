@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 from conftest import LOCAL_RUN, REPO, Repo
 
 from rlm_tasks.config import schema
@@ -12,6 +13,8 @@ from rlm_tasks.config import schema
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from bench.common import record_fresh
+
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
 
 
 def test_detach_wait_exit_codes(repo: Repo) -> None:

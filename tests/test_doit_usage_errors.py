@@ -85,6 +85,7 @@ def refused_alike(repo: Repo, cases: list[tuple[tuple[str, ...], str]]) -> None:
 
 
 @pytest.mark.parametrize("cfg", [False, True], ids=["dodo-only", "doit.cfg"])
+@pytest.mark.slow
 def test_a_mistyped_task_name_is_a_usage_error(ran: Repo, cfg: bool) -> None:
     if cfg:
         with_doit_cfg(ran)
@@ -92,17 +93,20 @@ def test_a_mistyped_task_name_is_a_usage_error(ran: Repo, cfg: bool) -> None:
     assert ran.report("a").exists() and ran.report("b").exists()
 
 
+@pytest.mark.slow
 def test_doit_cfg_makes_dodo_options_mistakes_usage_errors_too(ran: Repo) -> None:
     with_doit_cfg(ran)
     refused_alike(ran, BAD_OPTIONS)
 
 
+@pytest.mark.slow
 def test_without_doit_cfg_an_option_mistake_keeps_doit_exit_3(ran: Repo) -> None:
     refused = ran.doit_cli("--nosuch")  # parsed before dodo.py loads: README says so
     assert refused.code == 3 and refused.err.startswith("ERROR: Error parsing Command: option --nosuch not recognized")
 
 
 @pytest.mark.parametrize("cfg", [False, True], ids=["dodo-only", "doit.cfg"])
+@pytest.mark.slow
 def test_doits_other_commands_behave_as_before(ran: Repo, cfg: bool) -> None:
     if cfg:
         with_doit_cfg(ran)

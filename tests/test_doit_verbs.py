@@ -39,6 +39,7 @@ def summary(out: str) -> str:
     return re.sub(r"in \d+\.\d+s", "in Ns", out.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_doit_list_shows_every_task_with_its_goals_first_line(done: Repo) -> None:
     listed = done.doit_cli("list")
     assert listed.code == 0
@@ -48,6 +49,7 @@ def test_doit_list_shows_every_task_with_its_goals_first_line(done: Repo) -> Non
     assert "verify:v   Check a." in listed.lines
 
 
+@pytest.mark.slow
 def test_doit_info_says_why_a_task_is_stale(done: Repo) -> None:
     fresh = done.doit_cli("info", "map:a")
     assert fresh.code == 0 and "status     : up-to-date" in fresh.lines, fresh.out
@@ -63,6 +65,7 @@ def test_doit_info_says_why_a_task_is_stale(done: Repo) -> None:
 
 
 @pytest.mark.parametrize("how", ["doit forget", "rlm run --force"])
+@pytest.mark.slow
 def test_forget_or_force_runs_a_fresh_task_again_and_keeps_its_report(done: Repo, how: str) -> None:
     before = (done.root / REPORTS / "a.md").read_bytes()
     if how == "doit forget":
@@ -83,6 +86,7 @@ def test_forget_or_force_runs_a_fresh_task_again_and_keeps_its_report(done: Repo
     assert ran_now(done) == []
 
 
+@pytest.mark.slow
 def test_a_missing_doit_database_is_only_a_missing_cache(done: Repo) -> None:
     (done.root / ".rlm/local/doit.sqlite3").unlink()
     assert summary(done.doit_cli().out) == (
@@ -90,6 +94,7 @@ def test_a_missing_doit_database_is_only_a_missing_cache(done: Repo) -> None:
     assert ran_now(done) == []
 
 
+@pytest.mark.slow
 def test_doit_clean_moves_reports_and_provenance_to_history(done: Repo) -> None:
     entry = done.provenance()["tasks"]["a"]
     report = (done.root / REPORTS / "a.md").read_bytes()
@@ -118,6 +123,7 @@ def test_doit_clean_moves_reports_and_provenance_to_history(done: Repo) -> None:
     assert sorted(p.name for p in (done.root / HISTORY).iterdir()) == ["a", "b", "v"]
 
 
+@pytest.mark.slow
 def test_doit_final_says_what_rlm_final_says(done: Repo) -> None:
     refused = done.doit_cli("final")
     assert refused.code == 1
@@ -131,6 +137,7 @@ def test_doit_final_says_what_rlm_final_says(done: Repo) -> None:
     assert done.rlm_cli("final").out == line + "\n"
 
 
+@pytest.mark.slow
 def test_rlm_run_takes_bare_ids_and_rejects_unknown_tasks(done: Repo) -> None:
     config = done.root / "rlm.yaml"
     config.write_text(config.read_text().replace("goal: B", "goal: B2"))
@@ -144,6 +151,7 @@ def test_rlm_run_takes_bare_ids_and_rejects_unknown_tasks(done: Repo) -> None:
     assert (forced.code, forced.err) == (2, "rlm run --force: name the tasks to run again, e.g. `rlm run --force a`\n")
 
 
+@pytest.mark.slow
 def test_doit_clean_dry_run_and_never_during_a_run(done: Repo) -> None:
     dry = done.doit_cli("clean", "-n", "map:a")
     assert dry.out == ("map:a - executing 'Python: function report_to_history'\n"
@@ -166,6 +174,7 @@ def test_doit_clean_dry_run_and_never_during_a_run(done: Repo) -> None:
     assert (done.root / REPORTS / "a.md").exists() and "a" in done.provenance()["tasks"]
 
 
+@pytest.mark.slow
 def test_doit_list_shows_escape_sequences_in_a_goal_escaped(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "\x1b]0;pwned\x07\x1b[31mred\rhidden"}])
     listed = repo.doit_cli("list")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import RUN_DIR, Repo
 
 from rlm_tasks.render.escape import code, md
@@ -11,6 +12,7 @@ REPORT = ("# Report\n\n## Contract Compliance\nok\n\n## Deferred opportunities\n
           "- Proposal: <b>bold</b> [x](javascript:alert(1)) ``` fence — why deferred: # not a heading\n")
 
 
+@pytest.mark.slow
 def test_final_md_escapes_reports_and_config_text(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A"}], {"*": {"text": REPORT}},
                        verify=[{"id": "v", "goal": "V", "depends_on": ["a"]}],

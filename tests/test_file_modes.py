@@ -23,6 +23,7 @@ def modes(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("mask", "mode"), [(0o022, "0o644"), (0o027, "0o640")])
+@pytest.mark.slow
 def test_written_files_follow_the_umask(repo: Repo, mask: int, mode: str) -> None:
     root = repo.root / "work"
     root.mkdir()
@@ -47,6 +48,7 @@ def test_written_files_follow_the_umask(repo: Repo, mask: int, mode: str) -> Non
     assert len(skills) == 8 and set(skills.values()) == {mode}, skills
 
 
+@pytest.mark.slow
 def test_an_archive_is_read_only_and_no_more_readable_than_the_umask(repo: Repo) -> None:
     root = repo.root / "work"
     root.mkdir()

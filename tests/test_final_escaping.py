@@ -3,6 +3,7 @@ code fences of their own (tests/test_escaping.py has the filters), and the final
 
 from __future__ import annotations
 
+import pytest
 from conftest import RUN_DIR, Repo
 
 HOSTILE = "<img src=x onerror=alert(1)>\n# Injected\n```\n[click](javascript:alert(2)) | cell *em*"
@@ -10,6 +11,7 @@ REPORT = ("# r\n\n## What I did\nx\n\n## Key findings\n- y\n\n## Deferred opport
           "- <script>alert(3)</script> [x](javascript:alert(4)) ## not a heading\n\n## Contract Compliance\n- kept\n")
 
 
+@pytest.mark.slow
 def test_hostile_text_is_rendered_as_text(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A"}], {"*": {"text": REPORT}}, goal=HOSTILE,
                        verify=[{"id": "v", "goal": "V", "depends_on": ["a"]}],

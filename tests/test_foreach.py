@@ -37,6 +37,7 @@ def ran(repo: Repo) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_a_glob_expands_to_one_task_per_file_and_the_join_waits_for_all(fan: Repo) -> None:
     result = fan.doit()
     assert result.code == 0, result.out + result.err
@@ -57,6 +58,7 @@ def test_a_glob_expands_to_one_task_per_file_and_the_join_waits_for_all(fan: Rep
     assert ran(fan) == []  # an unchanged set runs nothing
 
 
+@pytest.mark.slow
 def test_adding_a_file_runs_its_task_and_the_join_only(fan: Repo) -> None:
     assert fan.doit().code == 0
     ran(fan)
@@ -72,6 +74,7 @@ def test_adding_a_file_runs_its_task_and_the_join_only(fan: Repo) -> None:
     assert ran(fan) == ["lint-new", "summary"]
 
 
+@pytest.mark.slow
 def test_removing_a_file_drops_its_task_and_makes_the_join_stale(fan: Repo) -> None:
     assert fan.doit().code == 0
     ran(fan)
@@ -85,6 +88,7 @@ def test_removing_a_file_drops_its_task_and_makes_the_join_stale(fan: Repo) -> N
     assert ran(fan) == ["summary"]
 
 
+@pytest.mark.slow
 def test_editing_an_input_reruns_that_item_only(fan: Repo) -> None:
     assert fan.doit().code == 0
     ran(fan)
@@ -113,6 +117,7 @@ def test_render_names_the_expansion(fan: Repo) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_inline_items_and_an_items_file(repo: Repo) -> None:
     repo.write(json.dumps([{"name": "alpha", "path": "docs/a.md"}, {"name": "beta", "path": "docs/b.md"}]),
                "items.json")

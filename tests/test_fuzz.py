@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
+
 
 @pytest.fixture(autouse=True)
 def _hypothesis_home(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from rlm_tasks.lifecycle.runlock import RunLock, RunLocked
 from rlm_tasks.run import housekeeping
 from rlm_tasks.state.context import RunContext
 
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
+
 linux_only = pytest.mark.skipif(not hostlock.SUPPORTED, reason="abstract sockets are Linux only")
 
 LOCKED = ("rlm: run 't' is locked by another process on this host (its holder record was removed, but the lock "

@@ -40,6 +40,7 @@ def empty(repo: Repo) -> Repo:
     return Repo(root, repo.monkeypatch, repo.capsys)
 
 
+@pytest.mark.slow
 def test_init_in_an_empty_repository_runs_offline_and_a_fresh_clone_stays_clean(empty: Repo, tmp_path: Path) -> None:
     init = empty.rlm_cli("init")
     assert (init.code, init.out, init.err) == (0, WROTE + NEXT, "")
@@ -78,6 +79,7 @@ def test_the_modeline_names_a_schema_copy_that_exists_in_the_repository(empty: R
     assert (empty.root / ".rlm/rlm.schema.json").read_bytes() == (SCHEMA_DIR / "rlm.schema.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_init_never_overwrites_without_force(empty: Repo) -> None:
     (empty.root / "rlm.yaml").write_text("version: 1\n")
     (empty.root / "dodo.py").write_text("# my own tasks\n")
@@ -102,6 +104,7 @@ def test_init_twice_changes_nothing_and_keeps_an_existing_gitignore(empty: Repo)
     assert (again.code, again.out) == (0, WROTE.replace("wrote", "unchanged") + NEXT)
 
 
+@pytest.mark.slow
 def test_init_keeps_an_existing_doit_cfg_and_says_what_to_add(empty: Repo) -> None:
     mine = "[GLOBAL]\nverbosity = 2\n"
     (empty.root / "doit.cfg").write_text(mine)
@@ -133,6 +136,7 @@ def test_init_says_when_gitignore_hides_the_whole_run_record(empty: Repo) -> Non
         "ignore only /.rlm/local/")
 
 
+@pytest.mark.slow
 def test_upgrade_refreshes_only_the_files_the_tool_owns(empty: Repo) -> None:
     empty.rlm_cli("init")
     (empty.root / ".rlm/rlm.schema.json").write_text("{}\n")  # an older version's copy
@@ -148,6 +152,7 @@ def test_upgrade_refreshes_only_the_files_the_tool_owns(empty: Repo) -> None:
 
 
 @pytest.mark.parametrize("agent", ["codex", "claude"])
+@pytest.mark.slow
 def test_agent_starters_validate(empty: Repo, agent: str) -> None:
     result = empty.rlm_cli("init", "--agent", agent)
     assert result.out.splitlines()[:5] == ["wrote rlm.yaml", "wrote dodo.py", "wrote .rlm/rlm.schema.json",
@@ -185,6 +190,7 @@ def test_version(repo: Repo) -> None:
     assert (result.code, result.out) == (0, f"rlm {__version__}\n")
 
 
+@pytest.mark.slow
 def test_a_second_run_in_the_same_repository_through_rlm_config(empty: Repo) -> None:
     empty.rlm_cli("init")
     starter = (empty.root / "rlm.yaml").read_text()
@@ -197,6 +203,7 @@ def test_a_second_run_in_the_same_repository_through_rlm_config(empty: Repo) -> 
     assert empty.rlm_cli("check").code == 1  # rlm.yaml's run has not run
 
 
+@pytest.mark.slow
 def test_the_pre_commit_hooks_run_rlm_verbs_that_pass_on_a_fresh_run(empty: Repo) -> None:
     import yaml
 

@@ -74,6 +74,7 @@ def test_a_bad_value_is_one_line_exit_2_before_anything_runs(repo: Repo, monkeyp
     assert not (repo.local_dir / "detached.json").exists()
 
 
+@pytest.mark.slow
 def test_the_real_commands_refuse_a_bad_value(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     for result in (repo.doit_cli(RLM_KILL_GRACE_SECONDS="nan"), repo.rlm_cli("run", RLM_KILL_GRACE_SECONDS="nan"),

@@ -154,6 +154,7 @@ def test_deep_nesting_exits_2(repo: Repo, text: str) -> None:
     (["reduce", "--stale-seconds", "nan"], "argument --stale-seconds: must be a finite number, got 'nan'"),
     (["wait", "--timeout", "inf"], "argument --timeout: must be a finite number, got 'inf'"),
 ])
+@pytest.mark.slow
 def test_number_flags_exit_2(repo: Repo, argv: list[str], message: str) -> None:
     result = repo.rlm_cli(*argv)
     assert result.code == 2

@@ -128,6 +128,7 @@ def test_without_os_locks_the_holder_record_is_the_lock(layout: RunLayout, monke
     RunLock(layout).acquire()
 
 
+@pytest.mark.slow
 def test_rlm_run_break_lock(repo: Repo) -> None:
     repo.write_command([{"id": "only", "goal": "write a report"}], lifecycle={"lock_stale_hours": 12})
     layout = RunLayout(repo.root, "t")
@@ -141,6 +142,7 @@ def test_rlm_run_break_lock(repo: Repo) -> None:
     assert not layout.lock_holder_json.exists()  # released at the end of the run
 
 
+@pytest.mark.slow
 def test_a_worker_that_removes_the_lock_admits_no_second_orchestrator(repo: Repo) -> None:
     code = ("import os, shutil, time\nshutil.rmtree('.rlm/local/locks')\nopen('removed', 'w').close()\n"
             "while not os.path.exists('go'):\n    time.sleep(0.02)\n"
@@ -169,6 +171,7 @@ def test_a_worker_that_removes_the_lock_admits_no_second_orchestrator(repo: Repo
      "does not match lock_holder.schema.json (pid: expected an integer, got a string (\"NaN\"))"),
     ('{"run_id": "t", "pid": 1, "ho', "not valid JSON"),
 ])
+@pytest.mark.slow
 def test_malformed_holder_record_is_refused_then_broken(repo: Repo, record: str, what: str) -> None:
     repo.write_command([{"id": "only", "goal": "write a report"}])
     layout = RunLayout(repo.root, "t")

@@ -59,6 +59,7 @@ def load(path: str) -> Any:
     return json.loads(Path(path).read_text())
 
 
+@pytest.mark.slow
 def test_reduce_state_field_by_field(loop: Repo) -> None:
     assert loop.doit().code == 0
     state = load(f"{LOCAL}/reduce_state.json")
@@ -85,6 +86,7 @@ def test_reduce_state_field_by_field(loop: Repo) -> None:
     assert "cache digests" not in (loop.root / f"{LOCAL}/reduce_state.json").read_text()
 
 
+@pytest.mark.slow
 def test_failed_and_missing_states(loop: Repo) -> None:
     loop.agent_spec({**SPEC, "numbered": {"exit": 1, "report": "none"}})
     assert loop.doit().code == 1
@@ -97,6 +99,7 @@ def test_failed_and_missing_states(loop: Repo) -> None:
     assert state["counts"]["failed"] == 1 and state["counts"]["fresh"] == 3
 
 
+@pytest.mark.slow
 def test_deferred_formats(loop: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     assert loop.doit().code == 0
     data = load(f"{RUN}/deferred.json")
@@ -138,6 +141,7 @@ def test_deferred_formats(loop: Repo, capsys: pytest.CaptureFixture[str]) -> Non
     )
 
 
+@pytest.mark.slow
 def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(loop)
     cfg["decision"] = decision = {
@@ -219,6 +223,7 @@ def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.C
     assert "## Deferred opportunities\n- cache digests" in md
 
 
+@pytest.mark.slow
 def test_final_deferred_none_identified(loop: Repo) -> None:
     cfg = config(loop)
     cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
@@ -233,6 +238,7 @@ def test_final_deferred_none_identified(loop: Repo) -> None:
     assert "## Deferred opportunities\nnone identified\n" in (loop.root / f"{RUN}/final.md").read_text()
 
 
+@pytest.mark.slow
 def test_final_refuses_missing_evidence_and_missing_decision(loop: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(loop)
     cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
@@ -254,6 +260,7 @@ def test_final_refuses_missing_evidence_and_missing_decision(loop: Repo, capsys:
     assert not (loop.root / f"{RUN}/final.json").exists()
 
 
+@pytest.mark.slow
 def test_budget_exhausted(loop: Repo) -> None:
     cfg = config(loop)
     cfg["budget"]["max_workers"] = 2
@@ -284,6 +291,7 @@ def test_budget_exhausted(loop: Repo) -> None:
     assert main(["archive"]) == 0
 
 
+@pytest.mark.slow
 def test_budget_exhausted_final_finishes(loop: Repo) -> None:
     cfg = config(loop)
     cfg["tasks"] = [{"id": "nothing", "goal": "g"}]
@@ -306,6 +314,7 @@ def test_budget_exhausted_final_finishes(loop: Repo) -> None:
     assert not (loop.root / f"{RUN}/artifacts/plan.iter-1.json").exists()
 
 
+@pytest.mark.slow
 def test_unchanged_plan_is_not_an_iteration(loop: Repo) -> None:
     assert loop.doit().code == 0
     assert loop.doit().code == 0
@@ -313,6 +322,7 @@ def test_unchanged_plan_is_not_an_iteration(loop: Repo) -> None:
     assert not (loop.root / f"{RUN}/artifacts/plan.iter-1.json").exists()
 
 
+@pytest.mark.slow
 def test_python_m_entry_point(loop: Repo) -> None:
     result = loop.rlm_cli("reduce")
     assert result.code == 0, result.err

@@ -18,6 +18,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from rlm_tasks import jsonio
 from rlm_tasks.tasks import doit_namespace
 
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
+
 
 @pytest.fixture(autouse=True)
 def _hypothesis_home(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ LOCAL = LOCAL_RUN
 FAIL = {"exit": 3, "report": "none"}
 
 
+@pytest.mark.slow
 def test_plain_lines_without_a_terminal(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A", "retries": 1}, {"id": "b", "goal": "B", "depends_on": ["a"]},
                         {"id": "c", "goal": "C"}], {"a": {"attempts": {"1": FAIL}}, "c": FAIL})
@@ -51,6 +52,7 @@ class Tty(io.StringIO):
         return True
 
 
+@pytest.mark.slow
 def test_live_line_on_a_terminal(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"a": {"sleep": 0.8}})
     monkeypatch.setattr(reporter, "TICK_SECONDS", 0.1)
@@ -108,6 +110,7 @@ PARTIAL_REPORT = ("# {worker_id}\n\n## What I did\nhalf\n\n## Self-termination\n
                   "## Contract Compliance\n- kept\n")
 
 
+@pytest.mark.slow
 def test_partial_reports_are_counted_as_partial(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}],
                        {"a": {"text": PARTIAL_REPORT}, "b": {"sleep": 0.8}})

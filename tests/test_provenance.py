@@ -55,6 +55,7 @@ def done(repo: Repo) -> Repo:
     return repo
 
 
+@pytest.mark.slow
 def test_provenance_records_the_digests_taken_before_the_worker_started(done: Repo) -> None:
     data = done.provenance()
     assert schema.check("provenance", data) == []
@@ -72,6 +73,7 @@ def test_provenance_records_the_digests_taken_before_the_worker_started(done: Re
     assert b["digests"]["agent"] != a["digests"]["agent"]  # heavy vs standard tier
 
 
+@pytest.mark.slow
 def test_prompt_changed_when_a_task_goal_is_edited(done: Repo) -> None:
     edit_config(done, lambda d: d["tasks"][0].update(goal="Read the a files again."))
     found = states(done)
@@ -79,6 +81,7 @@ def test_prompt_changed_when_a_task_goal_is_edited(done: Repo) -> None:
     assert found["c"] == FRESH
 
 
+@pytest.mark.slow
 def test_run_goal_reaches_every_prompt_and_the_contract(done: Repo) -> None:
     edit_config(done, lambda d: d.update(goal="A different run goal."))
     assert states(done) == {"a": ("stale", ["prompt_changed", "contract_changed"]),
@@ -86,6 +89,7 @@ def test_run_goal_reaches_every_prompt_and_the_contract(done: Repo) -> None:
                             "c": ("stale", ["prompt_changed", "contract_changed"])}
 
 
+@pytest.mark.slow
 def test_contract_changed_when_an_invariant_is_edited(done: Repo) -> None:
     edit_config(done, lambda d: d["contract"]["invariants"].append("Never push."))
     assert states(done) == {"a": ("stale", ["contract_changed"]),
@@ -93,11 +97,13 @@ def test_contract_changed_when_an_invariant_is_edited(done: Repo) -> None:
                             "c": ("stale", ["contract_changed"])}
 
 
+@pytest.mark.slow
 def test_agent_changed_when_the_tier_model_is_edited(done: Repo) -> None:
     edit_config(done, lambda d: d.update(tiers={"heavy": {"model": "gpt-6-codex"}}))
     assert states(done) == {"a": FRESH, "b": ("stale", ["agent_changed"]), "c": FRESH}
 
 
+@pytest.mark.slow
 def test_agent_changed_when_the_tier_effort_or_the_agent_args_change(done: Repo) -> None:
     edit_config(done, lambda d: d.update(tiers={"standard": {"model": "gpt-5.1-codex-mini", "effort": "high"}}))
     # b's own files are fresh, but it reads a's report, which is about to change: make -q says stale
@@ -108,12 +114,14 @@ def test_agent_changed_when_the_tier_effort_or_the_agent_args_change(done: Repo)
     assert states(done)["b"] == ("stale", ["agent_changed", "upstream_stale"])
 
 
+@pytest.mark.slow
 def test_agent_env_values_and_the_timeout_are_not_part_of_the_invocation(done: Repo) -> None:
     """Machine-specific settings (a log path, a timeout) must not make a cloned run stale."""
     edit_config(done, lambda d: d["agent"].update(timeout=99, env={**d["agent"]["env"], "FAKE_AGENT_MODE": "empty"}))
     assert states(done) == {"a": FRESH, "b": FRESH, "c": FRESH}
 
 
+@pytest.mark.slow
 def test_input_changed_when_an_inputs_file_is_edited_or_removed(done: Repo) -> None:
     (done.root / "src" / "a.txt").write_text("alpha, edited\n")
     assert states(done) == {"a": ("stale", ["input_changed"]), "b": ("stale", ["upstream_stale"]), "c": FRESH}
@@ -121,6 +129,7 @@ def test_input_changed_when_an_inputs_file_is_edited_or_removed(done: Repo) -> N
     assert states(done)["a"] == ("stale", ["input_changed"])
 
 
+@pytest.mark.slow
 def test_input_changed_when_a_dependency_report_changes(done: Repo) -> None:
     report = done.report("a")
     report.write_text(report.read_text() + "\nA note added by hand.\n")
@@ -128,6 +137,7 @@ def test_input_changed_when_a_dependency_report_changes(done: Repo) -> None:
                             "c": FRESH}
 
 
+@pytest.mark.slow
 def test_input_changed_when_a_watched_file_is_edited_or_added(done: Repo) -> None:
     (done.root / "docs" / "x.md").write_text("# watched, edited\n")
     assert states(done) == {"a": ("stale", ["input_changed"]), "b": ("stale", ["upstream_stale"]), "c": FRESH}
@@ -139,17 +149,20 @@ def test_input_changed_when_a_watched_file_is_edited_or_added(done: Repo) -> Non
     assert states(done)["a"] == ("stale", ["input_changed"])
 
 
+@pytest.mark.slow
 def test_report_changed_when_a_report_is_edited_by_hand(done: Repo) -> None:
     report = done.report("c")
     report.write_text(report.read_text().replace("## Evidence", "## Evidence\n- invented by hand"))
     assert states(done) == {"a": FRESH, "b": FRESH, "c": ("stale", ["report_changed"])}
 
 
+@pytest.mark.slow
 def test_missing_when_the_report_is_gone(done: Repo) -> None:
     done.report("c").unlink()
     assert states(done)["c"] == ("missing", [])
 
 
+@pytest.mark.slow
 def test_invalid_when_the_report_lacks_a_required_section_or_is_empty(done: Repo) -> None:
     done.report("c").write_text("# c\n\n## What I did\nThings.\n")
     result = json.loads(done.rlm("status", "--json").out)
@@ -161,11 +174,13 @@ def test_invalid_when_the_report_lacks_a_required_section_or_is_empty(done: Repo
     assert (c["state"], c["detail"]) == ("invalid", "report is empty")
 
 
+@pytest.mark.slow
 def test_a_section_inside_a_code_fence_does_not_count(done: Repo) -> None:
     done.report("c").write_text("# c\n\n```\n## Contract Compliance\n```\n")
     assert states(done)["c"][0] == "invalid"
 
 
+@pytest.mark.slow
 def test_a_report_without_provenance_is_never_fresh(repo: Repo) -> None:
     """A report left by a crashed worker (no completion marker) is not taken as done."""
     repo.write_codex([{"id": "a", "goal": "A"}])
@@ -178,6 +193,7 @@ def test_a_report_without_provenance_is_never_fresh(repo: Repo) -> None:
     assert states(repo) == {"a": FRESH}
 
 
+@pytest.mark.slow
 def test_after_a_rerun_every_report_is_fresh_again(done: Repo) -> None:
     edit_config(done, lambda d: d["contract"]["invariants"].append("Never push."))
     (done.root / "src" / "a.txt").write_text("alpha, edited\n")

@@ -113,6 +113,7 @@ def test_replaying_a_journal_the_file_already_holds_changes_nothing(tmp_path: Pa
     assert store(tmp_path).entries() == {"w2": entry(2)}
 
 
+@pytest.mark.slow
 def test_sigkill_loses_only_the_running_task_and_the_next_run_compacts(repo: Repo) -> None:
     repo.write_command([{"id": f"quick{n}", "goal": "Q"} for n in range(3)] + [{"id": "slow", "goal": "S"}],
                        {"*": {}, "slow": {"hang": True}})

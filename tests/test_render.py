@@ -236,6 +236,7 @@ def test_missing_templates_dir_is_a_config_error(repo: Repo) -> None:
     assert result.err == f"rlm.yaml:{line}:16: templates_dir: directory 'nowhere' does not exist\n"
 
 
+@pytest.mark.slow
 def test_doit_with_an_undefined_template_variable_exits_2_without_traceback(repo: Repo) -> None:
     """Like a config error: one line naming template and variable, exit 2, no worker starts."""
     (repo.root / "tpl").mkdir()

@@ -39,6 +39,7 @@ def test_a_file_the_task_did_not_write_is_never_touched(repo: Repo) -> None:
     assert repo.calls() == []
 
 
+@pytest.mark.slow
 def test_a_report_of_this_task_is_replaced_and_kept_in_history(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A", "report_path": "notes/a.md"}])
     assert repo.doit().code == 0
@@ -131,6 +132,7 @@ def test_log_over_the_cap_ends_the_attempt_and_keeps_the_tail(repo: Repo, monkey
     assert len(rest) == 100
 
 
+@pytest.mark.slow
 def test_a_report_deleted_by_another_worker_is_caught_by_the_closing_check(repo: Repo) -> None:
     # b runs after a and deletes a's report; a and b both succeed, the run must not end "all fresh"
     repo.write(f"import os\nos.remove('{REPORTS}/a.md')\n"
@@ -147,6 +149,7 @@ def test_a_report_deleted_by_another_worker_is_caught_by_the_closing_check(repo:
 
 
 @pytest.mark.parametrize(("folder", "what"), [("artifacts/prompts", "prompt"), ("artifacts/history", "history")])
+@pytest.mark.slow
 def test_a_run_folder_linked_out_of_the_repository_is_never_written_through(
         repo: Repo, folder: str, what: str) -> None:
     """Paths are checked again at the moment of writing, not only at validation."""

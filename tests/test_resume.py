@@ -6,9 +6,12 @@ import os
 import socket
 from typing import Any
 
+import pytest
 from conftest import Repo, group_gone
 
 from rlm_tasks.config import schema
+
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
 
 TASKS = [{"id": "done", "goal": "D"}, {"id": "slow", "goal": "S"}, {"id": "slower", "goal": "S"}]
 

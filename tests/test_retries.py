@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from conftest import LOCAL_RUN, RUN_DIR, Repo, group_gone
 
 from rlm_tasks.config import schema
@@ -16,6 +17,7 @@ FAIL = {"exit": 3, "report": "none"}
 INVALID = {"report": "no-section"}
 
 
+@pytest.mark.slow
 def test_retry_then_succeed(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A", "retries": 2}, {"id": "b", "goal": "B"}],
                        {"a": {"attempts": {"1": FAIL}}})
@@ -37,6 +39,7 @@ def test_retry_then_succeed(repo: Repo) -> None:
     assert len(repo.records("a")) == 2 and len(repo.records("b")) == 1
 
 
+@pytest.mark.slow
 def test_escalation_in_argv_provenance_and_status(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A"}], {"a": {"attempts": {"1": INVALID, "2": INVALID}}},
                        defaults={"retries": 3, "escalate": True})
@@ -66,6 +69,7 @@ def test_escalation_in_argv_provenance_and_status(repo: Repo) -> None:
     assert len(repo.records("a")) == 3
 
 
+@pytest.mark.slow
 def test_stall_ends_the_group_and_retries(repo: Repo) -> None:
     repo.write_command([{"id": "h", "goal": "hang once", "stall_after": 0.6, "retries": 1}],
                        {"h": {"child": True, "attempts": {"1": {"hang": True}}}})
@@ -79,6 +83,7 @@ def test_stall_ends_the_group_and_retries(repo: Repo) -> None:
     assert "  retry   map:h: stalled: no change to its report, progress file or log for 0.6s; " in out
 
 
+@pytest.mark.slow
 def test_progress_file_keeps_a_quiet_worker_alive(repo: Repo) -> None:
     repo.write_command([{"id": "q", "goal": "quiet", "stall_after": 0.5}], {"q": {"sleep": 1.2, "progress": 0.1}})
     assert repo.doit().code == 0
@@ -87,6 +92,7 @@ def test_progress_file_keeps_a_quiet_worker_alive(repo: Repo) -> None:
     assert [a["outcome"] for a in repo.tasks_done()["q"]["attempts"]] == ["ok"]
 
 
+@pytest.mark.slow
 def test_exhausted_retries_fail_and_independent_keep_going(repo: Repo) -> None:
     repo.write_command([{"id": "bad", "goal": "B", "retries": 1},
                         {"id": "after", "goal": "C", "depends_on": ["bad"]}, {"id": "good", "goal": "G"}],
@@ -110,6 +116,7 @@ def test_exhausted_retries_fail_and_independent_keep_going(repo: Repo) -> None:
     assert [r["attempt"] for r in repo.records("bad")] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_rerun_keeps_the_earlier_fresh_report_in_history(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "first goal"}])
     assert repo.doit().code == 0

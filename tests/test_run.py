@@ -40,6 +40,7 @@ def finished_lines(out: str) -> list[str]:
 
 # ---- the happy path ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_first_doit_runs_every_worker_and_the_second_none(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]}],
                      verify=[{"id": "v", "goal": "V", "depends_on": ["a", "b"]}])
@@ -105,6 +106,7 @@ def test_custom_report_path(repo: Repo) -> None:
     assert repo.rlm("check").code == 0
 
 
+@pytest.mark.slow
 def test_rlm_run_is_doit(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}])
     assert repo.rlm("run").code == 0
@@ -130,6 +132,7 @@ def test_doit_runs_max_inflight_workers_at_once(repo: Repo) -> None:
     assert repo.report("a").exists() and repo.report("b").exists()
 
 
+@pytest.mark.slow
 def test_doit_n_overrides_max_inflight(repo: Repo) -> None:
     barrier_run(repo, wait=0.3)  # one at a time: the other cannot arrive while the first waits
     result = repo.doit("-n", "1")
@@ -138,6 +141,7 @@ def test_doit_n_overrides_max_inflight(repo: Repo) -> None:
     assert [repo.report(t).exists() for t in "ab"].count(True) == 1
 
 
+@pytest.mark.slow
 def test_editing_one_goal_reruns_only_it_and_its_dependents(repo: Repo) -> None:
     tasks: list[dict[str, Any]] = [
         {"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]},
@@ -168,6 +172,7 @@ FAILURES = [
 
 
 @pytest.mark.parametrize(("mode", "message", "rejected"), FAILURES, ids=[m for m, _, _ in FAILURES])
+@pytest.mark.slow
 def test_failed_worker_is_one_line_and_independent_tasks_complete(repo: Repo, mode: str, message: str,
                                                                   rejected: bool) -> None:
     repo.write_codex([{"id": "bad", "goal": "Fail."}, {"id": "good", "goal": "Succeed."},
@@ -208,6 +213,7 @@ def test_required_sections_are_configurable(repo: Repo) -> None:
     assert repo.report("b").exists()
 
 
+@pytest.mark.slow
 def test_hang_past_the_timeout_kills_the_whole_process_group(repo: Repo) -> None:
     repo.write_codex([{"id": "slow", "goal": "Hang."}, {"id": "quick", "goal": "Finish."}],
                      mode="slow=hang", agent={"timeout": 1})
@@ -225,6 +231,7 @@ def test_hang_past_the_timeout_kills_the_whole_process_group(repo: Repo) -> None
     assert sorted(repo.provenance()["tasks"]) == ["quick"]
 
 
+@pytest.mark.slow
 def test_a_worker_ignoring_sigterm_is_killed_after_the_grace_period(repo: Repo) -> None:
     repo.write_codex([{"id": "stubborn", "goal": "Hang and ignore SIGTERM."}], mode="hang-hard",
                      agent={"timeout": 0.5})
@@ -236,6 +243,7 @@ def test_a_worker_ignoring_sigterm_is_killed_after_the_grace_period(repo: Repo) 
     assert process_gone(call["pid"]) and process_gone(call["child_pid"])
 
 
+@pytest.mark.slow
 def test_many_parallel_workers_all_record_provenance(repo: Repo) -> None:
     ids = [f"w{i:02d}" for i in range(12)]
     repo.write_codex([{"id": i, "goal": f"Task {i}."} for i in ids], budget={"max_inflight": 6})
@@ -248,6 +256,7 @@ def test_many_parallel_workers_all_record_provenance(repo: Repo) -> None:
     assert len(repo.calls()) == 12
 
 
+@pytest.mark.slow
 def test_a_failed_task_runs_again_next_time_and_nothing_else_does(repo: Repo) -> None:
     tasks = [{"id": "bad", "goal": "Fail."}, {"id": "good", "goal": "Succeed."},
              {"id": "after", "goal": "Needs bad.", "depends_on": ["bad"]}]
@@ -261,6 +270,7 @@ def test_a_failed_task_runs_again_next_time_and_nothing_else_does(repo: Repo) ->
     assert repo.rlm("check").code == 0
 
 
+@pytest.mark.slow
 def test_several_failures_exit_1_and_are_each_one_line(repo: Repo) -> None:
     repo.write_codex([{"id": m, "goal": m} for m in ("no-report", "no-section", "exit-1", "empty")] +
                      [{"id": "fine", "goal": "ok"}],
@@ -274,6 +284,7 @@ def test_several_failures_exit_1_and_are_each_one_line(repo: Repo) -> None:
     assert re.fullmatch(summary(1, 4, 0), result.out.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_real_doit_cli_exits_1_when_a_worker_failed(repo: Repo) -> None:
     repo.write_codex([{"id": "bad", "goal": "Fail."}, {"id": "good", "goal": "Succeed."}], mode="bad=exit-1")
     result = repo.doit_cli()
@@ -293,6 +304,7 @@ def git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_of_a_finished_run_runs_no_worker(repo: Repo, tmp_path: Path) -> None:
     origin = tmp_path / "origin"
     origin.mkdir()
@@ -331,6 +343,7 @@ def test_a_fresh_clone_of_a_finished_run_runs_no_worker(repo: Repo, tmp_path: Pa
 
 # ---- one run at a time ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_doit_on_the_same_run_exits_3_naming_the_holder(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     holder = repo.hold_lock()
@@ -343,6 +356,7 @@ def test_a_second_doit_on_the_same_run_exits_3_naming_the_holder(repo: Repo) -> 
     assert repo.calls() == []
 
 
+@pytest.mark.slow
 def test_a_crashed_holder_never_blocks_the_next_run(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     repo.hold_lock().crash()
@@ -353,6 +367,7 @@ def test_a_crashed_holder_never_blocks_the_next_run(repo: Repo) -> None:
 
 # ---- the repository's own example -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_root_example_runs_and_every_task_is_fresh(tmp_path: Path) -> None:
     copy = tmp_path / "example"
     copy.mkdir()

@@ -7,6 +7,8 @@ import signal
 import pytest
 from conftest import RUN_DIR, Repo, group_gone
 
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
+
 TASKS = [{"id": "quick", "goal": "Q"}, {"id": "slow1", "goal": "S"}, {"id": "slow2", "goal": "S"},
          {"id": "later", "goal": "L", "depends_on": ["slow1"]}]
 SPEC = {"*": {"hang": True, "child": True}, "quick": {"hang": False, "child": False}}

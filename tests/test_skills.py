@@ -106,6 +106,7 @@ def test_naming_one_agents_directory_installs_for_that_agent_only(repo: Repo, ag
 
 @pytest.mark.parametrize(("kind", "variable", "option"), [("codex", "CODEX_HOME", "--codex-home"),
                                                           ("claude", "CLAUDE_CONFIG_DIR", "--claude-dir")])
+@pytest.mark.slow
 def test_a_run_warns_when_its_workers_lack_the_skill(repo: Repo, kind: str, variable: str, option: str) -> None:
     home = repo.root / f"{kind} home"  # a space: the command is quoted
     repo.write_codex([{"id": "a", "goal": "A"}], agent={"kind": kind, "env": {

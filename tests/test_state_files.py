@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import RUN_DIR, Repo
 
 from rlm_tasks.layout import DOIT_DB
@@ -23,6 +24,7 @@ def test_a_corrupt_doit_database_is_set_aside_and_rebuilt(repo: Repo) -> None:
     assert repo.doit().err == ""
 
 
+@pytest.mark.slow
 def test_provenance_of_the_wrong_shape_is_one_line_and_exit_1(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     assert repo.doit().code == 0
@@ -40,6 +42,7 @@ def test_provenance_of_the_wrong_shape_is_one_line_and_exit_1(repo: Repo) -> Non
     assert (result.code, result.err) == (1, f"rlm: {provenance}: not valid JSON: NaN is not valid JSON\n")
 
 
+@pytest.mark.slow
 def test_a_cache_of_the_wrong_shape_is_discarded(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     assert repo.doit().code == 0

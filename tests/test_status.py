@@ -74,6 +74,7 @@ def test_status_json_is_schema_valid(done: Repo) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_status_after_a_failed_run_says_which_failed_and_where_the_logs_are(repo: Repo) -> None:
     repo.write_codex(TASKS, mode="c=no-report")
     assert repo.doit().code == 1
@@ -88,6 +89,7 @@ def test_check_exits_0_when_everything_is_fresh(done: Repo) -> None:
     assert (result.code, result.out, result.err) == (0, "run t: 3 tasks: 3 fresh, 0 stale, 0 missing, 0 invalid\n", "")
 
 
+@pytest.mark.slow
 def test_check_exits_1_and_lists_what_is_not_fresh(done: Repo) -> None:
     done.report("c").unlink()
     report = done.report("a")
@@ -103,6 +105,7 @@ def test_check_exits_1_and_lists_what_is_not_fresh(done: Repo) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_check_exits_2_when_the_config_is_invalid(done: Repo) -> None:
     done.write((done.root / "rlm.yaml").read_text() + "bogus: 1\n")
     result = done.rlm("check")
@@ -113,6 +116,7 @@ def test_check_exits_2_when_the_config_is_invalid(done: Repo) -> None:
     assert (status.code, status.err) == (2, result.err)
 
 
+@pytest.mark.slow
 def test_check_needs_no_doit_database(done: Repo) -> None:
     (done.root / ".rlm" / "local" / "doit.sqlite3").unlink()
     shutil.rmtree(done.root / ".rlm" / "local" / "cache", ignore_errors=True)
@@ -121,6 +125,7 @@ def test_check_needs_no_doit_database(done: Repo) -> None:
     assert not (done.root / ".rlm" / "local" / "doit.sqlite3").exists()
 
 
+@pytest.mark.slow
 def test_check_through_the_real_cli(done: Repo) -> None:
     assert done.rlm_cli("check").code == 0
     done.report("b").unlink()

@@ -50,6 +50,7 @@ def started(repo: Repo) -> list[tuple[str, int]]:
     return [(r["worker_id"], r["attempt"]) for r in repo.records()]
 
 
+@pytest.mark.slow
 def test_an_edited_goal_makes_its_dependents_stale_upstream_in_status_json_and_check(inputs: Repo) -> None:
     repo = inputs
     repo.write_command(CHAIN)
@@ -76,6 +77,7 @@ def test_an_edited_goal_makes_its_dependents_stale_upstream_in_status_json_and_c
     assert repo.rlm("check").code == 0
 
 
+@pytest.mark.slow
 def test_input_changed_names_the_first_paths_and_how_many_more(inputs: Repo) -> None:
     repo = inputs
     repo.write_command(CHAIN)
@@ -89,6 +91,7 @@ def test_input_changed_names_the_first_paths_and_how_many_more(inputs: Repo) -> 
             f"{REPORTS}/a.md") in repo.rlm("status").lines
 
 
+@pytest.mark.slow
 def test_a_running_task_shows_running_and_an_interrupted_run_marks_it_interrupted(repo: Repo) -> None:
     repo.write_command([{"id": "quick", "goal": "Q"}, {"id": "slow", "goal": "S"},
                         {"id": "after", "goal": "A", "depends_on": ["slow"]}],
@@ -123,6 +126,7 @@ def test_a_running_task_shows_running_and_an_interrupted_run_marks_it_interrupte
     assert [(a["attempt"], a["outcome"]) for a in attempts["attempts"]] == [(1, "interrupted")]
 
 
+@pytest.mark.slow
 def test_tasks_still_queued_when_the_signal_came_are_interrupted_until_they_run(repo: Repo) -> None:
     repo.write_command([{"id": "slow", "goal": "S"}, {"id": "q1", "goal": "Q"}, {"id": "q2", "goal": "Q"}],
                        {"slow": {"hang": True}}, budget={"max_inflight": 1})
@@ -150,6 +154,7 @@ def test_tasks_still_queued_when_the_signal_came_are_interrupted_until_they_run(
     assert "not_started" not in json.loads(repo.path(f"{RUN}/artifacts/attempts/q1.json").read_text())
 
 
+@pytest.mark.slow
 def test_one_attempt_numbering_in_progress_lines_status_provenance_and_log_names(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A", "retries": 1}], {"a": {"attempts": {"1": FAIL, "3": FAIL}}})
     assert repo.doit().code == 0  # attempt 1 fails, attempt 2 makes the report
@@ -169,6 +174,7 @@ def test_one_attempt_numbering_in_progress_lines_status_provenance_and_log_names
     assert repo.rlm("status").lines[1] == f"fresh    map:a{' ' * 26}{REPORTS}/a.md  (attempt 4, standard)"
 
 
+@pytest.mark.slow
 def test_a_worker_that_just_started_is_never_stalled_a_silent_one_is(repo: Repo) -> None:
     repo.write_command([{"id": "busy", "goal": "B"}, {"id": "silent", "goal": "S"}],
                        {"busy": {"sleep": 60, "progress": 0.2}, "silent": {"hang": True}})

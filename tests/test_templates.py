@@ -52,6 +52,7 @@ def rendered(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]
     return seen
 
 
+@pytest.mark.slow
 def test_the_doc_lists_what_each_template_gets(rendered: dict[str, set[str]]) -> None:
     doc = documented()
     plan = doc["Plan variables (every template)"]

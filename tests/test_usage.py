@@ -75,6 +75,7 @@ def test_an_unknown_model_counts_tokens_only_and_prices_override(repo: Repo) -> 
     assert lines[1] == "usage: 2200 tokens (input 2000, cached 400, output 200), $0.0120 + 1 attempt of unknown price"
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_knows_what_the_committed_reports_cost(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}])
     assert repo.doit().code == 0
@@ -85,6 +86,7 @@ def test_a_fresh_clone_knows_what_the_committed_reports_cost(repo: Repo) -> None
     assert after["total"]["total_tokens"] == 2200
 
 
+@pytest.mark.slow
 def test_failed_attempts_count_too(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A", "retries": 1, "backoff_seconds": 0}], mode="no-report")
     assert repo.doit().code == 1
@@ -93,6 +95,7 @@ def test_failed_attempts_count_too(repo: Repo) -> None:
     assert status["usage"]["total"]["total_tokens"] == 2200
 
 
+@pytest.mark.slow
 def test_max_tokens_stops_new_attempts(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]},
                       {"id": "c", "goal": "C", "depends_on": ["b"]}],
@@ -115,6 +118,7 @@ def test_max_cost_usd_stops_new_attempts(repo: Repo) -> None:
     assert "budget exhausted: max_cost_usd ($0.0004 spent, limit $0.0001); map:b not started" in result.out
 
 
+@pytest.mark.slow
 def test_a_spending_cap_is_the_terminal_state_of_the_other_budgets(repo: Repo) -> None:
     spend = {"usage": {"input_tokens": 600, "output_tokens": 100, "cost_usd": 0.01, "model": "local"}}
     repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]}],
@@ -181,6 +185,7 @@ def test_a_bad_usage_file_is_ignored_and_said_in_the_log(repo: Repo) -> None:
     ('{"input_tokens": 1%s}' % ("0" * 320), f"input_tokens: must be <= 1000000000000; got 1{'0' * 320}"),
     ('{"cost_usd": 1e308}', "cost_usd: must be <= 1000000; got 1e+308"),  # two of them summed were inf: a crash
 ])
+@pytest.mark.slow
 def test_absurd_usage_figures_are_ignored(repo: Repo, usage_text: str, why: str) -> None:
     repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}], {"*": {"usage": usage_text}})
     result = repo.doit()
@@ -195,6 +200,7 @@ def test_absurd_usage_figures_are_ignored(repo: Repo, usage_text: str, why: str)
     ("os.mkfifo(u)", "a.attempt-1.worker-usage.json is not a regular file"),  # reading it blocked the run
     ("os.symlink('/dev/zero', u)", "cannot read a.attempt-1.worker-usage.json: it is a symlink"),  # endless
 ])
+@pytest.mark.slow
 def test_a_usage_file_that_is_no_file_is_never_read(repo: Repo, make: str, why: str) -> None:
     code = ("import os\nu = os.environ['RLM_USAGE_PATH']\n" + make + "\n"
             "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\nkept\\n')\n")

@@ -20,6 +20,7 @@ def loaded(repo: Repo, *argv: str) -> str:
     return proc.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_rlm_check_loads_the_check_verb_and_not_doit(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A"}])
     assert loaded(repo, "check") == "1 ['rlm_tasks.cli.commands.check']"  # the report is missing: exit 1
@@ -35,6 +36,7 @@ def test_the_verb_of_a_command_line(argv: list[str], verb: str | None) -> None:
     assert named_verb(argv) == verb
 
 
+@pytest.mark.slow
 def test_every_verb_still_has_its_options_and_help(repo: Repo) -> None:
     result = repo.rlm_cli("--help")
     assert result.code == 0

@@ -19,6 +19,7 @@ def waves(repo: Repo) -> Repo:
     return repo
 
 
+@pytest.mark.slow
 def test_each_wave_runs_the_ready_tasks_and_status_shows_the_next(waves: Repo) -> None:
     repo = waves
     assert repo.rlm("status").lines[-1] == \
@@ -37,6 +38,7 @@ def test_each_wave_runs_the_ready_tasks_and_status_shows_the_next(waves: Repo) -
     assert "next wave" not in repo.rlm("status").out and repo.rlm("check").code == 0
 
 
+@pytest.mark.slow
 def test_a_changed_task_and_its_dependents_take_one_wave_each(waves: Repo) -> None:
     repo = waves
     assert repo.rlm_cli("run").code == 0

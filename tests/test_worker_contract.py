@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
 import yaml
 from conftest import LOCAL_RUN as LOCAL
 from conftest import RUN_DIR as RUN
@@ -40,6 +41,7 @@ def test_every_worker_gets_its_time_budget_in_the_environment_and_the_prompt(rep
             "Stop in time to write the report.\n") in prompt
 
 
+@pytest.mark.slow
 def test_the_prompt_and_the_contract_carry_the_workflow(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A"}])
     edit(repo, lambda d: d.update(hint_paths=["docs/"], verify=[{"id": "v", "goal": "V"}]))
@@ -99,6 +101,7 @@ def test_plan_json_carries_success_criteria_hint_paths_context_paths_and_worker_
     assert [(t["worker_id"], t["context_paths"]) for t in plan["tasks"]] == [("a", ["docs/a.md"])]
 
 
+@pytest.mark.slow
 def test_a_partial_report_is_shown_as_partial_does_not_rerun_and_fails_check_unless_accepted(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]}],
                        {"a": {"attempts": {"1": {"text": PARTIAL}}}})

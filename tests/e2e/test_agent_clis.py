@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from smoke import REQUIRED_HEADINGS, check, run_claude, run_codex
+
+pytestmark = pytest.mark.slow  # see CONTRIBUTING.md: the fast subset
 
 
 def test_codex_writes_the_report_through_its_shell_tool(codex_bin: str, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ CLAUDE_TIERS = {
 # A goal the prompt must carry through argv building, stdin and the CLI untouched.
 TRICKY_GOAL = "List the `rlm check` exit codes; keep $(echo expanded), $HOME, \"quotes\" and 'these' literal."
 
-pytestmark = pytest.mark.usefixtures("agent_environ")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("agent_environ")]
 
 
 # ---- scripts and the rlm.yaml ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from messages_server import MessagesServer
 from responses_server import ResponsesServer
 from test_runner_e2e import CLAUDE_TIERS, CODEX_TIERS, claude_agent, codex_agent, config
 
-pytestmark = pytest.mark.usefixtures("agent_environ")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("agent_environ")]
 
 RUN = RUN_DIR
 LOGS = f"{LOCAL_RUN}/logs"
