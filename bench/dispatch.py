@@ -50,7 +50,7 @@ def main() -> int:
         import distributed
 
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=4, processes=True, host="127.0.0.1",
-                                           dashboard_address=None, resources={"agents": 4})
+                                           dashboard_address="127.0.0.1:0", resources={"agents": 4})
     ideal = args.tasks * args.sleep / args.inflight
     with tempfile.TemporaryDirectory(prefix="rlm-bench-") as tmp:
         bare = Path(tmp) / "bare"

@@ -20,7 +20,8 @@ distributed = pytest.importorskip("distributed")  # the `dask` extra; .ci/run in
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, local_directory=str(tmp_path_factory.mktemp("dask"))) as c:
+                                  dashboard_address="127.0.0.1:0",  # None still binds 8787, maybe taken
+                                  local_directory=str(tmp_path_factory.mktemp("dask"))) as c:
         yield c
 
 
