@@ -1,6 +1,6 @@
 """The rooms of rlm_tasks and which may import which (ARCHITECTURE.md), checked on the source with `ast`.
 
-A room is a subpackage (config, render, state, phases, lifecycle, run, install, cli),
+A room is a subpackage (agents, config, render, state, phases, lifecycle, run, install, cli),
 the top-level `tasks` module, or the foundation: the other top-level modules
 (errors, jsonio, clock, procs, fs, layout, resources, the package itself). Rules:
 - a room imports only the rooms listed for it in ALLOWED (and itself): nothing reaches back up;
@@ -21,8 +21,10 @@ PACKAGE = Path(rlm_tasks.__file__).parent
 FOUNDATION = "foundation"
 
 # The story of a run, bottom up: each room may use the ones before it.
+# agents (the kinds: argv, events, usage, skills homes, starters, tiers, prices) sits lowest: config takes the
+# schema's kinds and the default tiers and prices from it, render the argv, state and run the usage.
 # install (skills, `rlm init`) sits low: a run warns when the workers will not find their skill.
-_STAGES = ["config", "render", "state", "install", "phases", "lifecycle", "run", "tasks", "cli"]
+_STAGES = ["agents", "config", "render", "state", "install", "phases", "lifecycle", "run", "tasks", "cli"]
 ALLOWED: dict[str, set[str]] = {FOUNDATION: set()}
 for _i, _room in enumerate(_STAGES):
     ALLOWED[_room] = {FOUNDATION, *_STAGES[:_i]}

@@ -68,14 +68,14 @@ def test_install_update_refuse_force(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_install_replaces_an_older_copy_it_installed(tmp_path: Path) -> None:
     codex, claude = tmp_path / "codex", tmp_path / "claude"
-    skills.install(str(codex), str(claude))
+    skills.install({"codex": str(codex), "claude": str(claude)})
     installed = claude / "skills" / "reduce-orchestrator" / "SKILL.md"
     older = "an older version rlm installed\n"
     installed.write_text(older)
     (installed.parent / skills.MARKER).write_text(
         json.dumps({"skill": "reduce-orchestrator", "sha256": skills.sha256_file(installed)})
     )
-    result = skills.install(str(codex), str(claude))
+    result = skills.install({"codex": str(codex), "claude": str(claude)})
     assert result.refused == [] and str(installed) in result.installed
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from conftest import LOCAL_RUN, RUN_DIR, Repo
 
+from rlm_tasks.agents.base import MAX_COST_USD, MAX_TOKENS
 from rlm_tasks.config import schema
-from rlm_tasks.state.usage import MAX_COST_USD, MAX_TOKENS
 
 LOGS = f"{LOCAL_RUN}/logs"
 USAGE = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100, "reasoning_output_tokens": 10}
@@ -258,8 +258,8 @@ def test_prices_have_a_ceiling(repo: Repo) -> None:
 
 def test_event_streams_cut_short(tmp_path: Path) -> None:
     """A killed agent leaves a half line, or no closing event: what it said before still counts, once."""
+    from rlm_tasks.agents.base import Usage
     from rlm_tasks.run.usage import from_events
-    from rlm_tasks.state.usage import Usage
 
     codex = tmp_path / "codex.jsonl"
     codex.write_text('{"type":"turn.started"}\n{"type":"turn.completed","usage":{"input_tokens":5,"output_tok',

@@ -12,6 +12,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from rlm_tasks.agents import KINDS
 from rlm_tasks.config import defaults, foreach, ownership, paths, schema, values, yamlpos
 from rlm_tasks.config.freeze import dependencies, map_task_ids, merged_agent
 from rlm_tasks.config.records import Plan
@@ -87,6 +88,7 @@ class Checker:
         watch_excluded = frozenset(
             posixpath.normpath(g.task.get("report_path") or defaults.report_path(run_id, g.task["id"]))
             for g in generated if isinstance(g.task.get("id"), str))
+        kind_tiers: dict[tuple[str, str], KeyPath] = {}  # (agent kind, compute_tier) → where first used
         # duplicate ids and report paths
         seen_ids: dict[str, str] = {}
         seen_reports: dict[str, str] = {}
@@ -151,7 +153,12 @@ class Checker:
                         (section, index, "depends_on", i),
                         f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {', '.join(all_ids)}",
                     )
-            self.agent((section, index, "agent"), merged_agent(data, task), "agent" in task)
+            merged = merged_agent(data, task)
+            self.agent((section, index, "agent"), merged, "agent" in task)
+            tier_name = task.get("compute_tier", task_defaults.get("compute_tier", defaults.COMPUTE_TIER))
+            where_kind = (section, index, "agent") if "kind" in task.get("agent", {}) else ("agent",)
+            kind_tiers.setdefault((str(merged.get("kind", defaults.AGENT_KIND)), str(tier_name)), where_kind)
+        self.foreign_models(data, kind_tiers)
         self.task_paths(("defaults",), task_defaults, watch_excluded)
         tier = task_defaults.get("compute_tier")
         if tier is not None and tier not in tiers:
@@ -208,8 +215,22 @@ class Checker:
     def agent(self, path: KeyPath, agent: dict[str, Any], own_block: bool) -> None:
         # `command`/`report` are ignored by other kinds, so switching kind stays a one-line edit.
         at = path if own_block else ("agent",)
-        if agent.get("kind") == "command" and not agent.get("command"):
-            self.add(at, "agent kind 'command' needs 'command': the argv to run")
+        kind = KINDS.get(agent.get("kind", defaults.AGENT_KIND))  # an unknown kind is the schema's error
+        for message in kind.config_problems(agent) if kind is not None else ():
+            self.add(at, message)
+
+    def foreign_models(self, data: dict[str, Any], kind_tiers: dict[tuple[str, str], KeyPath]) -> None:
+        """Warn where a kind would get a built-in tier's model made for another kind (gemini given a gpt model)."""
+        declared = data.get("tiers", {})
+        for (name, tier), at in sorted(kind_tiers.items()):
+            kind = KINDS.get(name)
+            if kind is None or not kind.TIERS or "model" in declared.get(tier, {}) or tier not in defaults.TIERS:
+                continue
+            model = defaults.TIERS[tier][0]
+            if model not in {m for m, _ in kind.TIERS.values()}:
+                self.warn((*at, "kind") if at != ("agent",) or "agent" in data else ("tiers",),
+                          f"agent kind '{name}' gets the built-in model '{model}' for compute_tier '{tier}'; "
+                          f"declare tiers.{tier}.model (`rlm init --agent {name}` writes {name}'s tiers)")
 
     def cycles(self, expansion: foreach.Expansion) -> None:
         map_ids = map_task_ids(expansion)

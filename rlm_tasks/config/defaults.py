@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlm_tasks.agents import KINDS
 from rlm_tasks.layout import reports_rel
 
 MAX_INFLIGHT = 4
@@ -29,35 +30,22 @@ ESCALATE = False
 BACKOFF_SECONDS = 2.0
 ACCEPT_PARTIAL = False
 
-# compute_tier → (model, effort); `tiers:` in rlm.yaml overrides or extends them
-TIERS = {
-    "standard": ("gpt-5.1-codex-mini", "medium"),
-    "standard-plus": ("gpt-5.2-codex", "medium"),
-    "heavy": ("gpt-5.2-codex", "xhigh"),
-}
+AGENT_KIND = "codex"
+SANDBOX = "workspace-write"
+AGENT_REPORT = "file"
+
+# compute_tier → (model, effort): the default kind's, whatever a task's kind (so no digest changed when the kinds
+# moved to rlm_tasks/agents/; each kind's own tiers are its `rlm init` starter's); `tiers:` overrides or extends them
+TIERS = dict(KINDS[AGENT_KIND].TIERS)
 TIER_ORDER = ("standard", "standard-plus", "heavy")  # `escalate: true` climbs this ladder on each retry
 
 VERIFY_K = 5  # verify tasks per iteration: the default of verify_k, and its cap
 EXECUTOR_KIND = "local"
 MAX_INFLIGHT_CAP = 256  # rlm.schema.json budget.max_inflight maximum; also the cap of `-n`
 
-AGENT_KIND = "codex"
-SANDBOX = "workspace-write"
-AGENT_REPORT = "file"
-
-# US dollars per million tokens (input, cached input, output), as published when this table was
-# written; `prices:` in rlm.yaml overrides or extends it. Claude reports its own cost, which wins.
-PRICES = {
-    "gpt-5.1-codex-mini": (0.25, 0.025, 2.0),
-    "gpt-5.1-codex": (1.25, 0.125, 10.0),
-    "gpt-5-codex": (1.25, 0.125, 10.0),
-    "gpt-5.2-codex": (1.75, 0.175, 14.0),
-    "claude-haiku-4-5": (1.0, 0.1, 5.0),
-    "claude-sonnet-4-5": (3.0, 0.3, 15.0),
-    "claude-sonnet-4-6": (3.0, 0.3, 15.0),
-    "claude-opus-4-5": (5.0, 0.5, 25.0),
-    "claude-opus-4-6": (5.0, 0.5, 25.0),
-}
+# US dollars per million tokens (input, cached input, output) of every kind's models, as each kind's module
+# in rlm_tasks/agents/ publishes them; `prices:` in rlm.yaml overrides or extends it. An agent's own cost wins.
+PRICES = {model: price for kind in KINDS.values() for model, price in kind.PRICES.items()}
 
 SCHEMA_DEFAULTS: dict[str, Any] = {
     "verify_k": VERIFY_K,

@@ -101,7 +101,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     accept_partial=pick["accept_partial"],
                 )
             )
-    tiers_raw = {name: {"model": m, "effort": e} for name, (m, e) in defaults.TIERS.items()}
+    tiers_raw: dict[str, dict[str, Any]] = {name: {"model": m, "effort": e} for name, (m, e) in defaults.TIERS.items()}
     for name, tier in data.get("tiers", {}).items():
         tiers_raw[name] = {**tiers_raw.get(name, {}), **tier}
     contract = data.get("contract", {})

@@ -2,7 +2,7 @@
 
 Writes a commented rlm.yaml that validates and runs, the thin dodo.py, a copy of the schema the
 rlm.yaml's modeline points at (so editors check it in a fresh clone, offline), the bundled worker
-for `--agent command`, a doit.cfg naming rlm's doit commands (run/doit_commands.py), the .gitignore
+the starter runs (`--agent command`), a doit.cfg naming rlm's doit commands (run/doit_commands.py), the .gitignore
 line for machine-local state and, with `--ci github`, a workflow running `rlm check`. Nothing that
 exists is overwritten unless `force`; `upgrade` rewrites only the files the tool owns (the schema
 copy, the bundled worker). An existing doit.cfg is never rewritten: init says what to add to it.
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlm_tasks import __version__, jsonio, layout
+from rlm_tasks.agents import KINDS
 from rlm_tasks.errors import UserError
 from rlm_tasks.resources import SCHEMA_DIR, STARTER_DIR
 
-AGENTS = ("command", "codex", "claude")
+AGENTS = tuple(sorted(KINDS))
 CI_KINDS = ("github",)
 SCHEMA_COPY = f"{layout.STATE_DIR}/rlm.schema.json"  # the starter rlm.yaml's modeline names it
 WORKER_COPY = f"{layout.STATE_DIR}/starter_worker.py"
@@ -55,13 +56,13 @@ def _starter(name: str) -> str:
 
 
 def _rlm_yaml(agent: str) -> str:
-    return _starter("rlm.yaml").replace("@AGENT@\n", _starter(f"agent-{agent}.yaml"))
+    return _starter("rlm.yaml").replace("@AGENT@\n", KINDS[agent].STARTER)
 
 
 def tool_owned(agent: str) -> dict[str, str]:
     """Files `--upgrade` keeps current: a user edits rlm.yaml and dodo.py, never these."""
     files = {SCHEMA_COPY: (SCHEMA_DIR / "rlm.schema.json").read_text(encoding="utf-8")}
-    if agent == "command":
+    if WORKER_COPY in KINDS[agent].STARTER:  # the kind's starter runs the bundled worker
         files[WORKER_COPY] = _starter("starter_worker.py")
     return files
 

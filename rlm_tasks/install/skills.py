@@ -1,11 +1,14 @@
-"""Installing the bundled skills where codex and Claude Code look for them."""
+"""Installing the bundled skills where each agent kind looks for them (its `SKILLS` in rlm_tasks/agents/)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from rlm_tasks import jsonio
+from rlm_tasks.agents import KINDS
+from rlm_tasks.agents.base import SkillsHome
 from rlm_tasks.resources import SKILLS_DIR
 from rlm_tasks.state.provenance import sha256_file
 
@@ -27,25 +30,30 @@ class InstallResult:
         return out
 
 
-# agent kind → (the variable naming its home, the default home, the `rlm skills install` option)
-HOMES = {"codex": ("CODEX_HOME", ".codex", "--codex-home"), "claude": ("CLAUDE_CONFIG_DIR", ".claude", "--claude-dir")}
+# agent kind → where it looks for skills: every kind that reads them
+HOMES: dict[str, SkillsHome] = {name: kind.SKILLS for name, kind in KINDS.items() if kind.SKILLS is not None}
 
 
 def home(kind: str, given: str | None = None, env: dict[str, str] | None = None) -> Path:
-    """Where an agent kind looks: `given`, else its variable in `env` (default: this process's), else ~/.kind."""
-    variable, default, _ = HOMES[kind]
-    found = given or (os.environ if env is None else env).get(variable)
-    return Path(found).expanduser() if found else Path.home() / default
+    """Where an agent kind looks: `given`, else its variable in `env` (default: this process's), else ~/default."""
+    where = HOMES[kind]
+    if given:
+        return Path(given).expanduser()
+    variables: Mapping[str, str] = os.environ if env is None else env
+    found = variables.get(where.variable)
+    if found:
+        return Path(found).expanduser() / where.inside
+    return (Path(variables["HOME"]) if variables.get("HOME") else Path.home()) / where.default
 
 
-def targets(codex_home: str | None, claude_dir: str | None) -> list[Path]:
-    """Both agents' skill directories; naming only one agent's directory installs for that agent only."""
-    kinds = ["codex"] if codex_home and not claude_dir else ["claude"] if claude_dir and not codex_home else list(HOMES)
-    return [home(kind, codex_home if kind == "codex" else claude_dir) / "skills" for kind in kinds]
+def targets(given: dict[str, str | None]) -> list[Path]:
+    """The skill directories of the kinds whose home is given; of every kind when none is."""
+    named = [kind for kind in HOMES if given.get(kind)]
+    return [home(kind, given.get(kind)) / "skills" for kind in named or HOMES]
 
 
 def missing_warning(kind: str, agent_env: dict[str, str], root: Path) -> str | None:
-    """For a codex or claude run: a warning with the exact install command when the workers lack map-worker."""
+    """For a kind that reads skills: a warning with the exact install command when the workers lack map-worker."""
     if kind not in HOMES:
         return None
     where = home(kind, env={**os.environ, **agent_env})
@@ -55,14 +63,15 @@ def missing_warning(kind: str, agent_env: dict[str, str], root: Path) -> str | N
         return None
     import shlex  # only for the warning
 
-    option = HOMES[kind][2]
+    option = HOMES[kind].option
     return (f"warning: the map-worker skill is not installed where {kind} workers look "
             f"({where}/skills/); install it with `rlm skills install {option} {shlex.quote(str(where))}`")
 
 
-def install(codex_home: str | None = None, claude_dir: str | None = None, force: bool = False) -> InstallResult:
+def install(homes: dict[str, str | None] | None = None, force: bool = False) -> InstallResult:
+    """Install into the skills directory of each kind named in `homes` (kind → its home), or of every kind."""
     result = InstallResult()
-    for base in targets(codex_home, claude_dir):
+    for base in targets(homes or {}):
         for name in SKILL_NAMES:
             source = SKILLS_DIR / name / "SKILL.md"
             dest = base / name / "SKILL.md"

@@ -1,4 +1,4 @@
-"""Agent kinds → argv, environment and stdin. Never a shell: argv lists only."""
+"""An agent invocation: argv (from its kind in rlm_tasks/agents/), environment and stdin. Never a shell."""
 
 from __future__ import annotations
 
@@ -7,21 +7,13 @@ import shutil
 import time
 from typing import Any, NamedTuple
 
+from rlm_tasks.agents import kind_of
+from rlm_tasks.agents.base import ROOT_PLACEHOLDER
 from rlm_tasks.clock import iso
 from rlm_tasks.config.records import AgentSpec, Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render.jinja import command_context, render_string
-
-DEFAULT_BINARIES = {"codex": "codex", "claude": "claude"}
-ROOT_PLACEHOLDER = "{root}"
-
-# Claude Code's permission modes closest to each sandbox choice.
-CLAUDE_PERMISSION_MODES = {
-    "read-only": "plan",
-    "workspace-write": "acceptEdits",
-    "danger-full-access": "bypassPermissions",
-}
 
 
 class AgentNotFound(UserError):
@@ -33,32 +25,12 @@ class Invocation(NamedTuple):
     env: dict[str, str]
     report_from_stdout: bool
     timeout: float | None
-    events: str | None = None  # "codex" / "claude": stdout is a JSONL event stream (run/usage.py reads it)
+    events: str | None = None  # the kind whose JSONL event stream stdout is (run/usage.py reads it)
 
 
 def _argv_template(agent: AgentSpec, tier: Tier) -> list[str]:
     """The argv with the repository root as a placeholder, so digests match across machines."""
-    binary = agent.binary or DEFAULT_BINARIES.get(agent.kind, agent.kind)
-    if agent.kind == "codex":
-        argv = [binary, "exec", "-m", tier.model]
-        if tier.effort:
-            argv += ["-c", f'model_reasoning_effort="{tier.effort}"']
-        argv += ["-C", ROOT_PLACEHOLDER]
-        if agent.sandbox == "bypass":
-            argv.append("--dangerously-bypass-approvals-and-sandbox")
-        else:
-            argv += ["--sandbox", agent.sandbox]
-        return [*argv, *agent.args, "-"]
-    if agent.kind == "claude":
-        argv = [binary, "-p", "--model", tier.model]
-        if tier.effort:
-            argv += ["--effort", tier.effort]
-        if agent.sandbox == "bypass":
-            argv.append("--dangerously-skip-permissions")
-        else:
-            argv += ["--permission-mode", CLAUDE_PERMISSION_MODES[agent.sandbox]]
-        return [*argv, *agent.args]
-    return list(agent.command)
+    return kind_of(agent.kind).argv(agent, tier.model, tier.effort)
 
 
 def describe(task: TaskSpec, tier: Tier) -> dict[str, Any]:
@@ -71,7 +43,7 @@ def describe(task: TaskSpec, tier: Tier) -> dict[str, Any]:
         "effort": tier.effort,
         "argv": _argv_template(agent, tier),
         "env_names": sorted(name for name, _ in agent.env),
-        "report": agent.report if agent.kind == "command" else "file",
+        "report": kind_of(agent.kind).report_mode(agent),
     }
 
 
@@ -102,9 +74,10 @@ def time_budget(timeout: float | None, now: float | None = None) -> dict[str, st
 
 def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: int) -> Invocation:
     agent = task.agent
+    kind = kind_of(agent.kind)
     template = _argv_template(agent, tier)
     events: str | None = None
-    if agent.kind == "command":
+    if kind.DEFAULT_BINARY is None:  # the argv is agent.command: Jinja templates over the task
         context = command_context(plan, task, layout) | {"model": tier.model, "effort": tier.effort, "attempt": attempt}
         argv = [render_string(item, context, f"agent.command[{i}]") for i, item in enumerate(template)]
         if argv and "/" in argv[0] and not os.path.isabs(argv[0]):
@@ -112,7 +85,7 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
     else:
         argv = [str(plan.root) if item == ROOT_PLACEHOLDER else item for item in template]
         argv[0] = resolve_binary(argv[0], plan)
-        events = _with_event_stream(agent, argv)
+        events = agent.kind if kind.stream(agent.args, argv) else None
     env = dict(os.environ)
     env.update(dict(agent.env))
     env.update({
@@ -131,29 +104,8 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
     return Invocation(
         argv=tuple(argv),
         env=env,
-        report_from_stdout=agent.kind == "command" and agent.report == "stdout",
+        report_from_stdout=kind.report_mode(agent) == "stdout",
         timeout=agent.timeout,
         events=events,
     )
 
-
-def _with_event_stream(agent: AgentSpec, argv: list[str]) -> str | None:
-    """Ask the agent for its JSONL event stream, where its usage is; None when `args` chose another output.
-
-    Added here, not in the argv template: the output format does not change what the worker does, so
-    provenance digests stay as they were.
-    """
-    args = list(agent.args)
-    if agent.kind == "codex":
-        if "--json" not in args:
-            argv.insert(len(argv) - 1, "--json")  # before the final "-" (prompt on stdin)
-        return "codex"
-    if agent.kind != "claude":
-        return None
-    chosen = [i for i, arg in enumerate(args) if arg.startswith("--output-format")]
-    if chosen:
-        i = chosen[-1]
-        value = args[i].partition("=")[2] or (args[i + 1] if i + 1 < len(args) else "")
-        return "claude" if value in ("stream-json", "json") else None  # json: one `result` event at the end
-    argv.extend(["--output-format", "stream-json", *([] if "--verbose" in args else ["--verbose"])])
-    return "claude"

@@ -3,7 +3,7 @@
 1. in-use markers on the archives listed under `uses:` (and off those no longer listed);
 2. TTL cleanup, skipped with one line when another process is cleaning up;
 3. the drift baseline, on the run's first start;
-4. a warning when the codex or claude workers will not find the map-worker skill.
+4. a warning when workers of a kind that reads skills will not find the map-worker skill.
 None of this may stop a run: a failure is one line of output.
 """
 

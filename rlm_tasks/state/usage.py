@@ -11,34 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 from rlm_tasks import jsonio
+from rlm_tasks.agents.base import Usage
 from rlm_tasks.config.records import Plan, Price
 from rlm_tasks.state.context import RunContext
 
 USAGE_FILE = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.usage\.json$")
 TOKEN_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
 TOP_TASKS = 10
-# What one attempt may report (usage_file.schema.json says the same): a bigger figure is a broken or hostile
-# worker, and summed over a run it would overflow a float into a cost JSON cannot hold.
-MAX_TOKENS = 10**12
-MAX_COST_USD = 1e6
-
-
-class Usage(NamedTuple):
-    """Tokens of one attempt. input counts every prompt token, cached ones included; output counts reasoning."""
-
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float | None = None  # the agent's own figure, when it gives one
-    model: str | None = None
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
 
 def price_of(plan: Plan, model: str | None) -> Price | None:
