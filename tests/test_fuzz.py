@@ -42,7 +42,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
                                                        st.dictionaries(texts, inner, max_size=3)), max_leaves=6)
 TASK_KEYS = ["id", "goal", "mode", "granularity", "compute_tier", "depends_on", "inputs", "context_paths", "watch",
              "report_path", "required_sections", "agent", "retries", "escalate", "backoff_seconds", "stall_after",
-             "owns", "foreach", "bogus"]
+             "owns", "progress_every", "join", "foreach", "bogus"]
 AGENT_KEYS = ["kind", "binary", "args", "env", "sandbox", "timeout", "command", "report"]
 
 

@@ -138,16 +138,20 @@ def test_goal_with_jinja_syntax_is_not_evaluated(repo: Repo) -> None:
     assert envelope(rendered(repo, "lexer"))["goal"] == "Explain {{ run_id }} and {% raw %} literally."
 
 
+MANDATORY = "Use the map-worker skill.\n$map-worker\n{{ contract_path }}\n"  # what every prompt keeps
+
+
 def test_templates_dir_overrides_the_prompt_and_keeps_the_builtin_contract(repo: Repo) -> None:
     (repo.root / "my-templates").mkdir()
     (repo.root / "my-templates" / "worker_prompt.md.j2").write_text(
-        "CUSTOM {{ worker_id }} -> {{ report_path }} ({{ model }}, {{ effort }})\n")
+        MANDATORY + "CUSTOM {{ worker_id }} -> {{ report_path }} ({{ model }}, {{ effort }})\n")
     repo.write(config(templates_dir="my-templates"))
     result = repo.rlm("render")
     assert (result.code, result.err) == (0, "")
-    assert rendered(repo, "lexer") == (f"CUSTOM lexer -> {RUN_DIR}/artifacts/reports/lexer.md "
+    head = f"Use the map-worker skill.\n$map-worker\n{CONTRACT}\n"
+    assert rendered(repo, "lexer") == (f"{head}CUSTOM lexer -> {RUN_DIR}/artifacts/reports/lexer.md "
                                        "(gpt-5.1-codex-mini, medium)\n")
-    assert rendered(repo, "parser") == "CUSTOM parser -> notes/parser.md (gpt-5.2-codex, xhigh)\n"
+    assert rendered(repo, "parser") == f"{head}CUSTOM parser -> notes/parser.md (gpt-5.2-codex, xhigh)\n"
     assert repo.path(CONTRACT).read_text(encoding="utf-8").startswith("# Run contract: t\n")
 
 

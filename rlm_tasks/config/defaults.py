@@ -29,6 +29,9 @@ RETRIES = 0
 ESCALATE = False
 BACKOFF_SECONDS = 2.0
 ACCEPT_PARTIAL = False
+JOIN = False  # `join:`; an id starting with JOIN_PREFIX is a join task too
+JOIN_PREFIX = "join-"  # the workflow's naming of join tasks (`rlm run --wave` starts them only with --allow-join)
+STALL_PROGRESS_FACTOR = 3  # progress_every without stall_after: stalled after three missed progress lines
 
 AGENT_KIND = "codex"
 SANDBOX = "workspace-write"
@@ -65,6 +68,7 @@ SCHEMA_DEFAULTS: dict[str, Any] = {
     "task.escalate": ESCALATE,
     "task.backoff_seconds": BACKOFF_SECONDS,
     "task.accept_partial": ACCEPT_PARTIAL,
+    "task.join": JOIN,
     "agent.kind": AGENT_KIND,
     "agent.sandbox": SANDBOX,
     "agent.report": AGENT_REPORT,

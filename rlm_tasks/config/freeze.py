@@ -70,7 +70,8 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                       ("inputs", ()), ("context_paths", ()), ("watch", ()),
                       ("required_sections", defaults.REQUIRED_SECTIONS), ("retries", defaults.RETRIES),
                       ("escalate", defaults.ESCALATE), ("backoff_seconds", defaults.BACKOFF_SECONDS),
-                      ("stall_after", None), ("owns", ()), ("accept_partial", defaults.ACCEPT_PARTIAL))
+                      ("stall_after", None), ("owns", ()), ("accept_partial", defaults.ACCEPT_PARTIAL),
+                      ("progress_every", None), ("join", defaults.JOIN))
     for section, mode in (("tasks", "map"), ("verify", "verify")):
         for generated in (g for g in expansion.tasks if g.section == section):
             raw = generated.task
@@ -89,16 +90,19 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     context_paths=tuple(pick["context_paths"]),
                     watch=tuple(pick["watch"]),
                     report_path=posixpath.normpath(raw.get("report_path") or defaults.report_path(run_id, raw["id"])),
-                    required_sections=tuple(pick["required_sections"]),
+                    # a contract is always given, so Contract Compliance is always required: a task may add sections
+                    required_sections=tuple(dict.fromkeys((*pick["required_sections"], *defaults.REQUIRED_SECTIONS))),
                     agent=_freeze_agent(merged_agent(data, raw)) if "agent" in raw else shared_agent,
                     retries=pick["retries"],
                     escalate=pick["escalate"],
                     backoff_seconds=pick["backoff_seconds"],
-                    stall_after=pick["stall_after"],
+                    stall_after=_stall_after(pick["stall_after"], pick["progress_every"]),
                     owns=tuple(pick["owns"]),
                     fanout=generated.fanout,
                     item=generated.item,
                     accept_partial=pick["accept_partial"],
+                    progress_every=pick["progress_every"],
+                    join=bool(pick["join"]) or raw["id"].startswith(defaults.JOIN_PREFIX),
                 )
             )
     tiers_raw: dict[str, dict[str, Any]] = {name: {"model": m, "effort": e} for name, (m, e) in defaults.TIERS.items()}
@@ -163,3 +167,9 @@ def _prices(declared: dict[str, Any]) -> tuple[tuple[str, Price], ...]:
         table[model] = Price(price["input"], price.get("cached_input", price["input"]), price["output"])
     return tuple(sorted(table.items()))
 
+
+def _stall_after(declared: float | None, progress_every: float | None) -> float | None:
+    """A worker asked for a progress line every M seconds is stalled once it missed about three of them."""
+    if declared is not None or progress_every is None:
+        return declared
+    return defaults.STALL_PROGRESS_FACTOR * progress_every

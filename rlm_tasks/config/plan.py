@@ -15,6 +15,7 @@ from rlm_tasks.config import foreach, schema, values, yamlpos
 from rlm_tasks.config.checks import Checker, one_line, well_formed
 from rlm_tasks.config.freeze import freeze
 from rlm_tasks.config.records import ConfigError, Plan
+from rlm_tasks.layout import new_run_id
 
 
 def load_plan(config_path: str | Path = "rlm.yaml", root: str | Path | None = None) -> Plan:
@@ -63,6 +64,10 @@ def _parse(text: str, shown: str, root: Path, config_path: Path) -> tuple[Plan, 
         checker.add((), f"expected a mapping at the top level, got {schema.describe(doc.data)}")
     else:
         for path, message, at_key in schema.problems("rlm", doc.data):
+            if path == () and message == "missing required key 'run_id'":
+                # never made up here: a generated id would differ on every load, so the run would never be found
+                message += (f"; name the run, e.g. `run_id: {new_run_id(root.name)}` (the workflow's "
+                            "run_<UTC timestamp>_<slug>; `rlm init` writes one)")
             checker.add(path, message, at_key=at_key)
         for path, message, at_key in values.problems(doc.data):
             checker.add(path, message, at_key=at_key)

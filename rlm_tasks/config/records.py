@@ -58,6 +58,8 @@ class TaskSpec(NamedTuple):
     fanout: str | None = None  # the `foreach` task this one was generated from
     item: str | None = None  # its item, as a short label
     accept_partial: bool = defaults.ACCEPT_PARTIAL
+    progress_every: float | None = None  # seconds between the progress lines the prompt asks for
+    join: bool = defaults.JOIN  # `join: true`, or an id starting with `join-`: `rlm run --wave` needs --allow-join
 
     @property
     def worker_id(self) -> str:

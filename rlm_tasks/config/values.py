@@ -24,7 +24,8 @@ COMMAND_VARIABLES = frozenset({
     "run_id", "goal", "success_criteria", "non_goals", "hint_paths", "scope", "invariants", "sequence",
     "verification", "failure_policy", "ownership", "run_goal", "task", "worker_id", "mode", "granularity",
     "compute_tier", "model", "effort", "task_goal", "report_path", "prompt_path", "contract_path", "run_dir",
-    "input_reports", "inputs", "context_paths", "owns", "required_sections", "envelope", "envelope_json",
+    "input_reports", "inputs", "context_paths", "owns", "required_sections", "progress_every", "stall_after",
+    "envelope", "envelope_json",
     "python", "root", "attempt",
 })
 

@@ -122,7 +122,7 @@ def _state(ctx: RunContext) -> dict[str, Any]:
         if task.id in running:
             quiet = quiet_seconds(ctx, task, running[task.id], now)
             row["quiet_seconds"] = round(quiet, 1)
-            if quiet > ctx.plan.stale_seconds:
+            if quiet > min(ctx.plan.stale_seconds, task.stall_after or ctx.plan.stale_seconds):
                 stalled.append(task.id)
         rows.add(row)
         counts[row["state"]] += 1

@@ -10,7 +10,7 @@ from rlm_tasks import jsonio
 from rlm_tasks.config.records import Plan, TaskSpec
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.render import escape
+from rlm_tasks.render import escape, prompt_rules
 from rlm_tasks.resources import TEMPLATE_DIR as BUILTIN_TEMPLATES
 
 if TYPE_CHECKING:
@@ -170,6 +170,8 @@ def task_context(plan: Plan, task: TaskSpec, layout: RunLayout) -> dict[str, Any
         "context_paths": list(task.context_paths),
         "owns": list(task.owns),
         "required_sections": list(task.required_sections),
+        "progress_every": task.progress_every,
+        "stall_after": task.stall_after,
         "envelope": envelope,
         "envelope_json": jsonio.indented(envelope),
     }
@@ -191,6 +193,14 @@ def render_final(plan: Plan, context: dict[str, Any]) -> str:
     return _render(environment(plan), FINAL_TEMPLATE, {**plan_context(plan), **context})
 
 
+def check_mandatory_lines(plan: Plan, task: TaskSpec, layout: RunLayout, prompt: str) -> None:
+    """TemplateError when a rendered prompt dropped a line every worker prompt keeps (render.prompt_rules)."""
+    lacking = prompt_rules.missing_lines(prompt, layout.contract_rel, task.report_path)
+    if lacking:
+        raise TemplateError(f"{plan.templates_dir or 'templates'}/{PROMPT_TEMPLATE}: the prompt of task '{task.id}' "
+                            f"drops {', '.join(lacking)}; every worker prompt keeps them")
+
+
 def check_templates(plan: Plan, layout: RunLayout) -> None:
     """Render the contract and every prompt in memory, and compile final.md.j2: TemplateError at the first
     syntax error, undefined variable or template read through a link leading out of the repository."""
@@ -199,7 +209,7 @@ def check_templates(plan: Plan, layout: RunLayout) -> None:
     env = environment(plan)
     render_contract(plan)
     for task in plan.tasks:
-        render_prompt(plan, task, layout, env)
+        check_mandatory_lines(plan, task, layout, render_prompt(plan, task, layout, env))
     try:
         env.get_template(FINAL_TEMPLATE)
     except jinja2.TemplateSyntaxError as exc:

@@ -76,6 +76,8 @@ class RunContext:
         if self._env is None:
             self._env = jinja.environment(self.plan)
         text = jinja.render_prompt(self.plan, task, self.layout, self._env)
+        if self.plan.templates_dir:  # a custom prompt that drops the mandatory lines never reaches a worker
+            jinja.check_mandatory_lines(self.plan, task, self.layout, text)
         self._prompt_digests[task.id] = sha256_text(text)
         return text
 

@@ -72,7 +72,15 @@ def inspect(path: Path, required_sections: tuple[str, ...]) -> tuple[str | None,
     if missing:
         return ("report lacks required section" + ("s " if len(missing) > 1 else " ")
                 + ", ".join(f"'{m}'" for m in missing)), False
-    return None, normalise_heading(SELF_TERMINATION) in present
+    partial_found = [s for s in PARTIAL_SECTIONS if normalise_heading(s) in present]
+    if partial_found:  # a self-terminated report is only useful to the next worker with all four
+        lacking = [s for s in PARTIAL_SECTIONS if s not in partial_found]
+        if lacking:
+            return (f"partial report (it has '{partial_found[0]}') lacks section" + ("s " if len(lacking) > 1 else " ")
+                    + ", ".join(f"'{m}'" for m in lacking) + "; a self-terminated report needs all of "
+                    + ", ".join(f"'{s}'" for s in PARTIAL_SECTIONS)), False
+        return None, True
+    return None, False
 
 
 SELF_TERMINATION = "Self-termination"
