@@ -12,6 +12,7 @@ Two kinds of files, in two places:
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,8 +29,16 @@ CRASH_LOG = f"{LOCAL_DIR}/rlm-crash.log"
 DOIT_DB = f"{LOCAL_DIR}/doit.sqlite3"
 # What `rlm init` puts in .gitignore: everything machine-local is under this one directory.
 GITIGNORE_LINE = f"/{LOCAL_DIR}/"
-RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-ARCHIVE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*-\d{8}T\d{6}Z$")  # <run_id>-<UTC timestamp>: an archive's directory
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# <run_id>-<UTC timestamp>: an archive's directory
+ARCHIVE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*-\d{8}T\d{6}Z$")
+
+
+def new_run_id(slug: str, moment: float | None = None) -> str:
+    """A run id in the workflow's shape, `run_<UTC timestamp>_<slug>` (e.g. run_20260103T120000Z_example)."""
+    when = time.gmtime(time.time() if moment is None else moment)
+    clean = re.sub(r"[^a-z0-9]+", "-", slug.lower()).strip("-")[:32].strip("-") or "run"
+    return f"run_{time.strftime('%Y%m%dT%H%M%SZ', when)}_{clean}"
 
 
 def reports_rel(run_id: str) -> str:

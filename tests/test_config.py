@@ -59,7 +59,7 @@ tasks:
 def test_wrong_types_name_what_was_expected_and_what_was_found(repo: Repo) -> None:
     assert_invalid(repo, """\
 version: 1
-run_id: Bad_ID
+run_id: Bad ID
 goal: 5
 budget: {max_inflight: "4"}
 agent:
@@ -71,7 +71,7 @@ tasks:
     depends_on: b
     granularity: huge
 """,
-                   'rlm.yaml:2:9: run_id: "Bad_ID" does not match the pattern ^[a-z0-9][a-z0-9._-]*$',
+                   'rlm.yaml:2:9: run_id: "Bad ID" does not match the pattern ^[A-Za-z0-9][A-Za-z0-9._-]*$',
                    "rlm.yaml:3:7: goal: expected a string, got an integer (5)",
                    'rlm.yaml:4:24: budget.max_inflight: expected an integer, got a string ("4")',
                    'rlm.yaml:6:9: agent.kind: must be one of: codex, claude, command; got a string ("codx") '
@@ -87,9 +87,10 @@ def test_tasks_must_be_a_list(repo: Repo) -> None:
 
 
 def test_missing_run_id_and_goal(repo: Repo) -> None:
-    assert_invalid(repo, "version: 1\ntasks:\n  - {id: a, goal: A}\n",
-                   "rlm.yaml:1:1: (root): missing required key 'run_id'",
-                   "rlm.yaml:1:1: (root): missing required key 'goal'")
+    code, out, err = validate(repo, "version: 1\ntasks:\n  - {id: a, goal: A}\n", "rlm.yaml")
+    first, second = err.splitlines()
+    assert (code, out, second) == (2, "", "rlm.yaml:1:1: (root): missing required key 'goal'")
+    assert first.startswith("rlm.yaml:1:1: (root): missing required key 'run_id'; name the run, e.g. `run_id: run_")
 
 
 def test_duplicate_task_ids_name_the_first_definition(repo: Repo) -> None:

@@ -27,7 +27,7 @@ def modes(root: Path) -> dict[str, str]:
 def test_written_files_follow_the_umask(repo: Repo, mask: int, mode: str) -> None:
     root = repo.root / "work"
     root.mkdir()
-    assert run_with_umask(mask, ["rlm_tasks", "init"], root).returncode == 0
+    assert run_with_umask(mask, ["rlm_tasks", "init", "--run-id", "first-run"], root).returncode == 0
     done = run_with_umask(mask, ["doit"], root)
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_with_umask(mask, ["rlm_tasks", "final"], root).returncode == 1  # refused: no decision yet
@@ -52,7 +52,7 @@ def test_written_files_follow_the_umask(repo: Repo, mask: int, mode: str) -> Non
 def test_an_archive_is_read_only_and_no_more_readable_than_the_umask(repo: Repo) -> None:
     root = repo.root / "work"
     root.mkdir()
-    assert run_with_umask(0o077, ["rlm_tasks", "init"], root).returncode == 0
+    assert run_with_umask(0o077, ["rlm_tasks", "init", "--run-id", "first-run"], root).returncode == 0
     config = root / "rlm.yaml"
     config.write_text(config.read_text() + "decision: {should_finish: true, reason: done, conclusions: []}\n")
     assert run_with_umask(0o077, ["doit"], root).returncode == 0

@@ -42,7 +42,7 @@ def empty(repo: Repo) -> Repo:
 
 @pytest.mark.slow
 def test_init_in_an_empty_repository_runs_offline_and_a_fresh_clone_stays_clean(empty: Repo, tmp_path: Path) -> None:
-    init = empty.rlm_cli("init")
+    init = empty.rlm_cli("init", "--run-id", "first-run")
     assert (init.code, init.out, init.err) == (0, WROTE + NEXT, "")
     assert (empty.root / "dodo.py").read_bytes() == (REPO / "dodo.py").read_bytes()
     assert (empty.root / "doit.cfg").read_bytes() == (REPO / "doit.cfg").read_bytes()  # this repository's own
@@ -73,7 +73,7 @@ def test_init_in_an_empty_repository_runs_offline_and_a_fresh_clone_stays_clean(
 
 
 def test_the_modeline_names_a_schema_copy_that_exists_in_the_repository(empty: Repo) -> None:
-    empty.rlm_cli("init")
+    empty.rlm_cli("init", "--run-id", "first-run")
     first = (empty.root / "rlm.yaml").read_text().splitlines()[0]
     assert first == "# yaml-language-server: $schema=.rlm/rlm.schema.json"
     assert (empty.root / ".rlm/rlm.schema.json").read_bytes() == (SCHEMA_DIR / "rlm.schema.json").read_bytes()
@@ -83,24 +83,24 @@ def test_the_modeline_names_a_schema_copy_that_exists_in_the_repository(empty: R
 def test_init_never_overwrites_without_force(empty: Repo) -> None:
     (empty.root / "rlm.yaml").write_text("version: 1\n")
     (empty.root / "dodo.py").write_text("# my own tasks\n")
-    refused = empty.rlm_cli("init")
+    refused = empty.rlm_cli("init", "--run-id", "first-run")
     assert (refused.code, refused.out, refused.err) == (
         1, "", "rlm: init: rlm.yaml, dodo.py exist; nothing written (--force overwrites, "
                "or add the rlm tasks to your dodo.py: see docs/adopting.md)\n")
     assert sorted(p.name for p in empty.root.iterdir()) == [".git", "dodo.py", "rlm.yaml"]  # nothing written
     assert (empty.root / "rlm.yaml").read_text() == "version: 1\n"
 
-    forced = empty.rlm_cli("init", "--force")
+    forced = empty.rlm_cli("init", "--run-id", "first-run", "--force")
     assert (forced.code, forced.out) == (0, WROTE + NEXT)
     assert empty.rlm_cli("validate").code == 0
 
 
 def test_init_twice_changes_nothing_and_keeps_an_existing_gitignore(empty: Repo) -> None:
     (empty.root / ".gitignore").write_text("build/")  # no trailing newline
-    assert empty.rlm_cli("init").code == 0
+    assert empty.rlm_cli("init", "--run-id", "first-run").code == 0
     assert (empty.root / ".gitignore").read_text() == (
         "build/\n# rlm: machine-local state (doit database, caches, locks, logs)\n/.rlm/local/\n")
-    again = empty.rlm_cli("init")
+    again = empty.rlm_cli("init", "--run-id", "first-run")
     assert (again.code, again.out) == (0, WROTE.replace("wrote", "unchanged") + NEXT)
 
 
@@ -108,7 +108,7 @@ def test_init_twice_changes_nothing_and_keeps_an_existing_gitignore(empty: Repo)
 def test_init_keeps_an_existing_doit_cfg_and_says_what_to_add(empty: Repo) -> None:
     mine = "[GLOBAL]\nverbosity = 2\n"
     (empty.root / "doit.cfg").write_text(mine)
-    result = empty.rlm_cli("init", "--force")
+    result = empty.rlm_cli("init", "--run-id", "first-run", "--force")
     assert result.code == 0
     assert (empty.root / "doit.cfg").read_text() == mine  # not even --force rewrites it
     lines = result.out.splitlines()
@@ -121,7 +121,7 @@ def test_init_keeps_an_existing_doit_cfg_and_says_what_to_add(empty: Repo) -> No
 
     added = "\n".join(line.strip() for line in lines[start + 1:start + 13])  # [COMMAND] and its 11 lines
     (empty.root / "doit.cfg").write_text(mine + added + "\n")
-    again = empty.rlm_cli("init")
+    again = empty.rlm_cli("init", "--run-id", "first-run")
     assert "unchanged doit.cfg" in again.lines and not [line for line in again.lines if "note" in line]
     refused = empty.doit_cli("--nosuch")
     assert (refused.code, refused.err) == (2, "doit run: option --nosuch not recognized; `doit help run` lists its "
@@ -130,7 +130,7 @@ def test_init_keeps_an_existing_doit_cfg_and_says_what_to_add(empty: Repo) -> No
 
 def test_init_says_when_gitignore_hides_the_whole_run_record(empty: Repo) -> None:
     (empty.root / ".gitignore").write_text("/.rlm/\n")
-    result = empty.rlm_cli("init")
+    result = empty.rlm_cli("init", "--run-id", "first-run")
     assert result.out.splitlines()[6] == (
         "note: .gitignore ignores all of .rlm/, so the run's record under .rlm/runs/ would not be committed; "
         "ignore only /.rlm/local/")
@@ -138,12 +138,12 @@ def test_init_says_when_gitignore_hides_the_whole_run_record(empty: Repo) -> Non
 
 @pytest.mark.slow
 def test_upgrade_refreshes_only_the_files_the_tool_owns(empty: Repo) -> None:
-    empty.rlm_cli("init")
+    empty.rlm_cli("init", "--run-id", "first-run")
     (empty.root / ".rlm/rlm.schema.json").write_text("{}\n")  # an older version's copy
     (empty.root / "rlm.yaml").write_text((empty.root / "rlm.yaml").read_text() + "# mine\n")
     assert empty.rlm_cli("validate").lines[-1] == (
         "note: .rlm/rlm.schema.json differs from this rlm's schema; `rlm init --upgrade` refreshes it")
-    upgraded = empty.rlm_cli("init", "--upgrade")
+    upgraded = empty.rlm_cli("init", "--run-id", "first-run", "--upgrade")
     assert (upgraded.code, upgraded.out) == (
         0, "wrote .rlm/rlm.schema.json\nunchanged .rlm/starter_worker.py\nunchanged doit.cfg\n")
     assert (empty.root / ".rlm/rlm.schema.json").read_bytes() == (SCHEMA_DIR / "rlm.schema.json").read_bytes()
@@ -154,19 +154,19 @@ def test_upgrade_refreshes_only_the_files_the_tool_owns(empty: Repo) -> None:
 @pytest.mark.parametrize("agent", ["codex", "claude"])
 @pytest.mark.slow
 def test_agent_starters_validate(empty: Repo, agent: str) -> None:
-    result = empty.rlm_cli("init", "--agent", agent)
+    result = empty.rlm_cli("init", "--run-id", "first-run", "--agent", agent)
     assert result.out.splitlines()[:5] == ["wrote rlm.yaml", "wrote dodo.py", "wrote .rlm/rlm.schema.json",
                                            "wrote doit.cfg", "wrote .gitignore"]  # no bundled worker
     assert f"  kind: {agent} " in (empty.root / "rlm.yaml").read_text()
     assert empty.rlm_cli("validate").code == 0
     (empty.root / ".rlm/rlm.schema.json").write_text("{}\n")
     (empty.root / "doit.cfg").unlink()  # a repository adopted before rlm wrote one
-    upgraded = empty.rlm_cli("init", "--upgrade")
+    upgraded = empty.rlm_cli("init", "--run-id", "first-run", "--upgrade")
     assert (upgraded.code, upgraded.out) == (0, "wrote .rlm/rlm.schema.json\nwrote doit.cfg\n")  # still no worker
 
 
 def test_ci_github_writes_a_workflow_that_runs_rlm_check(empty: Repo) -> None:
-    result = empty.rlm_cli("init", "--ci", "github")
+    result = empty.rlm_cli("init", "--run-id", "first-run", "--ci", "github")
     assert "wrote .github/workflows/rlm.yml" in result.lines
     workflow = (empty.root / ".github/workflows/rlm.yml").read_text()
     assert f'      - run: python -m pip install "rlm-tasks=={__version__}"\n      - run: rlm validate\n' \
@@ -178,7 +178,7 @@ def test_init_refuses_a_directory_that_leads_outside_the_repository(empty: Repo,
     outside = tmp_path / "outside"
     outside.mkdir()
     (empty.root / ".rlm").symlink_to(outside)
-    result = empty.rlm_cli("init")
+    result = empty.rlm_cli("init", "--run-id", "first-run")
     assert (result.code, result.err) == (
         1, f"rlm: init: .rlm/rlm.schema.json: its directory leads outside the repository ({outside}); "
            "nothing written\n")
@@ -192,7 +192,7 @@ def test_version(repo: Repo) -> None:
 
 @pytest.mark.slow
 def test_a_second_run_in_the_same_repository_through_rlm_config(empty: Repo) -> None:
-    empty.rlm_cli("init")
+    empty.rlm_cli("init", "--run-id", "first-run")
     starter = (empty.root / "rlm.yaml").read_text()
     (empty.root / "second.yaml").write_text(starter.replace("run_id: first-run", "run_id: second"))
     ran = empty.doit_cli(RLM_CONFIG="second.yaml")
@@ -210,7 +210,7 @@ def test_the_pre_commit_hooks_run_rlm_verbs_that_pass_on_a_fresh_run(empty: Repo
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
     assert [hook["id"] for hook in hooks] == ["rlm-validate", "rlm-check"]
     assert re.search(hooks[0]["files"], "docs/rlm.yaml") and not re.search(hooks[0]["files"], "rlm.yaml.bak")
-    empty.rlm_cli("init")
+    empty.rlm_cli("init", "--run-id", "first-run")
     assert empty.doit_cli().code == 0
     for hook in hooks:
         program, *args = hook["entry"].split()

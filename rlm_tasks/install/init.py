@@ -11,6 +11,7 @@ copy, the bundled worker). An existing doit.cfg is never rewritten: init says wh
 from __future__ import annotations
 
 import configparser
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,10 @@ NEXT_STEPS = (
 )
 
 
+MAX_RUN_ID = 64  # rlm.schema.json run_id maxLength
+STARTER_RUN_ID = re.compile(r"^run_id: (run_\d{8}T\d{6}Z_[a-z0-9-]+)  #", re.MULTILINE)
+
+
 class InitRefused(UserError):
     """`rlm init` would overwrite a file that exists; nothing was written."""
 
@@ -55,8 +60,23 @@ def _starter(name: str) -> str:
     return (STARTER_DIR / name).read_text(encoding="utf-8")
 
 
-def _rlm_yaml(agent: str) -> str:
-    return _starter("rlm.yaml").replace("@AGENT@\n", KINDS[agent].STARTER)
+def _rlm_yaml(agent: str, run_id: str) -> str:
+    return _starter("rlm.yaml").replace("@AGENT@\n", KINDS[agent].STARTER).replace("@RUN_ID@", run_id)
+
+
+def starter_run_id(root: Path, run_id: str | None) -> str:
+    """The given id; else the one an earlier `rlm init` wrote (so init again finds its rlm.yaml unchanged);
+    else a new one, named after the repository's directory."""
+    if run_id is not None:
+        if not layout.RUN_ID.match(run_id) or len(run_id) > MAX_RUN_ID:
+            raise UserError(f"init: --run-id {run_id!r}: a run id is letters, digits, '.', '_' and '-', starting "
+                            f"with a letter or digit, at most {MAX_RUN_ID} characters", exit_code=2)
+        return run_id
+    try:
+        earlier = STARTER_RUN_ID.search((root / "rlm.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        earlier = None
+    return earlier.group(1) if earlier else layout.new_run_id(root.resolve().name)
 
 
 def tool_owned(agent: str) -> dict[str, str]:
@@ -76,8 +96,8 @@ def outdated_schema_copy(root: Path) -> str | None:
     return None if copy == (SCHEMA_DIR / "rlm.schema.json").read_bytes() else SCHEMA_COPY
 
 
-def starter_files(agent: str, ci: str | None) -> dict[str, str]:
-    files = {"rlm.yaml": _rlm_yaml(agent), "dodo.py": _starter("dodo.py"), **tool_owned(agent)}
+def starter_files(agent: str, ci: str | None, run_id: str = "first-run") -> dict[str, str]:
+    files = {"rlm.yaml": _rlm_yaml(agent, run_id), "dodo.py": _starter("dodo.py"), **tool_owned(agent)}
     if ci == "github":
         files[WORKFLOW] = _starter("github-workflow.yml").replace("@REQUIREMENT@", f"rlm-tasks=={__version__}")
     return files
@@ -144,12 +164,12 @@ def _ignores_all_state(root: Path) -> bool:
 
 
 def init(root: Path, *, agent: str = "command", ci: str | None = None, force: bool = False,
-         upgrade: bool = False) -> InitResult:
+         upgrade: bool = False, run_id: str | None = None) -> InitResult:
     if upgrade:  # the schema copy always (the modeline names it); the bundled worker only where it is in use
         files = {rel: text for rel, text in tool_owned("command").items()
                  if rel == SCHEMA_COPY or (root / rel).exists()}
     else:
-        files = starter_files(agent, ci)
+        files = starter_files(agent, ci, starter_run_id(root, run_id))
     result = InitResult()
     todo: dict[Path, str] = {}
     conflicts: list[str] = []

@@ -26,6 +26,7 @@ from doit.task import Task
 
 from rlm_tasks.errors import UserError, exit_with
 from rlm_tasks.layout import DOIT_DB
+from rlm_tasks.lifecycle import reopen as reopen_run
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
 from rlm_tasks.run import doitdb, executors, housekeeping, inflight, schedule, signals, worker
@@ -48,10 +49,12 @@ class RunSession:
         self.opened = False
         self.fresh: list[str] = []  # worker tasks up to date or finished in this run (doitdb.remember)
 
-    def open(self, adopt: bool, on_event: Callable[[inflight.Event], None]) -> inflight.Recovery:
+    def open(self, adopt: bool, on_event: Callable[[inflight.Event], None], reopen: bool = False,
+             selected: Sequence[str] | None = None) -> inflight.Recovery:
         """Take the lock (or exit 3 with one line), tidy up, catch signals; what a dead orchestrator left.
 
-        `on_event` hears every attempt's start, end, retry and adoption.
+        `on_event` hears every attempt's start, end, retry and adoption. An archived run is refused unless
+        `reopen` (or only `selected` final/archive run).
         """
         gc.freeze()  # the loaded plan and tasks live until the end: keep them out of every collection
         gc.enable()  # disabled while loading (tasks.doit_namespace)
@@ -60,6 +63,13 @@ class RunSession:
             self.lock.acquire()
         except UserError as exc:
             exit_with(exc)
+        try:
+            reopened = reopen_run.refuse_or_reopen(self.ctx, reopen, selected)
+        except UserError as exc:
+            self.lock.release()
+            exit_with(exc)
+        if reopened:
+            self.write(reopened + "\n")
         self.opened = True
         doitdb.survive_removal(getattr(Globals.dep_manager, "backend", None), DOIT_DB, self.write)
         housekeeping.on_run_start(self.ctx, self.write)  # uses: markers, TTL cleanup, drift baseline
@@ -168,7 +178,8 @@ class SessionReporter(RunReporter):
         self.workers_failed = 0  # the event log's run_end: tasks whose own attempts failed (not their dependents)
 
     def initialize(self, tasks: Mapping[str, Task], selected_tasks: Sequence[str] | None) -> None:
-        recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event)
+        recovery = self.run_session.open(self.adopt or inflight.adopt_requested(), self.on_event,
+                                         reopen_run.reopen_requested(), selected_tasks)
         if self.run_session.opened:
             schedule.install(self.ctx)  # critical path first: doit's dispatcher takes ready tasks by rank
         super().initialize(tasks, selected_tasks)

@@ -62,6 +62,7 @@ def plan_record(ctx: RunContext, iteration: int, changed: dict[str, Any],
     record = {
         "version": FORMAT_VERSION,
         "run_id": plan.run_id,
+        "config_path": config_rel(ctx),
         "goal": plan.goal,
         "success_criteria": list(plan.success_criteria),
         "hint_paths": list(plan.hint_paths),
@@ -294,8 +295,41 @@ def is_current(ctx: RunContext) -> bool:
     return contract.exists() and contract.read_text(encoding="utf-8") == ctx.contract_text
 
 
+def config_rel(ctx: RunContext) -> str:
+    """The config file this run is declared in, repo-relative (plan.json records it)."""
+    try:
+        return ctx.plan.config_path.relative_to(ctx.plan.root).as_posix()
+    except ValueError:
+        return ctx.plan.config_path.name
+
+
+def claimed_elsewhere(ctx: RunContext) -> str | None:
+    """Why this config may not write the run: another config file of the repository that wrote its plan.json
+    still declares the same run_id (two runs would share one record). None when the run is this file's."""
+    try:
+        other = jsonio.read_json(ctx.layout.plan_json).get("config_path")
+    except (ValueError, AttributeError):
+        return None
+    ours = config_rel(ctx)
+    if not isinstance(other, str) or other == ours:
+        return None
+    try:
+        import yaml  # only when two files claimed the run: a run never pays for it otherwise
+
+        data = yaml.safe_load((ctx.plan.root / other).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None  # that file is gone (renamed) or unreadable: the run is this file's now
+    if not isinstance(data, dict) or data.get("run_id") != ctx.plan.run_id:
+        return None
+    return (f"{ours}: run_id '{ctx.plan.run_id}' is also declared by {other}, whose plan is "
+            f"{ctx.layout.run_dir_rel}/plan.json; two config files cannot share a run: give this one its own run_id")
+
+
 def write_plan(ctx: RunContext) -> bool:
     """Write plan.json (keeping the previous iteration's) and the contract; True if anything changed."""
+    shared = claimed_elsewhere(ctx)
+    if shared is not None:
+        raise UserError(shared)
     record, previous = next_record(ctx)
     why = refusal(ctx, int(record["iteration"]))
     if why is not None:

@@ -11,6 +11,7 @@ from rlm_tasks.cli.common import context, jobs
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.errors import UserError, close_match
 from rlm_tasks.layout import BREAKS_LOG
+from rlm_tasks.lifecycle import reopen
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.run import detach, doitdb, executors, inflight, worker
 from rlm_tasks.state.context import RunContext
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adopt", action="store_true",
                         help="wait for workers a killed orchestrator left running and accept their reports "
                              "(default: end them); same as RLM_ADOPT=1 doit")
+    parser.add_argument("--reopen", action="store_true",
+                        help="run an archived (finished) run again instead of refusing; its archive stays as it is "
+                             "(same as RLM_REOPEN=1 doit)")
     parser.add_argument("--executor", metavar="WHERE",
                         help="where attempts run: local, dask, or a Dask scheduler address such as "
                              "tcp://HOST:8786 (overrides rlm.yaml's executor:); same as RLM_EXECUTOR=WHERE doit")
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args)
     # read by the run session of this in-process doit
-    env = {inflight.ADOPT_ENV: "1" if args.adopt else None, executors.ENV: args.executor}
+    env = {inflight.ADOPT_ENV: "1" if args.adopt else None, executors.ENV: args.executor,
+           reopen.REOPEN_ENV: "1" if args.reopen else None}
     previous = {name: os.environ.get(name) for name, value in env.items() if value is not None}
     os.environ.update({name: value for name, value in env.items() if value is not None})
     try:
@@ -95,6 +100,7 @@ def doit_names(ctx: RunContext, names: list[str]) -> list[str]:
 def _detach(args: argparse.Namespace) -> int:
     ctx = context(args)
     run_args = (["--adopt"] if args.adopt else []) + (["--wave"] if args.wave else []) \
+        + (["--reopen"] if args.reopen else []) \
         + (["-n", str(args.jobs)] if args.jobs is not None else [])
     run_args += ["--executor", args.executor] if args.executor is not None else []
     state = detach.start(ctx, args.config, run_args + list(args.tasks))
