@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from doit.cmd_base import NamespaceTaskLoader
 from doit.exceptions import TaskFailed
@@ -337,19 +337,31 @@ def doit_config(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def hold_back_for_wave(ctx: RunContext) -> None:
-    """`rlm run --wave`: only the tasks ready now run; every other task that is not done waits.
+class WaveOptions(NamedTuple):
+    """`rlm run --wave` and its switches; `jobs`: `-n`, the cap in place of budget.max_inflight."""
 
-    A task waits when a dependency is not done yet, so no task runs after a dependency that ran in
-    the same invocation (the workflow's "run the ready wave, review, then join").
+    allow_join: bool = False
+    allow_refill: bool = False
+    jobs: int | None = None
+
+
+def hold_back_for_wave(ctx: RunContext, options: WaveOptions) -> None:
+    """`rlm run --wave`: only the safe-first wave runs; every other task that is not done waits.
+
+    The wave is the ready tasks (every dependency done, so no task runs after a dependency that ran in
+    the same invocation), at most max_inflight of them with no refill, and no join task: the workflow's
+    "run the ready wave, review, then join". Workers a dead orchestrator left are in the wave, first:
+    the session ends or adopts them before anything starts.
     """
     states = status.resolve(ctx)
-    ready = {task.id for task in status.next_wave(ctx, states)}
+    wave = status.plan_wave(ctx, states, options.jobs, options.allow_join, options.allow_refill)
+    ready = {task.id for task in wave.run}
     ctx.held_back = frozenset(task.doit_name for task in ctx.plan.tasks
-                              if task.id not in ready and states[task.id].state not in status.DONE)
+                              if task.id not in ready and (states[task.id].state not in status.DONE))
+    ctx.held_join = frozenset(task.doit_name for task in wave.join)
 
 
-def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> dict[str, Any]:
+def doit_namespace(config_path: str | Path = "rlm.yaml", wave: WaveOptions | None = None) -> dict[str, Any]:
     """DOIT_CONFIG and the task_* functions for dodo.py; invalid config → errors on stderr, exit 2."""
     # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
     # garbage; full collections over them were a third of a no-op run. The run session freezes
@@ -366,8 +378,8 @@ def doit_namespace(config_path: str | Path = "rlm.yaml", wave: bool = False) -> 
         for line in exc.problems:
             sys.stderr.write(line + "\n")
         raise SystemExit(exc.exit_code) from None
-    if wave:
-        hold_back_for_wave(ctx)
+    if wave is not None:
+        hold_back_for_wave(ctx, wave)
     return {"DOIT_CONFIG": doit_config(ctx), **task_generators(ctx, command)}
 
 
@@ -375,7 +387,7 @@ class RlmTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]
     """doit's loader for rlm's tasks without a dodo.py (`rlm run`, doit's API): loads them where doit loads
     a dodo.py, inside the command, so the command speaks rlm's exit codes there too (run.doit_commands)."""
 
-    def __init__(self, config_path: str | Path = "rlm.yaml", wave: bool = False) -> None:
+    def __init__(self, config_path: str | Path = "rlm.yaml", wave: WaveOptions | None = None) -> None:
         super().__init__()
         self.config_path, self.wave = config_path, wave
 

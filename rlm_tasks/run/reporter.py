@@ -246,6 +246,9 @@ class RunReporter:
         skipped = f", {c['skipped']} not started" if c["skipped"] else ""
         skipped += f", {c['budget']} stopped by the budget" if c["budget"] else ""
         waiting = f", {c['waiting']} wait for the next wave (rlm status)" if c["waiting"] else ""
+        if self.ctx.held_join:
+            joins = len(self.ctx.held_join)
+            waiting += f", {joins} join task{'s' if joins != 1 else ''} ready for `rlm run --wave --allow-join`"
         summary = (f"{c['ran']} ran, {c['failed']} failed{skipped}, {c['fresh']} fresh{waiting} in {elapsed:.1f}s; "
                    f"inventory: {reduce.reduce_state_path(self.ctx)}")
         if interrupted_by is not None:

@@ -52,6 +52,7 @@ class RunContext:
         self.contract_written = False  # run_contract.md is on disk as rendered (attempts.prepare)
         # `rlm run --wave`: doit names of tasks held back for a later wave (doit sees them as up to date)
         self.held_back: frozenset[str] = frozenset()
+        self.held_join: frozenset[str] = frozenset()  # of those, the join tasks (`--allow-join` runs them)
         # what a load-time proof that every task is settled (state.settled) established, by task id:
         # whether its report is partial, and the report's stat signature (run.session's closing check)
         self.settled_partial: dict[str, bool] = {}

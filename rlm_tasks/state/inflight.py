@@ -50,3 +50,11 @@ def orchestrator_alive(data: dict[str, Any]) -> bool:
 def live_entries(data: dict[str, Any]) -> list[dict[str, Any]]:
     entries = data.get("entries") or []
     return [e for e in entries if isinstance(e, dict) and entry_alive(e)] if isinstance(entries, list) else []
+
+
+def left_by_dead_orchestrator(layout: RunLayout) -> frozenset[str]:
+    """Worker ids whose workers still run though the orchestrator that started them is gone."""
+    data = read(layout)
+    if not data.get("entries") or orchestrator_alive(data):
+        return frozenset()
+    return frozenset(str(entry.get("worker_id")) for entry in live_entries(data))

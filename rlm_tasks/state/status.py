@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_tasks.config.records import TaskSpec
 from rlm_tasks.state import history, inflight, progress, reports, schedule, settled, usage
@@ -84,26 +84,65 @@ def resolve(ctx: RunContext) -> dict[str, Freshness]:
     return found
 
 
+class Wave(NamedTuple):
+    """What `rlm run --wave` starts now (`run`), and the ready tasks it leaves for a later wave."""
+
+    run: list[TaskSpec]
+    more: list[TaskSpec]  # ready, past the cap: a wave does not refill its slots (`--allow-refill` does)
+    join: list[TaskSpec]  # ready join tasks: they wait for a review of the wave (`--allow-join`)
+
+
+def ready_tasks(ctx: RunContext, states: dict[str, Freshness], left: frozenset[str] = frozenset()) -> list[TaskSpec]:
+    """Not done, not running, every dependency done; `left`: tasks a dead orchestrator's workers still run (its
+    successor ends or adopts them first), ready too and first in line."""
+    ready = [task for task in ctx.plan.tasks
+             if states[task.id].state not in DONE and (states[task.id].state is not State.RUNNING or task.id in left)
+             and all(states[dep].state in DONE for dep in task.depends_on)]
+    if len(ready) > 1:  # in the order a run starts them: longest remaining chain first (state.schedule)
+        not_done = [task for task in ctx.plan.tasks if states[task.id].state not in DONE]
+        ready = schedule.plan_schedule(not_done, schedule.known_durations(ctx)).order(ready)
+    return sorted(ready, key=lambda task: task.id not in left)  # stable: the leftovers, then start order
+
+
+def plan_wave(ctx: RunContext, states: dict[str, Freshness], cap: int | None = None, allow_join: bool = False,
+              allow_refill: bool = False) -> Wave:
+    """The safe-first wave: at most `cap` (default budget.max_inflight) ready tasks, no join task."""
+    ready = ready_tasks(ctx, states, inflight.left_by_dead_orchestrator(ctx.layout))
+    join = [] if allow_join else [task for task in ready if task.join]
+    rest = [task for task in ready if allow_join or not task.join]
+    limit = len(rest) if allow_refill else (ctx.plan.budget.max_inflight if cap is None else cap)
+    return Wave(rest[:limit], rest[limit:], join)
+
+
 def next_wave(ctx: RunContext, states: dict[str, Freshness]) -> list[TaskSpec]:
-    """The tasks `rlm run --wave` would run now (not done, not running, every dependency done), in the order
-    a run starts them: longest remaining chain first (state.schedule)."""
-    wave = [task for task in ctx.plan.tasks
-            if states[task.id].state not in (*DONE, State.RUNNING)
-            and all(states[dep].state in DONE for dep in task.depends_on)]
-    if len(wave) < 2:
-        return wave
-    not_done = [task for task in ctx.plan.tasks if states[task.id].state not in DONE]
-    return schedule.plan_schedule(not_done, schedule.known_durations(ctx)).order(wave)
+    """The tasks a plain `rlm run --wave` would run now, in the order it starts them."""
+    return plan_wave(ctx, states).run
 
 
-def wave_line(tasks: list[TaskSpec]) -> str | None:
-    if not tasks:
-        return None
+def _names(tasks: list[TaskSpec]) -> str:
     names = [t.doit_name for t in tasks]
-    shown = ", ".join(names[:LISTED_PER_STATE]) + (f" and {len(names) - LISTED_PER_STATE} more"
-                                                   if len(names) > LISTED_PER_STATE else "")
-    count = f"{len(names)} tasks in start order" if len(names) > 1 else "1 task"
-    return f"next wave: {count} ({shown}); `rlm run --wave` runs only these"
+    return ", ".join(names[:LISTED_PER_STATE]) + (f" and {len(names) - LISTED_PER_STATE} more"
+                                                  if len(names) > LISTED_PER_STATE else "")
+
+
+def _tasks(n: int, what: str = "task") -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+def wave_line(wave: Wave) -> str | None:
+    """What the next `rlm run --wave` runs, and what it leaves and why; None when nothing is ready."""
+    if wave.run:
+        count = f"{len(wave.run)} tasks in start order" if len(wave.run) > 1 else "1 task"
+        line = f"next wave: {count} ({_names(wave.run)}); `rlm run --wave` runs only these"
+        if wave.more:
+            line += f"; {len(wave.more)} more ready (a later wave, or `--allow-refill`)"
+        if wave.join:
+            line += f"; {_tasks(len(wave.join), 'join task')} ({_names(wave.join)}) wait for `--allow-join`"
+        return line
+    if wave.join:
+        return (f"next wave: only join tasks are ready: {_tasks(len(wave.join), 'join task')} ({_names(wave.join)}); "
+                "review the reports they read, then `rlm run --wave --allow-join`")
+    return None
 
 
 def collect(ctx: RunContext) -> list[tuple[Any, Freshness]]:
@@ -160,9 +199,10 @@ def as_json(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> dict[str
             row["accept_partial"] = task.accept_partial
         tasks.append(row)
     running, failed = activity(ctx, rows)
-    states = {task.id: f for task, f in rows}
+    wave = plan_wave(ctx, {task.id: f for task, f in rows})
     return {
-        "next_wave": [t.doit_name for t in next_wave(ctx, states)],
+        "next_wave": [t.doit_name for t in wave.run],
+        "next_wave_waiting": {"more": [t.doit_name for t in wave.more], "join": [t.doit_name for t in wave.join]},
         "run_id": ctx.plan.run_id,
         "counts": {state.value: counts.get(state.value, 0) for state in STATE_ORDER},
         "total": len(rows),

@@ -15,7 +15,7 @@ from rlm_tasks.lifecycle import reopen
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.run import detach, doitdb, executors, inflight, worker
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.tasks import RlmTaskLoader
+from rlm_tasks.tasks import RlmTaskLoader, WaveOptions
 
 HELP = "run the stale and missing tasks (same as `doit` in the repo root)"
 PHASE_TASKS = ("plan", "map", "verify", "reduce", "deferred", "final", "archive")  # tasks.task_generators
@@ -29,8 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the named tasks again even though their reports are fresh (the earlier report "
                              "goes to history); same as `doit forget TASK` before `doit`")
     parser.add_argument("--wave", action="store_true",
-                        help="run only the tasks that are ready now (every dependency done) and stop; "
+                        help="the safe-first wave: start at most budget.max_inflight (or -n) of the tasks that are "
+                             "ready now (every dependency done), no join task, no refill as they finish, and stop; "
+                             "workers a killed orchestrator left are ended (or --adopt'ed) first and rerun in it; "
                              "`rlm status` shows the next wave")
+    parser.add_argument("--allow-join", action="store_true",
+                        help="with --wave: join tasks (ids starting with `join-`, or `join: true`) may start too")
+    parser.add_argument("--allow-refill", action="store_true",
+                        help="with --wave: every ready task runs, a new one starting as one finishes "
+                             "(budget.max_inflight at once)")
     parser.add_argument("--detach", action="store_true",
                         help="start the run in the background and return at once (pid and log under the run dir)")
     parser.add_argument("--adopt", action="store_true",
@@ -47,7 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"lifecycle.lock_stale_hours); logged to {BREAKS_LOG}")
 
 
+def _wave(args: argparse.Namespace) -> WaveOptions | None:
+    if not args.wave:
+        return None
+    return WaveOptions(allow_join=args.allow_join, allow_refill=args.allow_refill, jobs=args.jobs)
+
+
 def run(args: argparse.Namespace) -> int:
+    if (args.allow_join or args.allow_refill) and not args.wave:
+        raise UserError("rlm run: --allow-join and --allow-refill go with --wave (a plain run runs every stale "
+                        "task, joins included)", exit_code=2)
     worker.kill_grace()  # a bad RLM_KILL_GRACE_SECONDS is refused before anything starts, --detach too
     if args.tasks or args.force:
         ctx = context(args)
@@ -100,6 +116,7 @@ def doit_names(ctx: RunContext, names: list[str]) -> list[str]:
 def _detach(args: argparse.Namespace) -> int:
     ctx = context(args)
     run_args = (["--adopt"] if args.adopt else []) + (["--wave"] if args.wave else []) \
+        + (["--allow-join"] if args.allow_join else []) + (["--allow-refill"] if args.allow_refill else []) \
         + (["--reopen"] if args.reopen else []) \
         + (["-n", str(args.jobs)] if args.jobs is not None else [])
     run_args += ["--executor", args.executor] if args.executor is not None else []
@@ -115,6 +132,6 @@ def _doit(args: argparse.Namespace) -> int:
         doit_args += ["-n", str(args.jobs)]
     doit_args += args.tasks
     try:
-        return int(DoitMain(RlmTaskLoader(args.config, wave=args.wave)).run(doit_args))
+        return int(DoitMain(RlmTaskLoader(args.config, wave=_wave(args))).run(doit_args))
     except SystemExit as exc:  # the run sets the exit code of a run with failures, a lock, an interrupt
         return int(exc.code or 0)

@@ -42,7 +42,7 @@ def status(args: argparse.Namespace) -> int:
         return 0
     print(task_status.summary_line(ctx, rows))
     before = [task_status.usage_line(ctx), task_status.activity_line(ctx, rows), final.out_of_date_line(ctx)]
-    after = [task_status.wave_line(task_status.next_wave(ctx, {t.id: f for t, f in rows}))]
+    after = [task_status.wave_line(task_status.plan_wave(ctx, {t.id: f for t, f in rows}))]
     for line in [*before, *task_status.task_lines(ctx, rows, show_all=args.all), *after]:
         if line:
             print(line)
