@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def test_drift_in_a_git_repo(git_repo: Path) -> None:
 
     report = drift.report(context(git_repo))
     assert schema.check("drift", report) == []
+    attribution = report.pop("attribution")
+    assert [(a["path"], a["tasks"]) for a in attribution] == [  # no attempt of any task was recorded
+        ("README.md", []), ("notes/later.txt", []), ("scratch.txt", []), ("src/lib/new.py", []),
+        ("src/lib/util.py", [])]
     assert report == {
         "checked": True,
         "note": None,
@@ -120,4 +125,32 @@ def test_not_a_git_repository(tmp_path: Path) -> None:
     drift.take_baseline(ctx)
     assert drift.report(ctx) == {
         "checked": False, "note": "not a git working tree: drift not checked", "since": None, "base_commit": None,
-        "changed_files": 0, "unowned": [], "owned_by_tasks_not_run": []}
+        "changed_files": 0, "unowned": [], "owned_by_tasks_not_run": [], "attribution": []}
+
+
+def test_drift_is_attributed_to_the_task_whose_attempt_was_running(repo: Repo) -> None:
+    git(repo.root, "init", "-q")
+    write(repo.root, "README.md", "v1\n")
+    write(repo.root, "src/app.py", "v1\n")
+    write(repo.root, ".gitignore", "agent-*\n")  # the fake agent's own files
+    # one after the other: the change falls in reader's attempt only (records keep whole seconds)
+    repo.write_command([{"id": "reader", "goal": "R"}, {"id": "tidy", "goal": "T", "owns": ["src/**"],
+                                                        "depends_on": ["reader"]}],
+                       {"tidy": {"append": {"src/app.py": "owned\n"}},
+                        "reader": {"append": {"README.md": "a reader edited this\n"}, "sleep": 1.5}})
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-qm", "start")
+    assert repo.doit().code == 0
+    state = json.loads(repo.path(".rlm/local/runs/t/reduce_state.json").read_text())
+    found = state["drift"]
+    assert schema.check("drift", found) == []
+    assert found["unowned"] == ["README.md"]
+    assert [(a["path"], a["tasks"]) for a in found["attribution"]] == [("README.md", ["reader"])]
+    status = repo.rlm("status")
+    assert ("drift: 1 file changed outside the tasks that ran: README.md (reader); details in "
+            ".rlm/local/runs/t/reduce_state.json") in status.lines
+    data = json.loads(repo.rlm("status", "--json").out)
+    assert schema.check("status", data) == [] and data["drift"]["attribution"][0]["tasks"] == ["reader"]
+    (repo.root / "README.md").unlink()  # deleted: no time, so no task to name
+    assert drift.attribute(context(repo.root), ["README.md"]) == [
+        {"path": "README.md", "changed_at": None, "tasks": []}]

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from rlm_tasks import jsonio
-from rlm_tasks.clock import iso, utc_now
+from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.config import ownership
 from rlm_tasks.layout import STATE_DIR
-from rlm_tasks.state import budget
+from rlm_tasks.state import budget, history
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import sha256_file
 
@@ -143,7 +144,8 @@ def report(ctx: RunContext) -> dict[str, Any]:
     """The `drift` entry of reduce_state.json (schemas/drift.schema.json)."""
     if not _in_work_tree(ctx.plan.root):
         return {"checked": False, "note": "not a git working tree: drift not checked", "since": None,
-                "base_commit": None, "changed_files": 0, "unowned": [], "owned_by_tasks_not_run": []}
+                "base_commit": None, "changed_files": 0, "unowned": [], "owned_by_tasks_not_run": [],
+                "attribution": []}
     changed, baseline = changed_since_start(ctx)
     tasks = ctx.plan.tasks
     attempts = budget.attempts_by_task(ctx)
@@ -156,6 +158,7 @@ def report(ctx: RunContext) -> dict[str, Any]:
             unowned.append(path)
         elif not ran.intersection(owners):
             idle.append({"path": path, "tasks": owners})
+    attribution = attribute(ctx, [*unowned, *(entry["path"] for entry in idle)])
     notes = []
     if baseline is None:
         notes.append("no baseline from the run's start: compared with HEAD")
@@ -169,4 +172,59 @@ def report(ctx: RunContext) -> dict[str, Any]:
         "changed_files": len(changed),
         "unowned": unowned,
         "owned_by_tasks_not_run": idle,
+        "attribution": attribution,
     }
+
+
+END_SLACK_SECONDS = 1.0  # attempt records keep whole seconds (a start rounds down, so only an end needs slack)
+
+
+def attribute(ctx: RunContext, paths: list[str]) -> list[dict[str, Any]]:
+    """Each drifted path with the tasks whose attempt was running when it last changed (its mtime): the worker
+    to ask, or the scope to trim. A deleted file has no time: `changed_at` null and no task."""
+    if not paths:
+        return []
+    spans = _attempt_spans(ctx)
+    out: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            changed = (ctx.plan.root / path).lstat().st_mtime
+        except OSError:
+            out.append({"path": path, "changed_at": None, "tasks": []})
+            continue
+        tasks = sorted({task_id for task_id, start, end in spans
+                        if start <= changed <= end + END_SLACK_SECONDS})
+        out.append({"path": path, "changed_at": iso(changed), "tasks": tasks})
+    return out
+
+
+def _attempt_spans(ctx: RunContext) -> list[tuple[str, float, float]]:
+    """(task id, start, end) of every attempt the run recorded; an attempt with no end runs until now."""
+    now = time.time()
+    spans = []
+    for task in ctx.plan.tasks:
+        for entry in history.read(ctx.layout, task.worker_id):
+            start = parse_iso(entry.get("started_at"))
+            if start is None:
+                continue
+            end = parse_iso(entry.get("finished_at"))
+            spans.append((task.id, start.timestamp(), end.timestamp() if end is not None else now))
+    return spans
+
+
+def summary_line(entry: Any, reduce_state_rel: str) -> str | None:
+    """`rlm status`'s drift line from reduce_state.json's drift entry: counts, paths and the tasks, no contents."""
+    if not isinstance(entry, dict) or not entry.get("checked"):
+        return None
+    attribution = [a for a in entry.get("attribution") or [] if isinstance(a, dict)]
+    count = len(entry.get("unowned") or []) + len(entry.get("owned_by_tasks_not_run") or [])
+    if not count:
+        return None
+    shown = [f"{a.get('path')} ({', '.join(a.get('tasks') or []) or 'no attempt running'})"
+             for a in attribution[:DRIFT_LISTED]]
+    more = f" and {len(attribution) - DRIFT_LISTED} more" if len(attribution) > DRIFT_LISTED else ""
+    return (f"drift: {count} file{'s' if count != 1 else ''} changed outside the tasks that ran"
+            + (f": {'; '.join(shown)}{more}" if shown else "") + f"; details in {reduce_state_rel}")
+
+
+DRIFT_LISTED = 5

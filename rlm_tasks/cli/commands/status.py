@@ -7,11 +7,12 @@ import json
 import os
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
+from rlm_tasks import jsonio
 from rlm_tasks.cli.common import context, positive
-from rlm_tasks.phases import final
-from rlm_tasks.state import progress
+from rlm_tasks.phases import final, reduce
+from rlm_tasks.state import drift, progress
 from rlm_tasks.state import status as task_status
 from rlm_tasks.state.context import RunContext
 
@@ -36,17 +37,28 @@ def status(args: argparse.Namespace) -> int:
     ctx.save_cache()
     if args.json:
         data = task_status.as_json(ctx, rows)
+        data["drift"] = _last_drift(ctx)
         data["final"] = {"path": final.final_json_path(ctx), "changed": changed or [],
                          "state": "missing" if changed is None else "out_of_date" if changed else "current"}
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
     print(task_status.summary_line(ctx, rows))
-    before = [task_status.usage_line(ctx), task_status.activity_line(ctx, rows), final.out_of_date_line(ctx)]
+    before = [task_status.usage_line(ctx), task_status.activity_line(ctx, rows), final.out_of_date_line(ctx),
+              drift.summary_line(_last_drift(ctx), reduce.reduce_state_path(ctx))]
     after = [task_status.wave_line(task_status.plan_wave(ctx, {t.id: f for t, f in rows}))]
     for line in [*before, *task_status.task_lines(ctx, rows, show_all=args.all), *after]:
         if line:
             print(line)
     return 0
+
+
+def _last_drift(ctx: RunContext) -> Any:
+    """The drift entry of the last REDUCE (status never runs git itself)."""
+    try:
+        data = jsonio.read_json(ctx.layout.abs(reduce.reduce_state_path(ctx)))
+    except ValueError:
+        return None
+    return data.get("drift") if isinstance(data, dict) else None
 
 
 def watch(ctx: RunContext, interval: float, out: TextIO) -> int:
