@@ -14,6 +14,7 @@ from rlm_tasks.config.records import (
     ConfigError,
     Contract,
     Decision,
+    Deviation,
     Executor,
     Lifecycle,
     Plan,
@@ -151,6 +152,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
             conclusions=tuple(
                 Conclusion(c["text"], tuple(c.get("evidence", ()))) for c in decision.get("conclusions", ())
             ),
+            deviations=tuple(Deviation(d["what"], d["why"], d["repair"]) for d in decision.get("deviations", ())),
         ),
         uses=tuple(data.get("uses", ())),
         lifecycle=Lifecycle(**data.get("lifecycle", {})),

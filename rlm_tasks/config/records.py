@@ -107,10 +107,19 @@ class Conclusion(NamedTuple):
     evidence: tuple[str, ...] = ()
 
 
+class Deviation(NamedTuple):
+    """A departure of the orchestrator from the workflow (`decision.deviations`), and its repair."""
+
+    what: str
+    why: str
+    repair: str
+
+
 class Decision(NamedTuple):
     should_finish: bool | None = None
     reason: str | None = None
     conclusions: tuple[Conclusion, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
 
 
 class Lifecycle(NamedTuple):

@@ -61,8 +61,16 @@ def _preconditions(ctx: RunContext, use: BudgetUse) -> list[str]:
 
 def decision_record(ctx: RunContext) -> dict[str, Any]:
     decision = ctx.plan.decision
-    return {"should_finish": decision.should_finish, "reason": decision.reason,
-            "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions]}
+    record: dict[str, Any] = {
+        "should_finish": decision.should_finish, "reason": decision.reason,
+        "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions]}
+    if decision.deviations:  # only then: a decision without them keeps the digest it had
+        record["deviations"] = deviations(ctx)
+    return record
+
+
+def deviations(ctx: RunContext) -> list[dict[str, str]]:
+    return [{"what": d.what, "why": d.why, "repair": d.repair} for d in ctx.plan.decision.deviations]
 
 
 def digests(ctx: RunContext) -> dict[str, Any]:
@@ -159,6 +167,7 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
         },
         "usage": {key: spent[key] for key in ("total", "by_tier", "top_tasks")},
         "conclusions": [{"text": c.text, "evidence": list(c.evidence)} for c in decision.conclusions],
+        "deviations": deviations(ctx),  # the orchestrator's own departures from the workflow
         "evidence_paths": evidence,
         "unfinished_tasks": [{"id": t.id, "doit_name": t.doit_name, "state": states[t.id].state.value,
                               "report_path": t.report_path} for t in unfinished],
