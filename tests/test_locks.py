@@ -56,16 +56,24 @@ def test_lock_held_by_a_live_process_is_never_taken(layout: RunLayout, holder_pr
     assert not layout.lock_holder_json.exists()
 
 
-def test_lock_of_a_killed_process_does_not_block(layout: RunLayout, holder_process: LockHolder) -> None:
+def test_lock_of_a_killed_process_does_not_block(layout: RunLayout, holder_process: LockHolder,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     holder_process.crash()
-    assert json.loads(layout.lock_holder_json.read_text())["pid"] == holder_process.pid  # left behind
+    left = json.loads(layout.lock_holder_json.read_text())
+    assert left["pid"] == holder_process.pid  # left behind
+    capsys.readouterr()
     lock = RunLock(layout)
     lock.acquire()
     recorded = json.loads(layout.lock_holder_json.read_text())
     assert recorded["pid"] == os.getpid()
     assert schema.check("lock_holder", recorded) == []
     lock.release()
-    assert not breaks_log(layout.root).exists()  # taking a dead holder's lock is no break
+    # taken, but never silently: one warning line and a record in the breaks log
+    who = f"pid {holder_process.pid} on host {procs.hostname()}, started {left['started_at']}"
+    assert capsys.readouterr().err == (f"rlm: warning: took the lock of run 'r' left by a dead holder ({who}); "
+                                       "recorded in .rlm/local/locks/breaks.log\n")
+    [line] = breaks_log(layout.root).read_text().splitlines()
+    assert f"broke the lock of run 'r' left by a dead holder ({who}); taken by pid {os.getpid()} on host " in line
 
 
 def test_live_holder_without_an_os_lock_is_never_taken(layout: RunLayout) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -190,8 +191,10 @@ class RunLock:
         if not exists:
             return
         dead = holder_is_dead(holder, os_lock_taken=self._os_locked) if holder else None
-        if dead:
-            path.unlink(missing_ok=True)  # a crashed holder never blocks
+        if dead:  # a crashed holder never blocks, and its lock is never taken silently
+            self._break(path, f"left by a dead holder ({holder.describe() if holder else 'unknown'})")
+            sys.stderr.write(f"rlm: warning: took the lock of run '{self.layout.run_id}' left by a dead holder "
+                             f"({holder.describe() if holder else 'unknown'}); recorded in {BREAKS_LOG}\n")
             return
         if holder is None and self._os_locked:
             self._judge_malformed(malformed, break_lock)
@@ -219,7 +222,7 @@ class RunLock:
         self._break(path, f"held by {who} ({hours:.1f} hours old, lock_stale_hours {self.stale_hours:g})")
 
     def _break(self, record: Path, whose: str) -> None:
-        """--break-lock: log who broke whose lock (breaks.log), then remove the holder record."""
+        """Log who broke (or took over) whose lock in breaks.log, then remove the holder record."""
         me = Holder.current(self.layout.run_id)
         append_line(breaks_log(self.layout.root),
                     f"{iso(utc_now())} broke the lock of run '{self.layout.run_id}' {whose}; taken by {me.describe()}")
