@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import Repo
 
+from rlm_tasks.cli import main as cli_main
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
 from rlm_tasks.install import skills
@@ -119,3 +121,75 @@ def test_a_run_warns_when_its_workers_lack_the_skill(repo: Repo, kind: str, vari
     assert installed.code == 0
     again = repo.rlm_cli("run")
     assert again.lines[0] == "rlm: run t: 1 tasks", again.out  # no warning any more
+
+
+def _flat(name: str) -> str:
+    """The skill's text with line breaks and indentation folded, so wrapping never hides a phrase."""
+    return " ".join((skills.SKILLS_DIR / name / "SKILL.md").read_text().split())
+
+
+# Every rule the workflow makes mandatory, each with the phrases that carry it in this tool's terms
+# (exact commands and paths). A rewrite that drops one fails here.
+ORCHESTRATOR_RULES = {
+    "operate on paths and small state files only": [
+        "Operate on paths and small state files only", "`reduce_state.json`", "`deferred.json`", "`plan.json`",
+        "`final.json`"],
+    "never read logs (ask the user)": ["Never read worker logs", "ask the user to look at the log path"],
+    "no domain work; record a deviation": ["Do no domain work yourself", "`decision.deviations`",
+                                           "(`what`, `why`, `repair`)"],
+    "environment baseline from AGENTS.md or the user, in the contract": [
+        "`AGENTS.md`", "ask the user for the environment baseline", "`contract.verification`"],
+    "model-escalation protocol": ["Model escalation protocol", "name the failure mode",
+                                  "propose the smallest change", "fall back to scope reduction"],
+    "models are the user's choice": ["ask the user before changing any tier's model"],
+    "DECIDE criteria": ["is **finished** when every `success_criteria` item is met",
+                        "the verify reports confirm", "Otherwise iterate"],
+    "rehydration": ["rehydrate from disk", "run `rlm status` and `rlm reduce` first",
+                    "state that rehydration was done and which paths you used"],
+    "deferred opportunities in the final message": ["Deferred opportunities", "\"none identified\""],
+    "how to start a run": ["`rlm init`", "`run_<UTC timestamp>_<slug>`", "new `run_id`", "`rlm validate`"],
+    "safe-first waves": ["`rlm run --wave` starts at most `budget.max_inflight` ready tasks",
+                         "does not refill slots", "never starts a join task", "`--allow-refill`"],
+    "joins": ["`rlm run --wave --allow-join`", "`join-...`", "`join: true`"],
+    "adoption after a crash": ["`rlm run --wave --adopt`", "adoption"],
+    "retries and escalation": ["`retries: N`", "`escalate: true`"],
+    "verify is mandatory, top-K": ["**VERIFY** (mandatory)", "at most 5 tasks under `verify:`"],
+    "final and archive": ["`rlm final`", "`rlm archive`", "`rlm run --reopen`"],
+    "drift, attributed": ["**Drift**", "`attribution`", "repair or scope-trim task"],
+    "partial reports": ["`Next worker plan`", "`accept_partial: true`"],
+    "one orchestrator, exit codes": ["exits 3", "`--break-lock`", "Exit codes"],
+}
+WORKER_RULES = {
+    "do not invent facts; mark uncertainty": ["Do not invent facts", "mark the uncertainty"],
+    "commands verbatim with key outputs": ["Executed commands verbatim", "key outputs"],
+    "intermediate artifacts with reproduce commands": [
+        "`.rlm/runs/<run_id>/artifacts/work/<worker_id>/`", "the command that reproduces it"],
+    "scope expansion written down": ["scope expansion", "written down in Contract Compliance"],
+    "contract updates and environment in Contract Compliance": ["Requested contract updates", "Environment used"],
+    "drift: record, recommend, self-terminate": ["do not quietly fix it", "recommend a repair or scope-trim worker",
+                                                 "If the drift makes your own work unreliable, self-terminate"],
+    "the four partial sections": ["## Self-termination", "## Partial results", "## Next worker plan",
+                                  "## Required scope", "All four are required"],
+    "Contract Compliance always": ["`Contract Compliance` always"],
+    "progress cadence": ["`RLM_PROGRESS_PATH`", "a progress line within N s of starting, then every M s"],
+    "time budget": ["`RLM_TIMEOUT_SECONDS`", "`RLM_DEADLINE`"],
+    "minimal chat output": ["Keep your chat output minimal", "never reads your log"],
+}
+
+
+@pytest.mark.parametrize(("name", "rules"), [("reduce-orchestrator", ORCHESTRATOR_RULES),
+                                             ("map-worker", WORKER_RULES)])
+def test_the_skills_carry_every_mandatory_rule(name: str, rules: dict[str, list[str]]) -> None:
+    text = _flat(name)
+    missing = {rule: [p for p in phrases if " ".join(p.split()) not in text] for rule, phrases in rules.items()}
+    assert {rule: gone for rule, gone in missing.items() if gone} == {}
+
+
+def test_every_command_the_orchestrator_skill_names_exists() -> None:
+    named = set(re.findall(r"`rlm ([a-z]+)", _flat("reduce-orchestrator")))
+    assert named >= {"init", "validate", "run", "status", "reduce", "wait", "final", "archive", "check"}
+    assert named <= set(cli_main.VERBS), named - set(cli_main.VERBS)
+    flags = set(re.findall(r"`rlm run [^`]*`", _flat("reduce-orchestrator")))
+    for usage in flags:  # every `rlm run ...` it shows parses
+        args = [word for word in usage.strip("`").split()[2:] if not word.startswith("<")]
+        cli_main.build_parser().parse_args(["run", *args])

@@ -152,10 +152,4 @@ def test_the_skills_carry_the_workflow() -> None:
         assert f"## {section}\n" in worker
     assert "`.rlm/runs/<run_id>/artifacts/context/<worker_id>.md`" in worker
     assert "`RLM_TIMEOUT_SECONDS`" in worker and "`RLM_DEADLINE`" in worker
-    orchestrator = (skills.SKILLS_DIR / "reduce-orchestrator" / "SKILL.md").read_text()
-    for rule in ("**Never read worker logs**", "3–8 micro or meso tasks plus one join", "Ask the user before changing",
-                 "**Environment baseline**", "disjoint\n   `owns:`", "**Drift**", "**Scope trimming**",
-                 "contradictions between them and weakly evidenced claims", "rehydrate from disk",
-                 "list the\n   deferred items", "`--break-lock`", "Exit codes", "`uses:", "`retries:`",
-                 "`stall_after:`", "`rlm run --wave`", "`rlm run --detach`", "`rlm wait --timeout N`"):
-        assert rule in orchestrator, rule
+    # every rule of the orchestrator skill: tests/test_skills.py
