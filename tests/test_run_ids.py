@@ -79,6 +79,8 @@ def test_an_archived_run_is_finished_until_reopened(repo: Repo) -> None:
                             r"run with a new run_id in rlm\.yaml \(e\.g\. `run_id: run_\d{8}T\d{6}Z_[a-z0-9-]+`\), "
                             r"or continue this one with `rlm run --reopen`", line), line
     assert repo.ran() == ["a", "v"]
+    detached = repo.rlm("run", "--detach")  # refused in this terminal, not in a background log
+    assert detached.code == 1 and "is finished" in detached.err
     assert repo.rlm("check").code == 1  # reading the record is never refused
     reopened = repo.rlm("run", "--reopen")
     assert reopened.code == 0, reopened.out + reopened.err

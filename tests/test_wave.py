@@ -52,8 +52,8 @@ def test_a_changed_task_and_its_dependents_take_one_wave_each(waves: Repo) -> No
 
 def test_a_wave_starts_at_most_max_inflight_and_does_not_refill(repo: Repo) -> None:
     repo.write_command([{"id": f"t{i}", "goal": f"T{i}"} for i in range(5)], budget={"max_inflight": 2})
-    assert repo.rlm("status").lines[-1] == ("next wave: 2 tasks in start order (map:t0, map:t1); `rlm run --wave` runs only these; "
-                                            "3 more ready (a later wave, or `--allow-refill`)")
+    assert repo.rlm("status").lines[-1] == ("next wave: 2 tasks in start order (map:t0, map:t1); `rlm run --wave` "
+                                            "runs only these; 3 more ready (a later wave, or `--allow-refill`)")
     result = repo.rlm_cli("run", "--wave")
     assert result.code == 0, result.out + result.err
     assert repo.ran() == ["t0", "t1"]

@@ -115,6 +115,8 @@ def doit_names(ctx: RunContext, names: list[str]) -> list[str]:
 
 def _detach(args: argparse.Namespace) -> int:
     ctx = context(args)
+    if not args.reopen:  # refused here, in this terminal, not in the background run's log
+        reopen.refuse_or_reopen(ctx, False, args.tasks)
     run_args = (["--adopt"] if args.adopt else []) + (["--wave"] if args.wave else []) \
         + (["--allow-join"] if args.allow_join else []) + (["--allow-refill"] if args.allow_refill else []) \
         + (["--reopen"] if args.reopen else []) \
