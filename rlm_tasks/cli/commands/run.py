@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _wave(args: argparse.Namespace) -> WaveOptions | None:
     if not args.wave:
         return None
-    return WaveOptions(allow_join=args.allow_join, allow_refill=args.allow_refill, jobs=args.jobs)
+    jobs = None if args.jobs is None else max(args.jobs, 1)  # -n 0 runs one task at a time, as doit does
+    return WaveOptions(allow_join=args.allow_join, allow_refill=args.allow_refill, jobs=jobs)
 
 
 def run(args: argparse.Namespace) -> int:
