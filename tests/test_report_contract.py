@@ -62,12 +62,23 @@ def test_contract_compliance_is_required_whatever_required_sections_says(repo: R
                       "  FAILED  map:b: report lacks required section 'Contract Compliance'"]
 
 
+def test_contract_compliance_in_another_spelling_is_required_once(repo: Repo) -> None:
+    repo.write_command([{"id": "a", "goal": "A", "required_sections": ["contract  COMPLIANCE", "Evidence"]}])
+    assert load_plan(repo.path("rlm.yaml")).tasks[0].required_sections == ("contract  COMPLIANCE", "Evidence")
+
+
+def test_join_false_makes_a_join_named_task_an_ordinary_one(repo: Repo) -> None:
+    repo.write_command([{"id": "join-a", "goal": "A", "join": False}, {"id": "join-b", "goal": "B"},
+                        {"id": "c", "goal": "C", "join": True}])
+    assert [t.join for t in load_plan(repo.path("rlm.yaml")).tasks] == [False, True, True]
+
+
 CUSTOM = ("Use the map-worker skill.\n$map-worker\nContract: {{ contract_path }}\nReport: {{ report_path }}\n"
           "{{ task_goal }}\n")
 
 
 @pytest.mark.parametrize(("dropped", "named"), [
-    ("Use the map-worker skill.\n", "the line 'Use the map-worker skill.'"),
+    ("Use the map-worker skill.\n", "'Use the map-worker skill.'"),
     ("$map-worker\n", "'$map-worker'"),
     ("Contract: {{ contract_path }}\n", f"the contract path '{RUN_DIR}/artifacts/context/run_contract.md'"),
     ("Report: {{ report_path }}\n", f"the report path '{REPORTS}/a.md'"),

@@ -92,7 +92,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     watch=tuple(pick["watch"]),
                     report_path=posixpath.normpath(raw.get("report_path") or defaults.report_path(run_id, raw["id"])),
                     # a contract is always given, so Contract Compliance is always required: a task may add sections
-                    required_sections=tuple(dict.fromkeys((*pick["required_sections"], *defaults.REQUIRED_SECTIONS))),
+                    required_sections=_with_compliance(tuple(pick["required_sections"])),
                     agent=_freeze_agent(merged_agent(data, raw)) if "agent" in raw else shared_agent,
                     retries=pick["retries"],
                     escalate=pick["escalate"],
@@ -103,7 +103,9 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     item=generated.item,
                     accept_partial=pick["accept_partial"],
                     progress_every=pick["progress_every"],
-                    join=bool(pick["join"]) or raw["id"].startswith(defaults.JOIN_PREFIX),
+                    # a `join-` id is a join task unless the task itself says `join: false`
+                    join=bool(raw["join"]) if "join" in raw else bool(pick["join"]) or raw["id"].startswith(
+                        defaults.JOIN_PREFIX),
                 )
             )
     tiers_raw: dict[str, dict[str, Any]] = {name: {"model": m, "effort": e} for name, (m, e) in defaults.TIERS.items()}
@@ -175,3 +177,10 @@ def _stall_after(declared: float | None, progress_every: float | None) -> float 
     if declared is not None or progress_every is None:
         return declared
     return defaults.STALL_PROGRESS_FACTOR * progress_every
+
+
+def _with_compliance(declared: tuple[str, ...]) -> tuple[str, ...]:
+    """The task's required sections, with Contract Compliance added unless it is there (in any spelling)."""
+    named = {" ".join(section.split()).casefold() for section in declared}
+    missing = tuple(s for s in defaults.REQUIRED_SECTIONS if s.casefold() not in named)
+    return tuple(dict.fromkeys(declared)) + missing

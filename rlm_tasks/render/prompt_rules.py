@@ -9,10 +9,9 @@ SKILL_TOKEN = "$map-worker"
 
 def missing_lines(prompt: str, contract_path: str, report_path: str) -> list[str]:
     """What a rendered prompt lacks of the mandatory lines, each as the text it should contain."""
-    lines = {line.strip() for line in prompt.splitlines()}
     missing = []
-    if SKILL_LINE not in lines:
-        missing.append(f"the line '{SKILL_LINE}'")
+    if SKILL_LINE not in prompt:
+        missing.append(f"'{SKILL_LINE}'")
     if SKILL_TOKEN not in prompt:
         missing.append(f"'{SKILL_TOKEN}'")
     if contract_path not in prompt:
