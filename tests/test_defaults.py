@@ -54,6 +54,7 @@ def test_a_minimal_plan_gets_the_table(tmp_path: Path) -> None:
         "task.escalate": task.escalate,
         "task.backoff_seconds": task.backoff_seconds,
         "task.accept_partial": task.accept_partial,
+        "task.join": task.join,
         "agent.kind": task.agent.kind,
         "agent.sandbox": task.agent.sandbox,
         "agent.report": task.agent.report,
