@@ -31,14 +31,19 @@ def env() -> dict[str, str]:
     return out
 
 
-def rlm_config(n: int, *, max_inflight: int = 4, sleep: float = 0.0) -> dict:
-    """N independent map tasks, each with one input file, run by a command agent."""
+ECHO_REPORT = "echo '# report'; echo; echo '## Contract Compliance'; echo '- kept'"
+ECHO_AGENT = {"kind": "command", "command": ["sh", "-c", ECHO_REPORT], "report": "stdout", "timeout": 600}
+
+
+def rlm_config(n: int, *, max_inflight: int = 4, sleep: float = 0.0, agent: dict | None = None) -> dict:
+    """N independent map tasks, each with one input file, run by a command agent (the sleep worker by default)."""
+    sleeper = {"kind": "command", "command": ["{{ python }}", "-S", str(SLEEP_WORKER), str(sleep)], "timeout": 600}
     return {
         "version": 1,
         "run_id": "bench",
         "goal": "Benchmark the runner.",
         "budget": {"max_inflight": max_inflight},
-        "agent": {"kind": "command", "command": ["{{ python }}", "-S", str(SLEEP_WORKER), str(sleep)], "timeout": 600},
+        "agent": agent or sleeper,
         "tasks": [{"id": f"t{i:05d}", "goal": f"Task {i}.", "inputs": [f"src/f{i:05d}.txt"]} for i in range(n)],
     }
 
@@ -50,11 +55,12 @@ def write_inputs(root: Path, n: int) -> None:
         (src / f"f{i:05d}.txt").write_text(f"input {i}\n")
 
 
-def make_rlm_repo(root: Path, n: int, *, fresh: bool = True, max_inflight: int = 4, sleep: float = 0.0) -> Path:
+def make_rlm_repo(root: Path, n: int, *, fresh: bool = True, max_inflight: int = 4, sleep: float = 0.0,
+                  agent: dict | None = None) -> Path:
     """A repo with rlm.yaml + dodo.py; with `fresh`, every report and provenance entry written as a worker would."""
     root.mkdir(parents=True, exist_ok=True)
     write_inputs(root, n)
-    config = rlm_config(n, max_inflight=max_inflight, sleep=sleep)
+    config = rlm_config(n, max_inflight=max_inflight, sleep=sleep, agent=agent)
     (root / "rlm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (root / "dodo.py").write_text((ROOT / "dodo.py").read_text())
     if fresh:

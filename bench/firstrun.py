@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """First run of N instant-worker tasks at max_inflight 8, against bare doit and make on the same subprocesses.
 
-Every task's agent is `python -S bench/sleep_worker.py 0` (reads the prompt,
-writes a valid report). Baselines, measured in the same run: a bare dodo.py
-running the same N subprocesses as actions with `-n 8 -P thread`, and
-`make -j8` running them as N targets (the floor). Goals: rlm/bare <= 2 at
-every N, and the time per task at the largest N within 1.25x of the time per
+Every task's agent is `sh -c 'echo ...'` printing a valid report (`report:
+stdout`): the per-task floor, where a Python worker's start-up would hide
+rlm's overhead (`--worker python`: `python -S bench/sleep_worker.py 0`, which
+reads the prompt and writes the report). Baselines, measured in the same run:
+a bare dodo.py running the same N subprocesses as actions with `-n 8 -P
+thread`, and `make -j8` running them as N targets. Goals: rlm/bare <= 2 at
+every N, and the time per task at the largest N within 1.1x of the time per
 task at the smallest.
 
-    python bench/firstrun.py [N ...] [--rounds R] [--profile OUT.prof]
+    python bench/firstrun.py [N ...] [--rounds R] [--worker sh|python] [--profile OUT.prof]
 
 --profile runs rlm once more at the largest N under cProfile (not timed),
 writes the profile to OUT.prof and the top of its summary (by cumulative and
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import pstats
+import shlex
 import shutil
 import statistics
 import sys
@@ -27,40 +30,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DOIT, SLEEP_WORKER, make_rlm_repo, run_once
+from bench.common import DOIT, ECHO_AGENT, ECHO_REPORT, SLEEP_WORKER, make_rlm_repo, run_once
 
 GOAL_RATIO = 2.0
-GOAL_GROWTH = 1.25
+GOAL_GROWTH = 1.1
 BARE_WORKERS = '''\
-import sys
 N = {n}
 DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".bare.sqlite3", "verbosity": 0}}
 
 
 def task_w():
     for i in range(N):
-        yield {{"name": f"t{{i:05d}}", "actions": [[sys.executable, "-S", {worker!r}, "0"]], "uptodate": [False]}}
+        yield {{"name": f"t{{i:05d}}", "actions": [{argv!r}], "uptodate": [False]}}
 '''
+WORKERS = {"sh": ["sh", "-c", ECHO_REPORT], "python": [sys.executable, "-S", str(SLEEP_WORKER), "0"]}
 
 
-def makefile(n: int) -> str:
+def makefile(n: int, argv: list[str]) -> str:
     names = " ".join(f"t{i:05d}" for i in range(n))
+    command = " ".join(shlex.quote(arg) for arg in argv)
     return (f".PHONY: all {names}\nall: {names}\n"
-            f"{names}:\n\t@{sys.executable} -S {SLEEP_WORKER} 0\n")
+            f"{names}:\n\t@{command} >/dev/null\n")
 
 
-def measure(n: int, rounds: int, base: Path, profile: str | None) -> dict[str, float]:
+def measure(n: int, rounds: int, base: Path, profile: str | None, worker: str) -> dict[str, float]:
     bare = base / f"bare-{n}"
     bare.mkdir()
-    (bare / "dodo.py").write_text(BARE_WORKERS.format(n=n, worker=str(SLEEP_WORKER)))
-    (bare / "Makefile").write_text(makefile(n))
+    (bare / "dodo.py").write_text(BARE_WORKERS.format(n=n, argv=WORKERS[worker]))
+    (bare / "Makefile").write_text(makefile(n, WORKERS[worker]))
+    agent = ECHO_AGENT if worker == "sh" else None
     times: dict[str, list[float]] = {"rlm": [], "bare": [], "make": []}
     if profile is not None:  # a run of its own: the profiler's overhead must not count in the ratios
-        repo = make_rlm_repo(base / f"rlm-{n}-profiled", n, fresh=False, max_inflight=8)
+        repo = make_rlm_repo(base / f"rlm-{n}-profiled", n, fresh=False, max_inflight=8, agent=agent)
         run_once([sys.executable, "-m", "cProfile", "-o", profile, "-m", "doit"], repo)
         shutil.rmtree(repo)
     for i in range(rounds):  # interleaved, so a busy machine slows them alike
-        repo = make_rlm_repo(base / f"rlm-{n}-{i}", n, fresh=False, max_inflight=8)
+        repo = make_rlm_repo(base / f"rlm-{n}-{i}", n, fresh=False, max_inflight=8, agent=agent)
         times["rlm"].append(run_once(DOIT, repo))
         shutil.rmtree(repo)
         times["bare"].append(run_once([*DOIT, "-n", "8", "-P", "thread"], bare))
@@ -83,6 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000, 10000])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--worker", choices=sorted(WORKERS), default="sh",
+                        help="sh: `sh -c 'echo ...'` (the floor; default), python: bench/sleep_worker.py 0")
     parser.add_argument("--profile", help="profile one more (untimed) rlm run at the largest N: the profile "
                         "here, the top of its summary in PROFILE.txt")
     args = parser.parse_args()
@@ -92,7 +99,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rlm-bench-") as tmp:
         for n in args.sizes:
             profile = args.profile if n == max(args.sizes) else None
-            t = measure(n, args.rounds, Path(tmp), profile)
+            t = measure(n, args.rounds, Path(tmp), profile, args.worker)
             ratio = t["rlm"] / t["bare"]
             worst = max(worst, ratio)
             per_task.append(t["rlm"] / n)

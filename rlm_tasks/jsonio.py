@@ -67,14 +67,14 @@ def _write_atomic(path: Path, content: bytes | Iterable[str], durable: bool, if_
     return True
 
 
-def write_text_if_changed(path: Path, text: str) -> bool:
+def write_text_if_changed(path: Path, text: str, durable: bool = True) -> bool:
     """Skip the write when the content is already there, so mtimes and diffs stay quiet."""
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    write_text_atomic(path, text)
+    write_text_atomic(path, text, durable)
     return True
 
 

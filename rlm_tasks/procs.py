@@ -12,6 +12,9 @@ import functools
 import os
 import socket
 import sys
+import threading
+import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +22,10 @@ from typing import Any, NamedTuple
 STATE, PPID, PGRP, SESSION, STARTTIME = 0, 1, 2, 3, 19
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37  # prctl(2), Linux 3.4+
 ENDED_STATES = (b"Z", b"X")  # finished, waiting to be reaped (or being reaped)
+# How old the snapshot of processes that are not our descendants may get: they can never become ours
+# (a process is only ever reparented to an ancestor), and a pid can only be reused by another process
+# after the kernel has handed out every other pid (pid_max, at least 32,768), which takes far longer.
+FULL_SCAN_SECONDS = 1.0
 
 
 def _stat_fields(pid: int | str) -> list[bytes] | None:
@@ -29,6 +36,12 @@ def _stat_fields(pid: int | str) -> list[bytes] | None:
     except (OSError, IndexError):
         return None
     return fields if len(fields) > STARTTIME else None
+
+
+def ticks_now() -> int:
+    """Now, in the clock ticks of a process's start time (never later than a process starting now would show:
+    that field counts from boot, on the monotonic or the boot-time clock depending on the kernel)."""
+    return int(time.clock_gettime(time.CLOCK_MONOTONIC) * os.sysconf("SC_CLK_TCK"))
 
 
 def start_ticks(pid: int) -> int | None:
@@ -56,22 +69,89 @@ def pid_alive(pid: Any, ticks: Any = None) -> bool:
     return ticks is None or start_ticks(pid) in (None, ticks)
 
 
-def group_has_live_member(pgid: int) -> bool | None:
-    """Does any non-zombie process have this process group id? None when /proc cannot tell."""
+class _Table:
+    """The /proc/<pid>/stat fields of every process, refreshed incrementally (`descendants`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fields: dict[int, list[bytes]] = {}
+        self.full_at: float | None = None
+        self.owner = 0  # the pid whose descendants were re-read (a forked child starts over)
+
+
+_table = _Table()
+
+
+def _every_process() -> dict[int, list[bytes]] | None:
     try:
         names = os.listdir("/proc")
     except OSError:
         return None
-    wanted = str(pgid).encode()
+    found = {}
     for name in names:
-        if name.isdigit():
-            fields = _stat_fields(name)
-            if fields and fields[PGRP] == wanted and fields[STATE] not in ENDED_STATES:
-                return True
+        if name.isdigit() and (fields := _stat_fields(name)) is not None:
+            found[int(name)] = fields
+    return found
+
+
+def _tree(fields: dict[int, list[bytes]], root: int) -> list[int]:
+    children: dict[bytes, list[int]] = {}
+    for pid, stat in fields.items():
+        children.setdefault(stat[PPID], []).append(pid)
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(str(queue.pop()).encode(), ()):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def descendants() -> dict[int, list[bytes]] | None:
+    """Linux: the stat fields of every descendant of this process; None where /proc cannot be listed.
+
+    Reading every /proc/<pid>/stat costs ~0.2 ms a process on some kernels, and a busy machine has
+    hundreds: a scan per finished attempt was most of a first run's time. So a scan re-reads only the
+    new pids and the last scan's descendants of `root` (their parent or state may have changed), and
+    keeps the rest as they were, re-reading everything once the snapshot is FULL_SCAN_SECONDS old.
+    """
+    with _table.lock:
+        try:
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return None
+        old, now, root = _table.fields, time.monotonic(), os.getpid()
+        full = _table.full_at is None or now - _table.full_at >= FULL_SCAN_SECONDS or _table.owner != root
+        if full:
+            _table.full_at, _table.owner = now, root
+        again = set() if full else set(_tree(old, root))
+        fresh: dict[int, list[bytes]] = {}
+        for pid in pids:
+            stat = old.get(pid) if not full and pid not in again else None
+            if stat is None:
+                stat = _stat_fields(pid)
+            if stat is not None:
+                fresh[pid] = stat
+        _table.fields = fresh
+        return {pid: fresh[pid] for pid in _tree(fresh, root)}
+
+
+def group_has_live_member(pgid: int, among: Collection[int] | None = None) -> bool | None:
+    """Does any non-zombie process have this process group id? None when /proc cannot tell.
+
+    `among`: the only pids that can be members (this process's descendants, when a worker's group is asked)."""
+    try:
+        names = [int(name) for name in os.listdir("/proc") if name.isdigit()] if among is None else among
+    except OSError:
+        return None
+    wanted = str(pgid).encode()
+    for pid in names:
+        fields = _stat_fields(pid)
+        if fields and fields[PGRP] == wanted and fields[STATE] not in ENDED_STATES:
+            return True
     return False
 
 
-def group_alive(pgid: int) -> bool:
+def group_alive(pgid: int, among: Collection[int] | None = None) -> bool:
     """Some process of the group still runs. Zombies do not count: an orphan's group may linger as
     zombies until init reaps them, and kill(0) still succeeds on those."""
     try:
@@ -80,7 +160,7 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True  # exists, but not ours to signal
-    return group_has_live_member(pgid) is not False
+    return group_has_live_member(pgid, among) is not False
 
 
 def started_at(pid: int) -> dt.datetime | None:
@@ -108,21 +188,20 @@ def boot_id() -> str | None:
         return None
 
 
-def tagged(name: str, value: str) -> list[int]:
+def tagged(name: str, value: str, among: Collection[int] | None = None) -> list[int]:
     """Linux: pids whose environment (as they were started) holds NAME=value; [] where /proc cannot tell.
 
     A worker's descendants inherit its environment, so this finds them even after `setsid` or a double
     fork took them out of its process group (only one that cleared its environment at exec escapes).
+    `among`: the only pids to look at (this process's descendants, while it is their subreaper).
     """
     needle = f"{name}={value}".encode()
     found = []
     try:
-        names = os.listdir("/proc")
+        names = [name for name in os.listdir("/proc") if name.isdigit()] if among is None else among
     except OSError:
         return []
     for entry in names:
-        if not entry.isdigit():
-            continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as handle:
                 environ = handle.read()
@@ -152,20 +231,16 @@ class Child(NamedTuple):
 
 def children_outside_session(parent: int, session: int) -> list[Child]:
     """Linux: the children of `parent` that are in another session than `session`; [] where /proc cannot tell."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
+    tree = descendants() if parent == os.getpid() else _every_process()
+    if tree is None:
         return []
     found = []
     wanted = str(parent).encode()
-    for name in names:
-        if not name.isdigit():
-            continue
-        fields = _stat_fields(name)
-        if not fields or fields[PPID] != wanted:
+    for pid, fields in tree.items():
+        if fields[PPID] != wanted:
             continue
         try:
-            child = Child(int(name), int(fields[PGRP]), int(fields[STARTTIME]), fields[STATE] in ENDED_STATES)
+            child = Child(pid, int(fields[PGRP]), int(fields[STARTTIME]), fields[STATE] in ENDED_STATES)
             if int(fields[SESSION]) != session:
                 found.append(child)
         except ValueError:

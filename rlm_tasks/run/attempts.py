@@ -212,7 +212,9 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     def on_start(pid: int, at: float, where: dict[str, Any]) -> None:
         nonlocal started
         started = True
-        _remember(ctx, task, {**record, "outcome": history.RUNNING, "started_at": iso(at), "finished_at": None})
+        # not fsynced: a power loss ends the worker too, and its log (created before it started) counts the attempt
+        _remember(ctx, task, {**record, "outcome": history.RUNNING, "started_at": iso(at), "finished_at": None},
+                  durable=False)
         sess.attempt_started(task, attempt, tier, pid, at, digests, log_rel, where)
         events.emit(layout, events.Kind.ATTEMPT_START, worker_id=task.worker_id, attempt=attempt,
                     compute_tier=tier.name, mode=task.mode, worker_pid=pid, log_path=log_rel)
@@ -253,7 +255,9 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
         record["rejected_report"] = rejected
         failure += f" (report moved to {rejected})"
     record["duration"] = round(result.duration, 3)
-    _remember(ctx, task, record)
+    # An accepted attempt's record reaches disk in its provenance entry (`attempts`), one fsynced journal line
+    # shared with the tasks finishing at the same moment: this copy need not be fsynced on its own.
+    _remember(ctx, task, record, durable=failure is not None)
     _ended(ctx, task, record, failure)
     return record, failure
 
@@ -289,8 +293,8 @@ def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, events_kin
     return record
 
 
-def _remember(ctx: RunContext, task: TaskSpec, record: dict[str, Any]) -> None:
-    history.record(ctx.layout, ctx.plan.run_id, task.worker_id, record)
+def _remember(ctx: RunContext, task: TaskSpec, record: dict[str, Any], durable: bool = True) -> None:
+    history.record(ctx.layout, ctx.plan.run_id, task.worker_id, record, durable)
 
 
 def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict[str, Any],
@@ -340,7 +344,10 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
     report = ctx.report_file(task)
     prepare(ctx)
     prompt = ctx.prompt_text(task)
-    jsonio.write_text_if_changed(_writable(ctx, layout.abs(layout.prompt_rel(task.worker_id)), "prompt"), prompt)
+    # Not fsynced: provenance records the prompt's digest, not the file, and a run rewrites a prompt file
+    # that differs; a power loss can cost this copy, never a task's freshness.
+    jsonio.write_text_if_changed(_writable(ctx, layout.abs(layout.prompt_rel(task.worker_id)), "prompt"), prompt,
+                                 durable=False)
     digests = ctx.digests(task).as_json()  # taken before the worker starts: what it was asked to do
 
     adopted = sess.take_adoptable(task.id)

@@ -62,7 +62,10 @@ class Session:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.path = ctx.layout.abs(ctx.layout.inflight_rel)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the entries (held for dict operations only)
+        self._write_lock = threading.Lock()  # inflight.json
+        self._changes = 0  # changes made to the entries
+        self._written = 0  # how many of them inflight.json holds
         self.entries: dict[str, dict[str, Any]] = {}
         now = time.time()
         self.orchestrator: dict[str, Any] = {
@@ -78,21 +81,37 @@ class Session:
     # inflight.json
     def write(self, finished: bool = False) -> None:
         with self._lock:
-            self._write_locked(finished)
+            self._finished = self._finished or finished  # a worker thread ending late must not unfinish the run
+            change = self._change()
+        self._flush(change)
 
-    def _write_locked(self, finished: bool = False) -> None:
-        orchestrator = dict(self.orchestrator)
-        self._finished = self._finished or finished  # a worker thread ending late must not unfinish the run
-        if self._finished:
-            orchestrator["finished_at"] = iso(time.time())
-        # Atomic but not fsynced: it only matters while this machine runs (after a power loss no
-        # worker survives), and eight workers finishing at once would queue behind eight fsyncs.
-        jsonio.write_json(self.path, {
-            "version": FORMAT_VERSION,
-            "run_id": self.ctx.plan.run_id,
-            "orchestrator": orchestrator,
-            "entries": [self.entries[k] for k in sorted(self.entries)],
-        }, durable=False)
+    def _change(self) -> int:
+        """Count a change of the entries (called with the lock held); `_flush` it once the lock is released."""
+        self._changes += 1
+        return self._changes
+
+    def _flush(self, change: int) -> None:
+        """Return once inflight.json holds `change`: one write covers every change made before it started,
+        so attempts starting and ending together share a write, and the entries' lock is never held
+        while the file is written."""
+        with self._write_lock:
+            if self._written >= change:
+                return
+            with self._lock:
+                upto = self._changes
+                orchestrator = dict(self.orchestrator)
+                if self._finished:
+                    orchestrator["finished_at"] = iso(time.time())
+                data = {
+                    "version": FORMAT_VERSION,
+                    "run_id": self.ctx.plan.run_id,
+                    "orchestrator": orchestrator,
+                    "entries": [self.entries[k] for k in sorted(self.entries)],
+                }
+            # Atomic but not fsynced: it only matters while this machine runs (after a power loss no
+            # worker survives), and eight workers finishing at once would queue behind eight fsyncs.
+            jsonio.write_json(self.path, data, durable=False)
+            self._written = upto
 
     def recover(self, adopt: bool) -> Recovery:
         """Deal with what a dead orchestrator left running; called with the run lock held.
@@ -169,19 +188,30 @@ class Session:
         }
         with self._lock:
             self.entries[task.worker_id] = entry
-            self._write_locked()
+            change = self._change()
+        self._flush(change)
         self.emit(Event("start", task.doit_name, attempt, tier.name))
 
     def attempt_ended(self, task: TaskSpec, attempt: int, tier: str) -> None:
+        """The entry goes with the next write (an attempt starting, the run's end), not one of its own: every
+        reader takes an entry whose process group is gone as ended. A remote attempt's is written now (only its
+        Dask worker could tell that it ended)."""
         with self._lock:
-            if self.entries.pop(task.worker_id, None) is not None:
-                self._write_locked()
+            entry = self.entries.pop(task.worker_id, None)
+            change = self._change() if entry is not None else 0
+        if entry is not None and is_remote(entry):
+            self._flush(change)
         self.emit(Event("end", task.doit_name, attempt, tier))
 
     def finish(self) -> None:
         with self._lock:
-            self.entries = {k: v for k, v in self.entries.items() if entry_alive(v)}
-            self._write_locked(finished=True)
+            entries = dict(self.entries)
+        alive = {k for k, v in entries.items() if entry_alive(v)}  # /proc reads: not under the lock
+        with self._lock:
+            self.entries = {k: v for k, v in self.entries.items() if k in alive}
+            self._finished = True
+            change = self._change()
+        self._flush(change)
 
     def emit(self, event: Event) -> None:
         for listener in list(self.listeners):

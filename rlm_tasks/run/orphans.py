@@ -23,6 +23,7 @@ waitpid(-1), which would take exit statuses from subprocess.Popen.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -38,6 +39,8 @@ MAX_ROUNDS = 20  # a killed orphan's own children are adopted next: one round pe
 
 lock = threading.RLock()
 _spawned: dict[int, int | None] = {}  # pid -> start ticks: started by us in a session of its own, not yet reaped
+_spawning: dict[int, int] = {}  # spawns under way -> the ticks when each began: younger children may be them
+_spawn_keys = itertools.count()
 _known: set[tuple[int, int]] = set()  # (pid, start ticks): our children before we became the subreaper
 _users = 0  # attempts running in this process
 _adopting = False  # we are the subreaper, and end it when the last attempt ends
@@ -46,10 +49,23 @@ _was_subreaper = False
 
 def spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen in a session of its own, registered so that it is never taken for an orphan; `forget` it once
-    reaped."""
+    reaped.
+
+    The lock is not held while the process starts (fork and exec take milliseconds, and every attempt
+    starting or ending would queue behind them): a sweep meanwhile spares every child that started
+    after this spawn began."""
+    key = next(_spawn_keys)
     with lock:
+        _spawning[key] = procs.ticks_now() - 1  # a tick's rounding either way
+    proc = None
+    try:
         proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-        _spawned[proc.pid] = procs.start_ticks(proc.pid)
+        ticks = procs.start_ticks(proc.pid)
+    finally:
+        with lock:
+            del _spawning[key]
+            if proc is not None:
+                _spawned[proc.pid] = ticks
     return proc
 
 
@@ -57,6 +73,14 @@ def forget(pid: int) -> None:
     """A process `spawn` started has been reaped (its pid may be reused now)."""
     with lock:
         _spawned.pop(pid, None)
+
+
+def adopting_now() -> bool:
+    """This process is the subreaper of its attempts' descendants now (inside `adopting`, on Linux).
+
+    Read without the lock (held while a worker is spawned or a sweep runs): inside `adopting` the answer
+    cannot change, since only the last attempt to leave turns it off."""
+    return _adopting
 
 
 def attempts() -> int:
@@ -104,9 +128,12 @@ def sweep() -> int:
             running = [ticks for ticks in _spawned.values() if ticks is not None]
             oldest = min(running, default=None)
             victims, reaped = [], False
+            spawning = min(_spawning.values(), default=None)
             for child in procs.children_outside_session(os.getpid(), os.getsid(0)):
                 if child.pid in _spawned or (child.pid, child.ticks) in _known or child.pid in unkillable:
                     continue
+                if spawning is not None and child.ticks >= spawning:
+                    continue  # maybe a worker being started now: not registered yet
                 if child.ended:  # its children were ours before it was a zombie, maybe not when we looked
                     reaped = _reap(child.pid, deadline) or reaped
                 elif oldest is None or child.ticks < oldest:  # else it may descend from a running worker

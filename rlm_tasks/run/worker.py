@@ -64,7 +64,7 @@ def end_descendants(tag: str) -> int:
     many were killed."""
     killed: dict[int, int | None] = {}
     for _ in range(10):
-        pids = [pid for pid in procs.tagged(TAG_ENV, tag) if pid != os.getpid()]
+        pids = [pid for pid in procs.tagged(TAG_ENV, tag, _ours()) if pid != os.getpid()]
         if not pids:
             break
         for pid in pids:
@@ -75,6 +75,15 @@ def end_descendants(tag: str) -> int:
         time.sleep(0.01)
     _until(lambda: not any(procs.pid_alive(pid, ticks) for pid, ticks in killed.items()))
     return len(killed)
+
+
+def _ours() -> list[int] | None:
+    """This process's descendants while it is their subreaper (Linux): then every process a worker left
+    behind is one of them, and only they need a look. None: look at every process."""
+    if not orphans.adopting_now():
+        return None
+    tree = procs.descendants()
+    return None if tree is None else list(tree)
 
 
 def _until(done: Callable[[], bool], seconds: float = orphans.REAP_SECONDS) -> None:
@@ -323,25 +332,28 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
     watched = [log_path, report_path, *watch, *([events_path] if streaming and events_path else [])]
     with log_path.open("wb") as log, contextlib.ExitStack() as files:
         events = files.enter_context(events_path.open("wb")) if streaming and events_path is not None else None
-        with _live_lock:  # a shutdown either sees this group or stops it from starting
-            if _shutdown.is_set():
-                return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
-            try:
-                tag = os.urandom(8).hex()  # what secrets.token_hex is, without its import on every run
-                files.enter_context(orphans.adopting())  # Linux: what leaves the tree with no tag comes to us
-                proc = orphans.spawn(  # own session and process group: a timeout or signal ends the whole tree
-                    invocation.argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE if invocation.report_from_stdout else (events or log),
-                    stderr=log if invocation.report_from_stdout or events else subprocess.STDOUT,
-                    cwd=cwd,
-                    env={**invocation.env, TAG_ENV: tag},
-                )
-            except OSError as exc:
-                message = f"cannot start agent {invocation.argv[0]!r}: {exc.strerror or exc}"
-                log.write(message.encode() + b"\n")
-                return AttemptResult(None, False, started, time.time(), error=message)
+        if _shutdown.is_set():
+            return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
+        try:
+            tag = os.urandom(8).hex()  # what secrets.token_hex is, without its import on every run
+            files.enter_context(orphans.adopting())  # Linux: what leaves the tree with no tag comes to us
+            proc = orphans.spawn(  # own session and process group: a timeout or signal ends the whole tree
+                invocation.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE if invocation.report_from_stdout else (events or log),
+                stderr=log if invocation.report_from_stdout or events else subprocess.STDOUT,
+                cwd=cwd,
+                env={**invocation.env, TAG_ENV: tag},
+            )
+        except OSError as exc:
+            message = f"cannot start agent {invocation.argv[0]!r}: {exc.strerror or exc}"
+            log.write(message.encode() + b"\n")
+            return AttemptResult(None, False, started, time.time(), error=message)
+        with _live_lock:  # a shutdown either sees this group, or began while it started: then it is ended here
             _live_groups.add(proc.pid)
+            late = _shutdown_signal if _shutdown.is_set() else None
+        if late is not None:
+            kill_group(proc.pid, late)
         timed_out = stalled = cancelled = False
         over_cap: str | None = None
         captured = _StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
@@ -385,7 +397,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         finally:
             kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
             end_descendants(tag)  # and those that left its process group (setsid, double fork)
-            _until(lambda: not group_alive(proc.pid))  # exited: what they started is an orphan now
+            _until(lambda: not group_alive(proc.pid, _ours()))  # exited: what they started is an orphan now
             if proc.poll() is None:  # an exception above: never leave a child unreaped
                 proc.wait()
             orphans.forget(proc.pid)

@@ -22,7 +22,9 @@ FORMAT_VERSION = 1
 RUNNING = "running"  # an attempt whose end was never recorded (its orchestrator died) keeps this outcome
 INTERRUPTED = "interrupted"
 _ATTEMPT_LOG = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.log(?:\.gz)?$")
-_lock = threading.Lock()
+# one task's file is read, changed and written whole under one of these (by its worker id): never one
+# lock for every task, which made each finishing task wait for the others' writes
+_locks = [threading.Lock() for _ in range(64)]
 
 
 def history_rel(layout: RunLayout, worker_id: str) -> str:
@@ -43,15 +45,21 @@ def read(layout: RunLayout, worker_id: str) -> list[dict[str, Any]]:
     return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
 
 
-def record(layout: RunLayout, run_id: str, worker_id: str, entry: dict[str, Any]) -> None:
-    """Add or replace (same attempt number) one attempt's record; an attempt starting ends a not-started mark."""
-    with _lock:  # two threads never run the same task, but keep the read-modify-write whole anyway
+def _lock_of(worker_id: str) -> threading.Lock:
+    return _locks[hash(worker_id) % len(_locks)]
+
+
+def record(layout: RunLayout, run_id: str, worker_id: str, entry: dict[str, Any], durable: bool = True) -> None:
+    """Add or replace (same attempt number) one attempt's record; an attempt starting ends a not-started mark.
+
+    `durable=False` skips the fsync, for a record that is on disk elsewhere (or need not survive a power loss)."""
+    with _lock_of(worker_id):  # two threads never run the same task, but keep the read-modify-write whole anyway
         attempts = [a for a in read(layout, worker_id) if a.get("attempt") != entry["attempt"]]
         attempts.append(entry)
         attempts.sort(key=lambda a: int(a.get("attempt") or 0))
         jsonio.write_json(layout.abs(history_rel(layout, worker_id)),
                           {"version": FORMAT_VERSION, "run_id": run_id, "worker_id": worker_id,
-                           "attempts": attempts})
+                           "attempts": attempts}, durable)
 
 
 def mark_not_started(layout: RunLayout, run_id: str, worker_id: str, signal_name: str) -> None:
@@ -59,7 +67,7 @@ def mark_not_started(layout: RunLayout, run_id: str, worker_id: str, signal_name
 
     No attempt is recorded: the budget counts attempts, and none ran.
     """
-    with _lock:
+    with _lock_of(worker_id):
         jsonio.write_json(layout.abs(history_rel(layout, worker_id)),
                           {"version": FORMAT_VERSION, "run_id": run_id, "worker_id": worker_id,
                            "attempts": read(layout, worker_id),
