@@ -29,6 +29,7 @@ from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.inflight import entry_alive, is_remote, orchestrator_alive, read
 
 FORMAT_VERSION = 1
+FLUSH_DELAY = 0.05  # an ended attempt's entry stays in inflight.json at most about this long
 ADOPT_ENV = "RLM_ADOPT"
 
 
@@ -66,6 +67,8 @@ class Session:
         self._write_lock = threading.Lock()  # inflight.json
         self._changes = 0  # changes made to the entries
         self._written = 0  # how many of them inflight.json holds
+        self._flusher: threading.Thread | None = None  # writes what attempts that ended left (attempt_ended)
+        self._wake = threading.Event()
         self.entries: dict[str, dict[str, Any]] = {}
         now = time.time()
         self.orchestrator: dict[str, Any] = {
@@ -193,15 +196,34 @@ class Session:
         self.emit(Event("start", task.doit_name, attempt, tier.name))
 
     def attempt_ended(self, task: TaskSpec, attempt: int, tier: str) -> None:
-        """The entry goes with the next write (an attempt starting, the run's end), not one of its own: every
-        reader takes an entry whose process group is gone as ended. A remote attempt's is written now (only its
-        Dask worker could tell that it ended)."""
+        """The entry leaves inflight.json within FLUSH_DELAY, in one write with the other attempts that ended
+        meanwhile (or with the next start), and the attempt does not wait for it: until then readers see an
+        entry whose process group is gone, which every reader takes as ended. A remote attempt's is written
+        at once (only its Dask worker could tell that it ended)."""
         with self._lock:
             entry = self.entries.pop(task.worker_id, None)
             change = self._change() if entry is not None else 0
         if entry is not None and is_remote(entry):
             self._flush(change)
+        elif entry is not None:
+            self._flush_soon()
         self.emit(Event("end", task.doit_name, attempt, tier))
+
+    def _flush_soon(self) -> None:
+        with self._lock:
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_later, daemon=True, name="rlm-inflight")
+                self._flusher.start()
+        self._wake.set()
+
+    def _flush_later(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(FLUSH_DELAY)  # what else ends meanwhile shares the write
+            self._wake.clear()
+            if self._finished:  # `finish` wrote the last state; a later run may own the file by now
+                return
+            self._flush(self._changes)
 
     def finish(self) -> None:
         with self._lock:
@@ -212,6 +234,7 @@ class Session:
             self._finished = True
             change = self._change()
         self._flush(change)
+        self._wake.set()  # the flusher sees the run finished and ends
 
     def emit(self, event: Event) -> None:
         for listener in list(self.listeners):
