@@ -2,7 +2,8 @@
 """Benchmark agent: reads the prompt, sleeps, writes a valid report (under rlm).
 
 argv[1] is the seconds to sleep, or a JSON file {"<worker_id>": seconds} (bench/makespan.py: uneven tasks);
-then the worker appends "<worker_id> <start> <end>" (Unix times) to times.txt beside that file.
+then the worker appends "<worker_id> <start> <end>" (Unix times) to <that file's name without
+".durations.json" or ".json">.times.txt beside it ("durations.json" -> "times.txt").
 """
 
 import json
@@ -26,5 +27,6 @@ if "RLM_REPORT_PATH" in os.environ:  # the bare baseline runs the same sleep wit
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(f"# {os.environ['RLM_WORKER_ID']}\n\n## Contract Compliance\n- kept\n", encoding="utf-8")
 if arg.endswith(".json"):
-    with open(Path(arg).with_name("times.txt"), "a", encoding="utf-8") as times:
+    stem = Path(arg).name.removesuffix(".json").removesuffix(".durations").removesuffix("durations")
+    with open(Path(arg).with_name(f"{stem}.times.txt" if stem else "times.txt"), "a", encoding="utf-8") as times:
         times.write(f"{os.environ['RLM_WORKER_ID']} {START:.3f} {time.time():.3f}\n")

@@ -77,6 +77,7 @@ class _Table:
         self.fields: dict[int, list[bytes]] = {}
         self.full_at: float | None = None
         self.owner = 0  # the pid whose descendants were re-read (a forked child starts over)
+        self.tree: set[int] = set()  # its descendants at the last look
 
 
 _table = _Table()
@@ -123,7 +124,7 @@ def descendants() -> dict[int, list[bytes]] | None:
         full = _table.full_at is None or now - _table.full_at >= FULL_SCAN_SECONDS or _table.owner != root
         if full:
             _table.full_at, _table.owner = now, root
-        again = set() if full else set(_tree(old, root))
+        again = set() if full else _table.tree
         fresh: dict[int, list[bytes]] = {}
         for pid in pids:
             stat = old.get(pid) if not full and pid not in again else None
@@ -132,7 +133,9 @@ def descendants() -> dict[int, list[bytes]] | None:
             if stat is not None:
                 fresh[pid] = stat
         _table.fields = fresh
-        return {pid: fresh[pid] for pid in _tree(fresh, root)}
+        tree = _tree(fresh, root)
+        _table.tree = set(tree)
+        return {pid: fresh[pid] for pid in tree}
 
 
 def group_has_live_member(pgid: int, among: Collection[int] | None = None) -> bool | None:

@@ -86,6 +86,17 @@ def _ours() -> list[int] | None:
     return None if tree is None else list(tree)
 
 
+def _group_alive(pgid: int) -> bool:
+    """group_alive for a worker's group: kill(0) first (mostly the group is gone), then only among our descendants."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return group_alive(pgid, _ours())
+
+
 def _until(done: Callable[[], bool], seconds: float = orphans.REAP_SECONDS) -> None:
     """Poll until `done` or `seconds` (a SIGKILLed process takes a moment to exit; a stuck one never does)."""
     deadline = time.monotonic() + seconds
@@ -231,6 +242,32 @@ def _feed(stdin: IO[bytes] | None, prompt: bytes) -> None:
             stdin.close()
 
 
+def _feed_at_once(stdin: IO[bytes] | None, prompt: bytes) -> bytes:
+    """Give the agent what its stdin pipe takes without waiting, and close it once all of the prompt went
+    (mostly: a prompt is far below a pipe's 64 KiB); what is left, for a feeder thread (starting one for
+    every attempt cost milliseconds on a busy machine)."""
+    if stdin is None:
+        return b""
+    fd = stdin.fileno()
+    written = 0
+    try:
+        os.set_blocking(fd, False)
+        while written < len(prompt):
+            written += os.write(fd, prompt[written:])
+    except BlockingIOError:
+        pass  # the pipe is full: the agent reads the rest from the thread
+    except OSError:  # the agent exited, or closed its stdin, without reading: not an error
+        written = len(prompt)
+    finally:
+        with contextlib.suppress(OSError):
+            os.set_blocking(fd, True)
+    if written < len(prompt):
+        return prompt[written:]
+    with contextlib.suppress(OSError):
+        stdin.close()
+    return b""
+
+
 def _follow(events_path: Path, log: IO[bytes], kind: str, stop: threading.Event) -> None:
     """A readable line in the log for each event the agent appends to its events file, until `stop`.
 
@@ -263,25 +300,40 @@ def _follow(events_path: Path, log: IO[bytes], kind: str, stop: threading.Event)
 
 
 class _StdoutReport:
-    """A `report: stdout` agent's output, streamed to a file beside the log (never held in memory), capped."""
+    """A `report: stdout` agent's output: its stdout is this file beside the log (never held in memory, no thread
+    draining a pipe), capped: the poll loop ends an agent whose output went over `cap`."""
 
     def __init__(self, path: Path, cap: int) -> None:
         self.path = path
         self.cap = cap
-        self.size = 0
-        self.blank = True
-        self.over = threading.Event()
+        self.handle: IO[bytes] | None = None
 
-    def drain(self, stdout: IO[bytes]) -> None:
-        with stdout, self.path.open("wb") as out:
-            for chunk in iter(lambda: stdout.read(1 << 16), b""):
-                self.size += len(chunk)
-                if self.size > self.cap:
-                    self.over.set()  # keep reading (the worker must not block on a full pipe), stop keeping
-                    continue
-                out.write(chunk)
-                if self.blank and chunk.strip():
-                    self.blank = False
+    def open(self) -> IO[bytes]:
+        self.handle = self.path.open("wb")
+        return self.handle
+
+    @property
+    def size(self) -> int:
+        if self.handle is None:
+            return 0
+        try:
+            return os.fstat(self.handle.fileno()).st_size
+        except ValueError:  # closed once the attempt ended
+            try:
+                return self.path.stat().st_size
+            except OSError:
+                return 0
+
+    def over(self) -> bool:
+        return self.size > self.cap
+
+    def blank(self) -> bool:
+        """Nothing but white space (or nothing at all) came out."""
+        with contextlib.suppress(OSError), self.path.open("rb") as out:
+            for chunk in iter(lambda: out.read(1 << 16), b""):
+                if chunk.strip():
+                    return False
+        return True
 
 
 def _trim_log(log_path: Path, keep: int) -> None:
@@ -334,13 +386,15 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         events = files.enter_context(events_path.open("wb")) if streaming and events_path is not None else None
         if _shutdown.is_set():
             return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
+        captured = _StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
         try:
             tag = os.urandom(8).hex()  # what secrets.token_hex is, without its import on every run
             files.enter_context(orphans.adopting())  # Linux: what leaves the tree with no tag comes to us
+            stdout = files.enter_context(captured.open()) if invocation.report_from_stdout else (events or log)
             proc = orphans.spawn(  # own session and process group: a timeout or signal ends the whole tree
                 invocation.argv,
                 stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE if invocation.report_from_stdout else (events or log),
+                stdout=stdout,
                 stderr=log if invocation.report_from_stdout or events else subprocess.STDOUT,
                 cwd=cwd,
                 env={**invocation.env, TAG_ENV: tag},
@@ -356,14 +410,12 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             kill_group(proc.pid, late)
         timed_out = stalled = cancelled = False
         over_cap: str | None = None
-        captured = _StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
-        helpers = [threading.Thread(target=_feed, args=(proc.stdin, prompt), daemon=True, name="rlm-stdin")]
+        rest = _feed_at_once(proc.stdin, prompt)
+        helpers = [threading.Thread(target=_feed, args=(proc.stdin, rest), daemon=True, name="rlm-stdin")] if rest \
+            else []
         if events is not None and events_path is not None and invocation.events is not None:
             helpers.append(threading.Thread(target=_follow, args=(events_path, log, invocation.events, stop),
                                             daemon=True, name="rlm-events"))
-        if proc.stdout is not None:
-            helpers.append(threading.Thread(target=captured.drain, args=(proc.stdout,), daemon=True,
-                                            name="rlm-stdout"))
         for helper in helpers:
             helper.start()
         exited, pidfd = _exit_waiter(proc)
@@ -384,7 +436,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                         last_sig, last_change = sig, time.monotonic()
                     elif time.monotonic() - last_change >= stall_after:
                         stalled = True
-                if captured.over.is_set():
+                if captured.over():
                     over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
                 elif os.fstat(log.fileno()).st_size > MAX_LOG_BYTES:
                     over_cap = f"log went over the {MAX_LOG_BYTES:,}-byte cap (its tail is kept)"
@@ -397,7 +449,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         finally:
             kill_group(proc.pid, signal.SIGKILL)  # stragglers the worker left behind
             end_descendants(tag)  # and those that left its process group (setsid, double fork)
-            _until(lambda: not group_alive(proc.pid, _ours()))  # exited: what they started is an orphan now
+            _until(lambda: not _group_alive(proc.pid))  # exited: what they started is an orphan now
             if proc.poll() is None:  # an exception above: never leave a child unreaped
                 proc.wait()
             orphans.forget(proc.pid)
@@ -409,14 +461,14 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 helper.join(timeout=kill_grace_or_default())
             with _live_lock:
                 _live_groups.discard(proc.pid)
-    if over_cap is None and captured.over.is_set():  # went over between the last poll and the exit
+    if over_cap is None and captured.over():  # went over between the last poll and the exit
         over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
     with contextlib.suppress(FileNotFoundError):  # a worker may have removed .rlm/local/, its log with it
         if log_path.stat().st_size > MAX_LOG_BYTES:
             _trim_log(log_path, LOG_TAIL_BYTES)
     interrupted = (_shutdown.is_set() or cancelled) and not (timed_out or stalled)
     ended_early = timed_out or stalled or cancelled or over_cap is not None
-    if invocation.report_from_stdout and not ended_early and proc.returncode == 0 and not captured.blank:
+    if invocation.report_from_stdout and not ended_early and proc.returncode == 0 and not captured.blank():
         try:
             paths.confined(cwd, os.path.relpath(report_path, cwd), "report_path")
             os.replace(captured.path, report_path)  # same filesystem: both under the repository
