@@ -51,13 +51,13 @@ GOAL = 0.85
 GOAL_BUSY = 0.95
 BARE_SLEEPS = '''\
 import sys
-N, SLEEP = {n}, {sleep}
+N = {n}
 DOIT_CONFIG = {{"backend": "sqlite3", "dep_file": ".bare.sqlite3", "verbosity": 0}}
 
 
 def task_sleep():
     for i in range(N):
-        yield {{"name": f"t{{i:02d}}", "actions": [[sys.executable, "-S", {worker!r}, str(SLEEP)]],
+        yield {{"name": f"t{{i:05d}}", "actions": [[sys.executable, "-S", {worker!r}, {durations!r}, f"t{{i:05d}}"]],
                "uptodate": [False]}}
 '''
 
@@ -80,14 +80,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rlm-bench-") as tmp:
         bare = Path(tmp) / "bare"
         bare.mkdir()
-        (bare / "dodo.py").write_text(BARE_SLEEPS.format(n=args.tasks, sleep=args.sleep, worker=str(SLEEP_WORKER)))
-        rlm_times, bare_times, dask_times, busy_rlm = [], [], [], []
+        durations = Path(tmp) / "bare.durations.json"
+        durations.write_text(json.dumps({f"t{i:05d}": args.sleep for i in range(args.tasks)}))
+        (bare / "dodo.py").write_text(BARE_SLEEPS.format(n=args.tasks, durations=str(durations),
+                                                         worker=str(SLEEP_WORKER)))
+        rlm_times, bare_times, dask_times, busy_rlm, busy_bare = [], [], [], [], []
         for i in range(args.rounds):
             repo = timed_repo(Path(tmp) / f"rlm-{i}", args.tasks, args.inflight, args.sleep)
             rlm_times.append(run_once(DOIT, repo))
             busy_rlm.append(busy_of(repo, args.inflight))
             shutil.rmtree(repo)
+            (Path(tmp) / "bare.times.txt").unlink(missing_ok=True)
             bare_times.append(run_once([*DOIT, "-n", str(args.inflight), "-P", "thread"], bare))
+            busy_bare.append(busy_of(bare, args.inflight))
             if cluster is not None:
                 repo = make_rlm_repo(Path(tmp) / f"dask-{i}", args.tasks, fresh=False, max_inflight=args.inflight,
                                      sleep=args.sleep)
@@ -98,7 +103,8 @@ def main() -> int:
     rlm_best, bare_best = min(rlm_times), min(bare_times)
     efficiency, slots_busy = ideal / rlm_best, max(busy_rlm)
     print(f"{args.tasks} tasks x {args.sleep:g}s sleep, {args.inflight} at once: ideal {ideal:.2f}s")
-    print(f"  bare doit -n {args.inflight} -P thread: {bare_best:.2f}s  efficiency {ideal / bare_best:.3f}")
+    print(f"  bare doit -n {args.inflight} -P thread: {bare_best:.2f}s  efficiency {ideal / bare_best:.3f}  "
+          f"slots busy {max(busy_bare):.3f} while it ran")
     print(f"  rlm doit (max_inflight {args.inflight}):   {rlm_best:.2f}s  efficiency {efficiency:.3f}  "
           f"({rlm_best / bare_best:.2f}x bare); slots busy {slots_busy:.3f} while it ran")
     if dask_times:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark agent: reads the prompt, sleeps, writes a valid report (under rlm).
 
-argv[1] is the seconds to sleep, or a JSON file {"<worker_id>": seconds} (bench/makespan.py: uneven tasks);
+argv[1] is the seconds to sleep, or a JSON file {"<worker_id>": seconds} (bench/makespan.py: uneven tasks;
+the worker id is $RLM_WORKER_ID, else argv[2]);
 then the worker appends "<worker_id> <start> <end>" (Unix times) to <that file's name without
 ".durations.json" or ".json">.times.txt beside it ("durations.json" -> "times.txt").
 """
@@ -17,10 +18,9 @@ START = time.time()
 if "RLM_REPORT_PATH" in os.environ:
     sys.stdin.read()
 arg = sys.argv[1] if len(sys.argv) > 1 else "0"
-if arg.endswith(".json"):
-    seconds = float(json.loads(Path(arg).read_text(encoding="utf-8"))[os.environ["RLM_WORKER_ID"]])
-else:
-    seconds = float(arg)
+worker_id = os.environ.get("RLM_WORKER_ID") or (sys.argv[2] if len(sys.argv) > 2 else "")  # bare doit: argv[2]
+durations = json.loads(Path(arg).read_text(encoding="utf-8")) if arg.endswith(".json") else {worker_id: arg}
+seconds = float(durations[worker_id])
 time.sleep(seconds)
 if "RLM_REPORT_PATH" in os.environ:  # the bare baseline runs the same sleep without rlm
     report = Path(os.environ["RLM_REPORT_PATH"])
@@ -29,4 +29,4 @@ if "RLM_REPORT_PATH" in os.environ:  # the bare baseline runs the same sleep wit
 if arg.endswith(".json"):
     stem = Path(arg).name.removesuffix(".json").removesuffix(".durations").removesuffix("durations")
     with open(Path(arg).with_name(f"{stem}.times.txt" if stem else "times.txt"), "a", encoding="utf-8") as times:
-        times.write(f"{os.environ['RLM_WORKER_ID']} {START:.3f} {time.time():.3f}\n")
+        times.write(f"{worker_id} {START:.3f} {time.time():.3f}\n")

@@ -155,7 +155,7 @@ class RunContext:
         known = None
         if self.cache is not None:
             known = self.cache.report_check(report, task.report_path, task.required_sections)[:2]
-        return freshness(report, task.required_sections, self.store.get(task.id), lambda: self.digests(task), known)
+        return freshness(report, task.required_sections, self.store.get(task.id), self.digests(task), known)
 
     def is_partial(self, task: TaskSpec) -> bool:
         """An acceptable report with a `Self-termination` section; read only when its stat signature is new."""

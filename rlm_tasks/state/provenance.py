@@ -14,7 +14,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -293,11 +293,8 @@ def _apply(entries: dict[str, dict[str, Any]], op: dict[str, Any]) -> None:
 
 
 def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str, Any] | None,
-              current: Digests | Callable[[], Digests],
-              known: tuple[str | None, str | None] | None = None) -> Freshness:
-    """`known`: (problem, sha256) of the report when the caller already has them (cache.Cache.report_check).
-    `current` may be a function: today's digests are then taken only when the report and its entry exist (a
-    first run asks every task before the first worker starts, and a missing report needs no rendered prompt)."""
+              current: Digests, known: tuple[str | None, str | None] | None = None) -> Freshness:
+    """`known`: (problem, sha256) of the report when the caller already has them (cache.Cache.report_check)."""
     problem = reports.problem(report, required_sections) if known is None else known[0]
     if problem == "no report written":
         return Freshness(State.MISSING)
@@ -306,7 +303,7 @@ def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str,
     if entry is None:
         return Freshness(State.STALE, ("no_provenance",))
     recorded = entry.get("digests", {})
-    now = (current if isinstance(current, Digests) else current()).as_json()
+    now = current.as_json()
     reasons = [reason for key, reason in REASONS.items() if recorded.get(key) != now[key]]
     if entry.get("report_sha256") != (sha256_file(report) if known is None else known[1]):
         reasons.append("report_changed")
