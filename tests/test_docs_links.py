@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import Repo
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", ROOT / "ARCHITECTURE.md", *(ROOT / "docs").glob("*.md"),
@@ -65,3 +66,15 @@ def test_slug_matches_github() -> None:
 
 def test_readme_stays_short() -> None:
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_the_readme_sample_run_validates(repo: Repo) -> None:
+    """The README's 'A run in one screen' is a valid rlm.yaml, foreach and all."""
+    sample = re.search(r"^```yaml\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.S | re.M)
+    assert sample is not None
+    for name in ("src/parser/lexer.py", "src/parser/rules/loops.py", "src/parser/rules/calls.py"):
+        repo.write("", name)
+    repo.write(sample.group(1))
+    result = repo.rlm("validate")
+    assert (result.code, result.err) == (0, "")
+    assert "3 map tasks, 1 verify" in result.out
