@@ -34,7 +34,11 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
     attempts     {"<attempt>": BEHAVIOUR}: overrides for one attempt ($RLM_ATTEMPT), e.g. fail only the first
     usage        token usage it reports: as codex with `--json` (the runner's event stream) a `turn.completed`
                  event with this usage (default USAGE) on stdout; as a command worker, written to
-                 $RLM_USAGE_PATH (only when given; a string as it is, anything else as JSON)
+                 $RLM_USAGE_PATH (only when given; a string as it is, anything else as JSON); as another
+                 kind ($FAKE_AGENT_KIND), that kind's own events for it (its `sample_events`) on stdout
+
+With $FAKE_AGENT_KIND naming an agent kind of rlm_tasks/agents/ (gemini, opencode, ...), it takes any argv,
+works in its working directory (the repository root) as those CLIs do, and prints that kind's events.
 
 Every start appends one JSON line to $FAKE_AGENT_LOG: argv, stdin (base64), the RLM_* environment, cwd, pid, ppid,
 process group and its start time, the child's pid, worker id, attempt, tier, behaviour.
@@ -211,12 +215,26 @@ def work(seconds: float, progress_every: float | None) -> None:
     time.sleep(max(0.0, end - time.monotonic()))
 
 
+def kind_events(kind_name: str, usage: dict[str, Any], text: str) -> None:
+    """Print the events kind `kind_name` prints for a turn with this usage (codex's USAGE keys)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from rlm_tasks.agents import KINDS
+    from rlm_tasks.agents.base import Usage
+
+    spent = Usage(input_tokens=usage.get("input_tokens", 0), cached_input_tokens=usage.get("cached_input_tokens", 0),
+                  output_tokens=usage.get("output_tokens", 0), reasoning_tokens=usage.get("reasoning_output_tokens", 0),
+                  model=os.environ.get("RLM_MODEL"))
+    for event in KINDS[kind_name].sample_events(spent, text):
+        print(json.dumps(event), flush=True)
+
+
 def main() -> int:
-    codex = sys.argv[1:2] == ["exec"]
+    kind_name = os.environ.get("FAKE_AGENT_KIND")
+    codex = sys.argv[1:2] == ["exec"] and not kind_name
     parsed = parse_codex_argv(sys.argv[1:]) if codex else None
     stdin = sys.stdin.buffer.read()
     match = re.search(r"```json\n(.*?)\n```", stdin.decode("utf-8"), re.S)
-    if codex and not match:
+    if (codex or kind_name) and not match:
         print("fake agent: no ```json envelope in the prompt", flush=True)
         return 65
     envelope = json.loads(match.group(1)) if match else {}
@@ -249,6 +267,8 @@ def main() -> int:
         print(f"fake agent: {worker_id} attempt {attempt} in mode {mode}", flush=True)
     if parsed and "--json" in parsed["extra"] and not behaviour.get("hang"):  # as codex exec --json ends a turn
         print(json.dumps({"type": "turn.completed", "usage": behaviour.get("usage", USAGE)}), flush=True)
+    if kind_name and not behaviour.get("hang"):
+        kind_events(kind_name, behaviour.get("usage", USAGE), f"{worker_id} done")
     if behaviour.get("hang"):
         while True:
             time.sleep(3600)
@@ -275,10 +295,10 @@ def main() -> int:
         sys.stdout.write(text)
     elif report_kind != "none":
         report = (Path(parsed["root"]) / str(envelope["report_path"]) if parsed
-                  else Path(os.environ["RLM_REPORT_PATH"]))
+                  else Path(str(envelope["report_path"])) if kind_name else Path(os.environ["RLM_REPORT_PATH"]))
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text("" if report_kind == "empty" else text, encoding="utf-8")
-    if not parsed and behaviour.get("usage"):
+    if not parsed and not kind_name and behaviour.get("usage"):
         usage = behaviour["usage"]  # a string is written as it is (e.g. to test a broken usage file)
         Path(os.environ["RLM_USAGE_PATH"]).write_text(usage if isinstance(usage, str) else json.dumps(usage),
                                                       encoding="utf-8")

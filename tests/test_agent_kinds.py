@@ -6,8 +6,10 @@ import ast
 import json
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import LOCAL_RUN, Repo
 
 import rlm_tasks
 from rlm_tasks import agents
@@ -16,6 +18,7 @@ from rlm_tasks.agents.base import ROOT_PLACEHOLDER, Usage, classify
 from rlm_tasks.config import defaults
 from rlm_tasks.config.records import AgentSpec
 from rlm_tasks.resources import SCHEMA_DIR
+from rlm_tasks.run.usage import from_events, human_line
 
 PACKAGE = Path(rlm_tasks.__file__).parent
 
@@ -144,3 +147,133 @@ def test_codex_and_claude_failures_from_their_events() -> None:
     found = KINDS["claude"].failure(claude)
     assert found is not None and found.cause == "rate_limit"
     assert KINDS["claude"].failure([{"type": "result", "is_error": False, "result": "401"}]) is None
+
+
+# ---- gemini and opencode: argv and what their real event streams say ----------------------------------------
+# Lines as the pinned CLIs printed them against the scripted servers (tests/e2e), long texts cut.
+GEMINI_EVENTS = [
+    '{"type":"init","timestamp":"2026-12-06T19:57:37.822Z","session_id":"61d3","model":"gemini-2.5-flash"}',
+    '{"type":"message","role":"user","content":"Use the map-worker skill.\\n$map-worker\\n"}',
+    '{"type":"tool_use","tool_name":"write_file","tool_id":"w_0","parameters":{"file_path":"r.md","content":"# b"}}',
+    '{"type":"tool_result","tool_id":"w_0","status":"success"}',
+    '{"type":"message","role":"assistant","content":"Report written.","delta":true}',
+    '{"type":"result","status":"success","stats":{"total_tokens":2380,"input_tokens":2222,"output_tokens":142,'
+    '"cached":266,"input":1956,"duration_ms":1510,"tool_calls":1,"models":{"gemini-2.5-flash":{"total_tokens":2380,'
+    '"input_tokens":2222,"output_tokens":142,"cached":266,"input":1956}}}}',
+]
+OPENCODE_EVENTS = [
+    '{"type":"step_start","part":{"type":"step-start"}}',
+    '{"type":"tool_use","part":{"type":"tool","tool":"write","callID":"call_1","state":{"status":"completed",'
+    '"input":{"filePath":"r.md","content":"# b"},"output":"Wrote file successfully."}}}',
+    '{"type":"step_finish","part":{"reason":"tool-calls","type":"step-finish","tokens":{"total":1094,"input":926,'
+    '"output":51,"reasoning":6,"cache":{"write":0,"read":111}},"cost":0}}',
+    '{"type":"text","part":{"type":"text","text":"Report written."}}',
+    '{"type":"step_finish","part":{"reason":"stop","type":"step-finish","tokens":{"total":1138,"input":952,'
+    '"output":57,"reasoning":7,"cache":{"write":0,"read":122}},"cost":0.0125}}',
+]
+
+
+def _read(name: str, lines: list[str], tmp_path: Path) -> tuple[Usage | None, str]:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shown = b"".join(human_line(name, line.encode()) or b"" for line in lines).decode()
+    return from_events(name, path), shown
+
+
+def test_gemini_usage_counts_thoughts_as_output_and_cached_tokens_as_input(tmp_path: Path) -> None:
+    found, shown = _read("gemini", GEMINI_EVENTS, tmp_path)
+    assert found == Usage(input_tokens=2222, cached_input_tokens=266, output_tokens=142 + 16, reasoning_tokens=16,
+                          model="gemini-2.5-flash")
+    assert shown.splitlines() == [
+        "[session] model gemini-2.5-flash",
+        '[tool] write_file {"file_path": "r.md", "content": "# b"}',
+        "[agent] Report written.",
+        "[result] success, 1 tool calls, input 2222 (cached 266), output 142",
+    ]
+
+
+def test_opencode_usage_adds_the_cache_back_into_input_and_reasoning_into_output(tmp_path: Path) -> None:
+    found, shown = _read("opencode", OPENCODE_EVENTS, tmp_path)
+    assert found == Usage(input_tokens=926 + 111 + 952 + 122, cached_input_tokens=233, output_tokens=51 + 6 + 57 + 7,
+                          reasoning_tokens=13, cost_usd=0.0125)
+    assert shown.splitlines() == [
+        '[tool] write {"filePath": "r.md", "content": "# b"}',
+        "[step] tool-calls: input 926 (cache read 111), output 51, cost 0",
+        "[agent] Report written.",
+        "[step] stop: input 952 (cache read 122), output 57, cost 0.0125",
+    ]
+    no_price = [line.replace('"cost":0.0125', '"cost":0') for line in OPENCODE_EVENTS]
+    unpriced = _read("opencode", no_price, tmp_path)[0]
+    assert unpriced is not None and unpriced.cost_usd is None  # 0: opencode had no price; rlm's applies
+
+
+def test_gemini_and_opencode_failures_from_their_events() -> None:
+    gemini = [{"type": "result", "status": "error", "error": {
+        "type": "unknown", "message": '[API Error: {"error":{"code":401,"message":"API key not valid"}}]'}}]
+    assert KINDS["gemini"].failure(gemini) == ("auth", gemini[0]["error"]["message"])
+    assert KINDS["gemini"].failure([{"type": "error", "severity": "warning", "message": "Loop detected"}]) is None
+    opencode = [{"type": "error", "error": {"name": "APIError", "data": {"message": "Rate limit reached",
+                                                                         "statusCode": 429}}}]
+    found = KINDS["opencode"].failure(opencode)
+    assert found is not None and (found.cause, found.fatal) == ("rate_limit", False)
+
+
+@pytest.mark.parametrize(("sandbox", "flags"), [
+    ("read-only", ["--approval-mode", "plan"]), ("workspace-write", ["--approval-mode", "auto_edit"]),
+    ("danger-full-access", ["--approval-mode", "yolo"]), ("bypass", ["--yolo"])])
+def test_gemini_argv(sandbox: str, flags: list[str]) -> None:
+    argv = KINDS["gemini"].argv(AgentSpec(kind="gemini", sandbox=sandbox, args=("--x",)), "gemini-2.5-pro", "high")
+    assert argv == ["gemini", "-m", "gemini-2.5-pro", *flags, "--skip-trust", "--x"]  # no effort flag exists
+    assert KINDS["gemini"].stream(("--x",), argv) and argv[-2:] == ["--output-format", "stream-json"]
+    assert not KINDS["gemini"].stream(("-o", "text"), [])
+    chosen: list[str] = []
+    assert KINDS["gemini"].stream(("--output-format=stream-json",), chosen) and chosen == []
+
+
+@pytest.mark.parametrize(("sandbox", "flags"), [
+    ("read-only", ["--agent", "plan"]), ("workspace-write", []), ("danger-full-access", ["--auto"]),
+    ("bypass", ["--auto"])])
+def test_opencode_argv(sandbox: str, flags: list[str]) -> None:
+    argv = KINDS["opencode"].argv(AgentSpec(kind="opencode", sandbox=sandbox), "anthropic/claude-opus-4-5", "high")
+    assert argv == ["opencode", "run", "--dir", ROOT_PLACEHOLDER, "-m", "anthropic/claude-opus-4-5",
+                    "--variant", "high", *flags, "--title", "rlm worker"]
+    assert KINDS["opencode"].stream((), argv) and argv[-2:] == ["--format", "json"]
+    assert not KINDS["opencode"].stream(("--format", "default"), [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "tiers"), [
+    ("gemini", {"standard": {"model": "gemini-2.5-flash"}}),
+    ("opencode", {"standard": {"model": "anthropic/claude-haiku-4-5", "effort": "low"}}),
+])
+def test_a_run_of_each_new_kind_records_what_its_events_say(repo: Repo, name: str, tiers: dict[str, Any]) -> None:
+    """The fake agent prints the kind's own events ($FAKE_AGENT_KIND): the runner asks for them and reads them."""
+    repo.write_codex([{"id": "a", "goal": "A"}], tiers=tiers,
+                     agent={"kind": name, "env": {"FAKE_AGENT_KIND": name}})
+    result = repo.doit()
+    assert result.code == 0, result.out
+    model = tiers["standard"]["model"]
+    expected = KINDS[name].argv(AgentSpec(kind=name), model, tiers["standard"].get("effort"))
+    assert KINDS[name].stream((), expected)  # its own argv, with the event-stream flags
+    root = str(repo.root.resolve())
+    assert repo.calls()[0]["argv"][1:] == [root if item == ROOT_PLACEHOLDER else item for item in expected[1:]]
+    usage = repo.provenance()["tasks"]["a"]["attempts"][0]["usage"]
+    price = KINDS[name].PRICES[model]
+    assert usage == {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 100, "reasoning_tokens": 10,
+                     "total_tokens": 1100, "model": model, "cost_source": "prices",
+                     "cost_usd": round((800 * price[0] + 200 * price[1] + 100 * price[2]) / 1_000_000, 6)}
+    assert "[agent] a done" in repo.path(f"{LOCAL_RUN}/logs/a.attempt-1.log").read_text(encoding="utf-8")
+
+
+def test_a_kind_given_another_kinds_builtin_model_is_warned(repo: Repo) -> None:
+    repo.write({"version": 1, "run_id": "t", "goal": "g", "agent": {"kind": "gemini"},
+                "tasks": [{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "compute_tier": "heavy",
+                                                     "agent": {"kind": "codex"}}]})
+    result = repo.rlm_cli("validate")
+    assert result.code == 0
+    assert [line for line in result.lines if "agent kind" in line] == [
+        "rlm.yaml:5:9: agent.kind: warning: agent kind 'gemini' gets the built-in model 'gpt-5.1-codex-mini' for "
+        "compute_tier 'standard'; declare tiers.standard.model (`rlm init --agent gemini` writes gemini's tiers)"]
+    repo.write({"version": 1, "run_id": "t", "goal": "g", "agent": {"kind": "gemini"},
+                "tiers": {"standard": {"model": "gemini-2.5-pro"}}, "tasks": [{"id": "a", "goal": "A"}]})
+    assert not [line for line in repo.rlm_cli("validate").lines if "agent kind" in line]

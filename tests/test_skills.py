@@ -93,30 +93,43 @@ def test_codex_home_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_claude_config_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
     monkeypatch.setenv("CODEX_HOME", str(tmp_path / "codex"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     result = skills.install()
     assert str(tmp_path / "claude-config" / "skills" / "map-worker" / "SKILL.md") in result.installed
 
 
-@pytest.mark.parametrize("agent", ["codex", "claude"])
+def test_every_kind_that_reads_skills_gets_them_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for where in skills.HOMES.values():
+        monkeypatch.delenv(where.variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GEMINI_CLI_HOME", str(tmp_path / "g"))
+    result = skills.install()
+    assert sorted(result.installed) == sorted(
+        str(tmp_path / base / "skills" / name / "SKILL.md") for name in skills.SKILL_NAMES
+        for base in (".codex", ".claude", "g/.gemini", ".config/opencode"))
+
+
+@pytest.mark.parametrize("agent", sorted(skills.HOMES))
 def test_naming_one_agents_directory_installs_for_that_agent_only(repo: Repo, agent: str) -> None:
-    option = {"codex": "--codex-home", "claude": "--claude-dir"}[agent]
+    option = skills.HOMES[agent].option
     result = repo.rlm_cli("skills", "install", option, str(repo.root / agent))
     assert (result.code, result.out) == (0, "".join(
         f"installed {repo.root / agent}/skills/{name}/SKILL.md\n" for name in skills.SKILL_NAMES))
     assert sorted(p.name for p in repo.root.iterdir()) == [agent]  # nothing for the other agent
 
 
-@pytest.mark.parametrize(("kind", "variable", "option"), [("codex", "CODEX_HOME", "--codex-home"),
-                                                          ("claude", "CLAUDE_CONFIG_DIR", "--claude-dir")])
+@pytest.mark.parametrize("kind", sorted(skills.HOMES))
 @pytest.mark.slow
-def test_a_run_warns_when_its_workers_lack_the_skill(repo: Repo, kind: str, variable: str, option: str) -> None:
-    home = repo.root / f"{kind} home"  # a space: the command is quoted
+def test_a_run_warns_when_its_workers_lack_the_skill(repo: Repo, kind: str) -> None:
+    variable, option = skills.HOMES[kind].variable, skills.HOMES[kind].option
+    above = repo.root / f"{kind} home"  # a space: the command is quoted
+    home = above / skills.HOMES[kind].inside  # gemini: $GEMINI_CLI_HOME/.gemini
     repo.write_codex([{"id": "a", "goal": "A"}], agent={"kind": kind, "env": {
-        variable: str(home), "FAKE_AGENT_LOG": str(repo.log), "FAKE_AGENT_MODE": "ok"}})
+        variable: str(above), "FAKE_AGENT_LOG": str(repo.log), "FAKE_AGENT_MODE": "ok"}})
     first = repo.rlm_cli("run")
     warning = (f"rlm: warning: the map-worker skill is not installed where {kind} workers look ({home}/skills/); "
                f"install it with `rlm skills install {option} '{home}'`")
-    assert warning in first.lines, first.out + first.err  # (the fake codex fails with claude's argv: no matter)
+    assert warning in first.lines, first.out + first.err  # (the fake codex fails with another kind's argv: no matter)
     installed = repo.rlm_cli("skills", "install", option, str(home))
     assert installed.code == 0
     again = repo.rlm_cli("run")

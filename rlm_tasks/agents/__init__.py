@@ -6,7 +6,7 @@ here, at import, naming the kind and the member, never at run time.
 
 from __future__ import annotations
 
-from rlm_tasks.agents import claude, codex, command
+from rlm_tasks.agents import claude, codex, command, gemini, opencode
 from rlm_tasks.agents.base import AgentKind
 
 
@@ -23,7 +23,7 @@ def _checked(*kinds: AgentKind) -> dict[str, AgentKind]:
     return table
 
 
-KINDS: dict[str, AgentKind] = _checked(codex, claude, command)
+KINDS: dict[str, AgentKind] = _checked(codex, claude, gemini, opencode, command)
 
 
 def kind_of(name: str) -> AgentKind:

@@ -183,9 +183,9 @@ _CAUSE_WORDS = (
 )
 
 
-def classify(message: str) -> Failure | None:
-    """The cause an error message names, by its words; None when it names none we know."""
-    lowered = message.lower()
+def classify(message: str, also: str = "") -> Failure | None:
+    """The cause an error message (or `also`, e.g. its error type) names, by its words; None: none we know."""
+    lowered = f"{message} {also}".lower()
     for cause, words in _CAUSE_WORDS:
         if any(word in lowered for word in words):
             return Failure(cause, short(message))

@@ -140,7 +140,7 @@ def failure(events: list[dict[str, Any]]) -> Failure | None:
         if event.get("type") == "result" and event.get("is_error"):
             found = classify(" ".join(str(x) for x in (event.get("result", ""), *(event.get("errors") or []))))
         elif isinstance(error, str):
-            found = classify(error.replace("_", " ") + " " + _text(event))
+            found = classify(_text(event), error.replace("_", " "))
         else:
             continue
         if found:

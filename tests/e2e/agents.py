@@ -16,6 +16,10 @@ CODEX_PACKAGE = "@openai/codex"
 CODEX_VERSION = "0.169.0"
 CLAUDE_PACKAGE = "@anthropic-ai/claude-code"
 CLAUDE_VERSION = "2.1.330"
+GEMINI_PACKAGE = "@google/gemini-cli"
+GEMINI_VERSION = "0.61.0"
+OPENCODE_PACKAGE = "opencode-ai"
+OPENCODE_VERSION = "1.18.33"
 
 # The provider id the e2e tests configure codex with (`-c model_provider=rlmtest`).
 CODEX_PROVIDER = "rlmtest"
@@ -82,8 +86,29 @@ def claude_binary() -> str | None:
     return str(native) if suffix and _executable(native) else None
 
 
+def gemini_binary() -> str | None:
+    """``node_modules/.bin/gemini`` (the bundled node script), if installed."""
+    if _installed_version(GEMINI_PACKAGE) != GEMINI_VERSION:
+        return None
+    launcher = agents_dir() / "node_modules" / ".bin" / "gemini"
+    return str(launcher) if _executable(launcher) else None
+
+
+def opencode_binary() -> str | None:
+    """The native opencode executable: ``.bin/opencode`` once the package is installed, else the platform package's."""
+    if _installed_version(OPENCODE_PACKAGE) != OPENCODE_VERSION:
+        return None
+    launcher = agents_dir() / "node_modules" / ".bin" / "opencode"
+    if _executable(launcher) and launcher.stat().st_size > 1_000_000:
+        return str(launcher)
+    suffix = _platform_suffix()
+    native = agents_dir() / "node_modules" / f"{OPENCODE_PACKAGE.removesuffix('-ai')}-{suffix}" / "bin" / "opencode"
+    return str(native) if suffix and _executable(native) else None
+
+
 def skip_reason(agent: str) -> str:
-    version = {"codex": CODEX_VERSION, "claude": CLAUDE_VERSION}[agent]
+    version = {"codex": CODEX_VERSION, "claude": CLAUDE_VERSION, "gemini": GEMINI_VERSION,
+               "opencode": OPENCODE_VERSION}[agent]
     return (f"{agent} {version} is not installed in {agents_dir()} (set RLM_AGENTS_DIR, or run "
             f"tests/e2e/install_agents.sh)")
 
@@ -120,7 +145,47 @@ def claude_env(base_url: str, config_dir: str | Path) -> dict[str, str]:
     }
 
 
+def gemini_env(base_url: str, home: str | Path) -> dict[str, str]:
+    """Env additions for gemini: scripted server, a throwaway home holding its settings, no telemetry.
+
+    ``GOOGLE_GEMINI_BASE_URL`` alone selects a "gateway" auth that a headless run refuses ("Invalid auth
+    method selected"), so the settings choose the API-key auth, which honours the base URL too.
+    """
+    settings = Path(home) / ".gemini" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": False},
+        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+    }), encoding="utf-8")
+    return {"GEMINI_API_KEY": "dummy", "GOOGLE_GEMINI_BASE_URL": base_url, "GEMINI_CLI_HOME": str(home),
+            "HOME": str(home)}
+
+
+OPENCODE_PROVIDER = "rlmtest"
+
+
+def opencode_env(base_url: str, home: str | Path, models: list[str]) -> dict[str, str]:
+    """Env additions for opencode: a provider `rlmtest` (the OpenAI Responses API at the scripted server)
+    given inline, a throwaway home and XDG directories, and nothing fetched: no models.dev, no updates, no
+    default plugins or LSP downloads."""
+    home = Path(home)
+    # `reasoning`: a model opencode knows nothing of gets --variant low/medium/high only when it says it reasons
+    declared = {model: {"name": model, "reasoning": True} for model in models}
+    config = {"$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled",
+              "provider": {OPENCODE_PROVIDER: {"npm": "@ai-sdk/openai", "name": OPENCODE_PROVIDER,
+                                               "options": {"baseURL": base_url, "apiKey": "dummy"},
+                                               "models": declared}}}
+    return {"OPENCODE_CONFIG_CONTENT": json.dumps(config), "OPENCODE_CONFIG_DIR": str(home / "opencode"),
+            "OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            "OPENCODE_DISABLE_SHARE": "1", "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"), "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_STATE_HOME": str(home / ".local" / "state")}
+
+
 def scrubbed_environ() -> dict[str, str]:
-    """os.environ without real credentials or config locations of either CLI."""
-    drop = ("OPENAI_", "CODEX_", "ANTHROPIC_", "CLAUDE_", "AWS_BEARER_TOKEN_BEDROCK")
+    """os.environ without real credentials or config locations of any of the CLIs."""
+    drop = ("OPENAI_", "CODEX_", "ANTHROPIC_", "CLAUDE_", "AWS_BEARER_TOKEN_BEDROCK", "GEMINI_", "GOOGLE_",
+            "OPENCODE_")
     return {name: value for name, value in os.environ.items() if not name.startswith(drop)}

@@ -37,9 +37,25 @@ def claude_bin() -> str:
     return binary
 
 
+@pytest.fixture(scope="session")
+def gemini_bin() -> str:
+    binary = agents.gemini_binary()
+    if binary is None:
+        _absent("gemini")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def opencode_bin() -> str:
+    binary = agents.opencode_binary()
+    if binary is None:
+        _absent("opencode")
+    return binary
+
+
 @pytest.fixture
 def agent_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Drop real credentials and config locations of both CLIs from os.environ.
+    """Drop real credentials and config locations of the CLIs from os.environ.
 
     The runner hands its own environment (plus agent.env) to every worker, so an OPENAI_* or
     CLAUDE_* variable of the developer's shell would otherwise reach the CLIs under test.

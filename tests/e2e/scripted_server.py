@@ -1,4 +1,4 @@
-"""The plumbing shared by the scripted model servers (responses_server, messages_server).
+"""The plumbing shared by the scripted model servers (responses_server, messages_server, gemini_server).
 
 ``ScriptedServer`` serves HTTP on 127.0.0.1:<free port> in a daemon thread, records each scripted
 request (``.requests``, ``.bodies``, JSONL at ``log_path``) and answers it with the script's turn as
@@ -88,6 +88,10 @@ class ScriptedServer:
     def unstreamed(self, n: int, body: dict[str, Any], turn: Any) -> dict[str, Any] | None:
         """A JSON answer instead of the stream, when the protocol allows a non-streaming request."""
         return None
+
+    def frame(self, event: dict[str, Any]) -> bytes:
+        """One event on the wire (a Gemini stream has `data:` lines only)."""
+        return sse(event)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -218,7 +222,7 @@ class ScriptedServer:
                     turn = server.side_turn
                 elif server.hang:
                     self._stream_head()
-                    self.wfile.write(sse(server.events(n, body, None)[0]))
+                    self.wfile.write(server.frame(server.events(n, body, None)[0]))
                     self.wfile.flush()
                     server._stopping.wait()
                     self.close_connection = True
@@ -238,7 +242,7 @@ class ScriptedServer:
                     return
                 self._stream_head()
                 for event in server.events(n, body, turn):
-                    self.wfile.write(sse(event))
+                    self.wfile.write(server.frame(event))
                     self.wfile.flush()
                 self.close_connection = True
 
