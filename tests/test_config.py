@@ -74,8 +74,8 @@ tasks:
                    'rlm.yaml:2:9: run_id: "Bad ID" does not match the pattern ^[A-Za-z0-9][A-Za-z0-9._-]*$',
                    "rlm.yaml:3:7: goal: expected a string, got an integer (5)",
                    'rlm.yaml:4:24: budget.max_inflight: expected an integer, got a string ("4")',
-                   'rlm.yaml:6:9: agent.kind: must be one of: codex, claude, command; got a string ("codx") '
-                   "(did you mean 'codex'?)",
+                   "rlm.yaml:6:9: agent.kind: must be one of: codex, claude, gemini, opencode, command; "
+                   "got a string (\"codx\") (did you mean 'codex'?)",
                    'rlm.yaml:7:12: agent.timeout: expected a number, got a string ("10")',
                    'rlm.yaml:11:17: tasks[0].depends_on: expected a list, got a string ("b")',
                    'rlm.yaml:12:18: tasks[0].granularity: must be one of: micro, meso, macro; got a string ("huge")')
