@@ -19,7 +19,7 @@ from rlm_tasks.errors import UserError, exit_with
 from rlm_tasks.layout import CRASH_LOG, DOIT_DB
 from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
-from rlm_tasks.phases import final, reduce
+from rlm_tasks.phases import final, reduce, report_html
 from rlm_tasks.render import escape
 from rlm_tasks.run import attempts, doit_commands, doitdb, worker
 from rlm_tasks.run.reporter import BudgetStop
@@ -222,7 +222,12 @@ def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Ca
         """Archive the finished run under .rlm/archive/, trim its logs, TTL cleanup (`doit archive` only)."""
         return {"actions": [lambda: _archive(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
 
-    generators = [task_plan, task_map, task_verify, task_reduce, task_deferred, task_final, task_archive]
+    def task_report() -> dict[str, Any]:
+        """The run as one self-contained HTML file, report.html in the run's folder (`doit report` only)."""
+        return {"actions": [lambda: _report(ctx)], "task_dep": ["reduce", "deferred"], "uptodate": [False], **QUIET}
+
+    generators = [task_plan, task_map, task_verify, task_reduce, task_deferred, task_final, task_archive,
+                  task_report]
     return {fn.__name__: _exit_on_user_error(fn) for fn in generators}
 
 
@@ -295,6 +300,11 @@ def _final(ctx: RunContext) -> Any:
         return TaskFailed(str(exc))
     print(final.summary_line(ctx, result), flush=True)
     return None
+
+
+def _report(ctx: RunContext) -> None:
+    path = report_html.write(ctx)
+    print(f"report: {report_html.shown_path(ctx, path)}", flush=True)
 
 
 def _quiet(write: Callable[[RunContext], Any], ctx: RunContext) -> Any:

@@ -34,6 +34,7 @@ LAZY = {
     "jsonschema": "validating rlm.yaml: a cached, unchanged plan is not validated again",
     "referencing": "jsonschema's registry, with it",
     "jinja2": "rendering: a no-op run renders nothing",
+    "markdown_it": "rendering reports into the HTML report (`rlm report`): a run never does",
     # standard library modules only a rare path needs (every no-op doit paid for them at import)
     "ctypes": "prctl's child subreaper: only when an attempt starts",
     "tarfile": "compressing an archived run's logs",
@@ -167,7 +168,7 @@ def test_a_violation_of_each_rule_is_reported() -> None:
         "rlm_tasks.config.plan:1: config may not import run (rlm_tasks.run.worker)",
         "rlm_tasks.run.session:2: relative import . (write the rlm_tasks.… name)",
         "rlm_tasks.run.worker:4: imports rlm_tasks.run.session inside a function (imports of rlm_tasks go at the top)",
-        ("rlm_tasks.run.worker:6: imports doit inside a function (only yaml, jsonschema, referencing, jinja2, ctypes, "
-         "tarfile, difflib, shlex may be)"),
+        ("rlm_tasks.run.worker:6: imports doit inside a function (only yaml, jsonschema, referencing, jinja2, "
+         "markdown_it, ctypes, tarfile, difflib, shlex may be)"),
         "import cycle: rlm_tasks.run.worker -> rlm_tasks.run.session -> rlm_tasks.run.worker",
     ]

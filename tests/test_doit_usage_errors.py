@@ -121,7 +121,7 @@ def test_doits_other_commands_behave_as_before(ran: Repo, cfg: bool) -> None:
     assert (task_help.code, task_help.lines) == (0, ["map:a  A"])
     listed = ran.doit_cli("list")
     assert (listed.code, [line.split()[0] for line in listed.lines]) == (
-        0, ["archive", "deferred", "final", "map", "map:a", "map:b", "plan", "reduce", "verify"])
+        0, ["archive", "deferred", "final", "map", "map:a", "map:b", "plan", "reduce", "report", "verify"])
     info = ran.doit_cli("info", "map:a")
     assert info.code == 0 and "status     : up-to-date" in info.lines, info.out
     again = ran.doit_cli()

@@ -44,7 +44,8 @@ def test_doit_list_shows_every_task_with_its_goals_first_line(done: Repo) -> Non
     listed = done.doit_cli("list")
     assert listed.code == 0
     names = [line.split()[0] for line in listed.lines]
-    assert names == ["archive", "deferred", "final", "map", "map:a", "map:b", "plan", "reduce", "verify", "verify:v"]
+    assert names == ["archive", "deferred", "final", "map", "map:a", "map:b", "plan", "reduce", "report", "verify",
+                     "verify:v"]
     assert "map:a      Map the parser." in listed.lines
     assert "verify:v   Check a." in listed.lines
 

@@ -25,7 +25,10 @@ def test_hostile_text_is_rendered_as_text(repo: Repo) -> None:
             r"cell *em*): " f"{RUN_DIR}/final.json, {RUN_DIR}/final.md") in final.lines, final.out
     md = (repo.root / RUN_DIR / "final.md").read_text()
     assert [line for line in md.splitlines() if line.startswith("#")] == [
-        "# Final: t", "## Goal", "## Decision", "## Cost", "## Conclusions", "## Orchestrator deviations", "## Tasks",
-        "## Timeline", "## Deferred opportunities", "## Evidence"]
+        "# Final: t", "## Findings", "### [r](artifacts/reports/a.md)", "## Conclusions", "## Verify",
+        "### [r](artifacts/reports/v.md)",
+        "## Cost per tier and the costliest tasks", "## Deferred opportunities", "## Orchestrator deviations",
+        "## Decision", "## Tasks",
+        "## Timeline", "## Evidence"]
     assert md.count("```") == 4  # the two Mermaid blocks only
     assert "<img" not in md and "<script" not in md and "[click](javascript" not in md

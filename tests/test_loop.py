@@ -208,19 +208,19 @@ def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.C
     dag, gantt = blocks
     dag_lines = dag.splitlines()
     assert dag_lines[0] == "graph TD"
-    assert '  t0["map:bullets"]:::fresh' in dag_lines
-    assert '  t4["verify:check"]:::fresh' in dag_lines
-    assert "  t0 --> t4" in dag_lines
+    assert '  g0["map:bullets<br/>fresh"]:::fresh' in dag_lines
+    assert '  g4["verify:check<br/>fresh"]:::fresh' in dag_lines
+    assert "  g0 --> g4" in dag_lines
     for line in dag_lines[1:]:
-        assert re.fullmatch(r'  (t\d+\["[^"]+"\]:::\w+|t\d+ --> t\d+|classDef \w+ [\w:#,]+)', line), line
+        assert re.fullmatch(r'  (g\d+\["[^"]+"\]:::\w+|g\d+ --> g\d+|classDef \w+ [\w:#,]+)', line), line
     gantt_lines = gantt.splitlines()
     assert gantt_lines[:2] == ["gantt", "  title Worker timeline (UTC)"]
     assert "  section map" in gantt_lines and "  section verify" in gantt_lines
     tasks = [line for line in gantt_lines if ":done," in line]
     assert len(tasks) == 5
     for line in tasks:
-        assert re.fullmatch(r"  [\w.-]+ :done, g\d+, \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d, \d+s", line), line
-    assert "## Deferred opportunities\n- cache digests" in md
+        assert re.fullmatch(r"  [\w.-]+ \d+ ok :done, b\d+, \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d, \d+s", line), line
+    assert "\n- cache digests" in md.split("## Deferred opportunities")[1]
 
 
 @pytest.mark.slow

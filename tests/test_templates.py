@@ -79,4 +79,4 @@ def test_the_doc_lists_the_filters_rlm_adds(tmp_path: Path) -> None:
 def test_a_missing_or_extra_entry_is_noticed() -> None:
     doc = documented()
     assert "task_goal" in doc["worker_prompt.md.j2"] and "task_goal" not in doc["final.md.j2"]
-    assert doc["final.md.j2"] == {"final", "reduce_state", "mermaid_dag", "mermaid_gantt", "none_identified"}
+    assert doc["final.md.j2"] == {"final", "reduce_state", "review", "mermaid_dag", "mermaid_gantt", "none_identified"}

@@ -15,12 +15,12 @@ LABEL = re.compile(r"(?:\*\*|__)?\b(proposal|why deferred|how to validate)\b(?:\
 NONE_MARKERS = re.compile(r"^(none(\s+identified)?|n/?a|nothing( deferred)?)\b", re.I)
 
 
-def _section(text: str) -> tuple[int, list[str]] | None:
-    """(first body line number, body lines) of the section, or None when the report has no such heading."""
+def section(text: str, name: str = SECTION) -> tuple[int, list[str]] | None:
+    """(first body line number, body lines) of the section `name` (normalised), or None without such a heading."""
     lines = text.splitlines()
     found = reports.headings(text)
     for index, (number, title) in enumerate(found):
-        if reports.normalise_heading(title) == SECTION:
+        if reports.normalise_heading(title) == name:
             level = len(lines[number - 1].lstrip()) - len(lines[number - 1].lstrip().lstrip("#"))
             end = len(lines)
             for later_number, _ in found[index + 1:]:
@@ -52,10 +52,10 @@ def _is_none(text: str) -> bool:
 
 def parse(text: str, report_path: str) -> list[dict[str, Any]] | None:
     """Items of the report's deferred section; None when the report has no such section."""
-    section = _section(text)
-    if section is None:
+    found = section(text)
+    if found is None:
         return None
-    first_line, body = section
+    first_line, body = found
     items: list[tuple[int, list[str]]] = []
     loose: list[tuple[int, list[str]]] = []  # paragraphs outside any list
     base_indent: int | None = None  # deeper list markers are parts of the item above

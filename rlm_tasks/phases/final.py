@@ -8,16 +8,13 @@ the user's decision (`budget_exhausted`), never instead of it.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 from rlm_tasks import jsonio
-from rlm_tasks.clock import parse_iso
 from rlm_tasks.config.checks import evidence_problems
 from rlm_tasks.config.records import ConfigError
 from rlm_tasks.errors import UserError
-from rlm_tasks.phases import reduce
+from rlm_tasks.phases import findings, mermaid, reduce
 from rlm_tasks.render import escape, jinja
 from rlm_tasks.state import planfile, reports, status, usage
 from rlm_tasks.state.budget import BudgetUse, budget_use
@@ -184,55 +181,18 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     return final, state, deferred
 
 
-def _node(index: int) -> str:
-    return f"t{index}"
-
-
-def mermaid_dag(ctx: RunContext, state: dict[str, Any]) -> str:
-    states = {row["id"]: row["state"] for row in state["tasks"]}
-    index = {task.id: i for i, task in enumerate(ctx.plan.tasks)}
-    lines = ["graph TD"]
-    for task in ctx.plan.tasks:
-        label = task.doit_name.replace('"', "'")
-        lines.append(f'  {_node(index[task.id])}["{label}"]:::{states[task.id]}')
-    for task in ctx.plan.tasks:
-        for dep in task.depends_on:
-            lines.append(f"  {_node(index[dep])} --> {_node(index[task.id])}")
-    colours = {
-        "fresh": "fill:#d4edda,stroke:#28a745", "stale": "fill:#fff3cd,stroke:#d39e00",
-        "missing": "fill:#e2e3e5,stroke:#6c757d", "invalid": "fill:#f8d7da,stroke:#dc3545",
-        "failed": "fill:#f8d7da,stroke:#dc3545", "running": "fill:#cce5ff,stroke:#007bff",
-    }
-    lines += [f"  classDef {name} {style}" for name, style in colours.items()]
-    return "\n".join(lines)
-
-
-def mermaid_gantt(ctx: RunContext) -> str:
-    lines = ["gantt", "  title Worker timeline (UTC)", "  dateFormat YYYY-MM-DDTHH:mm:ss", "  axisFormat %H:%M:%S"]
-    for mode in ("map", "verify"):
-        rows = []
-        for i, task in enumerate(ctx.plan.tasks):
-            entry = ctx.store.get(task.id) if task.mode == mode else None
-            start = parse_iso(entry.get("started_at", "")) if entry else None
-            end = parse_iso(entry.get("finished_at", "")) if entry else None
-            if start is None or end is None:
-                continue
-            seconds = max(1, math.ceil((end - start).total_seconds()))
-            name = re.sub(r"[:#;]", "_", task.id)
-            rows.append(f"  {name} :done, g{i}, {start.strftime('%Y-%m-%dT%H:%M:%S')}, {seconds}s")
-        if rows:
-            lines.append(f"  section {mode}")
-            lines.extend(rows)
-    return "\n".join(lines)
-
-
 def write(ctx: RunContext) -> dict[str, Any]:
     final, state, _ = build(ctx)
+    states = {row["id"]: row["state"] for row in state["tasks"]}
+    groups = findings.groups(ctx)
+    attempts = findings.attempts(ctx)
+    failed_last = {a.task.id for a in attempts if a.failed} - {a.task.id for a in attempts if not a.failed}
     text = jinja.render_final(ctx.plan, {
         "final": final,
         "reduce_state": state,
-        "mermaid_dag": mermaid_dag(ctx, state),
-        "mermaid_gantt": mermaid_gantt(ctx),
+        "review": findings.review(ctx, final, states),
+        "mermaid_dag": mermaid.dag(groups, states, failed_last),
+        "mermaid_gantt": mermaid.gantt(groups, attempts),
         "none_identified": NONE_IDENTIFIED,
     })
     jsonio.write_json(ctx.layout.abs(final_json_path(ctx)), final)
