@@ -46,7 +46,7 @@ def collapse(groups: list[Group], limit: int = MAX_NODES) -> list[Group]:
             gathered.setdefault(group.mode, []).append(group)
     for mode, singles in gathered.items():
         tasks = tuple(t for g in singles for t in g.tasks)
-        kept.append(Group("others", mode, tasks, True))  # labelled map:others ×N
+        kept.append(Group("others", mode, tasks, True))  # shown as map:others with its size
     return kept
 
 
