@@ -224,7 +224,8 @@ def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Ca
 
     def task_report() -> dict[str, Any]:
         """The run as one self-contained HTML file, report.html in the run's folder (`doit report` only)."""
-        return {"actions": [lambda: _report(ctx)], "task_dep": ["reduce", "deferred"], "uptodate": [False], **QUIET}
+        # no task_dep: the report shows the run as it stands, it never starts a worker
+        return {"actions": [lambda: _report(ctx)], "uptodate": [False], **QUIET}
 
     generators = [task_plan, task_map, task_verify, task_reduce, task_deferred, task_final, task_archive,
                   task_report]

@@ -225,7 +225,7 @@ def test_final_shows_cost_per_tier_and_task(repo: Repo) -> None:
     assert (f"2200 tokens (input 2000, cached 400, output 200, reasoning 20), ${cost:.4f} over 2 attempt(s)."
             in text)
     assert f"| standard | 2 | 2200 | {cost:.4f} |" in text
-    assert f"| `a` | 1 | 1100 | {ONE_ATTEMPT:.4f} |" in text
+    assert f"| [a](artifacts/reports/a.md) | 1 | 1100 | {ONE_ATTEMPT:.4f} |" in text
 
 
 def test_prices_must_be_finite(repo: Repo) -> None:

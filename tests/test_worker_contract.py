@@ -140,8 +140,8 @@ def test_a_partial_report_is_shown_as_partial_does_not_rerun_and_fails_check_unl
     final = json.loads(repo.path(f"{RUN}/final.json").read_text())
     assert final["partial_reports"] == [{"id": "a", "report_path": f"{REPORTS}/a.md",
                                          "next_plan_path": f"{REPORTS}/a.md#next-worker-plan", "accepted": True}]
-    assert (f"- `{REPORTS}/a.md`: next plan `{REPORTS}/a.md#next-worker-plan` (accepted)"
-            in repo.path(f"{RUN}/final.md").read_text())
+    assert (f"- [\\{REPORTS}/a.md](artifacts/reports/a.md): [its next worker plan]"
+            "(artifacts/reports/a.md#next-worker-plan) (accepted)" in repo.path(f"{RUN}/final.md").read_text())
 
 
 def test_the_skills_carry_the_workflow() -> None:

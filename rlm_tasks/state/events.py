@@ -92,11 +92,15 @@ def parse(line: bytes | str) -> dict[str, Any] | None:
 def read(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """The events from byte `offset` on, and the offset after the last whole line (for --follow)."""
     try:
-        with path.open("rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a link in its place is never read through
+    except OSError:
+        return [], offset
+    with os.fdopen(fd, "rb") as handle:
+        try:
             handle.seek(offset)
             data = handle.read()
-    except (FileNotFoundError, IsADirectoryError):
-        return [], offset
+        except OSError:  # a directory in its place
+            return [], offset
     end = data.rfind(b"\n") + 1  # a line still being written is read next time
     found = [event for raw in data[:end].splitlines() if (event := parse(raw)) is not None]
     return found, offset + end
