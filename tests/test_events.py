@@ -7,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import LOCAL_RUN, Repo
 
 from rlm_tasks.config import schema
@@ -82,6 +83,7 @@ def test_a_line_for_a_person_escapes_control_characters() -> None:
                                   "outcome=exit pid=1")
 
 
+@pytest.mark.slow
 def test_a_run_logs_its_attempts_and_replays_into_the_status_counts(repo: Repo) -> None:
     repo.write_command([{"id": "a", "goal": "A", "retries": 1}, {"id": "b", "goal": "B"},
                         {"id": "c", "goal": "C"}, {"id": "d", "goal": "D", "depends_on": ["c"]}],

@@ -8,6 +8,7 @@ import re
 import urllib.parse
 from typing import Any
 
+import pytest
 import yaml
 from conftest import RUN_DIR, Repo
 
@@ -50,6 +51,7 @@ def links(md: str) -> list[str]:
     return re.findall(r"\]\(([^)\s]+)\)", md)
 
 
+@pytest.mark.slow
 def test_final_md_findings_first_with_links_that_resolve(repo: Repo) -> None:
     scenario(repo)
     assert repo.doit().code != 0  # broken fails

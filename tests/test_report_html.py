@@ -67,6 +67,7 @@ def test_links_to_script_never_survive() -> None:
     assert "[image: remote — http://example.invalid/x.png]" in out
 
 
+@pytest.mark.slow
 def test_report_html_is_self_contained_and_sanitised(repo: Repo) -> None:
     hostile_run(repo)
     result = repo.rlm("report")
@@ -93,6 +94,7 @@ def test_report_html_is_self_contained_and_sanitised(repo: Repo) -> None:
     assert path.read_text() == page
 
 
+@pytest.mark.slow
 def test_report_opens_in_a_real_browser_with_no_console_errors_and_no_hostile_script(repo: Repo,
                                                                                     tmp_path: Path) -> None:
     binary = browser()
