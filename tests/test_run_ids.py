@@ -107,6 +107,11 @@ def test_two_config_files_with_the_same_run_id_are_refused(repo: Repo) -> None:
     assert ("other.yaml: run_id 't' is also declared by rlm.yaml, whose plan is .rlm/runs/t/plan.json; two config "
             "files cannot share a run: give this one its own run_id") in result.out
     assert repo.ran() == ["a"]
+    validated = repo.rlm("validate", "other.yaml")
+    assert (validated.code, validated.err) == (2, "other.yaml:2:9: run_id: other.yaml: run_id 't' is also declared by "
+                                                  "rlm.yaml, whose plan is .rlm/runs/t/plan.json; two config files "
+                                                  "cannot share a run: give this one its own run_id\n")
+    assert repo.rlm("validate").code == 0  # the run's own file
     repo.path("rlm.yaml").unlink()  # renamed: the run is other.yaml's now
     assert repo.doit(config="other.yaml").code == 0
     assert json.loads(repo.path(".rlm/runs/t/plan.json").read_text())["config_path"] == "other.yaml"

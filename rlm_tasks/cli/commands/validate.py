@@ -6,12 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from rlm_tasks.config import yamlpos
 from rlm_tasks.config.checks import contract_warnings, evidence_problems
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.config.records import ConfigError
 from rlm_tasks.install import init as starter
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.render import jinja
+from rlm_tasks.state import planfile
+from rlm_tasks.state.context import RunContext
 
 HELP = "check rlm.yaml; every problem as FILE:LINE:COL: key.path: message"
 
@@ -24,6 +27,10 @@ def validate(args: argparse.Namespace) -> int:
     shown = args.file or args.config
     plan = load_plan(shown)
     missing = evidence_problems(plan)
+    shared = planfile.claimed_elsewhere(RunContext(plan))  # another config file's run, by the same run_id
+    if shared:
+        pos = yamlpos.load(Path(shown).read_text(encoding="utf-8")).position(("run_id",))
+        missing.append(f"{shown}:{pos.line}:{pos.column}: run_id: {shared}")
     if missing:
         raise ConfigError(missing)
     if plan.templates_dir:  # your templates fail here, not in the middle of a run
