@@ -82,12 +82,15 @@ def test_an_archived_run_is_finished_until_reopened(repo: Repo) -> None:
     detached = repo.rlm("run", "--detach")  # refused in this terminal, not in a background log
     assert detached.code == 1 and "is finished" in detached.err
     assert repo.rlm("check").code == 1  # reading the record is never refused
+    assert re.fullmatch(r"finished: archived to \.rlm/archive/t-\d{8}T\d{6}Z; a new run_id starts the next run "
+                        r"\(`rlm run --reopen` continues this one\)", repo.rlm("status").lines[1])
     reopened = repo.rlm("run", "--reopen")
     assert reopened.code == 0, reopened.out + reopened.err
     assert reopened.out.splitlines()[0].startswith("rlm: run t reopened (it was archived to .rlm/archive/t-")
     assert repo.ran() == ["a", "a", "v", "v"]
     assert "reopened_at" in json.loads(repo.path(".rlm/runs/t/archived_to.json").read_text())
     assert repo.doit().code == 0  # open from now on
+    assert "finished: " not in repo.rlm("status").out
 
 
 def test_the_next_run_gets_a_new_run_id(repo: Repo) -> None:

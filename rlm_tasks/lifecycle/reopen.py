@@ -33,6 +33,18 @@ def reopen_requested() -> bool:
     return os.environ.get(REOPEN_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def finished_line(ctx: RunContext) -> str | None:
+    """`rlm status`'s line for an archived run that was not reopened; None otherwise."""
+    try:
+        pointer = jsonio.read_json(archived_to_path(ctx))
+    except ValueError:
+        return None
+    if not isinstance(pointer, dict) or pointer.get("reopened_at"):
+        return None
+    return (f"finished: archived to {pointer.get('archive_path', 'an archive')}; a new run_id starts the next run "
+            "(`rlm run --reopen` continues this one)")
+
+
 def refuse_or_reopen(ctx: RunContext, reopen: bool, selected: Sequence[str] | None) -> str | None:
     """Raise RunArchived for a run on an archived run; with `reopen`, reopen it and return a line saying so."""
     path = archived_to_path(ctx)

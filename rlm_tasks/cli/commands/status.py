@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from rlm_tasks import jsonio
 from rlm_tasks.cli.common import context, positive
+from rlm_tasks.lifecycle import reopen
 from rlm_tasks.phases import final, reduce
 from rlm_tasks.state import drift, progress
 from rlm_tasks.state import status as task_status
@@ -43,7 +44,8 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
     print(task_status.summary_line(ctx, rows))
-    before = [task_status.usage_line(ctx), task_status.activity_line(ctx, rows), final.out_of_date_line(ctx),
+    before = [reopen.finished_line(ctx), task_status.usage_line(ctx), task_status.activity_line(ctx, rows),
+              final.out_of_date_line(ctx),
               drift.summary_line(_last_drift(ctx), reduce.reduce_state_path(ctx))]
     after = [task_status.wave_line(task_status.plan_wave(ctx, {t.id: f for t, f in rows}))]
     for line in [*before, *task_status.task_lines(ctx, rows, show_all=args.all), *after]:
