@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from typing import Any
 
 import yaml
 from conftest import Repo
@@ -118,3 +119,21 @@ def test_two_config_files_with_the_same_run_id_are_refused(repo: Repo) -> None:
     repo.path("rlm.yaml").unlink()  # renamed: the run is other.yaml's now
     assert repo.doit(config="other.yaml").code == 0
     assert json.loads(repo.path(".rlm/runs/t/plan.json").read_text())["config_path"] == "other.yaml"
+
+
+def test_the_recorded_config_path_is_read_from_plan_jsons_head(repo: Repo) -> None:
+    from types import SimpleNamespace
+
+    from rlm_tasks import jsonio
+    from rlm_tasks.state import planfile
+
+    path = repo.path("plan.json")
+    ctx: Any = SimpleNamespace(layout=SimpleNamespace(plan_json=path))
+    added = [f"task-{i:06d}" for i in range(20000)]  # 400 KB before the key: it spans chunks
+    jsonio.write_json(path, {"changed_since_last_iteration": {"added": added}, "config_path": 'a "b".yaml',
+                             "contract_path": "c", "tasks": []})
+    assert planfile.recorded_config_path(ctx) == 'a "b".yaml'
+    jsonio.write_json(path, {"contract_path": "c", "tasks": [{"config_path": "not this one"}]})
+    assert planfile.recorded_config_path(ctx) is None  # an older plan.json without the key
+    path.write_text("not json")
+    assert planfile.recorded_config_path(ctx) is None

@@ -303,13 +303,36 @@ def config_rel(ctx: RunContext) -> str:
         return ctx.plan.config_path.name
 
 
+_CONFIG_PATH = re.compile(rb'"config_path": ("(?:[^"\\]|\\.)*")')
+_AFTER_CONFIG_PATH = b'"contract_path": '  # sorted keys: past it, plan.json has no config_path
+_SCAN_CHUNK = 64 * 1024
+
+
+def recorded_config_path(ctx: RunContext) -> str | None:
+    """plan.json's `config_path`, read from its head (keys are sorted, so it comes before the tasks): a
+    10,000-task plan.json is never parsed whole for it."""
+    head = b""
+    try:
+        with open(ctx.layout.plan_json, "rb") as handle:
+            while True:
+                chunk = handle.read(_SCAN_CHUNK)
+                head += chunk
+                end = head.find(_AFTER_CONFIG_PATH)
+                found = _CONFIG_PATH.search(head, 0, end if end >= 0 else len(head))
+                if found:
+                    value = jsonio.loads(found.group(1).decode("utf-8", "replace"))
+                    return value if isinstance(value, str) else None
+                if not chunk or end >= 0:
+                    return None
+                head = head[-_SCAN_CHUNK:]  # a key split across two chunks is still found
+    except (OSError, ValueError):
+        return None
+
+
 def claimed_elsewhere(ctx: RunContext) -> str | None:
     """Why this config may not write the run: another config file of the repository that wrote its plan.json
     still declares the same run_id (two runs would share one record). None when the run is this file's."""
-    try:
-        other = jsonio.read_json(ctx.layout.plan_json).get("config_path")
-    except (ValueError, AttributeError):
-        return None
+    other = recorded_config_path(ctx)
     ours = config_rel(ctx)
     if not isinstance(other, str) or other == ours:
         return None
