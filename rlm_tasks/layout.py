@@ -99,6 +99,10 @@ class RunLayout(NamedTuple):
         """Committed: every attempt of one task (state.history), the budget's durable count."""
         return f"{self.artifacts_rel}/attempts/{worker_id}.json"
 
+    def patch_rel(self, worker_id: str, attempt: int) -> str:
+        """Committed: the change an isolated attempt made (run/isolation), merged or not."""
+        return f"{self.artifacts_rel}/patches/{worker_id}.attempt-{attempt}.patch"
+
     @property
     def deferred_rel(self) -> str:
         return f"{self.run_dir_rel}/deferred.json"
@@ -115,6 +119,14 @@ class RunLayout(NamedTuple):
 
     def log_rel(self, worker_id: str, attempt: int) -> str:
         return f"{self.logs_rel}/{worker_id}.attempt-{attempt}.log"
+
+    def worktree_rel(self, worker_id: str, attempt: int) -> str:
+        """The git worktree an isolated attempt runs in."""
+        return f"{LOCAL_DIR}/worktrees/{self.run_id}/{worker_id}.attempt-{attempt}"
+
+    def gate_logs_rel(self, worker_id: str, attempt: int) -> str:
+        """Output of an isolated attempt's setup and gate commands, one file per command."""
+        return f"{self.local_run_rel}/gates/{worker_id}.attempt-{attempt}"
 
     @property
     def progress_dir_rel(self) -> str:

@@ -136,3 +136,41 @@ def test_a_grandchild_that_escaped_group_and_tag_is_ended_by_the_dask_worker(rep
     assert {call["ppid"] for call in repo.calls()} <= cluster.worker_pids
     pid = int(pid_file.read_text())
     assert process_reaped(pid), f"grandchild {pid} survived its remote attempt, or was left a zombie"
+
+
+def test_isolated_attempts_without_a_shared_filesystem(repo: Repo, cluster: Cluster) -> None:
+    """executor.filesystem none: each attempt's tree travels as a git bundle to a Dask worker, runs in a worktree
+    under that worker's own folder, and its report and change come back; the runner gates and merges them."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo.root, check=True)
+    repo.write("/.rlm/local/\n/agent-log.jsonl\n/agent-spec.json\n", ".gitignore")
+    repo.write("one\n", "a.txt")
+    repo.write("x = 1\n", "src/b.py")
+    subprocess.run([*git, "add", "-A"], cwd=repo.root, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo.root, check=True)
+    repo.write("one\nuncommitted\n", "a.txt")  # the snapshot, not HEAD, is what travels
+    repo.write_command(
+        [{"id": "a", "goal": "A", "isolation": "worktree", "owns": ["a.txt"]},
+         {"id": "b", "goal": "B", "isolation": "worktree", "owns": ["src/**"]},
+         {"id": "v", "goal": "V", "isolation": "worktree", "owns": ["a.txt"], "depends_on": ["a"],
+          "gate": ["grep -q '^A$' a.txt"]}],
+        {"a": {"append": {"a.txt": "A\n"}}, "b": {"append": {"src/b.py": "y = 2\n"}}},
+        executor={"kind": "dask", "scheduler": cluster.address, "filesystem": "none"})
+    result = repo.rlm_cli("run", timeout=180)
+    assert result.code == 0, result.out + result.err
+    assert repo.path("a.txt").read_text() == "one\nuncommitted\nA\n"
+    assert repo.path("src/b.py").read_text() == "x = 1\ny = 2\n"
+    calls = repo.calls()  # the fake agent's own record (a test harness file, not the run's)
+    assert sorted(c["worker_id"] for c in calls) == ["a", "b", "v"]
+    root = str(repo.root.resolve())
+    for call in calls:
+        assert not call["cwd"].startswith(root) and "/rlm/t/worktrees/" in call["cwd"]
+        assert not call["env"]["RLM_REPORT_PATH"].startswith(root)
+        assert call["ppid"] in cluster.worker_pids
+    tasks = repo.provenance()["tasks"]
+    for task_id in ("a", "b", "v"):
+        assert repo.report(task_id).is_file()
+        assert tasks[task_id]["isolation"]["merged"] is True
+    assert repo.path(tasks["a"]["isolation"]["patch"]).read_text().count("+A") == 1
+    assert tasks["v"]["isolation"]["changed"] == 0
+    assert not list((repo.root / ".rlm/local/worktrees/t").iterdir())

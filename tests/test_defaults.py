@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_tasks.config import defaults
+from rlm_tasks.config.isolation import Isolation
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.resources import SCHEMA_DIR
 
@@ -55,6 +56,12 @@ def test_a_minimal_plan_gets_the_table(tmp_path: Path) -> None:
         "task.backoff_seconds": task.backoff_seconds,
         "task.accept_partial": task.accept_partial,
         "task.join": task.join,
+        "task.isolation": "none" if task.isolation is None else "worktree",
+        "task.gate_timeout": Isolation().gate_timeout,
+        "task.expects_changes": Isolation().expects_changes,
+        "task.drift": Isolation().drift,
+        "setup.timeout": plan.setup.timeout,
+        "executor.filesystem": plan.executor.filesystem,
         "agent.kind": task.agent.kind,
         "agent.sandbox": task.agent.sandbox,
         "agent.report": task.agent.report,

@@ -68,7 +68,7 @@ def test_reduce_state_field_by_field(loop: Repo) -> None:
     assert state["iteration"] == 1
     assert state["total"] == 4
     assert state["counts"] == {"fresh": 4, "stale": 0, "missing": 0, "invalid": 0, "failed": 0, "running": 0,
-                               "interrupted": 0, "partial": 0}
+                               "interrupted": 0, "partial": 0, "conflict": 0}
     assert state["missing"] == [] and state["stale"] == []
     rows = {r["id"]: r for r in state["tasks"]}
     bullets = rows["bullets"]

@@ -65,7 +65,7 @@ def test_status_json_is_schema_valid(done: Repo) -> None:
     assert schema.check("status", data) == []
     assert data["run_id"] == "t"
     assert data["counts"] == {"fresh": 2, "stale": 0, "missing": 1, "invalid": 0, "running": 0, "interrupted": 0,
-                              "partial": 0}
+                              "partial": 0, "conflict": 0}
     assert data["total"] == 3
     assert [(t["id"], t["doit_name"], t["state"], t["reasons"], t["report_path"]) for t in data["tasks"]] == [
         ("a", "map:a", "fresh", [], f"{REPORTS}/a.md"),

@@ -41,7 +41,7 @@ COMMANDS = "rlm_tasks.cli.commands"
 # Each is rlm_tasks/cli/commands/<verb>.py with HELP, add_arguments and <verb>(args) -> int. A command line
 # loads only its own verb's module (`rlm check` pays for no other verb's imports); `rlm --help` loads all.
 VERBS = ("init", "validate", "status", "check", "render", "reduce", "deferred", "final", "skills", "run", "wait",
-         "archive", "cleanup", "events", "report")
+         "archive", "cleanup", "events", "report", "discard")
 
 
 class Verb(NamedTuple):

@@ -44,7 +44,14 @@ TIER_ORDER = ("standard", "standard-plus", "heavy")  # `escalate: true` climbs t
 
 VERIFY_K = 5  # verify tasks per iteration: the default of verify_k, and its cap
 EXECUTOR_KIND = "local"
+EXECUTOR_FILESYSTEM = "shared"
 MAX_INFLIGHT_CAP = 256  # rlm.schema.json budget.max_inflight maximum; also the cap of `-n`
+
+ISOLATION = "none"
+GATE_TIMEOUT = 1800.0
+EXPECTS_CHANGES = False
+DRIFT = "refuse"
+SETUP_TIMEOUT = 600.0
 
 # US dollars per million tokens (input, cached input, output) of every kind's models, as each kind's module
 # in rlm_tasks/agents/ publishes them; `prices:` in rlm.yaml overrides or extends it. An agent's own cost wins.
@@ -69,6 +76,12 @@ SCHEMA_DEFAULTS: dict[str, Any] = {
     "task.backoff_seconds": BACKOFF_SECONDS,
     "task.accept_partial": ACCEPT_PARTIAL,
     "task.join": JOIN,
+    "task.isolation": ISOLATION,
+    "task.gate_timeout": GATE_TIMEOUT,
+    "task.expects_changes": EXPECTS_CHANGES,
+    "task.drift": DRIFT,
+    "setup.timeout": SETUP_TIMEOUT,
+    "executor.filesystem": EXECUTOR_FILESYSTEM,
     "agent.kind": AGENT_KIND,
     "agent.sandbox": SANDBOX,
     "agent.report": AGENT_REPORT,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_tasks.config import defaults, foreach
+from rlm_tasks.config.isolation import ISOLATION_KEYS, freeze_setup, freeze_task
 from rlm_tasks.config.records import (
     AgentSpec,
     Budget,
@@ -72,7 +73,8 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                       ("required_sections", defaults.REQUIRED_SECTIONS), ("retries", defaults.RETRIES),
                       ("escalate", defaults.ESCALATE), ("backoff_seconds", defaults.BACKOFF_SECONDS),
                       ("stall_after", None), ("owns", ()), ("accept_partial", defaults.ACCEPT_PARTIAL),
-                      ("progress_every", None), ("join", defaults.JOIN))
+                      ("progress_every", None), ("join", defaults.JOIN),
+                      *ISOLATION_KEYS)
     for section, mode in (("tasks", "map"), ("verify", "verify")):
         for generated in (g for g in expansion.tasks if g.section == section):
             raw = generated.task
@@ -106,6 +108,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
                     # a `join-` id is a join task unless the task itself says `join: false`
                     join=bool(raw["join"]) if "join" in raw else bool(pick["join"]) or raw["id"].startswith(
                         defaults.JOIN_PREFIX),
+                    isolation=freeze_task(pick),
                 )
             )
     tiers_raw: dict[str, dict[str, Any]] = {name: {"model": m, "effort": e} for name, (m, e) in defaults.TIERS.items()}
@@ -162,6 +165,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
         fanouts=tuple((name, tuple(ids)) for name, ids in expansion.fanouts.items()),
         sources=foreach.sources_digest(expansion),
         prices=_prices(data.get("prices", {})),
+        setup=freeze_setup(data.get("setup", {})),
     )
 
 

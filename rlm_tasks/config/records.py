@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rlm_tasks.config import defaults
+from rlm_tasks.config.isolation import Isolation, Setup
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RUNS_DIR
 
@@ -60,6 +61,7 @@ class TaskSpec(NamedTuple):
     accept_partial: bool = defaults.ACCEPT_PARTIAL
     progress_every: float | None = None  # seconds between the progress lines the prompt asks for
     join: bool = defaults.JOIN  # `join: true`, or an id starting with `join-`: `rlm run --wave` needs --allow-join
+    isolation: Isolation | None = None  # `isolation: worktree` (config/isolation.py); None: the main tree
 
     @property
     def worker_id(self) -> str:
@@ -134,6 +136,7 @@ class Executor(NamedTuple):
 
     kind: str = defaults.EXECUTOR_KIND
     scheduler: str | None = None
+    filesystem: str = defaults.EXECUTOR_FILESYSTEM  # shared | none (isolated attempts travel as git bundles)
 
 
 
@@ -160,6 +163,7 @@ class Plan(NamedTuple):
     fanouts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # foreach name → generated ids
     sources: str = ""  # digest of what foreach expansion read (globbed names, items files)
     prices: tuple[tuple[str, Price], ...] = ()  # by model: the defaults with rlm.yaml's `prices:` over them
+    setup: Setup = Setup()  # what each new worktree of an isolated attempt gets
 
     @property
     def run_dir(self) -> str:

@@ -16,7 +16,7 @@ from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import Freshness, State
 
 FORMAT_VERSION = 1
-STATES = ("fresh", "stale", "missing", "invalid", "failed", "running", "interrupted", "partial")
+STATES = ("fresh", "stale", "missing", "invalid", "failed", "running", "interrupted", "partial", "conflict")
 
 
 def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:

@@ -22,8 +22,9 @@ from rlm_tasks.config.defaults import TIER_ORDER
 from rlm_tasks.config.records import Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.render import agents
 from rlm_tasks.run import executors, inflight, usage, worker
+from rlm_tasks.run.isolation import attempt as isolated
+from rlm_tasks.run.isolation import kept as isolation_kept
 from rlm_tasks.state import budget, events, history, reports
 from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
@@ -175,6 +176,7 @@ def _record(ctx: RunContext, task: TaskSpec, report: Path, digests: dict[str, An
         "started_at": attempt["started_at"],
         "finished_at": attempt["finished_at"],
         "exit_code": attempt["exit_code"],
+        **({"isolation": attempt["isolation"]} if "isolation" in attempt else {}),
         **extra,
     })
 
@@ -188,13 +190,13 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     _writable(ctx, layout.abs(progress_rel(layout, task.worker_id)), "progress file")
     record: dict[str, Any] = {"attempt": attempt, "compute_tier": tier.name, "model": tier.model,
                               "effort": tier.effort, "log_path": log_rel, "exit_code": None}
-    try:
-        invocation = agents.build(ctx.plan, layout, task, tier, attempt)
+    try:  # with isolation: worktree, the worker's own tree comes first
+        started_tree, invocation = isolated.prepare(ctx, task, tier, attempt, prompt.decode("utf-8"))
     except UserError as exc:
         now = iso(time.time())
         layout.abs(log_rel).parent.mkdir(parents=True, exist_ok=True)
         layout.abs(log_rel).write_text(f"{exc}\n", encoding="utf-8")
-        record.update(outcome="start_error", started_at=now, finished_at=now)
+        record.update(outcome=isolated.start_outcome(exc), started_at=now, finished_at=now)
         _remember(ctx, task, record)
         _ended(ctx, task, record, str(exc))
         return record, str(exc)
@@ -220,9 +222,8 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
                     compute_tier=tier.name, mode=task.mode, worker_pid=pid, log_path=log_rel)
 
     try:
-        result = executors.for_context(ctx).run(invocation, prompt, layout.abs(log_rel), ctx.plan.root, report,
-                                                stall_after=task.stall_after, watch=[progress], on_start=on_start,
-                                                events_path=agent_events)
+        result = isolated.run(ctx, task, started_tree, executors.for_context(ctx), invocation, prompt,
+                              layout.abs(log_rel), report, [progress], agent_events, worker_usage, on_start)
     finally:
         if started:
             sess.attempt_ended(task, attempt, tier.name)
@@ -248,6 +249,7 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
     else:
         failure, partial = reports.inspect(report, task.required_sections)
         outcome = "invalid_report" if failure is not None else "partial" if partial else "ok"
+    outcome, failure = isolated.judge(ctx, task, attempt, started_tree, outcome, failure, digests, record)
     record["outcome"] = outcome
     if failure is not None and report.exists():
         rejected = rejected_rel(layout, task.worker_id, attempt)
@@ -356,6 +358,10 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
         if outcome is not None:
             return outcome
 
+    kept = isolation_kept.resume(ctx, task, digests) if task.isolation else None  # after a conflict or a kill
+    if kept is not None:  # merged now, no new worker
+        _record(ctx, task, report, digests, isolated.tier_named(ctx.plan, task, kept), kept, [kept])
+        return TaskOutcome(True, task.report_path, int(kept["attempt"]), 0.0, str(kept["compute_tier"]), 0)
     foreign = _foreign_report(ctx, sess, task, report)
     if foreign is not None:
         return TaskOutcome(False, foreign, 0, 0.0, task.compute_tier, 0)
@@ -380,15 +386,15 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
             failure, out_of_budget = str(exc), True
             events.emit(layout, events.Kind.BUDGET_STOP, worker_id=task.worker_id, message=failure)
             break
-        record, problem = _attempt(ctx, sess, task, tier, sess.next_attempt(task), prompt.encode("utf-8"),
-                                   digests, report)
+        record, problem = _attempt(ctx, sess, task, tier, sess.next_attempt(task),
+                                   isolated.prompt_for(task, prompt, failure if history else None), digests, report)
         history.append(record)
         if problem is None:
             _record(ctx, task, report, digests, tier, record, history)
             duration = sum(float(r.get("duration", 0)) for r in history)
             return TaskOutcome(True, task.report_path, record["attempt"], duration, tier.name, len(history))
         failure = f"{problem}; log: {record['log_path']}"
-        if record["outcome"] == "interrupted":
+        if record["outcome"] in ("interrupted", isolated.CONFLICT):  # a conflict waits for a person
             break
     interrupted = worker.shutting_down()
     if interrupted and (not history or history[-1]["outcome"] == "interrupted"):

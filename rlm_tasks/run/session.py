@@ -30,6 +30,7 @@ from rlm_tasks.lifecycle import reopen as reopen_run
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
 from rlm_tasks.run import doitdb, executors, housekeeping, inflight, schedule, signals, worker
+from rlm_tasks.run.isolation import merge
 from rlm_tasks.run.reporter import RunReporter, is_worker
 from rlm_tasks.state import events, history
 from rlm_tasks.state.cache import stat_signature
@@ -73,6 +74,9 @@ class RunSession:
         self.opened = True
         doitdb.survive_removal(getattr(Globals.dep_manager, "backend", None), DOIT_DB, self.write)
         housekeeping.on_run_start(self.ctx, self.write)  # uses: markers, TTL cleanup, drift baseline
+        if merge.pending(self.ctx.plan.root):  # a run killed mid-merge: the tree gets the whole patch now
+            merge.recover(self.ctx.plan.root)
+            self.write(f"rlm: finished a merge a killed run left ({merge.JOURNAL})")
         worker.reset_shutdown()
         self.guard.install()
         try:

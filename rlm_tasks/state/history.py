@@ -21,6 +21,7 @@ from rlm_tasks.layout import RunLayout
 FORMAT_VERSION = 1
 RUNNING = "running"  # an attempt whose end was never recorded (its orchestrator died) keeps this outcome
 INTERRUPTED = "interrupted"
+CONFLICT = "conflict"  # an isolated attempt's change did not merge (run/isolation); kept until a person decides
 _ATTEMPT_LOG = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.log(?:\.gz)?$")
 # one task's file is read, changed and written whole under one of these (by its worker id): never one
 # lock for every task, which made each finishing task wait for the others' writes

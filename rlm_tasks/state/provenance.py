@@ -46,6 +46,7 @@ class State(str, enum.Enum):
     RUNNING = "running"
     INTERRUPTED = "interrupted"
     PARTIAL = "partial"
+    CONFLICT = "conflict"  # an isolated attempt's change conflicted with the main tree: kept for a person
 
 
 class Freshness(NamedTuple):

@@ -18,7 +18,7 @@ from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import Freshness, State
 
 STATE_ORDER = [State.FRESH, State.STALE, State.MISSING, State.INVALID, State.RUNNING, State.INTERRUPTED,
-               State.PARTIAL]
+               State.PARTIAL, State.CONFLICT]
 DONE = (State.FRESH, State.PARTIAL)  # a partial report does not rerun by itself, so its dependents may read it
 LISTED_PER_STATE = 10  # a 1,000-task run prints counts and a few paths, not a thousand lines
 LIST_ALL_UP_TO = 20  # small runs list every task
@@ -50,10 +50,20 @@ def _own(ctx: RunContext, task: TaskSpec, running: dict[str, dict[str, Any]], no
                          f"not started: the run was interrupted by {mark.get('interrupted_by')}")
     if ctx.store.get(task.id) is None:
         last = history.last(ctx.layout, task.worker_id)
+        if last is not None and last.get("outcome") == history.CONFLICT:
+            return Freshness(State.CONFLICT, own.reasons, conflict_detail(last))
         # "running" with no live worker: its orchestrator died (or was killed) before recording the end
         if last is not None and last.get("outcome") in (history.INTERRUPTED, history.RUNNING):
             return Freshness(State.INTERRUPTED, detail=f"attempt {last.get('attempt')}; log: {last.get('log_path')}")
     return own
+
+
+def conflict_detail(attempt: dict[str, Any]) -> str:
+    """`conflicting: a.py, b.py; patch: P; worktree: W`: what a person needs to resolve, retry or discard."""
+    info = attempt.get("isolation") or {}
+    paths = [str(p) for p in info.get("conflicts") or []]
+    shown = ", ".join(paths[:5]) + (f" (+{len(paths) - 5} more)" if len(paths) > 5 else "")
+    return f"conflicting: {shown or '?'}; patch: {info.get('patch')}; worktree: {info.get('worktree')}"
 
 
 def resolve(ctx: RunContext) -> dict[str, Freshness]:

@@ -56,6 +56,11 @@ def for_context(ctx: RunContext) -> Executor:
                 except ImportError:
                     raise ExecutorError(f"{ctx.plan.config_path}: executor: kind dask needs Dask distributed: "
                                         "pip install 'rlm-tasks[dask]'") from None
+                shared = [t.doit_name for t in ctx.plan.tasks if t.isolation is None]
+                if ctx.plan.executor.filesystem == "none" and shared:
+                    raise ExecutorError(f"{ctx.plan.config_path}: executor.filesystem none needs isolation: worktree "
+                                        f"on every task; not on {', '.join(shared[:5])}"
+                                        + (f" (+{len(shared) - 5} more)" if len(shared) > 5 else ""))
                 found = dask.DaskExecutor(ctx, scheduler)
             else:
                 found = LocalExecutor()

@@ -34,6 +34,7 @@ from rlm_tasks.procs import start_ticks
 from rlm_tasks.render.agents import Invocation
 from rlm_tasks.run import worker
 from rlm_tasks.run.executors.base import ClusterError, OnStart
+from rlm_tasks.run.isolation import remote
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import sha256_file
 
@@ -117,6 +118,33 @@ def remote_attempt(invocation: Invocation, prompt: bytes, log_path: str, cwd: st
     return result, where
 
 
+def remote_isolated_attempt(request: remote.Request, invocation: Invocation, prompt: bytes, run_id: str,
+                            stall_after: float | None,
+                            name: str) -> tuple[worker.AttemptResult, dict[str, Any], remote.Returned]:
+    """On a Dask worker without the runner's filesystem: one isolated attempt in a worktree of its own folder."""
+    started, cancel = _started(name), distributed().Event(name)
+    now = time.time()
+    if started.is_set():  # Dask ran this task again after its worker died: never repeat an attempt
+        lost = worker.AttemptResult(None, False, now, now, error="the Dask worker running this attempt was lost")
+        return lost, {}, remote.Returned(None, b"", b"", None, None)
+    dask_worker = distributed().get_worker()
+    where: dict[str, Any] = {"executor": "dask", "host": socket.gethostname(), "cancel": name,
+                             "dask_worker": dask_worker.address}
+
+    def on_start(pid: int, at: float) -> None:
+        where.update(pid=pid, pgid=pid, pid_start_ticks=start_ticks(pid))
+        _where(name).set(where)
+        started.set()
+
+    folder = Path(dask_worker.local_directory) / "rlm" / run_id
+    try:
+        result, returned = remote.run(request, invocation, prompt, folder, name.rsplit("-", 1)[-1],
+                                      stall_after=stall_after, cancel=cancel.is_set, on_start=on_start)
+    finally:
+        _ended(name).set()
+    return result, where, returned
+
+
 class DaskExecutor:
     """Submits attempts to the scheduler at `scheduler`; one client per run and process."""
 
@@ -128,6 +156,8 @@ class DaskExecutor:
         self._error: str | None = None
         self.resources: dict[str, float] | None = None
         self._active: set[str] = set()  # attempts submitted and not yet followed to their end
+        self.shared = ctx.plan.executor.filesystem != "none"
+        self._bundles: dict[str, bytes] = {}  # base commit → its bundle (tasks started together share a base)
 
     def connect(self) -> Any:
         """The client, after checking that every worker sees this repository; the same error for every attempt."""
@@ -153,7 +183,8 @@ class DaskExecutor:
         try:
             seen = client.run(probe, root, config)
             problem = None if seen else f"executor: the Dask scheduler at {self.scheduler} has no workers"
-            problem = problem or mismatches(root, {**probe(root, config), "config": config}, seen)
+            if self.shared:  # without a shared filesystem, isolated attempts bring their tree in a bundle
+                problem = problem or mismatches(root, {**probe(root, config), "config": config}, seen)
             if problem is not None:
                 raise ClusterError(problem)
             workers = client.scheduler_info(n_workers=-1).get("workers", {})
@@ -190,9 +221,46 @@ class DaskExecutor:
                 for event in (_started(name, client), _ended(name, client), distributed().Event(name, client=client)):
                     event.clear()
 
+    def run_isolated(self, request: remote.Request, invocation: Invocation, prompt: bytes, *,
+                     stall_after: float | None, on_start: OnStart) -> tuple[worker.AttemptResult, remote.Returned]:
+        """An isolated attempt on a Dask worker that does not share this machine's files: its tree travels as
+        a git bundle, its report and change come back. The remote side keeps the timeout and stall detection
+        (this process cannot see its files); a shutdown here still ends it through its Event."""
+        client = self.connect()
+        submitted = time.time()
+        nothing = remote.Returned(None, b"", b"", None, None)
+        if worker.shutting_down():
+            return worker.AttemptResult(None, False, submitted, submitted, error="interrupted",
+                                        interrupted=True), nothing
+        with self._lock:
+            cached = self._bundles.get(request.base)
+        if cached is None:
+            cached = remote.bundle(self.ctx.plan.root, request.base)
+            with self._lock:
+                self._bundles = {request.base: cached}  # one at a time: bundles can be large
+        request = request._replace(bundle=cached)
+        name = f"rlm-{self.ctx.plan.run_id}-{uuid.uuid4().hex}"
+        future = client.submit(remote_isolated_attempt, request, invocation, prompt, self.ctx.plan.run_id,
+                               stall_after, name, key=name, pure=False, retries=0, resources=self.resources)
+        with self._lock:
+            self._active.add(name)
+        kept: list[Any] = []
+        try:
+            result = self._follow(client, future, name, None, None, [], on_start, submitted, kept)
+        finally:
+            with self._lock:
+                self._active.discard(name)
+            future.release()
+            with contextlib.suppress(Exception):
+                _where(name, client).delete()
+                for event in (_started(name, client), _ended(name, client), distributed().Event(name, client=client)):
+                    event.clear()
+        returned = kept[0][2] if kept and len(kept[0]) == 3 else nothing
+        return result, returned
+
     def _follow(self, client: Any, future: Any, name: str, timeout: float | None,
                 stall_after: float | None, watched: list[Path], on_start: OnStart,
-                submitted: float) -> worker.AttemptResult:
+                submitted: float, kept: list[Any] | None = None) -> worker.AttemptResult:
         """Wait for the remote attempt; end it (its Event) on a timeout, a stall or a shutdown of this run."""
         started_event = _started(name, client)
         started: float | None = None
@@ -228,7 +296,10 @@ class DaskExecutor:
                                             error=f"the Dask worker did not end the attempt ({why})",
                                             stalled=why == "stalled", interrupted=why == "interrupted")
         try:
-            result: worker.AttemptResult = future.result()[0]
+            whole = future.result()
+            result: worker.AttemptResult = whole[0]
+            if kept is not None:
+                kept.append(whole)
         except Exception as exc:  # the task failed on the cluster (worker lost, cancelled, ...): the attempt failed
             return worker.AttemptResult(None, False, started or submitted, time.time(),
                                         error=f"Dask: {type(exc).__name__}: {exc}".rstrip(": "),
