@@ -202,6 +202,10 @@ def test_opencode_usage_adds_the_cache_back_into_input_and_reasoning_into_output
         "[agent] Report written.",
         "[step] stop: input 952 (cache read 122), output 57, cost 0.0125",
     ]
+    refused = {"type": "tool_use", "part": {"tool": "write", "state": {"status": "error", "input": {"filePath": "r"},
+                                                                       "error": "The user has specified a rule"}}}
+    assert KINDS["opencode"].log_line(refused) == \
+        '[tool] write {"filePath": "r"}\n[tool error] The user has specified a rule'
     no_price = [line.replace('"cost":0.0125', '"cost":0') for line in OPENCODE_EVENTS]
     unpriced = _read("opencode", no_price, tmp_path)[0]
     assert unpriced is not None and unpriced.cost_usd is None  # 0: opencode had no price; rlm's applies

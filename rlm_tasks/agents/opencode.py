@@ -122,6 +122,8 @@ def log_line(event: dict[str, Any]) -> str | None:
     if kind == "tool_use":
         state = part["state"] if isinstance(part.get("state"), dict) else {}
         shown = f"[tool] {part.get('tool')} {short(json.dumps(state.get('input'), ensure_ascii=False))}"
+        if state.get("status") == "error":
+            return f"{shown}\n[tool error] {short(state.get('error', ''))}"
         return shown + (f" ({state.get('status')})" if state.get("status") != "completed" else "")
     if kind == "step_finish" and isinstance(part.get("tokens"), dict):
         tokens = part["tokens"]

@@ -183,3 +183,15 @@ def test_opencode_runs_the_tasks_and_its_tokens_are_what_the_server_sent(opencod
         log = repo.path(f"{LOGS}/beta.attempt-1.log").read_text(encoding="utf-8")
         assert "[tool] write " in log and "[agent] Report written." in log and "[step] stop" in log
         assert_fresh_and_quiet_on_rerun(repo, server, 2)
+
+
+def test_opencode_read_only_runs_its_plan_agent_and_the_write_is_refused(opencode_bin: str, repo: Any) -> None:
+    home = repo.root / "opencode-home"
+    with ResponsesServer(opencode_script) as server:
+        agent = {**opencode_agent(opencode_bin, server.base_url, home), "sandbox": "read-only"}
+        repo.write(config(agent, OPENCODE_TIERS, [{"id": "alpha", "goal": "Map the parser."}]))
+        result = repo.doit()
+    assert result.code == 1, result.out
+    assert not repo.path(f"{RUN_DIR}/artifacts/reports/alpha.md").exists()
+    log = repo.path(f"{LOGS}/alpha.attempt-1.log").read_text(encoding="utf-8")
+    assert "[tool error] The user has specified a rule which prevents you from using this specific tool call" in log
