@@ -126,3 +126,19 @@ def test_report_opens_in_a_real_browser_with_no_console_errors_and_no_hostile_sc
     shot = artifacts / "report.png"
     taken = run_browser(binary, away, profile, "--window-size=1400,2400", f"--screenshot={shot}")
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
+
+
+def test_report_output_goes_where_asked_and_an_unwritable_place_is_one_line(repo: Repo, tmp_path: Path) -> None:
+    repo.write_command([{"id": "a", "goal": "A"}])
+    assert repo.doit().code == 0
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = repo.rlm("report", "-o", str(out_dir))
+    assert (result.code, result.out) == (0, f"report: {out_dir.relative_to(repo.root)}/report.html\n")
+    assert (out_dir / "report.html").read_text().startswith("<!DOCTYPE html>")
+    (tmp_path / "a-file").write_text("x\n")
+    missing = tmp_path / "a-file" / "r.html"  # its folder is a file
+    result = repo.rlm("report", "--output", str(missing))
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (f"rlm: cannot write the report to {missing.relative_to(repo.root)}: "
+                          "File exists\n")  # mkdir of its folder

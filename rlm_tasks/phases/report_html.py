@@ -24,6 +24,7 @@ from typing import Any
 from rlm_tasks import jsonio
 from rlm_tasks.clock import parse_iso
 from rlm_tasks.config.paths import regular_file_problem
+from rlm_tasks.errors import UserError
 from rlm_tasks.phases import findings, mermaid
 from rlm_tasks.render import markdown_safe
 from rlm_tasks.resources import TEMPLATE_DIR
@@ -242,5 +243,11 @@ def shown_path(ctx: RunContext, path: Path) -> str:
 def write(ctx: RunContext, output: Path | None = None) -> Path:
     """Write the report (default: report.html in the run's folder) atomically; returns where it went."""
     path = output if output is not None else ctx.layout.abs(report_rel(ctx))
-    jsonio.write_text_atomic(path, render(ctx))
+    if path.is_dir():
+        path = path / FILE_NAME
+    text = render(ctx)
+    try:
+        jsonio.write_text_atomic(path, text)
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {shown_path(ctx, path)}: {exc.strerror or exc}") from None
     return path
