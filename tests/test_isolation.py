@@ -269,3 +269,25 @@ def test_sigkill_mid_merge_leaves_the_tree_before_or_after_never_half(tree: Repo
     assert not journal.exists() and not staged.exists()
     assert len(tree.calls()) == 1
     assert tree.tasks_done()["a"]["isolation"]["merged"] is True
+
+
+def test_validate_checks_setup_copy_and_the_no_shared_filesystem_rule(tree: Repo) -> None:
+    tree.write_command([editor("a", ["a.txt"]), {"id": "b", "goal": "B"}],
+                       setup={"copy": ["../secret", ".git/config", "ok.env"]},
+                       executor={"kind": "dask", "scheduler": "tcp://127.0.0.1:1", "filesystem": "none"})
+    result = tree.rlm("validate")
+    assert result.code == 2
+    lines = [line.split(": ", 1)[1] for line in result.err.splitlines()]
+    assert "setup.copy[0]: setup.copy '../secret' escapes the repository root" in lines
+    assert "setup.copy[1]: setup.copy '.git/config' is inside .git/" in lines
+    assert ("tasks[1]: executor.filesystem none needs isolation: worktree on every task (in the task or in "
+            "defaults:)") in lines
+    assert not any("tasks[0]" in line or "ok.env" in line for line in lines)
+
+
+def test_cleanup_never_touches_a_kept_worktree_or_a_patch(tree: Repo) -> None:
+    _winner, loser = _conflicted(tree)
+    kept = tree.path(f".rlm/local/worktrees/t/{loser}.attempt-1")
+    patch = tree.path(f"{RUN_DIR}/artifacts/patches/{loser}.attempt-1.patch")
+    assert tree.rlm("cleanup").code == 0
+    assert kept.is_dir() and patch.is_file()

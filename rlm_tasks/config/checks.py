@@ -188,6 +188,17 @@ class Checker:
         for i, conclusion in enumerate(data.get("decision", {}).get("conclusions", [])):
             for j, item in enumerate(conclusion.get("evidence", [])):
                 self.repo_path(("decision", "conclusions", i, "evidence", j), item, "evidence")
+        for i, item in enumerate(data.get("setup", {}).get("copy", [])):
+            top = posixpath.normpath(item).split("/")[0]
+            if self.repo_path(("setup", "copy", i), item, "setup.copy") and top in paths.MACHINERY:
+                self.add(("setup", "copy", i), f"setup.copy '{item}' is inside {top}/")
+        executor = data.get("executor", {})
+        if executor.get("kind") == "dask" and executor.get("filesystem") == "none":
+            isolated_default = data.get("defaults", {}).get("isolation") == "worktree"
+            for g in generated:
+                if g.task.get("isolation", "worktree" if isolated_default else "none") != "worktree":
+                    self.add((g.section, g.origin), "executor.filesystem none needs isolation: worktree on every "
+                                                    "task (in the task or in defaults:)")
         self.cycles(expansion)
         for path, message in ownership.config_problems(_expanded(data, expansion), self.root):
             self.add(_origin(path, expansion), message)
