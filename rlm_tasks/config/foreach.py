@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from rlm_tasks import sandbox
 from rlm_tasks.config import defaults, ownership, yamlpos
 from rlm_tasks.config.schema import describe
 from rlm_tasks.config.yamlpos import KeyPath
@@ -361,10 +362,8 @@ class _TemplateProblem(Exception):
 @functools.lru_cache(maxsize=512)
 def _compiled(text: str) -> Any:
     """One compiled template per distinct text: a fan-out renders the same few templates for every item."""
-    import jinja2
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    return env.from_string(text)
+    return sandbox.environment(keep_trailing_newline=True).from_string(text)
 
 
 def _render(text: str, context: dict[str, Any]) -> str:
@@ -378,6 +377,8 @@ def _render(text: str, context: dict[str, Any]) -> str:
         raise _TemplateProblem(f"template syntax error in {json.dumps(text)}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise _TemplateProblem(f"undefined in {json.dumps(text)}: {exc.message}") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise _TemplateProblem(sandbox.violation(json.dumps(text), exc)) from None
     except Exception as exc:  # a template is code: a filter on the wrong type raises anything
         raise _TemplateProblem(f"cannot render {json.dumps(text)}: {exc}") from None
 

@@ -160,3 +160,10 @@ def watch_files(root: Path, pattern: str, excluded: frozenset[str] = frozenset()
         if os.path.isfile(full) and _inside(root, os.path.realpath(full)):  # no FIFO, loop or dangling link
             out.append(name)
     return out
+
+
+def is_plain_relative(rel: object) -> bool:
+    """A repository-relative POSIX path read from a state file: not absolute, no `..`, no NUL, not empty."""
+    if not isinstance(rel, str) or not rel or "\0" in rel or rel.startswith("/"):
+        return False
+    return ".." not in rel.split("/")

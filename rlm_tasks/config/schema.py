@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlm_tasks import jsonio
 from rlm_tasks.config.yamlpos import KeyPath, format_path
-from rlm_tasks.errors import close_match
+from rlm_tasks.errors import UserError, close_match
 from rlm_tasks.resources import SCHEMA_DIR
 
 if TYPE_CHECKING:
@@ -116,3 +118,28 @@ def problems(name: str, instance: Any) -> Iterator[tuple[KeyPath, str, bool]]:
 def check(name: str, instance: Any) -> list[str]:
     """Plain messages for an artifact (used by tests and `rlm` self-checks)."""
     return [f"{format_path(path)}: {message}" for path, message, _ in problems(name, instance)]
+
+
+class StateFileInvalid(UserError):
+    """A file under .rlm/ (which any worker can write) does not match its schema."""
+
+
+def read_state(path: Path, name: str, default: Any = None) -> Any:
+    """The JSON file at `path` checked against schemas/`name`.schema.json: `default` when it does not exist,
+    StateFileInvalid naming the file and its first problem when it is not JSON or does not match. Every file
+    under the repository is worker-writable: nothing read from one is trusted before this check."""
+    try:
+        data = jsonio.read_json(path, default=_MISSING)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StateFileInvalid(f"{path}: not valid JSON ({exc}); not used") from None
+    except OSError as exc:
+        raise StateFileInvalid(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if data is _MISSING:
+        return default
+    found = check(name, data)
+    if found:
+        raise StateFileInvalid(f"{path}: does not match {name}.schema.json ({found[0]}); not used")
+    return data
+
+
+_MISSING = object()

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from rlm_tasks import sandbox
 from rlm_tasks.config.schema import suggest
 from rlm_tasks.config.yamlpos import KeyPath
 
@@ -106,7 +107,7 @@ def _command(path: KeyPath, command: Any) -> Iterator[Problem]:
     import jinja2
     from jinja2 import meta
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env = sandbox.environment()
     for i, item in enumerate(command):
         if not isinstance(item, str) or ("{" not in item):
             continue

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rlm_tasks import jsonio
+from rlm_tasks import jsonio, sandbox
 from rlm_tasks.config.records import Plan, TaskSpec
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
@@ -29,19 +30,19 @@ class TemplateError(UserError):
 
 
 def environment(plan: Plan) -> jinja2.Environment:
+    """Sandboxed (rlm_tasks.sandbox): a `templates_dir` template and every value it prints come from
+    rlm.yaml or files a worker can change, and none of them may run code."""
     import jinja2  # imported when needed: a no-op run renders nothing (bench/)
 
     search = [str(BUILTIN_TEMPLATES)]
     loader: jinja2.BaseLoader = jinja2.FileSystemLoader(search)
     if plan.templates_dir:
         loader = jinja2.ChoiceLoader([_confined_loader(plan, plan.templates_dir), loader])
-    env = jinja2.Environment(
+    env = sandbox.environment(
         loader=loader,
-        undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # Markdown for agents, not HTML; untrusted text goes through the filters below
     )
     env.filters["md"] = escape.md  # untrusted text into final.md: reports, decision, goals
     env.filters["code"] = escape.code
@@ -78,6 +79,28 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
         raise TemplateError(f"{name}: undefined variable: {exc.message}") from None
     except jinja2.TemplateNotFound as exc:
         raise TemplateError(f"template not found: {exc.name}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(_runtime_problem(env, name, exc)) from None
+    except (ArithmeticError, TypeError, ValueError, LookupError) as exc:  # a filter given the wrong type
+        raise TemplateError(_runtime_problem(env, name, exc)) from None
+
+
+def _runtime_problem(env: jinja2.Environment, name: str, exc: BaseException) -> str:
+    """FILE:LINE: what went wrong while a template ran (the sandbox refusing something, most often)."""
+    filename = None
+    if env.loader is not None:
+        with contextlib.suppress(Exception):
+            filename = env.loader.get_source(env, name)[1]
+    line = sandbox.template_line(exc, filename)
+    where = f"{_shown(filename) if filename else name}:{line}" if line else (_shown(filename) if filename else name)
+    if sandbox.is_violation(exc):
+        return sandbox.violation(where, exc)
+    return f"{where}: template failed: {exc}"
+
+
+def _shown(filename: str) -> str:
+    rel = os.path.relpath(filename)
+    return filename if rel.startswith("..") else rel
 
 
 def render_string(template: str, context: dict[str, Any], what: str) -> str:
@@ -93,15 +116,19 @@ def render_string(template: str, context: dict[str, Any], what: str) -> str:
         raise TemplateError(f"{what}: template syntax error in {template!r}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"{what}: undefined variable in {template!r}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        if sandbox.is_violation(exc):
+            raise TemplateError(sandbox.violation(f"{what}: {template!r}", exc)) from None
+        raise TemplateError(f"{what}: cannot render {template!r}: {exc}") from None
+    except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise TemplateError(f"{what}: cannot render {template!r}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=256)
 def _compiled(template: str) -> Any:
     """One compile per distinct argv template, not one per attempt (a compile is ~1 ms; a Template renders
     from any thread)."""
-    import jinja2
-
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False).from_string(template)
+    return sandbox.environment().from_string(template)
 
 
 def plan_context(plan: Plan) -> dict[str, Any]:
@@ -196,6 +223,19 @@ def render_prompt(plan: Plan, task: TaskSpec, layout: RunLayout, env: jinja2.Env
 def command_context(plan: Plan, task: TaskSpec, layout: RunLayout) -> dict[str, Any]:
     """Context of `agent.command` items: the task's fields plus where things are on this machine."""
     return {**task_context(plan, task, layout), "python": sys.executable, "root": str(plan.root)}
+
+
+def check_commands(plan: Plan, layout: RunLayout) -> None:
+    """Render every command worker's argv items as a first attempt would: TemplateError (a sandbox refusal, a
+    filter on the wrong type) before the run rather than in its middle."""
+    for task in plan.tasks:
+        if task.agent.kind != "command" or not any("{" in item for item in task.agent.command):
+            continue
+        tier = plan.tier(task.compute_tier)
+        context = command_context(plan, task, layout) | {"model": tier.model, "effort": tier.effort, "attempt": 1}
+        for i, item in enumerate(task.agent.command):
+            if "{" in item:
+                render_string(item, context, f"{plan.config_path.name}: agent.command[{i}]")
 
 
 FINAL_TEMPLATE = "final.md.j2"

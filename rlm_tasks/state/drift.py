@@ -10,51 +10,36 @@ drift check, only a note saying so.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rlm_tasks import jsonio
+from rlm_tasks import gitcmd, jsonio
 from rlm_tasks.clock import iso, parse_iso, utc_now
-from rlm_tasks.config import ownership
+from rlm_tasks.config import ownership, schema
+from rlm_tasks.config import paths as config_paths
 from rlm_tasks.layout import STATE_DIR
 from rlm_tasks.state import budget, history
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.provenance import sha256_file
 
 FORMAT_VERSION = 1
-GIT_TIMEOUT_SECONDS = 60
 
 
 def baseline_rel(ctx: RunContext) -> str:
     return ctx.layout.drift_baseline_rel
 
 
-def _git(root: Path, *args: str) -> bytes | None:
-    """git's stdout, or None when git is missing or fails (not a repository, no HEAD, ...)."""
-    try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=GIT_TIMEOUT_SECONDS,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def _in_work_tree(root: Path) -> bool:
-    return (_git(root, "rev-parse", "--is-inside-work-tree") or b"").strip() == b"true"
-
-
-def _head(root: Path) -> str | None:
-    out = _git(root, "rev-parse", "--verify", "-q", "HEAD")
-    return out.decode().strip() if out else None
+_git = gitcmd.output
+_in_work_tree = gitcmd.in_work_tree
+_head = gitcmd.head
 
 
 def _status_paths(root: Path) -> list[str]:
     """Files that differ from HEAD or are untracked, relative to `root` (which may be below the top level)."""
     prefix = (_git(root, "rev-parse", "--show-prefix") or b"").decode().strip()
-    out = _git(root, "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all", "--", ".") or b""
+    out = _git(root, "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all", paths=(".",)) or b""
     paths = []
     for entry in out.decode("utf-8", "surrogateescape").split("\0"):
         if len(entry) > 3:
@@ -65,7 +50,7 @@ def _status_paths(root: Path) -> list[str]:
 
 def _diff_paths(root: Path, base: str) -> list[str]:
     """Files that differ between commit `base` and the working tree (covers commits made during the run)."""
-    out = _git(root, "diff", "--name-only", "-z", "--no-renames", "--relative", base, "--") or b""
+    out = _git(root, "diff", "--name-only", "-z", "--no-renames", "--relative", revisions=(base,), paths=()) or b""
     return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
@@ -103,20 +88,29 @@ def take_baseline(ctx: RunContext) -> bool:
     return True
 
 
-def _baseline(ctx: RunContext) -> dict[str, Any] | None:
+def _read_baseline(ctx: RunContext) -> tuple[dict[str, Any] | None, str | None]:
+    """(the baseline, None) when it matches its schema; (None, why not) when it is missing or does not: a worker
+    can write it, and its `head` reaches git and its `dirty` paths the filesystem."""
     try:
-        data = jsonio.read_json(ctx.layout.abs(baseline_rel(ctx)))
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) and data.get("git") else None
+        data = schema.read_state(ctx.layout.abs(baseline_rel(ctx)), "drift_baseline")
+    except schema.StateFileInvalid as exc:
+        return None, str(exc)
+    if not isinstance(data, dict):
+        return None, None
+    bad = [p for p in data["dirty"] if not config_paths.is_plain_relative(p)]
+    if bad:
+        return None, f"{baseline_rel(ctx)}: dirty path {bad[0]!r} is not a plain repository path; not used"
+    return data, None
+
+
+def _baseline(ctx: RunContext) -> dict[str, Any] | None:
+    data = _read_baseline(ctx)[0]
+    return data if data is not None and data.get("git") else None
 
 
 def baseline_taken_at(ctx: RunContext) -> str | None:
-    try:
-        data = jsonio.read_json(ctx.layout.abs(baseline_rel(ctx)))
-    except ValueError:
-        return None
-    return data.get("taken_at") if isinstance(data, dict) else None
+    data = _read_baseline(ctx)[0]
+    return data.get("taken_at") if data is not None else None
 
 
 def changed_since_start(ctx: RunContext) -> tuple[list[str], dict[str, Any] | None]:
@@ -160,6 +154,9 @@ def report(ctx: RunContext) -> dict[str, Any]:
             idle.append({"path": path, "tasks": owners})
     attribution = attribute(ctx, [*unowned, *(entry["path"] for entry in idle)])
     notes = []
+    refused = _read_baseline(ctx)[1]
+    if refused:
+        notes.append(refused)
     if baseline is None:
         notes.append("no baseline from the run's start: compared with HEAD")
     if not any(t.owns for t in tasks):

@@ -33,8 +33,10 @@ def validate(args: argparse.Namespace) -> int:
         missing.append(f"{shown}:{pos.line}:{pos.column}: run_id: {shared}")
     if missing:
         raise ConfigError(missing)
+    layout = RunLayout(plan.root, plan.run_id)
     if plan.templates_dir:  # your templates fail here, not in the middle of a run
-        jinja.check_templates(plan, RunLayout(plan.root, plan.run_id))
+        jinja.check_templates(plan, layout)
+    jinja.check_commands(plan, layout)
     for line in plan.warnings:
         print(line)
     verify = sum(1 for t in plan.tasks if t.mode == "verify")

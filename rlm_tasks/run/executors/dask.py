@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlm_tasks import gitcmd
 from rlm_tasks.procs import start_ticks
 from rlm_tasks.render.agents import Invocation
 from rlm_tasks.run import worker
@@ -52,12 +52,7 @@ AGENTS = "agents"
 
 
 def git_commit(root: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30,
-                             check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return gitcmd.head(root)
 
 
 def probe(root: str, config: str) -> dict[str, Any]:
