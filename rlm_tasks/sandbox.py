@@ -71,11 +71,11 @@ def violation(where: str, exc: BaseException) -> str:
 def template_line(exc: BaseException, filename: str | None = None) -> int | None:
     """The template line an error was raised at: Jinja rewrites the traceback so that a template's frames carry
     the template's file name (or `<template>` for a string) and line."""
-    import traceback
-
     found = None
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        name = frame.f_code.co_filename
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
         if name == "<template>" or (filename is not None and name == filename):
-            found = lineno
+            found = tb.tb_lineno
+        tb = tb.tb_next
     return found
