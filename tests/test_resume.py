@@ -19,7 +19,7 @@ TASKS = [{"id": "done", "goal": "D"}, {"id": "slow", "goal": "S"}, {"id": "slowe
 def kill_orchestrator_mid_run(repo: Repo, spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Start doit, SIGKILL it once 'done' is recorded and both slow workers run; return their inflight entries."""
     repo.write_command(TASKS, spec)
-    run = repo.start_doit()
+    run = repo.start_doit(RLM_KEEP_WORKERS="1")  # workers outlive the SIGKILL (the default ends them)
     try:
         # The orchestrator lists a worker in inflight.json right after starting it, before the agent itself has
         # recorded its start: waiting on inflight.json alone let the kill come first and lose a record (the

@@ -14,7 +14,7 @@ Exit codes:
   3    the run is locked by another process (or its lock is stale: --break-lock);
        wait: still running at --timeout; archive use: cleanup.lock busy too long
   70   a bug: "unexpected error", details in .rlm/local/rlm-crash.log
-  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM; 129 by SIGHUP (terminal closed)
 `rlm cleanup` exits 0 also when it skipped because another process is cleaning up.
 """
 

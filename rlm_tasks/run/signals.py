@@ -1,4 +1,8 @@
-"""SIGINT and SIGTERM during a run: forward to every worker's process group, unwind doit, exit 130/143.
+"""SIGINT, SIGTERM and SIGHUP during a run: forward to every worker's process group, unwind doit, exit
+130/143/129.
+
+SIGHUP (a closed terminal, a dropped ssh session) is handled like SIGTERM, and the workers get SIGTERM: an
+agent that ignores a hangup (nohup-style) must not run on with nobody to read its report.
 
 Workers run in their own sessions, so a Ctrl-C on the terminal reaches only the
 orchestrator; it forwards the signal. Raising KeyboardInterrupt in the main
@@ -17,7 +21,7 @@ from typing import Any
 
 from rlm_tasks.run import worker
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM)
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # what signal.signal() returns: a function, SIG_DFL/SIG_IGN, or None (set outside Python)
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
@@ -46,7 +50,7 @@ class SignalGuard:
             worker.terminate_all(signal.SIGKILL)  # asked twice: no more grace
             return
         self.signum = signum
-        self.signalled = worker.begin_shutdown(signum)
+        self.signalled = worker.begin_shutdown(signal.SIGTERM if signum == signal.SIGHUP else signum)
         if not self.unwinding:
             raise KeyboardInterrupt
 

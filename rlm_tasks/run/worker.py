@@ -23,7 +23,7 @@ from rlm_tasks.config import paths
 from rlm_tasks.errors import UserError
 from rlm_tasks.procs import group_alive
 from rlm_tasks.render.agents import Invocation
-from rlm_tasks.run import orphans
+from rlm_tasks.run import orphans, watchdog
 from rlm_tasks.run.usage import human_line
 from rlm_tasks.state.reports import MAX_REPORT_BYTES
 
@@ -405,6 +405,8 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             return AttemptResult(None, False, started, time.time(), error=message)
         with _live_lock:  # a shutdown either sees this group, or began while it started: then it is ended here
             _live_groups.add(proc.pid)
+            # should this process die (SIGKILL included), its watchdog ends the group
+            watchdog.watch(proc.pid, procs.start_ticks(proc.pid), tag, kill_grace_or_default())
             late = _shutdown_signal if _shutdown.is_set() else None
         if late is not None:
             kill_group(proc.pid, late)
@@ -461,6 +463,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
                 helper.join(timeout=kill_grace_or_default())
             with _live_lock:
                 _live_groups.discard(proc.pid)
+            watchdog.unwatch(proc.pid)
     if over_cap is None and captured.over():  # went over between the last poll and the exit
         over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
     with contextlib.suppress(FileNotFoundError):  # a worker may have removed .rlm/local/, its log with it

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlm_tasks import gitcmd
+from rlm_tasks import gitcmd, procs
 from rlm_tasks.procs import start_ticks
 from rlm_tasks.render.agents import Invocation
 from rlm_tasks.run import worker
@@ -138,6 +138,23 @@ def remote_isolated_attempt(request: remote.Request, invocation: Invocation, pro
     finally:
         _ended(name).set()
     return result, where, returned
+
+
+def end_lost(pgid: int, ticks: int | None, grace: float) -> bool:
+    """On the host where a lost attempt ran: end its process group if it still runs; True once it is gone.
+    A leader alive with another start time is a reused pid, not the attempt's."""
+    if ticks is not None and start_ticks(pgid) not in (None, ticks):
+        return True
+    if procs.group_alive(pgid):
+        worker.end_group(pgid, grace)
+    deadline = time.monotonic() + grace + LOST_AFTER
+    while procs.group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not procs.group_alive(pgid)
+
+
+def _host_of(address: str) -> str:
+    return address.rsplit("://", 1)[-1].rsplit(":", 1)[0]
 
 
 class DaskExecutor:
@@ -296,13 +313,43 @@ class DaskExecutor:
             if kept is not None:
                 kept.append(whole)
         except Exception as exc:  # the task failed on the cluster (worker lost, cancelled, ...): the attempt failed
-            return worker.AttemptResult(None, False, started or submitted, time.time(),
-                                        error=f"Dask: {type(exc).__name__}: {exc}".rstrip(": "),
-                                        interrupted=why == "interrupted")
+            result = worker.AttemptResult(None, False, started or submitted, time.time(),
+                                          error=f"Dask: {type(exc).__name__}: {exc}".rstrip(": "),
+                                          interrupted=why == "interrupted")
+            return self._after_loss(client, name, started, result)
+        if result.error and started is not None:  # Dask ran it again after its worker died: "lost"
+            return self._after_loss(client, name, started, result)
         if why is None:
             return result
         return result._replace(timed_out=why == "timeout", stalled=why == "stalled",
                                    interrupted=why == "interrupted")
+
+    def _after_loss(self, client: Any, name: str, started: float | None,
+                    result: worker.AttemptResult) -> worker.AttemptResult:
+        """A lost attempt is retried only once its processes are known to be gone (never two agents writing one
+        report): ended here when this host ran it, or by a live Dask worker on its host; when nobody can tell,
+        the attempt counts as interrupted, which this run does not retry."""
+        if started is None:
+            return result  # it never started: nothing runs
+        try:
+            where = dict(_where(name, client).get(timeout=worker.POLL_SECONDS))
+            pgid, ticks, host = int(where["pgid"]), where.get("pid_start_ticks"), _host_of(str(where["dask_worker"]))
+        except Exception:  # the Variable is gone with the scheduler's memory of it: nobody can tell
+            where, pgid, ticks, host = {}, 0, None, ""
+        gone = False
+        grace = worker.kill_grace_or_default()
+        if pgid and where.get("host") == socket.gethostname():
+            gone = end_lost(pgid, ticks, grace)
+        elif pgid:
+            with contextlib.suppress(Exception):
+                workers = client.scheduler_info(n_workers=-1).get("workers", {})
+                there = [address for address in workers if _host_of(address) == host]
+                answers = client.run(end_lost, pgid, ticks, grace, workers=there[:1]) if there else {}
+                gone = any(answers.values())
+        if gone:
+            return result
+        return result._replace(interrupted=True, error=f"{result.error}; its processes on "
+                               f"{where.get('host') or 'an unknown host'} may still run: not retried in this run")
 
     def close(self) -> None:
         """End what is still running (a run interrupted while waiting for the cluster), then disconnect."""
