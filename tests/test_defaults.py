@@ -65,6 +65,7 @@ def test_a_minimal_plan_gets_the_table(tmp_path: Path) -> None:
         "agent.kind": task.agent.kind,
         "agent.sandbox": task.agent.sandbox,
         "agent.report": task.agent.report,
+        "agent.env_inherit": task.agent.env_inherit,
     }
     expected = {k: v for k, v in defaults.SCHEMA_DEFAULTS.items() if k != "budget.max_watch_files"}
     assert got == expected

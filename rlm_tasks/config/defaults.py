@@ -52,6 +52,7 @@ GATE_TIMEOUT = 1800.0
 EXPECTS_CHANGES = False
 DRIFT = "refuse"
 SETUP_TIMEOUT = 600.0
+ENV_INHERIT = "all"  # agent.env_inherit: the whole environment
 
 # US dollars per million tokens (input, cached input, output) of every kind's models, as each kind's module
 # in rlm_tasks/agents/ publishes them; `prices:` in rlm.yaml overrides or extends it. An agent's own cost wins.
@@ -85,6 +86,7 @@ SCHEMA_DEFAULTS: dict[str, Any] = {
     "agent.kind": AGENT_KIND,
     "agent.sandbox": SANDBOX,
     "agent.report": AGENT_REPORT,
+    "agent.env_inherit": ENV_INHERIT,
 }
 
 

@@ -54,7 +54,13 @@ def _freeze_agent(raw: dict[str, Any]) -> AgentSpec:
         timeout=raw.get("timeout"),
         command=tuple(raw.get("command", ())),
         report=raw.get("report", defaults.AGENT_REPORT),
+        env_inherit=_inherit(raw.get("env_inherit", defaults.ENV_INHERIT)),
+        mask_env=tuple(raw.get("mask_env", ())),
     )
+
+
+def _inherit(value: str | list[str]) -> str | tuple[str, ...]:
+    return value if isinstance(value, str) else tuple(value)
 
 
 def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: foreach.Expansion | None = None) -> Plan:

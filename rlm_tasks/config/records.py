@@ -30,6 +30,8 @@ class AgentSpec(NamedTuple):
     timeout: float | None = None
     command: tuple[str, ...] = ()
     report: str = defaults.AGENT_REPORT
+    env_inherit: str | tuple[str, ...] = defaults.ENV_INHERIT  # "all", or the names a worker inherits
+    mask_env: tuple[str, ...] = ()  # more name patterns whose values logs mask
 
 
 class Tier(NamedTuple):

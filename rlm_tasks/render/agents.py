@@ -7,6 +7,7 @@ import shutil
 import time
 from typing import Any, NamedTuple
 
+from rlm_tasks import secrets
 from rlm_tasks.agents import kind_of
 from rlm_tasks.agents.base import ROOT_PLACEHOLDER
 from rlm_tasks.clock import iso
@@ -26,6 +27,7 @@ class Invocation(NamedTuple):
     report_from_stdout: bool
     timeout: float | None
     events: str | None = None  # the kind whose JSONL event stream stdout is (run/usage.py reads it)
+    secrets: tuple[str, ...] = ()  # values masked in the worker's log (rlm_tasks.secrets)
 
 
 def _argv_template(agent: AgentSpec, tier: Tier) -> list[str]:
@@ -86,7 +88,7 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
         argv = [str(plan.root) if item == ROOT_PLACEHOLDER else item for item in template]
         argv[0] = resolve_binary(argv[0], plan)
         events = agent.kind if kind.stream(agent.args, argv) else None
-    env = dict(os.environ)
+    env = secrets.inherited(os.environ, agent.env_inherit)
     env.update(dict(agent.env))
     env.update({
         "RLM_RUN_ID": plan.run_id,
@@ -107,5 +109,6 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
         report_from_stdout=kind.report_mode(agent) == "stdout",
         timeout=agent.timeout,
         events=events,
+        secrets=secrets.values_to_mask(os.environ, dict(agent.env), agent.mask_env),
     )
 

@@ -47,9 +47,10 @@ _adopting = False  # we are the subreaper, and end it when the last attempt ends
 _was_subreaper = False
 
 
-def spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], *, helper: bool = False, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen in a session of its own, registered so that it is never taken for an orphan; `forget` it once
-    reaped.
+    reaped. A `helper` (the watchdog) lives longer than any worker and starts none: it never makes a later
+    orphan look like a running worker's descendant.
 
     The lock is not held while the process starts (fork and exec take milliseconds, and every attempt
     starting or ending would queue behind them): a sweep meanwhile spares every child that started
@@ -65,7 +66,7 @@ def spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         with lock:
             del _spawning[key]
             if proc is not None:
-                _spawned[proc.pid] = ticks
+                _spawned[proc.pid] = None if helper else ticks
     return proc
 
 

@@ -47,10 +47,16 @@ def _send(line: str) -> None:
             _pipe = None
 
 
+def keeping() -> bool:
+    """Workers must outlive this process (RLM_KEEP_WORKERS=1, for a later `--adopt`): no watchdog, and their
+    output goes straight to its files, not through a pipe to us (unmasked, then)."""
+    return os.environ.get(KEEP_ENV) == "1"
+
+
 def _ensure(grace: float) -> None:
     """Start this process's watchdog, once (again if it died)."""
     global _pipe, _proc
-    if os.environ.get(KEEP_ENV) == "1":
+    if keeping():
         return
     with _lock:
         if _proc is not None and _proc.poll() is None and _pipe is not None:
@@ -58,7 +64,7 @@ def _ensure(grace: float) -> None:
         try:
             # a session of its own: a Ctrl-C or hangup on the terminal is the orchestrator's to handle;
             # through orphans.spawn, so that the orphan sweep never takes it for a worker's orphan
-            proc = orphans.spawn([sys.executable, "-I", str(MAIN), f"{grace:g}"], stdin=subprocess.PIPE,
+            proc = orphans.spawn([sys.executable, "-I", str(MAIN), f"{grace:g}"], helper=True, stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             return  # no watchdog: the orchestrator still ends its workers in every way it can

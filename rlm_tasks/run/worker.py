@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from rlm_tasks import jsonio, procs
+from rlm_tasks import jsonio, procs, secrets
 from rlm_tasks.config import paths
 from rlm_tasks.errors import UserError
 from rlm_tasks.procs import group_alive
@@ -268,11 +268,11 @@ def _feed_at_once(stdin: IO[bytes] | None, prompt: bytes) -> bytes:
     return b""
 
 
-def _follow(events_path: Path, log: IO[bytes], kind: str, stop: threading.Event) -> None:
+def _follow(events_path: Path, log: secrets.SharedLog, kind: str, stop: threading.Event) -> None:
     """A readable line in the log for each event the agent appends to its events file, until `stop`.
 
-    The agent writes the file itself (not a pipe to us), so a worker outlives a killed
-    orchestrator and `--adopt` still finds its events.
+    The events file is written as the agent's stdout arrives (masked), or by the agent itself when workers
+    must outlive us (RLM_KEEP_WORKERS=1), so that `--adopt` still finds its events.
     """
     pending = b""
 
@@ -280,7 +280,6 @@ def _follow(events_path: Path, log: IO[bytes], kind: str, stop: threading.Event)
         shown = human_line(kind, line)
         if shown is not None:
             log.write(shown)
-            log.flush()
 
     with events_path.open("rb") as events:
         while True:
@@ -382,20 +381,25 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
     stop = threading.Event()
     streaming = events_path is not None and invocation.events is not None and not invocation.report_from_stdout
     watched = [log_path, report_path, *watch, *([events_path] if streaming and events_path else [])]
+    # the agent's output reaches its log through us, masked (rlm_tasks.secrets), unless it must outlive us
+    masked = not watchdog.keeping()
     with log_path.open("wb") as log, contextlib.ExitStack() as files:
         events = files.enter_context(events_path.open("wb")) if streaming and events_path is not None else None
+        shared_log = secrets.SharedLog(log)
         if _shutdown.is_set():
             return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
         captured = _StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
         try:
             tag = os.urandom(8).hex()  # what secrets.token_hex is, without its import on every run
             files.enter_context(orphans.adopting())  # Linux: what leaves the tree with no tag comes to us
-            stdout = files.enter_context(captured.open()) if invocation.report_from_stdout else (events or log)
+            stdout = (files.enter_context(captured.open()) if invocation.report_from_stdout
+                      else subprocess.PIPE if masked else (events or log))
             proc = orphans.spawn(  # own session and process group: a timeout or signal ends the whole tree
                 invocation.argv,
                 stdin=subprocess.PIPE,
                 stdout=stdout,
-                stderr=log if invocation.report_from_stdout or events else subprocess.STDOUT,
+                stderr=((subprocess.PIPE if masked else log) if invocation.report_from_stdout or events
+                        else subprocess.STDOUT),
                 cwd=cwd,
                 env={**invocation.env, TAG_ENV: tag},
             )
@@ -416,8 +420,15 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         helpers = [threading.Thread(target=_feed, args=(proc.stdin, rest), daemon=True, name="rlm-stdin")] if rest \
             else []
         if events is not None and events_path is not None and invocation.events is not None:
-            helpers.append(threading.Thread(target=_follow, args=(events_path, log, invocation.events, stop),
+            helpers.append(threading.Thread(target=_follow, args=(events_path, shared_log, invocation.events, stop),
                                             daemon=True, name="rlm-events"))
+        if proc.stdout is not None:
+            sink = secrets.SharedLog(events) if events is not None else shared_log
+            helpers.append(threading.Thread(target=secrets.pump, args=(proc.stdout, sink, invocation.secrets),
+                                            daemon=True, name="rlm-stdout"))
+        if proc.stderr is not None:
+            helpers.append(threading.Thread(target=secrets.pump, args=(proc.stderr, shared_log, invocation.secrets),
+                                            daemon=True, name="rlm-stderr"))
         for helper in helpers:
             helper.start()
         exited, pidfd = _exit_waiter(proc)
