@@ -82,11 +82,9 @@ def context(root: Path) -> RunContext:
 
 
 def run_files(root: Path) -> dict[str, bytes]:
-    """The run's files as the archive names them: the run dir, and its local logs and progress under artifacts/."""
-    trees = [(root / RUN, ""), (root / LOCAL / "logs", "artifacts/logs/"),
-             (root / LOCAL / "progress", "artifacts/progress/")]
-    return {prefix + p.relative_to(base).as_posix(): p.read_bytes()
-            for base, prefix in trees for p in sorted(base.rglob("*")) if p.is_file()}
+    """The run's files as the archive names them: the run dir only (logs stay machine-local)."""
+    base = root / RUN
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
 
 def test_archive_copies_hashes_and_locks_the_run(finished: Path) -> None:
@@ -128,7 +126,7 @@ def test_transient_mode(finished: Path, mode: str, logs_left: bool) -> None:
     assert not list((finished / LOCAL).glob("*.tar.gz"))
     meta = json.loads((finished / ".rlm/archive" / result.archive_id / "meta.json").read_text())
     assert meta["retention"]["ttl_days"] == 3 and meta["retention"]["keep_forever"] is True
-    assert "artifacts/logs/a.attempt-1.log" in meta["manifest"]  # the archive keeps what the run dir drops
+    assert not [name for name in meta["manifest"] if name.startswith(("artifacts/logs/", "artifacts/progress/"))]
 
 
 def test_archive_refused_without_final_outputs(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,7 +196,7 @@ def test_archive_killed_half_way_leaves_no_archive(finished: Path) -> None:
 def test_verify_reports_tampering(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive.create(context(finished), now=NOW)
     assert main(["archive", "verify", ARCHIVE_ID]) == 0
-    assert capsys.readouterr().out == f"archive {ARCHIVE_ID}: intact (8 files match the manifest)\n"
+    assert capsys.readouterr().out == f"archive {ARCHIVE_ID}: intact (5 files match the manifest)\n"
 
     run = finished / ".rlm/archive" / ARCHIVE_ID / "run"
     os.chmod(run / "artifacts/reports", 0o755)
@@ -320,6 +318,25 @@ def test_verify_catches_an_edited_manifest_a_dropped_entry_and_files_beside_run(
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == [
         f"archive {ARCHIVE_ID}: NOT intact",
-        "  meta.json: file_count is 8 but the manifest lists 7 files (an entry was removed or added)",
+        "  meta.json: file_count is 5 but the manifest lists 4 files (an entry was removed or added)",
         "  meta.json: the manifest does not match its recorded digest (manifest_sha256): edited",
     ]
+
+
+def test_logs_never_reach_the_archive_and_rejected_copies_leave_the_active_run(finished: Path) -> None:
+    rejected = finished / RUN / "artifacts/reports/a.attempt-1.rejected.md"
+    rejected.write_text("# rejected\n")
+    checked_before = main(["check"])
+    result = archive.create(context(finished), now=NOW)
+    dest = finished / ".rlm/archive" / result.archive_id
+    assert not list(dest.rglob("*.log"))  # the archive is committed: no log in it
+    assert not (finished / LOCAL / "logs").exists()
+    assert not rejected.exists()  # trimmed from the active run (step 4)
+    assert (dest / "run/artifacts/reports/a.attempt-1.rejected.md").exists()  # the archive keeps the run as it was
+    pointer = json.loads((finished / RUN / "archived_to.json").read_text())
+    assert pointer["transient"]["paths"] == [f"{LOCAL}/logs", f"{LOCAL}/progress",
+                                             f"{RUN}/artifacts/reports/a.attempt-1.rejected.md"]
+    with tarfile.open(finished / pointer["transient"]["compressed_to"]) as tar:
+        assert "artifacts/reports/a.attempt-1.rejected.md" in tar.getnames()
+    assert (finished / RUN / "artifacts/reports/a.md").exists() and (finished / RUN / "provenance.json").exists()
+    assert main(["check"]) == checked_before  # reports, prompts and provenance kept: `rlm check` says the same

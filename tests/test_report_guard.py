@@ -3,6 +3,7 @@ special file is never read through, paths are checked again when used, reports a
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -115,6 +116,19 @@ def test_report_file_over_the_cap_is_not_read(repo: Repo, monkeypatch: pytest.Mo
     assert result.code == 1
     assert failed_line(result.out).startswith(
         "  FAILED  map:a: report is 2,200 bytes, over the 1,000-byte cap (report moved to ")
+
+
+def test_a_rejected_report_over_the_cap_keeps_only_its_ends(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reports, "MAX_REPORT_BYTES", 1000)
+    monkeypatch.setattr(reports, "KEPT_END_BYTES", 50)
+    python_worker(repo, "import os; open(os.environ['RLM_REPORT_PATH'], 'w').write('H' * 60 + 'm' * 5000 + 'T' * 60)")
+    result = repo.doit()
+    assert result.code == 1
+    moved = failed_line(result.out).rsplit("(report moved to ", 1)[1].split(")")[0]
+    kept = repo.path(moved).read_text()
+    digest = hashlib.sha256(("H" * 60 + "m" * 5000 + "T" * 60).encode()).hexdigest()
+    assert kept == ("H" * 50 + f"\n\n[rlm: this rejected report was 5,120 bytes (sha256 {digest}), over the 1,000-byte "
+                    "cap; only its first and last 50 bytes are kept]\n\n" + "T" * 50)
 
 
 def test_log_over_the_cap_ends_the_attempt_and_keeps_the_tail(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:

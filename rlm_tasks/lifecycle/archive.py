@@ -9,6 +9,7 @@ re-hashes against it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -33,14 +34,23 @@ from rlm_tasks.state.context import RunContext
 
 FORMAT_VERSION = 1
 REQUIRED_OUTPUTS = ("final.json", "deferred.json")
-# The run's machine-local logs and progress files: heavy, so the archive keeps a copy (under these
-# names inside run/) and lifecycle.transient decides what happens to the originals.
+# A run's heavy transient files: its machine-local logs and progress files, and the rejected report copies in
+# its run folder. The archive never holds the logs (archives are committed, and a log holds whatever a worker
+# printed); after archiving, lifecycle.transient compresses them into a machine-local tarball, removes them or
+# keeps them. Reports, prompts and provenance stay, so `rlm check` still works.
 TRANSIENT_DIRS = ("artifacts/logs", "artifacts/progress")
+REJECTED_GLOB = "*.rejected*.md"
 
 
 def _transient_sources(ctx: RunContext) -> dict[str, str]:
-    """Name inside the archive's run/ → repo-relative directory under .rlm/local/."""
-    return dict(zip(TRANSIENT_DIRS, (ctx.layout.logs_rel, ctx.layout.progress_dir_rel), strict=True))
+    """Name inside the tarball → repo-relative path (a directory under .rlm/local/, or a rejected copy)."""
+    found = dict(zip(TRANSIENT_DIRS, (ctx.layout.logs_rel, ctx.layout.progress_dir_rel), strict=True))
+    reports_dir = f"{ctx.layout.artifacts_rel}/reports"
+    with contextlib.suppress(OSError):
+        for path in sorted(ctx.layout.abs(reports_dir).glob(REJECTED_GLOB)):
+            if path.is_file() and not path.is_symlink():
+                found[f"artifacts/reports/{path.name}"] = f"{reports_dir}/{path.name}"
+    return found
 # read-only, and no more readable than the user's umask lets new files be (077: the owner only)
 READ_ONLY_FILE = (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH) & ~jsonio.UMASK
 READ_ONLY_DIR = (READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH) & ~jsonio.UMASK
@@ -258,13 +268,10 @@ def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datet
         source = ctx.layout.run_dir
         manifest: dict[str, str] = {}
         size = 0
-        trees = [(source, "")] + [(ctx.layout.abs(local), f"{name}/")
-                                   for name, local in _transient_sources(ctx).items()]
-        for tree, prefix in trees:
-            for path in _files(tree):
-                rel = prefix + path.relative_to(tree).as_posix()
-                manifest[rel], n = _copy_file(path, tmp / "run" / rel)
-                size += n
+        for path in _files(source):  # the run folder only: logs stay machine-local
+            rel = path.relative_to(source).as_posix()
+            manifest[rel], n = _copy_file(path, tmp / "run" / rel)
+            size += n
         meta = _meta(ctx, final, archive_id, now, ttl_days, keep_forever, manifest, size)
         problems = schema.check("archive_meta", meta)
         if problems:
@@ -303,7 +310,11 @@ def _trim_transient(ctx: RunContext, present: list[str], tarball: str | None) ->
             Path(tmp).unlink(missing_ok=True)
             raise
     for rel in present:
-        remove_tree(ctx.layout.abs(rel))
+        path = ctx.layout.abs(rel)
+        if path.is_dir() and not path.is_symlink():
+            remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _sweep(ctx: RunContext, archive_id: str) -> tuple[cleanup.CleanupResult, list[str]]:
@@ -327,7 +338,7 @@ def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool
     forever = bool(lifecycle.keep_forever if keep_forever is None else keep_forever)
     archive_id, meta = build(ctx, ttl_days=ttl, keep_forever=forever, now=now)
 
-    present = [rel for rel in _transient_sources(ctx).values() if ctx.layout.abs(rel).is_dir()]
+    present = [rel for rel in _transient_sources(ctx).values() if ctx.layout.abs(rel).exists()]
     mode = lifecycle.transient if present else "keep"
     tarball = f"{ctx.layout.local_run_rel}/transient-{archive_id}.tar.gz" if mode == "compress" else None
     jsonio.write_json(archived_to_path(ctx), {  # the pointer first: trimming may fail, the archive is complete
@@ -347,7 +358,8 @@ def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool
         _trim_transient(ctx, present, tarball)
     transient = ("no logs to trim" if not present else
                  "logs kept (lifecycle.transient: keep)" if mode == "keep" else
-                 f"logs compressed to {tarball}" if tarball else "logs removed (the archive keeps them)")
+                 f"logs compressed to {tarball} (machine-local)" if tarball else
+                 "logs removed (never archived: they stay machine-local)")
     swept, notes = _sweep(ctx, archive_id)
     return ArchiveResult(archive_id, archive_rel(archive_id), int(meta["file_count"]),
                          int(meta["retention"]["size_bytes"]), transient, swept, tuple(notes))

@@ -78,7 +78,8 @@ def _writable(ctx: RunContext, path: Path, what: str) -> Path:
 def _move_aside(ctx: RunContext, src: Path, dest: Path) -> None:
     _writable(ctx, dest, "history")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(src), str(dest))
+    if not reports.set_aside_bounded(src, dest):  # one over the cap keeps only its ends (committed folder)
+        shutil.move(str(src), str(dest))
 
 
 def _unique(path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -101,3 +102,33 @@ def is_partial(path: Path) -> bool:
 def next_plan_path(report_path: str) -> str:
     """Where a partial report's plan for the next worker is: its `Next worker plan` section."""
     return report_path + NEXT_PLAN_ANCHOR
+
+
+KEPT_END_BYTES = 64 * 1024  # of a report over the cap, what is kept of each end when it is set aside
+
+
+def set_aside_bounded(src: Path, dest: Path) -> bool:
+    """Move a report over MAX_REPORT_BYTES to `dest` as its first and last KEPT_END_BYTES around one line giving
+    its size and sha256 (the committed run folder never holds it whole); True when it was over the cap and is
+    moved now, False when the caller moves it as it is."""
+    try:
+        size = os.lstat(src).st_size
+    except OSError:
+        return False
+    if size <= MAX_REPORT_BYTES or not stat.S_ISREG(os.lstat(src).st_mode):
+        return False
+    digest = hashlib.sha256()
+    with src.open("rb") as handle:
+        head = handle.read(KEPT_END_BYTES)
+        digest.update(head)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        handle.seek(max(KEPT_END_BYTES, size - KEPT_END_BYTES))
+        tail = handle.read(KEPT_END_BYTES)
+    note = (f"\n\n[rlm: this rejected report was {size:,} bytes (sha256 {digest.hexdigest()}), over the "
+            f"{MAX_REPORT_BYTES:,}-byte cap; only its first and last {KEPT_END_BYTES:,} bytes are kept]\n\n").encode()
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.write_bytes(head + note + tail)
+    os.replace(tmp, dest)
+    src.unlink()
+    return True
