@@ -74,7 +74,7 @@ def test_a_killed_orchestrator_frees_the_lock_at_once(repo: Repo) -> None:
             "    time.sleep(120)\n"
             "open(os.environ['RLM_REPORT_PATH'], 'w').write('# Contract Compliance\\nsecond\\n')\n")
     command_worker(repo, code)
-    first = repo.start_doit()
+    first = repo.start_doit(RLM_KEEP_WORKERS="1")  # the worker outlives the SIGKILL (the default ends it)
     repo.wait_for(lambda: repo.path("first").exists() and repo.path("first").read_text(), "the first worker")
     orphan = int(repo.path("first").read_text())
     first.proc.send_signal(signal.SIGKILL)

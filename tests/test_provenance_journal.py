@@ -117,7 +117,7 @@ def test_replaying_a_journal_the_file_already_holds_changes_nothing(tmp_path: Pa
 def test_sigkill_loses_only_the_running_task_and_the_next_run_compacts(repo: Repo) -> None:
     repo.write_command([{"id": f"quick{n}", "goal": "Q"} for n in range(3)] + [{"id": "slow", "goal": "S"}],
                        {"*": {}, "slow": {"hang": True}})
-    run = repo.start_doit()
+    run = repo.start_doit(RLM_KEEP_WORKERS="1")  # the worker outlives the SIGKILL (the default ends it)
     repo.wait_for(lambda: len(repo.tasks_done()) == 3 and len(repo.calls()) == 4, "three finished tasks")
     run.proc.kill()  # SIGKILL: no handler, no compaction
     run.finish()

@@ -184,6 +184,9 @@ def test_a_bad_usage_file_is_ignored_and_said_in_the_log(repo: Repo) -> None:
 @pytest.mark.parametrize(("usage_text", "why"), [
     ('{"input_tokens": 1%s}' % ("0" * 320), f"input_tokens: must be <= 1000000000000; got 1{'0' * 320}"),
     ('{"cost_usd": 1e308}', "cost_usd: must be <= 1000000; got 1e+308"),  # two of them summed were inf: a crash
+    ('{"input_tokens": 10, "cached_input_tokens": 11}', "cached_input_tokens is above input_tokens"),
+    ('{"output_tokens": 5, "reasoning_tokens": 6}', "reasoning_tokens is above output_tokens"),
+    ('{"input_tokens": true}', "input_tokens: expected an integer, got a boolean"),
 ])
 @pytest.mark.slow
 def test_absurd_usage_figures_are_ignored(repo: Repo, usage_text: str, why: str) -> None:
@@ -287,3 +290,18 @@ def test_the_human_log_line_of_each_event() -> None:
                                 b'"result":"done"}') == b"[result] success, 2 turns, cost $0.5: done\n"
     long = json.dumps({"type": "item.completed", "item": {"type": "agent_message", "text": "x" * 1000}})
     assert human_line("codex", long.encode()) == b"[agent] " + b"x" * 297 + b"...\n"
+
+
+@pytest.mark.parametrize("record", [
+    {"input_tokens": 5, "cached_input_tokens": 6}, {"input_tokens": -1}, {"output_tokens": 1.5},
+    {"input_tokens": True}, {"cost_usd": float("nan")}, {"cost_usd": -1}, {"cost_usd": "1"}, [1],
+])
+def test_a_usage_record_left_in_the_logs_folder_never_reaches_the_bill(repo: Repo, record: Any) -> None:
+    """The logs folder is worker-writable: a forged usage record is left out of every total."""
+    repo.write_command([{"id": "a", "goal": "A"}], {"*": {"usage": '{"input_tokens": 10, "output_tokens": 2}'}})
+    assert repo.doit().code == 0
+    forged = repo.path(f"{LOGS}/b.attempt-1.usage.json")
+    forged.write_text(json.dumps({"worker_id": "b", "attempt": 1, "compute_tier": "standard", **record})
+                      if isinstance(record, dict) else json.dumps(record), encoding="utf-8")
+    status = json.loads(repo.rlm("status", "--json").out)
+    assert status["usage"]["total"]["input_tokens"] == 10, status["usage"]

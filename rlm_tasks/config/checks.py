@@ -83,7 +83,8 @@ class Checker:
         task_defaults = data.get("defaults", {})
         run_id = data["run_id"]
         ids = {g.task["id"] for g in generated if isinstance(g.task.get("id"), str)}
-        all_ids = sorted({i for i in ids if not i.startswith(MALFORMED)} | set(expansion.fanouts))
+        known_ids = {i for i in ids if not i.startswith(MALFORMED)} | set(expansion.fanouts)
+        all_ids = sorted(known_ids)
         self.max_watch_files = data.get("budget", {}).get("max_watch_files", defaults.MAX_WATCH_FILES)
         watch_excluded = frozenset(
             posixpath.normpath(g.task.get("report_path") or defaults.report_path(run_id, g.task["id"]))
@@ -148,10 +149,10 @@ class Checker:
                 if dep == task_id or (g.fanout is not None and dep == g.fanout):
                     self.add((section, index, "depends_on", i), f"task '{task_id}' depends on itself"
                              + (f" (through its fan-out '{dep}')" if dep != task_id else ""))
-                elif dep not in all_ids:
+                elif dep not in known_ids:  # a set: a list made a 20,000-task chain quadratic
                     self.add(
                         (section, index, "depends_on", i),
-                        f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {', '.join(all_ids)}",
+                        f"unknown task '{dep}'{schema.suggest(dep, all_ids)}; known: {_listed(all_ids)}",
                     )
             merged = merged_agent(data, task)
             self.agent((section, index, "agent"), merged, "agent" in task)
@@ -250,26 +251,40 @@ class Checker:
         where = {g.task["id"]: (g.section, g.origin) for g in expansion.tasks}
         state: dict[str, int] = {}  # 1 visiting, 2 done
         reported: set[frozenset[str]] = set()
-
-        def visit(node: str, stack: list[str]) -> None:
-            state[node] = 1
-            stack.append(node)
-            for dep in graph.get(node, []):
+        for start in graph:  # depth first without recursion: a chain 20,000 deep is one walk
+            if start in state:
+                continue
+            state[start] = 1
+            path, positions = [start], [0]
+            while path:
+                node, i = path[-1], positions[-1]
+                deps = graph[node]
+                if i == len(deps):
+                    state[node] = 2
+                    path.pop()
+                    positions.pop()
+                    continue
+                positions[-1] = i + 1
+                dep = deps[i]
                 if dep not in graph:
                     continue
                 if state.get(dep) == 1:
-                    cycle = [*stack[stack.index(dep) :], dep]
+                    cycle = [*path[path.index(dep):], dep]
                     if frozenset(cycle) not in reported:
                         reported.add(frozenset(cycle))
                         self.add((*where[dep], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
-                elif state.get(dep) is None:
-                    visit(dep, stack)
-            stack.pop()
-            state[node] = 2
+                elif dep not in state:
+                    state[dep] = 1
+                    path.append(dep)
+                    positions.append(0)
 
-        for node in graph:
-            if node not in state:
-                visit(node, [])
+
+KNOWN_SHOWN = 20  # ids an "unknown task" line lists: a 20,000-task plan must not print 20,000 ids per mistake
+
+
+def _listed(ids: list[str]) -> str:
+    shown = ", ".join(ids[:KNOWN_SHOWN])
+    return shown if len(ids) <= KNOWN_SHOWN else f"{shown}, ... ({len(ids):,} in all)"
 
 
 def _expanded(data: dict[str, Any], expansion: foreach.Expansion) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rlm_tasks.agents import kind_of
-from rlm_tasks.agents.base import Failure, Usage, read_events
+from rlm_tasks.agents.base import MAX_TOKENS, Failure, Usage, read_events
 from rlm_tasks.config import schema
+from rlm_tasks.state.usage import record_problem
 
 USAGE_FILE_CAP = 64 * 1024
 
@@ -25,7 +26,16 @@ USAGE_FILE_CAP = 64 * 1024
 def from_events(kind: str, path: Path) -> Usage | None:
     """The attempt's usage from its events file; None when the agent reported none (e.g. killed early)."""
     agent = kind_of(kind)
-    return agent.usage(read_events(path, agent.USAGE_MARKERS))
+    found = agent.usage(read_events(path, agent.USAGE_MARKERS))
+    return None if found is None else _consistent(found)
+
+
+def _consistent(usage: Usage) -> Usage:
+    """An event stream's parts never above their wholes (cached input, reasoning), nor past MAX_TOKENS summed."""
+    inputs, outputs = min(usage.input_tokens, MAX_TOKENS), min(usage.output_tokens, MAX_TOKENS)
+    return usage._replace(input_tokens=inputs, output_tokens=outputs,
+                          cached_input_tokens=min(usage.cached_input_tokens, inputs),
+                          reasoning_tokens=min(usage.reasoning_tokens, outputs))
 
 
 def failure_from_events(kind: str, path: Path) -> Failure | None:
@@ -55,6 +65,9 @@ def from_usage_file(path: Path) -> tuple[Usage | None, str | None]:
     problems = schema.check("usage_file", data)
     if problems:
         return None, f"{path.name}: {problems[0]}"
+    inconsistent = record_problem(data)
+    if inconsistent:
+        return None, f"{path.name}: {inconsistent}"
     return Usage(
         input_tokens=data.get("input_tokens", 0),
         cached_input_tokens=data.get("cached_input_tokens", 0),

@@ -8,13 +8,13 @@ A model with no price and no figure of its own counts its tokens, never a guesse
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 from typing import Any
 
 from rlm_tasks import jsonio
-from rlm_tasks.agents.base import Usage
+from rlm_tasks.agents.base import MAX_COST_USD, MAX_TOKENS, Usage
 from rlm_tasks.config.records import Plan, Price
 from rlm_tasks.state.context import RunContext
 
@@ -106,6 +106,30 @@ class Totals:
         return text
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS
+
+
+def record_problem(record: Any) -> str | None:
+    """Why a usage record (a usage file, provenance's copy) is not believable, or None: token counts are
+    integers from 0 to MAX_TOKENS, cached input never above input, reasoning never above output, the cost a
+    finite number from 0 to MAX_COST_USD (or absent)."""
+    if not isinstance(record, dict):
+        return "not a mapping"
+    for key in TOKEN_KEYS:
+        if key in record and not _count(record[key]):
+            return f"{key} is not a whole number from 0 to {MAX_TOKENS:,}"
+    if record.get("cached_input_tokens", 0) > record.get("input_tokens", 0):
+        return "cached_input_tokens is above input_tokens"
+    if record.get("reasoning_tokens", 0) > record.get("output_tokens", 0):
+        return "reasoning_tokens is above output_tokens"
+    cost = record.get("cost_usd")
+    if cost is not None and not (isinstance(cost, (int, float)) and not isinstance(cost, bool)
+                                 and math.isfinite(cost) and 0 <= cost <= MAX_COST_USD):
+        return f"cost_usd is not a number from 0 to {MAX_COST_USD:g}"
+    return None
+
+
 def attempts(ctx: RunContext) -> dict[tuple[str, int], dict[str, Any]]:
     """Every attempt's usage record by (worker id, attempt): this machine's usage files, then provenance."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
@@ -119,14 +143,15 @@ def attempts(ctx: RunContext) -> dict[tuple[str, int], dict[str, Any]]:
         if match is None:
             continue
         try:
-            record = json.loads((logs / name).read_text(encoding="utf-8"))
+            record = jsonio.loads((logs / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict):
+        if record_problem(record) is None:  # a worker can write this folder: a bad figure never reaches the bill
             found[(match["id"], int(match["n"]))] = record
     for worker_id, entry in ctx.store.items():
         for attempt in entry.get("attempts") or []:
-            if isinstance(attempt, dict) and isinstance(attempt.get("usage"), dict):
+            if (isinstance(attempt, dict) and isinstance(attempt.get("usage"), dict)
+                    and record_problem(attempt["usage"]) is None):
                 key = (worker_id, int(attempt.get("attempt") or 0))
                 found.setdefault(key, {"compute_tier": attempt.get("compute_tier"), **attempt["usage"]})
     return found
