@@ -4,7 +4,8 @@ What is masked: the values of `agent.env`, and the values of the orchestrator's
 environment variables whose names look secret (`*KEY*`, `*TOKEN*`, `*SECRET*`,
 `*PASSWORD*`, case-insensitive, plus the patterns of `agent.mask_env` and of
 $RLM_MASK_ENV, comma-separated). Values shorter than MIN_LENGTH are not masked:
-they would blank out ordinary words and are no secret anyway. Masking happens
+they would blank out ordinary words (`agent.env: {MODE: gemini}` would mask a
+model's name in the events file rlm reads usage from) and are no secret anyway. Masking happens
 while the log is written, so a secret never reaches the disk, also when a read
 splits it in two.
 """
@@ -20,7 +21,7 @@ from typing import IO
 
 SECRET_NAME_PATTERNS = ("*KEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*")
 EXTRA_PATTERNS_ENV = "RLM_MASK_ENV"
-MIN_LENGTH = 4
+MIN_LENGTH = 8
 MASK = b"[masked]"
 CHUNK = 1 << 16
 

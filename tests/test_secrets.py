@@ -80,8 +80,9 @@ def test_masker_across_chunks(chunks: list[bytes]) -> None:
 
 
 def test_short_values_are_not_masked() -> None:
-    assert secrets.values_to_mask({"API_KEY": "abc", "HOME": "/root"}, {"MODE": "ok"}) == ()
-    assert secrets.values_to_mask({"API_KEY": "abcd", "PATH": "/bin"}, {"X": "value"}) == ("value", "abcd")
+    assert secrets.values_to_mask({"API_KEY": "abcdefg", "HOME": "/root"}, {"MODE": "gemini"}) == ()
+    assert secrets.values_to_mask({"API_KEY": "abcdefgh", "PATH": "/usr/local/bin"}, {"X": "value-long"}) == (
+        "value-long", "abcdefgh")
 
 
 def test_masker_matches_masking_the_whole_stream_at_once() -> None:

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rlm_tasks import jsonio, sandbox
+from rlm_tasks.agents import kind_of
 from rlm_tasks.config.records import Plan, TaskSpec
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
@@ -229,8 +230,8 @@ def check_commands(plan: Plan, layout: RunLayout) -> None:
     """Render every command worker's argv items as a first attempt would: TemplateError (a sandbox refusal, a
     filter on the wrong type) before the run rather than in its middle."""
     for task in plan.tasks:
-        if task.agent.kind != "command" or not any("{" in item for item in task.agent.command):
-            continue
+        if kind_of(task.agent.kind).DEFAULT_BINARY is not None or not any("{" in i for i in task.agent.command):
+            continue  # only a kind whose argv is agent.command renders templates in it
         tier = plan.tier(task.compute_tier)
         context = command_context(plan, task, layout) | {"model": tier.model, "effort": tier.effort, "attempt": 1}
         for i, item in enumerate(task.agent.command):
