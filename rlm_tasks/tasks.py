@@ -389,6 +389,7 @@ def doit_namespace(config_path: str | Path = "rlm.yaml", wave: WaveOptions | Non
         for line in exc.problems:
             sys.stderr.write(line + "\n")
         raise SystemExit(exc.exit_code) from None
+    doit_commands.lock_state_change(lambda: RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours))
     if wave is not None:
         hold_back_for_wave(ctx, wave)
     return {"DOIT_CONFIG": doit_config(ctx), **task_generators(ctx, command)}

@@ -106,13 +106,34 @@ def guard_loading_command() -> str | None:
     command, names = frame.f_locals["self"], list(frame.f_locals.get("args") or ())
     for attribute in ("get_checker_cls", "_execute"):
         setattr(command, attribute, _guarded(command, getattr(command, attribute), names))
+    _loading.append(command)
     return str(command.name)
+
+
+# doit commands that change doit's state (its database): they run under the run lock, never beside a run
+STATE_CHANGING = frozenset({"forget", "ignore", "reset-dep"})
+_loading: list[Any] = []  # the command guard_loading_command wrapped last
+
+
+def lock_state_change(lock: Callable[[], Any]) -> None:
+    """The loading command, when it changes state, holds `lock()` (a RunLock) while it runs: a `doit forget`
+    beside a run is refused with the lock's one line, exit 3."""
+    if _loading and _loading[-1].name in STATE_CHANGING:
+        _loading[-1].rlm_lock = lock
 
 
 def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Callable[..., Any]:
     @functools.wraps(method)  # doit reads _execute's signature to pick the options it passes
     def call(*args: Any, **kwargs: Any) -> Any:
         check_num_process(kwargs.get("num_process", 0))  # `run`'s -n, from the command line or DOIT_CONFIG
+        lock = getattr(command, "rlm_lock", None) if method.__name__ == "_execute" else None
+        held = None
+        if lock is not None:
+            held = lock()
+            try:
+                held.acquire()
+            except UserError as exc:  # a run holds it: exit 3 with its one line
+                exit_with(exc)
         try:
             result = method(*args, **kwargs)
         except (*USAGE_ERRORS, KeyError) as exc:
@@ -123,6 +144,9 @@ def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Call
         except BrokenPipeError:  # `doit list | head`: the reader has what it wanted; as `rlm` does, exit 1
             discard_output(sys.stdout)
             raise SystemExit(1) from None
+        finally:
+            if held is not None:
+                held.release()
         if isinstance(command, DoitHelp) and result is False:  # doit would print its usage, exit 0
             exit_with(UserError(no_such("help", names[0], _task_names(command)), exit_code=EXIT_USAGE))
         return result
