@@ -74,3 +74,33 @@ def head(root: Path | str) -> str | None:
 
 def in_work_tree(root: Path | str) -> bool:
     return (output(root, "rev-parse", "--is-inside-work-tree") or b"").strip() == b"true"
+
+
+class HeadWatch:
+    """Tells whether `git checkout`/`git switch` moved HEAD since it was made: one read of a small file, cheap
+    enough before every write of the run's committed state (a commit on the same branch does not count)."""
+
+    def __init__(self, root: Path | str) -> None:
+        gitdir = output(root, "rev-parse", "--absolute-git-dir")
+        self.path = Path(gitdir.decode("utf-8", "surrogateescape").strip()) / "HEAD" if gitdir else None
+        self.seen = self._read()
+
+    def _read(self) -> bytes | None:
+        if self.path is None:
+            return None
+        try:
+            return self.path.read_bytes().strip()
+        except OSError:
+            return None
+
+    def moved(self) -> str | None:
+        """One line saying where HEAD went, or None while it stays."""
+        if self.path is None:
+            return None
+        now = self._read()
+        if now == self.seen:
+            return None
+        def shown(value: bytes | None) -> str:
+            text = (value or b"nothing").decode("utf-8", "replace")
+            return text.removeprefix("ref: refs/heads/")
+        return f"HEAD moved during the run (from {shown(self.seen)} to {shown(now)})"

@@ -24,6 +24,7 @@ from doit.exceptions import UnmetDependency
 from doit.globals import Globals
 from doit.task import Task
 
+from rlm_tasks import gitcmd
 from rlm_tasks.errors import UserError, exit_with
 from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle import reopen as reopen_run
@@ -49,6 +50,7 @@ class RunSession:
         self.inflight: inflight.Session | None = None
         self.opened = False
         self.fresh: list[str] = []  # worker tasks up to date or finished in this run (doitdb.remember)
+        self.head_moved: str | None = None  # why this run's committed state was not written (HEAD moved)
 
     def open(self, adopt: bool, on_event: Callable[[inflight.Event], None], reopen: bool = False,
              selected: Sequence[str] | None = None) -> inflight.Recovery:
@@ -87,6 +89,8 @@ class RunSession:
             self.lock.release()
             exit_with(exc)
         self.ctx.store.compact()  # a killed run's provenance journal becomes part of provenance.json
+        # `git checkout` during the run: what this run remembers belongs to the old branch, never the new one
+        self.ctx.store.guard = gitcmd.HeadWatch(self.ctx.plan.root).moved
         self.inflight.listeners.append(on_event)
         events.emit(self.ctx.layout, events.Kind.RUN_START, tasks=len(self.ctx.plan.tasks))
         return recovery
@@ -122,6 +126,10 @@ class RunSession:
             if self.inflight is not None:
                 self.inflight.finish()
             self.ctx.store.compact()  # the committed form: one provenance.json, no journal
+            self.head_moved = self.ctx.store.refused
+            if self.head_moved:
+                self.write(f"rlm: {self.head_moved}: this run's provenance and inventory were not written on the "
+                           "new branch; switch back and run again\n")
             self.ctx.save_cache()
             try:
                 doitdb.remember(self.ctx.layout.doit_db, self.fresh)
@@ -129,7 +137,7 @@ class RunSession:
                 self.write(f"rlm: could not update {self.ctx.layout.doit_db.name}: {exc}\n")
             if self.interrupted:
                 self.mark_not_started(unfinished)
-            if reduce_skipped or self.interrupted:
+            if (reduce_skipped or self.interrupted) and not self.head_moved:
                 try:
                     reduce.write_inventory(self.ctx)
                     reduce.write_deferred(self.ctx)
@@ -227,6 +235,8 @@ class SessionReporter(RunReporter):
         changed = [] if self.run_session.interrupted else self.run_session.closing_check()
         self.summary(guard.name if self.run_session.interrupted else None, guard.signalled)
         code = self.run_session.exit_code(bool(self.failures), bool(self.errors))
+        if self.run_session.head_moved:
+            code = code or EXIT_FAILED
         if changed:
             self.write(f"rlm: closing check: {len(changed)} report(s) deleted or changed during the run, not fresh: "
                        f"{'; '.join(changed)}\n")

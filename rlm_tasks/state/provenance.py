@@ -14,7 +14,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -133,6 +133,9 @@ class ProvenanceStore:
         self._written = 0  # how many of them are on disk
         self._journal_lines = 0
         self._appender = journal.Appender(self.journal_path)
+        # asked before every write: a reason not to write (HEAD moved under a run), remembered in `refused`
+        self.guard: Callable[[], str | None] | None = None
+        self.refused: str | None = None
 
     def _load(self) -> dict[str, bytes]:
         if self._entries is None:
@@ -196,6 +199,9 @@ class ProvenanceStore:
             with self._lock:
                 lines, self._pending, upto = self._pending, [], self._changes
                 size = len(self._load())
+            if self._refusing():
+                self._written = upto  # never on this branch's disk
+                return
             self._appender.append(b"".join(lines))
             self._written = upto
             self._journal_lines += len(lines)
@@ -214,7 +220,14 @@ class ProvenanceStore:
             self._compact_locked()
             return True
 
+    def _refusing(self) -> bool:
+        if self.refused is None and self.guard is not None:
+            self.refused = self.guard()
+        return self.refused is not None
+
     def _compact_locked(self) -> None:
+        if self._refusing():
+            return
         with self._lock:
             snapshot = dict(self._load())
         self._write(snapshot)
