@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterable
 from typing import NoReturn
@@ -39,3 +40,34 @@ def close_match(word: str, choices: Iterable[str]) -> str | None:
 
     found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+# errno → the resource that ran out, for the one line a resource error gets (exit 1; 3 stays "locked")
+_RESOURCES = {
+    "ENOSPC": "no space left on the device",
+    "EDQUOT": "disk quota exceeded",
+    "EMFILE": "too many open files in this process",
+    "ENFILE": "too many open files on this system",
+    "EAGAIN": "process limit reached (cannot start another process)",
+    "ENOMEM": "out of memory",
+    "ENAMETOOLONG": "a file name or path too long for the filesystem",
+    "EROFS": "read-only filesystem",
+    "EFBIG": "file too large for the filesystem or the file size limit",
+}
+
+
+class ResourceError(UserError):
+    """The machine ran out of something (disk, file descriptors, processes) or a name is too long: not a bug."""
+
+
+def resource_error(exc: BaseException) -> ResourceError | None:
+    """The one line for an OSError about a resource, naming the resource and the path; None for other errors."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    name = errno.errorcode.get(exc.errno, "")
+    what = _RESOURCES.get(name)
+    if what is None:
+        return None
+    path = exc.filename if exc.filename is not None else None
+    where = f": {path}" if path is not None else ""
+    return ResourceError(f"{what}{where} ({name}); finished work is kept, run again once it is fixed")

@@ -61,6 +61,11 @@ def _write_atomic(path: Path, content: bytes | Iterable[str], durable: bool, if_
             if durable:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write or fsync says no file: a full disk must name the one it filled
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rlm_tasks import __version__, layout
-from rlm_tasks.errors import UserError, error_line
+from rlm_tasks.errors import UserError, error_line, resource_error
 from rlm_tasks.fs import discard_output
 
 EXIT_BUG = 70
@@ -104,15 +104,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `rlm status | head`: no traceback, and none from the last flush either
         discard_output(sys.stdout)
         return 1
-    except Exception:  # a bug, not the user's mistake: say where the details are
-        try:
-            CRASH_LOG.parent.mkdir(parents=True, exist_ok=True)
-            CRASH_LOG.write_text(traceback.format_exc(), encoding="utf-8")
-            where = f"details in {CRASH_LOG}"
-        except OSError:
-            where = "no crash log could be written"
-        sys.stderr.write(f"rlm: unexpected error ({where}); please report it\n")
-        return EXIT_BUG
+    except OSError as exc:
+        found = resource_error(exc)  # a full disk, no file descriptors left, ...: one line, exit 1
+        if found is None:
+            return _crashed()
+        sys.stderr.write(error_line(found))
+        return found.exit_code
+    except Exception as exc:  # a bug, not the user's mistake: say where the details are
+        if type(exc).__module__ == "sqlite3":  # doit's database (a cache) is unusable (sqlite3 not imported here)
+            sys.stderr.write(f"rlm: unusable sqlite database (doit's, under .rlm/local/): {exc}\n")
+            return 1
+        return _crashed()
+
+
+def _crashed() -> int:
+    try:
+        CRASH_LOG.parent.mkdir(parents=True, exist_ok=True)
+        CRASH_LOG.write_text(traceback.format_exc(), encoding="utf-8")
+        where = f"details in {CRASH_LOG}"
+    except OSError:
+        where = "no crash log could be written"
+    sys.stderr.write(f"rlm: unexpected error ({where}); please report it\n")
+    return EXIT_BUG
 
 
 def entry() -> None:

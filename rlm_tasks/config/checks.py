@@ -120,6 +120,11 @@ class Checker:
                 expected = "map" if section == "tasks" else "verify"
                 self.add((section, index, "mode"), f"tasks under '{section}' have mode '{expected}'")
             report = task.get("report_path") or defaults.report_path(run_id, task_id)
+            too_long = paths.length_problem(self.root, report) if isinstance(report, str) else None
+            if too_long:
+                self.add((section, index, "report_path") if "report_path" in task else (section, index, "id"),
+                         too_long)
+                continue
             key = paths.resolved_rel(self.root, report)  # a link to another task's report is that report
             report_at = (section, index, "report_path") if "report_path" in task else (section, index, "id")
             if key in seen_reports and not (duplicate and "report_path" not in task):  # said once is enough

@@ -167,3 +167,22 @@ def is_plain_relative(rel: object) -> bool:
     if not isinstance(rel, str) or not rel or "\0" in rel or rel.startswith("/"):
         return False
     return ".." not in rel.split("/")
+
+
+def length_problem(root: Path, rel: str, what: str = "report_path") -> str | None:
+    """A path whose name or whole length this filesystem refuses (PC_NAME_MAX, PC_PATH_MAX): the worker could
+    never write it, and the run would fail at its end with ENAMETOOLONG."""
+    try:
+        name_max = os.pathconf(root, "PC_NAME_MAX")
+        path_max = os.pathconf(root, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return None  # unknown limits: the write itself will say
+    for part in rel.split("/"):
+        size = len(os.fsencode(part))
+        if name_max and size > name_max:
+            return (f"{what} '{rel[:60]}{'...' if len(rel) > 60 else ''}': a name of {size} bytes, longer than "
+                    f"this filesystem allows ({name_max})")
+    size = len(os.fsencode(os.path.join(os.path.abspath(root), rel)))
+    if path_max and size >= path_max:
+        return f"{what} '{rel[:60]}...': the path is {size} bytes, longer than this filesystem allows ({path_max})"
+    return None
