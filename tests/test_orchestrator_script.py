@@ -83,8 +83,9 @@ def summary(line: str) -> Summary:
 
 
 def start_wave(repo: Repo, *flags: str) -> Background:
+    # RLM_KEEP_WORKERS: the worker outlives the orchestrator's SIGKILL, for the adoption the skill describes
     proc = subprocess.Popen([sys.executable, "-m", "rlm_tasks", "run", "--wave", *flags], cwd=repo.root,
-                            env=subprocess_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
+                            env=subprocess_env(PYTHONUNBUFFERED="1", RLM_KEEP_WORKERS="1"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     started = Background(proc)
     repo.started.append(started)

@@ -107,7 +107,7 @@ def test_after_a_killed_orchestrator_the_wave_ends_or_adopts_what_it_left_then_r
     repo.write_command([{"id": "slow", "goal": "S"}, {"id": "other", "goal": "O"},
                         {"id": "next", "goal": "N", "depends_on": ["slow"]}],
                        {"slow": {"wait_for": str(go)}}, budget={"max_inflight": 1})
-    run = repo.start_doit()
+    run = repo.start_doit(RLM_KEEP_WORKERS="1")  # the worker outlives the SIGKILL (the default ends it)
     try:
         repo.wait_for(lambda: len(repo.inflight_entries()) == 1 and len(repo.records()) == 1, "slow running")
     finally:
