@@ -15,7 +15,7 @@ from doit.cmd_base import NamespaceTaskLoader
 from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.records import ConfigError, TaskSpec
-from rlm_tasks.errors import UserError, exit_with
+from rlm_tasks.errors import UserError, exit_with, resource_error
 from rlm_tasks.layout import CRASH_LOG, DOIT_DB
 from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
@@ -36,7 +36,11 @@ DEFAULT_TASKS = ["plan", "map", "verify", "reduce", "deferred"]
 
 
 def _bug(ctx: RunContext) -> TaskFailed:
-    """An exception that is no user error: its traceback goes to the crash log, one line to the summary."""
+    """An exception that is no user error: its traceback goes to the crash log, one line to the summary. A full
+    disk, no file descriptors, a process limit... is no bug: one line naming the resource and the path."""
+    found = resource_error(sys.exc_info()[1] or Exception())
+    if found is not None:
+        return TaskFailed(str(found))
     try:
         path = ctx.layout.abs(CRASH_LOG)
         path.parent.mkdir(parents=True, exist_ok=True)

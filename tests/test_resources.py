@@ -87,3 +87,40 @@ def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
         assert "(ENOSPC)" in done.stderr and len(done.stderr.splitlines()) == 1
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+FILL = """import os
+open(os.environ["RLM_REPORT_PATH"], "w").write("# Contract Compliance\\nok\\n")
+try:
+    with open("filler", "ab") as f:
+        while True:
+            f.write(b"\\0" * 65536)
+            f.flush()
+except OSError:
+    pass
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
+def test_a_disk_a_worker_fills_during_a_run_is_one_line_per_place(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (small / "fill.py").write_text(FILL)
+        (small / "rlm.yaml").write_text(
+            "version: 1\nrun_id: t\ngoal: g\nagent:\n  kind: command\n  command: ['{{ python }}', 'fill.py']\n"
+            "tasks:\n  - {id: a, goal: g}\n  - {id: b, goal: g, depends_on: [a]}\n")
+        (small / "dodo.py").write_text((Path(__file__).resolve().parent.parent / "rlm_tasks/starter/dodo.py")
+                                       .read_text())
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        done = subprocess.run([sys.executable, "-m", "doit"], cwd=small, capture_output=True, text=True, env=env,
+                              timeout=120, check=False)
+        out = done.stdout + done.stderr
+        assert done.returncode == 1, out
+        assert "Traceback" not in out
+        assert "  FAILED  map:a: no space left on the device: " in out and "(ENOSPC)" in out
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import getopt
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -26,8 +27,10 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from rlm_tasks.config.defaults import MAX_INFLIGHT_CAP
-from rlm_tasks.errors import UserError, close_match, error_line, exit_with
+from rlm_tasks.errors import UserError, close_match, error_line, exit_with, resource_error
 from rlm_tasks.fs import discard_output
+from rlm_tasks.layout import DOIT_DB
+from rlm_tasks.run import worker
 
 EXIT_USAGE = 2
 LIST_TASKS = "`doit list` shows the tasks"
@@ -144,6 +147,18 @@ def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Call
         except BrokenPipeError:  # `doit list | head`: the reader has what it wanted; as `rlm` does, exit 1
             discard_output(sys.stdout)
             raise SystemExit(1) from None
+        except OSError as exc:  # a full disk, no file descriptors, ...: one line, workers ended, exit 1
+            found = resource_error(exc)
+            if found is None:
+                raise
+            _end_workers()
+            exit_with(found)
+        except Exception as exc:
+            if type(exc).__module__ != "sqlite3":
+                raise
+            _end_workers()
+            exit_with(UserError(f"unusable sqlite database {DOIT_DB} (doit's cache; provenance keeps what is "
+                                f"fresh): {exc}"))
         finally:
             if held is not None:
                 held.release()
@@ -151,6 +166,12 @@ def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Call
             exit_with(UserError(no_such("help", names[0], _task_names(command)), exit_code=EXIT_USAGE))
         return result
     return call
+
+
+def _end_workers() -> None:
+    """rlm failed inside a run: every worker group it started ends before it exits (finished work is kept)."""
+    worker.begin_shutdown(signal.SIGTERM)
+    worker.drain(worker.kill_grace_or_default())
 
 
 class UsageErrors(Command):  # type: ignore[misc]
