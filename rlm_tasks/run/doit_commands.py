@@ -130,6 +130,8 @@ def _guarded(command: Any, method: Callable[..., Any], names: list[str]) -> Call
     def call(*args: Any, **kwargs: Any) -> Any:
         check_num_process(kwargs.get("num_process", 0))  # `run`'s -n, from the command line or DOIT_CONFIG
         lock = getattr(command, "rlm_lock", None) if method.__name__ == "_execute" else None
+        if lock is not None and not set(names) <= set(_task_names(command)):
+            lock = None  # a mistyped name: doit refuses it before changing anything, and no lock file is touched
         held = None
         if lock is not None:
             held = lock()
