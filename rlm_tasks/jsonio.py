@@ -94,7 +94,7 @@ def indented(value: Any, level: int = 0) -> str:
     """`json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)` byte for byte, for JSON data with string keys.
 
     json.dumps falls back to a pure-Python encoder for `indent`, and each call of it leaves a reference cycle
-    (its nested closures). Loading a run keeps the garbage collector off (tasks.doit_namespace), so the
+    (its nested closures). Loading a run keeps the garbage collector off (tasks.load_run), so the
     envelope of 10,000 prompts left 20 MB behind; this builds the same text from the C encoder's leaves.
     """
     if isinstance(value, dict) and value:

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import functools
-import gc
 import inspect
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from doit.cmd_base import NamespaceTaskLoader
-from doit.exceptions import TaskFailed
 
 from rlm_tasks.config.records import ConfigError, TaskSpec
-from rlm_tasks.errors import UserError, exit_with, resource_error
-from rlm_tasks.layout import CRASH_LOG, DOIT_DB
-from rlm_tasks.lifecycle import archive
+from rlm_tasks.errors import UserError, exit_with
+from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle.runlock import RunLock
-from rlm_tasks.phases import final, reduce, report_html
+from rlm_tasks.phases import reduce
 from rlm_tasks.render import escape
-from rlm_tasks.run import attempts, doit_commands, doitdb, worker
-from rlm_tasks.run.reporter import BudgetStop
+from rlm_tasks.run import actions, doit_commands, doitdb, worker
+from rlm_tasks.run.runstate import CollectorSwitch, Run
 from rlm_tasks.run.session import reporter_class
-from rlm_tasks.state import planfile, reports, status
+from rlm_tasks.state import planfile, status
 from rlm_tasks.state import settled as state_settled
 from rlm_tasks.state.cache import stat_signature
 from rlm_tasks.state.context import RunContext, load_context
@@ -33,65 +29,6 @@ from rlm_tasks.state.context import RunContext, load_context
 # and with parallel threads the swaps interleave and leave a dead stream behind.
 QUIET: dict[str, Any] = {"verbosity": 0, "io": {"capture": False}}
 DEFAULT_TASKS = ["plan", "map", "verify", "reduce", "deferred"]
-
-
-def _bug(ctx: RunContext) -> TaskFailed:
-    """An exception that is no user error: its traceback goes to the crash log, one line to the summary. A full
-    disk, no file descriptors, a process limit... is no bug: one line naming the resource and the path."""
-    found = resource_error(sys.exc_info()[1] or Exception())
-    if found is not None:
-        return TaskFailed(str(found))
-    try:
-        path = ctx.layout.abs(CRASH_LOG)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(traceback.format_exc(), encoding="utf-8")
-        where = f"details in {CRASH_LOG}"
-    except OSError:
-        where = "no crash log could be written"
-    return TaskFailed(f"unexpected error ({where}); please report it")
-
-
-def _worker_action(ctx: RunContext, task: TaskSpec) -> Callable[[], Any]:
-    def action() -> Any:
-        try:
-            outcome = attempts.run_task(ctx, task)  # claims the budget per attempt
-        except UserError as exc:
-            return TaskFailed(str(exc))
-        except Exception:  # a bug: doit would say only "PythonAction Error"
-            return _bug(ctx)
-        if not outcome.ok:
-            return BudgetStop(outcome.message) if outcome.budget_exhausted else TaskFailed(outcome.message)
-        return {"report_path": outcome.message, "attempt": outcome.attempt, "duration": round(outcome.duration, 3),
-                "compute_tier": outcome.tier, "attempts": outcome.attempts,
-                "partial": reports.is_partial(ctx.report_file(task))}
-
-    action.__name__ = f"run_{task.mode}_{task.id}"
-    return action
-
-
-def _clean_action(ctx: RunContext, task: TaskSpec) -> Callable[..., None]:
-    """`doit clean map:<id>`: the report and its provenance entry go to history; the task is missing.
-
-    It takes the run lock, so it never races a run; `doit clean -n` says what it would move.
-    """
-    def report_to_history(dryrun: bool = False) -> None:
-        if dryrun:
-            there = ctx.layout.abs(task.report_path).is_file()
-            print(f"  {task.doit_name}: " + (f"would move {task.report_path} to history" if there else "no report"))
-            return
-        lock = RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours)
-        try:
-            lock.acquire()
-        except UserError as exc:  # locked by a run: exit 3 with its one line, as `doit` itself would
-            exit_with(exc)
-        try:
-            moved = attempts.retire_report(ctx, task)
-        finally:
-            lock.release()
-        print(f"  {task.doit_name}: " + (f"report moved to {moved}" if moved else "no report"), flush=True)
-
-    report_to_history.__qualname__ = "report_to_history"  # what `doit clean` prints
-    return report_to_history
 
 
 class Fresh:
@@ -142,14 +79,15 @@ def settled(ctx: RunContext) -> frozenset[str]:
 ONLY_FOR_COMMAND = {"clean": "clean", "meta": "info"}
 
 
-def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotten: bool = False,
+def worker_task(run: Run, task: TaskSpec, settled: bool = False, forgotten: bool = False,
                 command: str | None = None) -> dict[str, Any]:
+    ctx = run.ctx
     # A settled task gets a plain True: doit then skips it without calling back (and without
     # inspecting a callable's signature), which is most of a no-op run's time per task.
     task_dict = {
         "name": task.id,
         "doc": escape.one_line(task.goal.splitlines()[0], 80) if task.goal.strip() else task.id,  # no escapes
-        "actions": [_worker_action(ctx, task)],
+        "actions": [actions.worker_action(run, task)],
         # doit runs a task whose target is missing whatever `uptodate` says; a held-back task has none
         "targets": [] if task.doit_name in ctx.held_back else [ctx.report_abs[task.id]],
         "task_dep": ["plan", *(ctx.task(dep).doit_name for dep in task.depends_on)],
@@ -159,17 +97,19 @@ def worker_task(ctx: RunContext, task: TaskSpec, settled: bool = False, forgotte
     if command in (None, ONLY_FOR_COMMAND["meta"]):
         task_dict["meta"] = {"rlm": Why(ctx, task, forgotten)}
     if command in (None, ONLY_FOR_COMMAND["clean"]):
-        task_dict["clean"] = [_clean_action(ctx, task)]
+        task_dict["clean"] = [actions.clean_action(ctx, task)]
     return task_dict
 
 
-def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Callable[[], Any]]:
+def task_generators(run: Run, command: str | None = None) -> dict[str, Callable[[], Any]]:
     """The task_* functions doit loads; `command`: the doit command loading them, when known (ONLY_FOR_COMMAND)."""
+    ctx = run.ctx
     memo: dict[str, Any] = {}
 
     def is_forgotten(task: TaskSpec) -> bool:
         if "forgotten" not in memo:
-            memo["forgotten"] = doitdb.forgotten(ctx.layout.doit_db)
+            run.doit_rows = doitdb.rows(ctx.layout.doit_db)  # read once: remember() at the run's end uses it too
+            memo["forgotten"] = doitdb.forgotten(run.doit_rows)
         return task.doit_name in memo["forgotten"]
 
     def is_settled(task: TaskSpec) -> bool:
@@ -186,7 +126,7 @@ def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Ca
     def task_plan() -> dict[str, Any]:
         """Validate rlm.yaml, write plan.json and the run contract."""
         return {
-            "actions": [lambda: _quiet(planfile.write_plan, ctx)],  # a refused iteration fails here, in one line
+            "actions": [lambda: actions.quiet(planfile.write_plan, ctx)],  # a refused iteration fails here, in one line
             "uptodate": [lambda: _plan_current(ctx)],
             **QUIET,
         }
@@ -196,14 +136,14 @@ def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Ca
         yield {"basename": "map", "name": None, "doc": "all map tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "map":
-                yield worker_task(ctx, task, is_settled(task), is_forgotten(task), command)
+                yield worker_task(run, task, is_settled(task), is_forgotten(task), command)
 
     def task_verify() -> Iterator[dict[str, Any]]:
         """Run the VERIFY workers, after the tasks they depend on."""
         yield {"basename": "verify", "name": None, "doc": "all verify tasks"}
         for task in ctx.plan.tasks:
             if task.mode == "verify":
-                yield worker_task(ctx, task, is_settled(task), is_forgotten(task), command)
+                yield worker_task(run, task, is_settled(task), is_forgotten(task), command)
 
     def task_reduce() -> dict[str, Any]:
         """REDUCE: write reduce_state.json (states, sizes, ages, attempts; never report text)."""
@@ -219,17 +159,17 @@ def task_generators(ctx: RunContext, command: str | None = None) -> dict[str, Ca
 
     def task_final() -> dict[str, Any]:
         """DECIDE: final.json and final.md (refused until verify is fresh and decision: is written)."""
-        return {"actions": [lambda: _final(ctx)], "task_dep": ["reduce", "deferred"],
+        return {"actions": [lambda: actions.final_action(ctx)], "task_dep": ["reduce", "deferred"],
                 "uptodate": [False], **QUIET}
 
     def task_archive() -> dict[str, Any]:
         """Archive the finished run under .rlm/archive/, trim its logs, TTL cleanup (`doit archive` only)."""
-        return {"actions": [lambda: _archive(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
+        return {"actions": [lambda: actions.archive_action(ctx)], "task_dep": ["final"], "uptodate": [False], **QUIET}
 
     def task_report() -> dict[str, Any]:
         """The run as one self-contained HTML file, report.html in the run's folder (`doit report` only)."""
         # no task_dep: the report shows the run as it stands, it never starts a worker
-        return {"actions": [lambda: _report(ctx)], "uptodate": [False], **QUIET}
+        return {"actions": [lambda: actions.report_action(ctx)], "uptodate": [False], **QUIET}
 
     generators = [task_plan, task_map, task_verify, task_reduce, task_deferred, task_final, task_archive,
                   task_report]
@@ -291,47 +231,14 @@ def _summary_current(ctx: RunContext, name: str, output: Callable[[RunContext], 
 
 def _summarise(ctx: RunContext, name: str, write: Callable[[RunContext], Any],
                output: Callable[[RunContext], str]) -> Any:
-    failed = _quiet(write, ctx)
+    failed = actions.quiet(write, ctx)
     if failed is None and ctx.cache is not None:
         ctx.cache.set_mark(name, _summary_inputs(ctx), outputs=[ctx.layout.abs(output(ctx))])
     return failed
 
 
-def _final(ctx: RunContext) -> Any:
-    """`doit final` says what `rlm final` says: the paths written, or (as a task failure) why it was refused."""
-    try:
-        result = final.write(ctx)
-    except UserError as exc:
-        return TaskFailed(str(exc))
-    print(final.summary_line(ctx, result), flush=True)
-    return None
-
-
-def _report(ctx: RunContext) -> None:
-    path = report_html.write(ctx)
-    print(f"report: {report_html.shown_path(ctx, path)}", flush=True)
-
-
-def _quiet(write: Callable[[RunContext], Any], ctx: RunContext) -> Any:
-    """Run a writer as a doit action: user errors become one-line task failures."""
-    try:
-        write(ctx)
-    except UserError as exc:
-        return TaskFailed(str(exc))
-    return None
-
-
-def _archive(ctx: RunContext) -> TaskFailed | None:
-    """`doit archive`: the run session holds the run lock and releases it when doit ends."""
-    try:
-        result = archive.create(ctx)
-    except UserError as exc:
-        return TaskFailed(str(exc))
-    sys.stdout.write("".join(f"rlm: {line}\n" for line in result.lines(ctx.plan.run_id)))
-    return None
-
-
-def doit_config(ctx: RunContext) -> dict[str, Any]:
+def doit_config(run: Run) -> dict[str, Any]:
+    ctx = run.ctx
     ctx.layout.doit_db.parent.mkdir(parents=True, exist_ok=True)
     if ctx.layout.doit_db.exists():
         aside = doitdb.set_aside_if_unreadable(ctx.layout.doit_db)
@@ -345,7 +252,7 @@ def doit_config(ctx: RunContext) -> dict[str, Any]:
         "num_process": ctx.plan.budget.max_inflight,
         "par_type": "thread",
         "continue": True,  # one failed worker must not stop independent ones
-        "reporter": reporter_class(ctx),
+        "reporter": reporter_class(run),
         "outfile": sys.stdout,  # doit's default is the stream at its import time
         "subtasks": True,  # `doit list` shows every task (its --all), each with its goal's first line
         "verbosity": 0,
@@ -376,27 +283,44 @@ def hold_back_for_wave(ctx: RunContext, options: WaveOptions) -> None:
     ctx.held_join = frozenset(task.doit_name for task in wave.join)
 
 
-def doit_namespace(config_path: str | Path = "rlm.yaml", wave: WaveOptions | None = None) -> dict[str, Any]:
-    """DOIT_CONFIG and the task_* functions for dodo.py; invalid config → errors on stderr, exit 2."""
-    # Loading builds a few hundred thousand long-lived objects (plan, cache, doit's tasks) and no
-    # garbage; full collections over them were a third of a no-op run. The run session freezes
-    # what loading built and turns collection back on (run.session.RunSession.open).
-    command = doit_commands.guard_loading_command()  # a mistyped task name: one line, exit 2 (not doit's 3)
+def load_run(config_path: str | Path = "rlm.yaml", wave: WaveOptions | None = None) -> Run:
+    """The run rlm.yaml declares, loaded with the garbage collector off (run.runstate.CollectorSwitch); invalid
+    config → errors on stderr, exit 2. Its owner closes it; a failed load leaves nothing behind."""
     try:
         worker.kill_grace()  # checked before anything runs, like the config
     except UserError as exc:
         exit_with(exc)
-    gc.disable()
+    collector = CollectorSwitch()
+    collector.pause()
     try:
         ctx = load_context(config_path)  # skips validation and rendering when nothing changed
-    except ConfigError as exc:
+        if wave is not None:
+            hold_back_for_wave(ctx, wave)
+    except BaseException as exc:
+        collector.resume(freeze=False)
+        if not isinstance(exc, ConfigError):
+            raise
         for line in exc.problems:
             sys.stderr.write(line + "\n")
         raise SystemExit(exc.exit_code) from None
-    doit_commands.lock_state_change(lambda: RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours))
-    if wave is not None:
-        hold_back_for_wave(ctx, wave)
-    return {"DOIT_CONFIG": doit_config(ctx), **task_generators(ctx, command)}
+    return Run(ctx, collector)
+
+
+def run_namespace(run: Run) -> dict[str, Any]:
+    """DOIT_CONFIG and the task_* functions of a loaded run; the run is closed if they cannot be built."""
+    command = doit_commands.guard_loading_command()  # a mistyped task name: one line, exit 2 (not doit's 3)
+    ctx = run.ctx
+    try:
+        doit_commands.lock_state_change(lambda: RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours))
+        return {"DOIT_CONFIG": doit_config(run), **task_generators(run, command)}
+    except BaseException:
+        run.close()
+        raise
+
+
+def doit_namespace(config_path: str | Path = "rlm.yaml", wave: WaveOptions | None = None) -> dict[str, Any]:
+    """DOIT_CONFIG and the task_* functions for dodo.py; invalid config → errors on stderr, exit 2."""
+    return run_namespace(load_run(config_path, wave))
 
 
 class RlmTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]
@@ -406,6 +330,13 @@ class RlmTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]
     def __init__(self, config_path: str | Path = "rlm.yaml", wave: WaveOptions | None = None) -> None:
         super().__init__()
         self.config_path, self.wave = config_path, wave
+        self.run: Run | None = None
 
     def setup(self, opt_values: dict[str, Any]) -> None:
-        self.namespace = doit_namespace(self.config_path, self.wave)
+        self.run = load_run(self.config_path, self.wave)
+        self.namespace = run_namespace(self.run)
+
+    def close(self) -> None:
+        """doit is done with the tasks (it has no hook for that): nothing of the run stays in this process."""
+        if self.run is not None:
+            self.run.close()

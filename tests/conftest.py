@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -109,6 +110,15 @@ def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         _guard["allowed"] = None
     violations = _guard["violations"]
     assert not violations, f"writes outside tmp_path: {violations}"
+
+
+@pytest.fixture(autouse=True)
+def _collector_left_on():
+    """A run turns the garbage collector off while it loads: fail a test after which it stayed off."""
+    yield
+    if not gc.isenabled():
+        gc.enable()  # the next test starts as it should
+        pytest.fail("the garbage collector was left disabled (a run's load or close leaked it)")
 
 
 # ---- waiting ----------------------------------------------------------------------------------------------
@@ -403,10 +413,13 @@ class Repo:
 
         self.monkeypatch.chdir(self.root)
         self._drain()
+        loader = RlmTaskLoader(config)
         try:
-            code = int(DoitMain(RlmTaskLoader(config)).run(list(args)))
+            code = int(DoitMain(loader).run(list(args)))
         except SystemExit as exc:  # invalid config (2), the lock (3), failed workers (1)
             code = int(exc.code or 0)
+        finally:
+            loader.close()  # as `rlm run` does: nothing of the run stays in this process
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO, RUN_DIR, Repo
 
 from rlm_tasks.layout import RunLayout
+from rlm_tasks.run.runstate import Run
 from rlm_tasks.state.context import load_context
 from rlm_tasks.tasks import task_generators
 
@@ -206,7 +207,7 @@ def test_a_task_carries_clean_actions_and_meta_only_for_the_command_that_reads_t
         repo: Repo, command: str | None, extras: list[str]) -> None:
     repo.write_command([{"id": "a", "goal": "Task a."}], verify=[{"id": "v", "goal": "Check a."}])
     repo.monkeypatch.chdir(repo.root)
-    generators = task_generators(load_context("rlm.yaml"), command)
+    generators = task_generators(Run(load_context("rlm.yaml")), command)
 
     for section in ("task_map", "task_verify"):
         worker_tasks = [task for task in generators[section]() if task.get("name")]

@@ -22,9 +22,10 @@ from rlm_tasks.config.defaults import TIER_ORDER
 from rlm_tasks.config.records import Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.run import executors, inflight, usage, worker
+from rlm_tasks.run import inflight, usage, worker
 from rlm_tasks.run.isolation import attempt as isolated
 from rlm_tasks.run.isolation import kept as isolation_kept
+from rlm_tasks.run.runstate import Run
 from rlm_tasks.state import budget, events, history, reports
 from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
@@ -182,10 +183,10 @@ def _record(ctx: RunContext, task: TaskSpec, report: Path, digests: dict[str, An
     })
 
 
-def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier, attempt: int, prompt: bytes,
+def _attempt(run: Run, task: TaskSpec, tier: Tier, attempt: int, prompt: bytes,
              digests: dict[str, Any], report: Path) -> tuple[dict[str, Any], str | None]:
     """Run one attempt; (its record for provenance, why it failed or None)."""
-    layout = ctx.layout
+    ctx, sess, layout = run.ctx, run.inflight, run.ctx.layout
     log_rel = layout.log_rel(task.worker_id, attempt)
     _writable(ctx, layout.abs(log_rel), "log")
     _writable(ctx, layout.abs(progress_rel(layout, task.worker_id)), "progress file")
@@ -223,13 +224,13 @@ def _attempt(ctx: RunContext, sess: inflight.Session, task: TaskSpec, tier: Tier
                     compute_tier=tier.name, mode=task.mode, worker_pid=pid, log_path=log_rel)
 
     try:
-        result = isolated.run(ctx, task, started_tree, executors.for_context(ctx), invocation, prompt,
+        result = isolated.run(ctx, task, started_tree, run.executor(), invocation, prompt,
                               layout.abs(log_rel), report, [progress], agent_events, worker_usage, on_start)
     finally:
         if started:
             sess.attempt_ended(task, attempt, tier.name)
     if started:
-        spent = _usage(ctx, task, tier, attempt, invocation.events, layout.abs(log_rel))
+        spent = _usage(run, task, tier, attempt, invocation.events, layout.abs(log_rel))
         if spent is not None:
             record["usage"] = spent
     record.update(exit_code=result.exit_code, started_at=iso(result.started_at), finished_at=iso(result.finished_at))
@@ -276,9 +277,10 @@ def _beside(log: Path, suffix: str) -> Path:
     return log.with_name(log.name[: -len(".log")] + suffix)
 
 
-def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, events_kind: str | None,
+def _usage(run: Run, task: TaskSpec, tier: Tier, attempt: int, events_kind: str | None,
            log: Path) -> dict[str, Any] | None:
     """What the attempt cost, recorded next to its log and counted against the budget; None when unknown."""
+    ctx = run.ctx
     if events_kind is not None:
         found = usage.from_events(events_kind, _beside(log, ".events.jsonl"))
     else:
@@ -292,7 +294,7 @@ def _usage(ctx: RunContext, task: TaskSpec, tier: Tier, attempt: int, events_kin
     usage_state.write_attempt(ctx, task.worker_id, attempt, tier.name, record)
     events.emit(ctx.layout, events.Kind.USAGE, worker_id=task.worker_id, attempt=attempt, compute_tier=tier.name,
                 total_tokens=record["total_tokens"], cost_usd=record["cost_usd"])
-    budget.add_usage(ctx, record)
+    run.budget.add_usage(record)
     return record
 
 
@@ -300,10 +302,10 @@ def _remember(ctx: RunContext, task: TaskSpec, record: dict[str, Any], durable: 
     history.record(ctx.layout, ctx.plan.run_id, task.worker_id, record, durable)
 
 
-def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict[str, Any],
+def _adopt(run: Run, task: TaskSpec, entry: dict[str, Any], digests: dict[str, Any],
            report: Path) -> TaskOutcome | None:
     """Wait for a worker a dead orchestrator left running; accept its report when it validates."""
-    sess = inflight.session(ctx)
+    ctx, sess = run.ctx, run.inflight
     attempt = int(entry.get("attempt") or 0)
     tier_name = str(entry.get("compute_tier") or task.compute_tier)
     sess.emit(inflight.Event("adopt", task.doit_name, attempt, tier_name))
@@ -330,7 +332,7 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
               "finished_at": now}
     log = ctx.layout.abs(str(record["log_path"]))
     kind = task.agent.kind if _beside(log, ".events.jsonl").exists() else None  # what the worker wrote it to
-    spent = _usage(ctx, task, tier, attempt, kind, log)
+    spent = _usage(run, task, tier, attempt, kind, log)
     if spent is not None:
         record["usage"] = spent
     _remember(ctx, task, record)
@@ -339,11 +341,10 @@ def _adopt(ctx: RunContext, task: TaskSpec, entry: dict[str, Any], digests: dict
     return TaskOutcome(True, task.report_path, attempt, time.time() - started, tier.name, 1)
 
 
-def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
+def run_task(run: Run, task: TaskSpec) -> TaskOutcome:
     if worker.shutting_down():  # dispatched as the run stops: touch nothing (the session marks it interrupted)
         return TaskOutcome(False, "interrupted", 0, 0.0, task.compute_tier, 0, True)
-    layout = ctx.layout
-    sess = inflight.session(ctx)
+    ctx, sess, layout = run.ctx, run.inflight, run.ctx.layout
     report = ctx.report_file(task)
     prepare(ctx)
     prompt = ctx.prompt_text(task)
@@ -355,7 +356,7 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
 
     adopted = sess.take_adoptable(task.id)
     if adopted is not None:
-        outcome = _adopt(ctx, task, adopted, digests, report)
+        outcome = _adopt(run, task, adopted, digests, report)
         if outcome is not None:
             return outcome
 
@@ -382,12 +383,12 @@ def run_task(ctx: RunContext, task: TaskSpec) -> TaskOutcome:
             if worker.shutdown_event().wait(wait):
                 break
         try:
-            budget.claim_attempt(ctx, task.doit_name)
+            run.budget.claim(ctx, task.doit_name)
         except budget.BudgetExhausted as exc:
             failure, out_of_budget = str(exc), True
             events.emit(layout, events.Kind.BUDGET_STOP, worker_id=task.worker_id, message=failure)
             break
-        record, problem = _attempt(ctx, sess, task, tier, sess.next_attempt(task),
+        record, problem = _attempt(run, task, tier, sess.next_attempt(task),
                                    isolated.prompt_for(task, prompt, failure if history else None), digests, report)
         history.append(record)
         if problem is None:

@@ -21,7 +21,6 @@ from doit.dependency import SqliteDB
 
 KNOWN = "rlm-known:"
 EMPTY = "{}"  # doit's JSON codec: a task with no saved values
-_rows_at_load: dict[Path, frozenset[str]] = {}  # what forgotten() read: a no-op run's remember() opens nothing
 
 
 def _connect(db: Path) -> sqlite3.Connection:
@@ -48,31 +47,34 @@ def set_aside_if_unreadable(db: Path) -> Path | None:
     return None
 
 
-def forgotten(db: Path) -> frozenset[str]:
-    """Task names rlm saw fresh here whose doit record was removed since (`doit forget`, `rlm run --force`)."""
-    _rows_at_load.pop(db, None)
+def rows(db: Path) -> frozenset[str]:
+    """The rows of doit's database as a run loads (none when it has none or cannot be read): a run keeps them
+    (run.runstate.Run.doit_rows) for forgotten() and, at its end, remember()."""
     if not db.exists():
         return frozenset()
     try:
         conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
-            rows = frozenset(row[0] for row in conn.execute("select task_id from doit"))
+            found = frozenset(row[0] for row in conn.execute("select task_id from doit"))
         finally:
             conn.close()
     except sqlite3.Error:
         return frozenset()  # no table yet, or a damaged cache: provenance decides
-    _rows_at_load[db] = rows
+    return found
+
+
+def forgotten(rows: frozenset[str]) -> frozenset[str]:
+    """Task names rlm saw fresh here whose doit record was removed since (`doit forget`, `rlm run --force`)."""
     return frozenset(name[len(KNOWN):] for name in rows if name.startswith(KNOWN) and name[len(KNOWN):] not in rows)
 
 
-def remember(db: Path, names: Iterable[str]) -> None:
+def remember(db: Path, names: Iterable[str], seen: frozenset[str] = frozenset()) -> None:
     """After a run: these tasks are fresh here; give each a doit record and a known row (new rows only).
 
     It runs at the end of a run, where memory peaks: after a first run of 10,000 tasks that is 20,000 rows,
     so the names are never gathered into sets, and `insert or ignore` leaves the rows already there as they are.
     """
     names = sorted(set(names))
-    seen = _rows_at_load.get(db, frozenset())
     if all(name in seen and KNOWN + name in seen for name in names):
         return  # every row was there when the run started, and doit removes rows only of tasks that ran
     conn = _connect(db)

@@ -14,7 +14,6 @@ import json
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -242,27 +241,6 @@ class Session:
     def emit(self, event: Event) -> None:
         for listener in list(self.listeners):
             listener(event)
-
-
-_sessions: weakref.WeakKeyDictionary[RunContext, Session] = weakref.WeakKeyDictionary()
-_sessions_lock = threading.Lock()
-
-
-def session(ctx: RunContext) -> Session:
-    """The session of this run in this process; a passive one when no run session started it."""
-    with _sessions_lock:
-        found = _sessions.get(ctx)
-        if found is None:
-            found = _sessions[ctx] = Session(ctx)
-        return found
-
-
-def start(ctx: RunContext, adopt: bool) -> tuple[Session, Recovery]:
-    """A new session for a doit run: recover what a dead orchestrator left, then write inflight.json."""
-    new = Session(ctx)
-    with _sessions_lock:
-        _sessions[ctx] = new
-    return new, new.recover(adopt)
 
 
 def adopt_requested() -> bool:

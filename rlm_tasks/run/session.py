@@ -14,7 +14,6 @@ leaves every line of output to `RunReporter`.
 
 from __future__ import annotations
 
-import gc
 import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -30,20 +29,21 @@ from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle import reopen as reopen_run
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
-from rlm_tasks.run import doitdb, executors, housekeeping, inflight, schedule, signals, worker
+from rlm_tasks.run import doitdb, housekeeping, inflight, schedule, signals, worker
 from rlm_tasks.run.isolation import merge
 from rlm_tasks.run.reporter import RunReporter, is_worker
+from rlm_tasks.run.runstate import Run
 from rlm_tasks.state import events, history
 from rlm_tasks.state.cache import stat_signature
-from rlm_tasks.state.context import RunContext
 
 EXIT_FAILED = 1  # a task failed (doit's own code would be 2 when a dependency failed)
 EXIT_ERROR = 2  # a task failed and doit reported an error
 
 
 class RunSession:
-    def __init__(self, ctx: RunContext, write: Callable[[str], None]) -> None:
-        self.ctx = ctx
+    def __init__(self, run: Run, write: Callable[[str], None]) -> None:
+        self.run = run
+        self.ctx = ctx = run.ctx
         self.write = write
         self.lock = RunLock(ctx.layout, ctx.plan.lifecycle.lock_stale_hours)
         self.guard = signals.SignalGuard()
@@ -59,10 +59,9 @@ class RunSession:
         `on_event` hears every attempt's start, end, retry and adoption. An archived run is refused unless
         `reopen` (or only `selected` final/archive run).
         """
-        gc.freeze()  # the loaded plan and tasks live until the end: keep them out of every collection
-        gc.enable()  # disabled while loading (tasks.doit_namespace)
+        self.run.collector.resume()  # off while loading; what loading built lives until the end: frozen
         try:
-            executors.for_context(self.ctx)  # a wrong RLM_EXECUTOR or executor block stops the run before it starts
+            self.run.executor()  # a wrong RLM_EXECUTOR or executor block stops the run before it starts
             self.lock.acquire()
         except UserError as exc:
             exit_with(exc)
@@ -82,7 +81,7 @@ class RunSession:
         worker.reset_shutdown()
         self.guard.install()
         try:
-            self.inflight, recovery = inflight.start(self.ctx, adopt)
+            self.inflight, recovery = self.run.start_inflight(adopt)
         except UserError as exc:  # another orchestrator runs this run after all: hands off, exit 3
             self.opened = False
             self.guard.restore()
@@ -118,11 +117,12 @@ class RunSession:
     def close(self, reduce_skipped: bool, unfinished: Sequence[str] = (), failed: int = 0) -> None:
         if not self.opened:
             self.guard.restore()
+            self.run.close()
             return
         try:
             if self.interrupted:
                 worker.drain(worker.kill_grace_or_default() + 1.0)
-            executors.close(self.ctx)  # remote attempts end (and say so) before inflight.json records what is left
+            self.run.close_executor()  # remote attempts end (and say so) before inflight.json records what is left
             if self.inflight is not None:
                 self.inflight.finish()
             self.ctx.store.compact()  # the committed form: one provenance.json, no journal
@@ -132,7 +132,7 @@ class RunSession:
                            "new branch; switch back and run again\n")
             self.ctx.save_cache()
             try:
-                doitdb.remember(self.ctx.layout.doit_db, self.fresh)
+                doitdb.remember(self.ctx.layout.doit_db, self.fresh, self.run.doit_rows)
             except sqlite3.Error as exc:  # doit's database is a cache: the run's outcome stands
                 self.write(f"rlm: could not update {self.ctx.layout.doit_db.name}: {exc}\n")
             if self.interrupted:
@@ -148,6 +148,7 @@ class RunSession:
         finally:
             self.guard.restore()
             self.lock.release()
+            self.run.close()
 
     def closing_check(self) -> list[str]:
         """Reports that were fresh or written in this run and were deleted or changed before it ended (another
@@ -181,11 +182,13 @@ class RunSession:
 class SessionReporter(RunReporter):
     """The doit reporter of an rlm run: the session around the run, RunReporter's output inside it."""
 
+    run: Run  # bound by reporter_class, with RunReporter's ctx (run.ctx)
+
     adopt = False  # `rlm run --adopt`; RLM_ADOPT=1 does the same for plain `doit`
 
     def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
-        self.run_session = RunSession(self.ctx, self.write)
+        self.run_session = RunSession(self.run, self.write)
         self.settled: set[str] = set()  # worker tasks done, or failed for good before any signal
         self.workers_failed = 0  # the event log's run_end: tasks whose own attempts failed (not their dependents)
 
@@ -245,6 +248,6 @@ class SessionReporter(RunReporter):
             raise SystemExit(code)
 
 
-def reporter_class(ctx: RunContext) -> type[SessionReporter]:
-    """doit takes a reporter class: this one bound to the run's context."""
-    return type("RunReporter", (SessionReporter,), {"ctx": ctx})
+def reporter_class(run: Run) -> type[SessionReporter]:
+    """doit takes a reporter class: this one bound to the run."""
+    return type("RunReporter", (SessionReporter,), {"run": run, "ctx": run.ctx})

@@ -73,30 +73,36 @@ def budget_use(ctx: RunContext) -> BudgetUse:
                      spent.cost_usd, planfile.current_iteration(ctx))
 
 
-_claim_lock = threading.Lock()
-_started: dict[int, tuple[BudgetUse, int]] = {}  # per RunContext: usage at first claim, attempts since
-_spent: dict[int, tuple[int, float]] = {}  # per RunContext: tokens and cost of attempts ended since
+class Claims:
+    """One run's claims on the budget: what the records said at its first claim, and the attempts it started
+    and the usage they reported since. Each run has its own (run.runstate.Run), so a run starts from the files."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._base: BudgetUse | None = None  # budget_use at the first claim
+        self._started = 0  # attempts claimed since
+        self._tokens = 0  # tokens and cost of attempts ended since
+        self._cost = 0.0
 
-def add_usage(ctx: RunContext, record: dict[str, Any]) -> None:
-    """An attempt ended having used this (state/usage.attempt_record): later claims see it."""
-    with _claim_lock:
-        tokens, cost = _spent.get(id(ctx), (0, 0.0))
-        _spent[id(ctx)] = (tokens + int(record.get("total_tokens") or 0), cost + float(record.get("cost_usd") or 0))
+    def add_usage(self, record: dict[str, Any]) -> None:
+        """An attempt ended having used this (state/usage.attempt_record): later claims see it."""
+        with self._lock:
+            self._tokens += int(record.get("total_tokens") or 0)
+            self._cost += float(record.get("cost_usd") or 0)
 
-
-def claim_attempt(ctx: RunContext, what: str) -> None:
-    """Count one worker attempt against the budget, or raise BudgetExhausted naming the budget."""
-    with _claim_lock:
-        if id(ctx) not in _started:
-            _spent.pop(id(ctx), None)  # a context that reused a finished one's id starts from the files
-        base, started = _started.get(id(ctx)) or (budget_use(ctx), 0)
-        tokens, cost = _spent.get(id(ctx), (0, 0.0))
-        use = BudgetUse(base.iterations, base.workers, base.attempts + started, base.tokens + tokens,
-                        base.cost_usd + cost, base.planned)
-        why = use.refusal(ctx)
-        if why is not None:
-            raise BudgetExhausted(
-                f"budget exhausted: {why}; {what} not started (raise the budget in rlm.yaml to go on)"
-            )
-        _started[id(ctx)] = (base, started + 1)
+    def claim(self, ctx: RunContext, what: str) -> None:
+        """Count one worker attempt against the budget, or raise BudgetExhausted naming the budget."""
+        with self._lock:
+            if self._base is None:
+                # the files hold what ended before the first claim (an adopted attempt's usage): count it once
+                self._tokens, self._cost = 0, 0.0
+                self._base = budget_use(ctx)
+            base = self._base
+            use = BudgetUse(base.iterations, base.workers, base.attempts + self._started, base.tokens + self._tokens,
+                            base.cost_usd + self._cost, base.planned)
+            why = use.refusal(ctx)
+            if why is not None:
+                raise BudgetExhausted(
+                    f"budget exhausted: {why}; {what} not started (raise the budget in rlm.yaml to go on)"
+                )
+            self._started += 1

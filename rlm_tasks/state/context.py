@@ -58,6 +58,8 @@ class RunContext:
         self.settled_partial: dict[str, bool] = {}
         self.settled_reports: dict[str, list[int] | None] = {}
         self.workers_started = False  # an attempt started or was adopted in this run (run.session sets it)
+        # planfile.recorded's memo: plan.json's stat signature and what it said then (its Recorded)
+        self.plan_json_read: tuple[Any, Any] | None = None
 
     def task(self, task_id: str) -> TaskSpec:
         return self._tasks[task_id]
@@ -203,7 +205,7 @@ def load_context(config_path: str | Path = "rlm.yaml") -> RunContext:
             cache.set_validated(key, data, plan.sources, expansion.as_json() if expansion else None)
         del expansion
         # Validation leaves reference cycles behind (PyYAML's loader, the checker's closures), and a run
-        # loads with the collector off (tasks.doit_namespace): a 10,000-task plan left 30 MB of them.
+        # loads with the collector off (tasks.load_run): a 10,000-task plan left 30 MB of them.
         gc.collect()
     templates = [tree_signature(BUILTIN_TEMPLATES, (".j2",))]
     if plan.templates_dir:

@@ -161,9 +161,6 @@ class Recorded(NamedTuple):
     contract_sha256: Any
 
 
-_recorded_memo: dict[str, tuple[Signature | None, Recorded | None]] = {}
-
-
 def recorded(ctx: RunContext) -> Recorded | None:
     """plan.json's iteration and definitions, or None before the first run (or when it is no plan.json).
 
@@ -171,9 +168,10 @@ def recorded(ctx: RunContext) -> Recorded | None:
     the iteration at every REDUCE and at the first attempt of a run.
     """
     signature, _ = stat_signature(ctx.layout.plan_json)
-    known = _recorded_memo.get(str(ctx.layout.plan_json))
+    known = ctx.plan_json_read
     if known is not None and signature is not None and known[0] == signature:
-        return known[1]
+        remembered: Recorded | None = known[1]
+        return remembered
     return _remember(ctx, _read(ctx), signature)
 
 
@@ -189,7 +187,7 @@ def _remember(ctx: RunContext, data: Any, signature: Signature | None) -> Record
     found = None
     if isinstance(data, dict) and isinstance(data.get("iteration"), int):
         found = Recorded(data["iteration"], _definitions(data), data.get("contract_sha256"))
-    _recorded_memo[str(ctx.layout.plan_json)] = (signature, found)
+    ctx.plan_json_read = (signature, found)
     return found
 
 
@@ -289,8 +287,7 @@ def is_current(ctx: RunContext) -> bool:
     record = plan_record(ctx, iteration, _changes(ctx, definitions or {}, since), records)
     if not jsonio.holds(ctx.layout.plan_json, record):
         return False
-    _recorded_memo[str(ctx.layout.plan_json)] = (
-        signature, Recorded(iteration, records.definitions, record["contract_sha256"]))
+    ctx.plan_json_read = (signature, Recorded(iteration, records.definitions, record["contract_sha256"]))
     contract = ctx.layout.abs(ctx.layout.contract_rel)
     return contract.exists() and contract.read_text(encoding="utf-8") == ctx.contract_text
 

@@ -134,7 +134,10 @@ def _doit(args: argparse.Namespace) -> int:
     if args.jobs is not None:
         doit_args += ["-n", str(args.jobs)]
     doit_args += args.tasks
+    loader = RlmTaskLoader(args.config, wave=_wave(args))
     try:
-        return int(DoitMain(RlmTaskLoader(args.config, wave=_wave(args))).run(doit_args))
+        return int(DoitMain(loader).run(doit_args))
     except SystemExit as exc:  # the run sets the exit code of a run with failures, a lock, an interrupt
         return int(exc.code or 0)
+    finally:
+        loader.close()  # whatever doit did (list, info, an early exit), the run leaves nothing in this process

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-import weakref
 from typing import Any
 
 from rlm_tasks.config.records import Plan
@@ -40,39 +38,22 @@ def choose(plan: Plan) -> tuple[str, str | None]:
     return kind, scheduler
 
 
-_executors: weakref.WeakKeyDictionary[RunContext, Executor] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
-
-
-def for_context(ctx: RunContext) -> Executor:
-    """The executor of this run in this process (one Dask client for all its attempts)."""
-    with _lock:
-        found = _executors.get(ctx)
-        if found is None:
-            kind, scheduler = choose(ctx.plan)
-            if kind == "dask" and scheduler is not None:
-                try:
-                    dask.distributed()
-                except ImportError:
-                    raise ExecutorError(f"{ctx.plan.config_path}: executor: kind dask needs Dask distributed: "
-                                        "pip install 'rlm-tasks[dask]'") from None
-                shared = [t.doit_name for t in ctx.plan.tasks if t.isolation is None]
-                if ctx.plan.executor.filesystem == "none" and shared:
-                    raise ExecutorError(f"{ctx.plan.config_path}: executor.filesystem none needs isolation: worktree "
-                                        f"on every task; not on {', '.join(shared[:5])}"
-                                        + (f" (+{len(shared) - 5} more)" if len(shared) > 5 else ""))
-                found = dask.DaskExecutor(ctx, scheduler)
-            else:
-                found = LocalExecutor()
-            _executors[ctx] = found
-        return found
-
-
-def close(ctx: RunContext) -> None:
-    with _lock:
-        found = _executors.pop(ctx, None)
-    if found is not None:
-        found.close()
+def create(ctx: RunContext) -> Executor:
+    """The executor for this run (run.runstate.Run keeps it: one Dask client for all its attempts)."""
+    kind, scheduler = choose(ctx.plan)
+    if kind == "dask" and scheduler is not None:
+        try:
+            dask.distributed()
+        except ImportError:
+            raise ExecutorError(f"{ctx.plan.config_path}: executor: kind dask needs Dask distributed: "
+                                "pip install 'rlm-tasks[dask]'") from None
+        shared = [t.doit_name for t in ctx.plan.tasks if t.isolation is None]
+        if ctx.plan.executor.filesystem == "none" and shared:
+            raise ExecutorError(f"{ctx.plan.config_path}: executor.filesystem none needs isolation: worktree "
+                                f"on every task; not on {', '.join(shared[:5])}"
+                                + (f" (+{len(shared) - 5} more)" if len(shared) > 5 else ""))
+        return dask.DaskExecutor(ctx, scheduler)
+    return LocalExecutor()
 
 
 def end_remote(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
