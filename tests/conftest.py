@@ -121,6 +121,18 @@ def _collector_left_on():
         pytest.fail("the garbage collector was left disabled (a run's load or close leaked it)")
 
 
+@contextlib.contextmanager
+def doit_namespace(config: str = "rlm.yaml") -> Iterator[dict[str, Any]]:
+    """What dodo.py hands doit (tasks.doit_namespace), from a run closed afterwards as the process's end would."""
+    from rlm_tasks.tasks import load_run, run_namespace
+
+    run = load_run(config)
+    try:
+        yield run_namespace(run)
+    finally:
+        run.close()
+
+
 # ---- waiting ----------------------------------------------------------------------------------------------
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:

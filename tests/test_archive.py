@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Repo
+from conftest import Repo, doit_namespace
 
-from rlm_tasks import clock, jsonio, tasks
+from rlm_tasks import clock, jsonio
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
 from rlm_tasks.config.plan import load_plan
@@ -244,10 +244,10 @@ def test_use_and_release(finished: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_doit_archive_is_a_task_but_not_a_default_one(finished: Path) -> None:
-    namespace = tasks.doit_namespace("rlm.yaml")
-    assert "task_archive" in namespace
-    assert "archive" not in namespace["DOIT_CONFIG"]["default_tasks"]
-    assert namespace["task_archive"]()["task_dep"] == ["final"]
+    with doit_namespace() as namespace:
+        assert "task_archive" in namespace
+        assert "archive" not in namespace["DOIT_CONFIG"]["default_tasks"]
+        assert namespace["task_archive"]()["task_dep"] == ["final"]
 
 
 def test_a_new_archive_survives_its_own_cleanup(finished: Path) -> None:

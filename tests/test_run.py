@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LOCAL_RUN, REPO, RUN_DIR, Repo, process_gone, subprocess_env
+from conftest import LOCAL_RUN, REPO, RUN_DIR, Repo, doit_namespace, process_gone, subprocess_env
 
 from rlm_tasks import jsonio
 from rlm_tasks.run import attempts
-from rlm_tasks.tasks import doit_namespace
 
 REPORTS = f"{RUN_DIR}/artifacts/reports"
 LOGS = f"{LOCAL_RUN}/logs"
@@ -74,7 +73,8 @@ def test_worker_output_goes_to_its_log_never_to_the_console(repo: Repo) -> None:
 
 def test_doit_state_lives_under_rlm_in_sqlite(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}], budget={"max_inflight": 3})
-    config = doit_namespace("rlm.yaml")["DOIT_CONFIG"]
+    with doit_namespace() as namespace:
+        config = namespace["DOIT_CONFIG"]
     assert (config["dep_file"], config["backend"], config["num_process"]) == (
         str(repo.root.resolve() / ".rlm" / "local" / "doit.sqlite3"), "sqlite3", 3)
     assert repo.doit().code == 0
@@ -86,9 +86,9 @@ def test_task_graph(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"],
                                                    "report_path": "notes/b.md"}],
                      verify=[{"id": "v", "goal": "V", "depends_on": ["b"]}])
-    namespace = doit_namespace("rlm.yaml")
-    maps = [t for t in namespace["task_map"]() if t.get("name")]
-    verifies = [t for t in namespace["task_verify"]() if t.get("name")]
+    with doit_namespace() as namespace:
+        maps = [t for t in namespace["task_map"]() if t.get("name")]
+        verifies = [t for t in namespace["task_verify"]() if t.get("name")]
     root = repo.root.resolve()
     assert [(t["name"], t["targets"], t["task_dep"]) for t in maps] == [
         ("a", [str(root / REPORTS / "a.md")], ["plan"]),
