@@ -24,7 +24,7 @@ PACKAGE = Path(rlm_tasks.__file__).parent
 # the shutdown a signal asked for (the signal handler must reach them), and the subreaper's bookkeeping.
 PROCESS_STATE = {
     "run/worker.py": {"_live_groups", "_shutdown"},
-    "run/orphans.py": {"_spawned", "_known"},
+    "run/orphans.py": {"_spawned", "_spawning", "_known"},
 }
 MUTABLE = ("dict", "set", "list", "WeakKeyDictionary", "WeakValueDictionary", "WeakSet", "defaultdict", "Event")
 
