@@ -1,7 +1,7 @@
 """`rlm report` / `doit report`: one self-contained HTML file, checked in a real headless Chromium.
 
 The browser test skips when no Chromium is installed, unless E2E_REQUIRE_BROWSER=1 (set by .ci/run, which
-installs it): then it fails instead. Screenshots go to $RLM_TEST_ARTIFACTS when set, else to the test's tmp dir.
+installs it): then it fails instead. Screenshots go to $E2E_ARTIFACTS_DIR when set, else to the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_report_opens_in_a_real_browser_with_no_console_errors_and_no_hostile_sc
     assert timeline.count('class="bar') == 8  # every attempt, failed ones too
     assert timeline.count("bar o-failed") == 2
     assert timeline.count('class="marker m-retry"') == 1  # flaky's retry, from this machine's event log
-    artifacts = Path(os.environ.get("RLM_TEST_ARTIFACTS") or tmp_path)
+    artifacts = Path(os.environ.get("E2E_ARTIFACTS_DIR") or tmp_path)
     shot = artifacts / "report.png"
     taken = run_browser(binary, away, profile, "--window-size=1400,2400", f"--screenshot={shot}")
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
