@@ -36,6 +36,10 @@ FAKE_CODEX_HOME = Path(__file__).resolve().parent / "fake_codex_home"  # has the
 RUN_ID = "t"
 RUN_DIR = f".rlm/runs/{RUN_ID}"
 LOCAL_RUN = f".rlm/local/runs/{RUN_ID}"  # machine-local: logs, progress, inflight, reduce_state
+# A caller's RLM_* variables (a user's RLM_CONFIG, a CI knob) would reach every worker and change what tests
+# see: the suite starts from none, and tests set the ones they mean.
+for _name in [name for name in os.environ if name.startswith("RLM_")]:
+    del os.environ[_name]
 KILL_GRACE = "0.2"  # RLM_KILL_GRACE_SECONDS in tests: a worker ignoring SIGTERM costs 0.2 s, not 3 s
 
 # ---- the write guard --------------------------------------------------------------------------------------
