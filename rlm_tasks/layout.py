@@ -3,10 +3,11 @@
 Two kinds of files, in two places:
 
 - committed, under `.rlm/runs/<run_id>/`: the run's record, the same on every machine
-  (plan, contract, prompts, reports, provenance, deferred, final, archived_to);
+  (plan, contract, prompts, reports, attempt records, provenance, reduce_state, deferred, final, archived_to);
 - machine-local, under `.rlm/local/` (one line in .gitignore): doit's database, caches, locks,
-  logs, progress files, inflight records, detach state, the drift baseline and reduce_state.json:
-  anything with pids, hosts, clocks or ages, which would dirty a fresh clone's tree on every `doit`.
+  logs, progress files, inflight records, detach state, the drift baseline and reduce_state.json's
+  machine-local half (reduce_state.local.json): anything with pids, hosts, clocks or ages, which would
+  dirty a fresh clone's tree on every `doit`.
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ class RunLayout(NamedTuple):
     def deferred_rel(self) -> str:
         return f"{self.run_dir_rel}/deferred.json"
 
+    @property
+    def reduce_state_rel(self) -> str:
+        """The inventory, as the same on every machine (its machine-local half: reduce_state_local_rel)."""
+        return f"{self.run_dir_rel}/reduce_state.json"
+
     # ---- machine-local: ignored by git ------------------------------------------------------------------
 
     @property
@@ -140,9 +146,9 @@ class RunLayout(NamedTuple):
         return f"{self.local_run_rel}/inflight.json"
 
     @property
-    def reduce_state_rel(self) -> str:
-        # ages, running workers and the drift since a commit: true on this machine, now
-        return f"{self.local_run_rel}/reduce_state.json"
+    def reduce_state_local_rel(self) -> str:
+        # reduce_state.json's machine-local half: ages, running workers, drift since the run's start
+        return f"{self.local_run_rel}/reduce_state.local.json"
 
     @property
     def drift_baseline_rel(self) -> str:

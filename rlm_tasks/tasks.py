@@ -206,15 +206,8 @@ def _plan_current(ctx: RunContext) -> bool:
     return current
 
 
-def _summary_inputs(ctx: RunContext) -> list[str]:
-    """What reduce_state.json and deferred.json summarise: plan, provenance, attempt logs, every report."""
-    layout = ctx.layout
-    return [str(layout.plan_json), str(layout.provenance_json), str(ctx.store.journal_path),
-            ctx.abs_str(layout.logs_rel), *ctx.report_files_abs]
-
-
 def _summary_signatures(ctx: RunContext) -> list[Any]:
-    paths = _summary_inputs(ctx)
+    paths = reduce.summary_inputs(ctx)
     if not ctx.workers_started and len(ctx.settled_reports) == len(ctx.plan.tasks):
         # no worker ran in this run: every report is as the settled proof saw it when the run loaded
         reports = [ctx.settled_reports[task.id] for task in ctx.plan.tasks]
@@ -233,7 +226,7 @@ def _summarise(ctx: RunContext, name: str, write: Callable[[RunContext], Any],
                output: Callable[[RunContext], str]) -> Any:
     failed = actions.quiet(write, ctx)
     if failed is None and ctx.cache is not None:
-        ctx.cache.set_mark(name, _summary_inputs(ctx), outputs=[ctx.layout.abs(output(ctx))])
+        ctx.cache.set_mark(name, reduce.summary_inputs(ctx), outputs=[ctx.layout.abs(output(ctx))])
     return failed
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import state_schemas
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,8 +104,9 @@ sys.addaudithook(_audit)
 
 
 @pytest.fixture(autouse=True)
-def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Run in tmp_path; fail the test if anything in-process wrote outside it."""
+def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """Run in tmp_path; fail the test if anything in-process wrote outside it, or any JSON file rlm wrote under
+    `.rlm/` breaks its schema (tests/state_schemas.py)."""
     monkeypatch.chdir(tmp_path)
     _guard["violations"] = []
     _guard["allowed"] = os.path.realpath(tmp_path)
@@ -114,6 +116,9 @@ def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         _guard["allowed"] = None
     violations = _guard["violations"]
     assert not violations, f"writes outside tmp_path: {violations}"
+    if request.node.get_closest_marker("hand_made_state") is None:
+        bad = state_schemas.problems(tmp_path)
+        assert not bad, "state files that break their schema:\n" + "\n".join(bad)
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,7 @@ What it does comes from its config, read at every start: $FAKE_AGENT_SPEC names 
                  so the grandchild is an orphan only once the runner has killed the middle
     wait_text    [path, text]: after the barrier, work until that file holds that text
     attempts     {"<attempt>": BEHAVIOUR}: overrides for one attempt ($RLM_ATTEMPT), e.g. fail only the first
+    events       JSON events it prints on stdout (as codex with `--json`: e.g. an `error` and a `turn.failed`)
     usage        token usage it reports: as codex with `--json` (the runner's event stream) a `turn.completed`
                  event with this usage (default USAGE) on stdout; as a command worker, written to
                  $RLM_USAGE_PATH (only when given; a string as it is, anything else as JSON); as another
@@ -229,6 +230,9 @@ def kind_events(kind_name: str, usage: dict[str, Any], text: str) -> None:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--version"]:  # the runner's agent check before a run's first attempt: not a worker start
+        print("fake-agent 1.0")
+        return 0
     kind_name = os.environ.get("FAKE_AGENT_KIND")
     codex = sys.argv[1:2] == ["exec"] and not kind_name
     parsed = parse_codex_argv(sys.argv[1:]) if codex else None
@@ -265,7 +269,9 @@ def main() -> int:
     report_kind = behaviour.get("report", "ok")
     if report_kind != "stdout":
         print(f"fake agent: {worker_id} attempt {attempt} in mode {mode}", flush=True)
-    if parsed and "--json" in parsed["extra"] and not behaviour.get("hang"):  # as codex exec --json ends a turn
+    for event in behaviour.get("events", []):  # what the agent says on its event stream, e.g. an API error
+        print(json.dumps(event), flush=True)
+    if parsed and "--json" in parsed["extra"] and not behaviour.get("hang") and not behaviour.get("events"):
         print(json.dumps({"type": "turn.completed", "usage": behaviour.get("usage", USAGE)}), flush=True)
     if kind_name and not behaviour.get("hang"):
         kind_events(kind_name, behaviour.get("usage", USAGE), f"{worker_id} done")

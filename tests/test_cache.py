@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import LOCAL_RUN, RUN_DIR, Repo, wait_for
+from conftest import RUN_DIR, Repo, wait_for
 
 from rlm_tasks.config import schema
 from rlm_tasks.resources import TEMPLATE_DIR
@@ -72,7 +72,7 @@ def test_a_noop_run_skips_everything_and_rewrites_nothing(cached: Repo) -> None:
     path, digests = cache_files(cached)
     assert schema.check("cache", json.loads(path.read_text())) == []
     assert schema.check("cache_digests", json.loads(digests.read_text())) == []
-    state = cached.root / LOCAL_RUN / "reduce_state.json"
+    state = cached.root / RUN_DIR / "reduce_state.json"
     before = state.stat().st_mtime_ns
     assert cached.doit().code == 0
     assert ran(cached) == [] and state.stat().st_mtime_ns == before

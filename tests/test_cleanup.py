@@ -24,6 +24,9 @@ from rlm_tasks.lifecycle.cleanup import Decision
 from rlm_tasks.run import housekeeping
 from rlm_tasks.state.context import RunContext
 
+# its archives are written by hand (meta.json and markers with only what cleanup reads)
+pytestmark = pytest.mark.hand_made_state
+
 NOW = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.timezone.utc)
 
 

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import Repo
 
 from rlm_tasks.config.plan import load_plan
@@ -414,6 +415,9 @@ def test_the_repository_example_is_valid(repo: Repo) -> None:
     cited = repo.path(".rlm/runs/example/artifacts/reports/summary.md")
     cited.parent.mkdir(parents=True)
     cited.write_text("# summary\n")
+    data = yaml.safe_load(example.read_text())
+    for rel in [*data.get("hint_paths", []), *(p for t in data["tasks"] for p in t.get("context_paths", []))]:
+        repo.write("a file the example points workers at\n", rel)  # or validate warns that it does not exist
     result = repo.rlm("validate")
     assert (result.code, result.out, result.err) == (0, "rlm.yaml: valid: run example, 5 map tasks, 1 verify tasks\n",
                                                      "")

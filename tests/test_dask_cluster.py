@@ -82,7 +82,9 @@ def test_retries_and_a_timeout_through_the_cluster(repo: Repo, cluster: Cluster)
                         "stuck": {"hang": True, "child": True}}, agent={"timeout": 3})
     result = repo.rlm_cli("run", "--executor", cluster.address, timeout=120)
     assert result.code == 1, result.out + result.err
-    assert "  FAILED  map:stuck: timed out after 3s; log: .rlm/local/runs/t/logs/stuck.attempt-1.log\n" in result.out
+    assert ("  FAILED  map:stuck: attempt 1, timeout: timed out after 3s; "
+            "log: .rlm/local/runs/t/logs/stuck.attempt-1.log\n"
+            in result.out)
     assert "rlm: 2 ran, 1 failed, 0 fresh in " in result.out
     assert [(r["worker_id"], r["attempt"]) for r in repo.records()] == [
         ("flaky", 1), ("flaky", 2), ("ok", 1), ("stuck", 1)]

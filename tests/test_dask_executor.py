@@ -54,7 +54,9 @@ def test_retries_and_timeouts_stay_with_the_runner(repo: Repo, cluster: Any) -> 
     repo.monkeypatch.setenv("RLM_EXECUTOR", cluster.scheduler_address)
     result = repo.doit()
     assert result.code == 1, result.out + result.err
-    assert "  FAILED  map:stuck: timed out after 2s; log: .rlm/local/runs/t/logs/stuck.attempt-1.log\n" in result.out
+    assert ("  FAILED  map:stuck: attempt 1, timeout: timed out after 2s; "
+            "log: .rlm/local/runs/t/logs/stuck.attempt-1.log\n"
+            in result.out)
     assert [(r["worker_id"], r["attempt"]) for r in repo.records()] == [("flaky", 1), ("flaky", 2), ("stuck", 1)]
     entry = repo.provenance()["tasks"]["flaky"]
     assert [a["outcome"] for a in entry["attempts"]] == ["exit", "ok"]

@@ -104,7 +104,7 @@ def test_edits_inside_an_iteration_use_none_a_plan_change_after_deciding_to_iter
     assert (plan["iteration"], plan["changed_since_last_iteration"]) == (
         2, {"added": [], "removed": [], "edited": ["b"]})
     assert load(repo, f"{RUN}/artifacts/plan.iter-1.json")["iteration"] == 1
-    assert load(repo, f"{LOCAL}/reduce_state.json")["budget"]["iterations_used"] == 2
+    assert load(repo, f"{RUN}/reduce_state.json")["budget"]["iterations_used"] == 2
 
 
 @pytest.mark.slow
@@ -137,12 +137,12 @@ def test_the_budget_ends_the_run_final_records_it_next_to_the_decision_and_archi
 @pytest.mark.slow
 def test_budget_counters_survive_archiving(repo: Repo) -> None:
     finished_run(repo, max_workers=10)
-    before = load(repo, f"{LOCAL}/reduce_state.json")["budget"]
+    before = load(repo, f"{RUN}/reduce_state.json")["budget"]
     assert (before["workers_used"], before["attempts_used"]) == (3, 3)
     assert repo.rlm("archive").code == 0
     assert not repo.path(f"{LOCAL}/logs").exists()  # compressed away
     assert repo.rlm("reduce").code == 0
-    after = load(repo, f"{LOCAL}/reduce_state.json")["budget"]
+    after = load(repo, f"{RUN}/reduce_state.json")["budget"]
     assert (after["workers_used"], after["attempts_used"]) == (3, 3)
 
 
@@ -180,6 +180,13 @@ def test_evidence_that_does_not_exist_is_a_validation_error_with_its_position(re
                                        "evidence path 'missing.md' does not exist\n")
     assert repo.doit().code == 0  # MAP runs before the reports a decision will cite exist
     assert triple(repo.rlm("final")) == (2, "", err)
+    doit_final = repo.doit("final")  # `doit final` and `rlm final` agree: 2 for a mistake in rlm.yaml
+    assert doit_final.code == 2, doit_final.out
+    assert f"  FAILED  final: {err}" in doit_final.out
+    edit(repo, lambda d: d.pop("decision"))
+    assert (repo.rlm("final").code, repo.doit("final").code) == (1, 1)  # 1 for a refusal
+    edit(repo, lambda d: d.update(decision={"should_finish": True, "reason": "r", "conclusions": [
+        {"text": "t", "evidence": ["cited.md", "missing.md"]}]}))
     repo.write("now it exists\n", "missing.md")
     assert repo.rlm("validate").code == 0
 

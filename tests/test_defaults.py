@@ -43,6 +43,7 @@ def test_a_minimal_plan_gets_the_table(tmp_path: Path) -> None:
         "executor.kind": plan.executor.kind,
         **{f"tiers.{tier.name}": {"model": tier.model, "effort": tier.effort} for tier in plan.tiers},
         "budget.max_inflight": plan.budget.max_inflight,
+        "budget.stop_after_same_failures": plan.budget.stop_after_same_failures,
         "reduce.stale_seconds": plan.stale_seconds,
         "lifecycle.ttl_days": plan.lifecycle.ttl_days,
         "lifecycle.keep_forever": plan.lifecycle.keep_forever,

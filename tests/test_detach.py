@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from conftest import LOCAL_RUN, REPO, Repo
+from conftest import LOCAL_RUN, REPO, RUN_DIR, Repo
 
 from rlm_tasks.config import schema
 
@@ -34,12 +34,13 @@ def test_detach_wait_exit_codes(repo: Repo) -> None:
     waited = repo.rlm_cli("wait", "--timeout", "0.2")
     assert waited.code == 3, waited.out + waited.err
     assert waited.out.startswith("rlm: run t still running after 0.2s: 0/2 done, ")
+    assert waited.out.endswith("; `rlm wait` again or `rlm status --watch`; rlm wait exits 3\n")
     assert repo.rlm_cli("status").code == 0
     go.touch()
     done = repo.rlm_cli("wait")
     assert done.code == 0, done.out + done.err
-    assert done.out == (f"rlm: run t finished (exit 0): 2/2 fresh; inventory: {LOCAL_RUN}/reduce_state.json; "
-                        f"log: {LOCAL_RUN}/detached.log\n")
+    assert done.out == (f"rlm: run t finished (exit 0): 2/2 fresh; inventory: {RUN_DIR}/reduce_state.json; "
+                        f"log: {LOCAL_RUN}/detached.log; rlm wait exits 0\n")
     state = json.loads((repo.local_dir / "detached.json").read_text())
     assert state["exit_code"] == 0 and state["finished_at"] and schema.check("detached", state) == []
     log = (repo.local_dir / "detached.log").read_text()
@@ -64,7 +65,7 @@ def test_thousand_tasks_three_failures_print_under_2kb(repo: Repo) -> None:
     assert waited.code == 1, waited.out + waited.err
     assert waited.out == (
         f"rlm: run t finished (exit 1): 997/1000 fresh, 3 failed: map:task-0007, map:task-0500, map:task-0999; "
-        f"inventory: {LOCAL_RUN}/reduce_state.json; log: {LOCAL_RUN}/detached.log\n")
+        f"inventory: {RUN_DIR}/reduce_state.json; log: {LOCAL_RUN}/detached.log; rlm wait exits 1\n")
     outputs += [waited, repo.rlm_cli("status")]
     for out in outputs:
         assert len((out.out + out.err).encode()) < 2048, out.out + out.err

@@ -92,7 +92,7 @@ def test_forget_or_force_runs_a_fresh_task_again_and_keeps_its_report(done: Repo
 def test_a_missing_doit_database_is_only_a_missing_cache(done: Repo) -> None:
     (done.root / ".rlm/local/doit.sqlite3").unlink()
     assert summary(done.doit_cli().out) == (
-        "rlm: 0 ran, 0 failed, 3 fresh in Ns; inventory: .rlm/local/runs/t/reduce_state.json")
+        "rlm: 0 ran, 0 failed, 3 fresh in Ns; inventory: .rlm/runs/t/reduce_state.json")
     assert ran_now(done) == []
 
 

@@ -98,12 +98,12 @@ def test_a_run_logs_its_attempts_and_replays_into_the_status_counts(repo: Repo) 
     assert sorted(ends) == [("a", 1, "exit"), ("a", 2, "ok"), ("b", 1, "ok"), ("c", 1, "exit")]
     retry = [e for e in found if e["kind"] == "retry"]
     assert [(e["worker_id"], e["attempt"]) for e in retry] == [("a", 1)]
-    assert retry[0]["message"] == f"agent exited with code 3; log: {LOCAL_RUN}/logs/a.attempt-1.log"
+    assert retry[0]["message"] == f"attempt 1, exit: agent exited with code 3; log: {LOCAL_RUN}/logs/a.attempt-1.log"
     for event in found:
         assert schema.check("event", event) == []
     status = json.loads(repo.rlm("status", "--json").out)
     counts = {k: v for k, v in status["counts"].items() if v}
-    assert events.replay(found, ["a", "b", "c", "d"]) == counts == {"fresh": 2, "missing": 2}
+    assert events.replay(found, ["a", "b", "c", "d"]) == counts == {"fresh": 2, "failed": 1, "missing": 1}
     # `rlm events`: lines for a person, JSON for a tool
     out = repo.rlm("events")
     assert out.code == 0 and len(out.out.splitlines()) == len(found)

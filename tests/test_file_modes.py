@@ -36,7 +36,7 @@ def test_written_files_follow_the_umask(repo: Repo, mask: int, mode: str) -> Non
                 ".rlm/runs/first-run/provenance.json", ".rlm/runs/first-run/deferred.json",
                 ".rlm/runs/first-run/artifacts/context/run_contract.md",
                 ".rlm/runs/first-run/artifacts/prompts/inventory.md",
-                ".rlm/local/runs/first-run/reduce_state.json", ".rlm/local/runs/first-run/inflight.json"):
+                ".rlm/runs/first-run/reduce_state.json", ".rlm/local/runs/first-run/inflight.json"):
         assert written.pop(rel) == mode, rel
     assert set(written.values()) == {mode}, written  # and every other file too
 

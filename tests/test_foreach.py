@@ -81,8 +81,8 @@ def test_removing_a_file_drops_its_task_and_makes_the_join_stale(fan: Repo) -> N
     fan.path("src/pkg/b.py").unlink()
     status = json.loads(fan.rlm("status", "--json").out)
     assert [t["id"] for t in status["tasks"]] == ["lint-a", "summary"]
-    assert status["fanouts"] == {"lint": {"fresh": 1, "stale": 0, "missing": 0, "invalid": 0, "running": 0,
-                                          "interrupted": 0, "partial": 0, "conflict": 0}}
+    assert status["fanouts"] == {"lint": {"fresh": 1, "stale": 0, "missing": 0, "invalid": 0, "failed": 0,
+                                          "running": 0, "interrupted": 0, "partial": 0, "conflict": 0}}
     assert status["tasks"][1]["reasons"] == ["prompt_changed", "input_changed"]
     assert fan.doit().code == 0
     assert ran(fan) == ["summary"]

@@ -62,7 +62,7 @@ def test_a_worker_that_removes_all_of_rlm_local_admits_no_second_orchestrator(re
         "rlm: .rlm/local/doit.sqlite3 was removed during the run and is written anew (a cache: provenance decides "
         "what is fresh)",
         f"rlm: 1 ran, 0 failed, 0 fresh in {out.rsplit(' fresh in ', 1)[1].split(';')[0]}; "
-        "inventory: .rlm/local/runs/t/reduce_state.json"]
+        "inventory: .rlm/runs/t/reduce_state.json"]
     assert repo.report("a").read_text() == "# Contract Compliance\nkept\n"
     assert repo.rlm_cli("run").code == 0  # released with the first run
 
@@ -91,6 +91,7 @@ def test_a_killed_orchestrator_frees_the_lock_at_once(repo: Repo) -> None:
     assert repo.report("a").read_text() == "# Contract Compliance\nsecond\n"
 
 
+@pytest.mark.hand_made_state  # an inflight.json entry with only what the test needs
 def test_an_orchestrator_never_ends_the_workers_of_a_live_one(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the lock could be got although another orchestrator runs (its files removed on a platform without
     the host lock, then rewritten by it), inflight.json naming a live orchestrator stops the run before any

@@ -22,7 +22,7 @@ NEXT = ("next:\n"
 WROTE = ("wrote rlm.yaml\nwrote dodo.py\nwrote .rlm/rlm.schema.json\nwrote .rlm/starter_worker.py\n"
          "wrote doit.cfg\nwrote .gitignore\n")
 SUMMARY = (r"rlm: {ran} ran, 0 failed, {fresh} fresh in \d+\.\d+s; "
-           r"inventory: \.rlm/local/runs/first-run/reduce_state\.json")
+           r"inventory: \.rlm/runs/first-run/reduce_state.json")
 
 
 def git(*args: str, cwd: Path) -> str:

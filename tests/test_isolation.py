@@ -96,7 +96,7 @@ def test_two_editors_on_the_same_lines_one_conflict_both_patches_kept(tree: Repo
     assert row["state"] == "conflict"
     assert row["detail"] == (f"conflicting: a.txt; patch: {RUN_DIR}/artifacts/patches/{loser}.attempt-1.patch; "
                              f"worktree: .rlm/local/worktrees/t/{loser}.attempt-1")
-    reduced = json.loads(tree.path(f"{LOCAL_RUN}/reduce_state.json").read_text())
+    reduced = json.loads(tree.path(f"{RUN_DIR}/reduce_state.json").read_text())
     assert [r["state"] for r in reduced["tasks"] if r["id"] == loser] == ["conflict"]
     assert reduced["counts"]["conflict"] == 1
     assert schema.check("reduce_state", reduced) == [] and schema.check("status", status) == []
@@ -157,7 +157,7 @@ def test_gate_failure_retries_with_the_failure_named_then_passes(tree: Repo) -> 
     result = tree.doit()
     assert result.code == 0, result.out
     log = f"{LOCAL_RUN}/gates/a.attempt-1/gate-1.log"
-    assert f"retry   map:a: gate failed: test -f ok.txt exit 1 (output: {log})" in result.out
+    assert f"retry   map:a: attempt 1, gate_failed: gate failed: test -f ok.txt exit 1 (output: {log})" in result.out
     second = tree.stdin_of(tree.records("a")[1]).decode()
     assert "## The previous attempt failed\ngate failed: test -f ok.txt exit 1" in second
     assert log in second and "test -f ok.txt" not in tree.stdin_of(tree.records("a")[0]).decode()
@@ -185,7 +185,7 @@ def test_drift_outside_owns_is_refused(tree: Repo) -> None:
     tree.write_command([editor("a", ["src/**"])], {"a": {"append": {"src/b.py": "y = 2\n", "a.txt": "stray\n"}}})
     result = tree.doit()
     assert result.code == 1
-    assert "FAILED  map:a: drift: changed outside owns: a.txt (report moved to" in result.out
+    assert "FAILED  map:a: attempt 1, drift: drift: changed outside owns: a.txt (report moved to" in result.out
     assert tree.path("a.txt").read_text() == "one\ntwo\nthree\n"
     assert tree.path("src/b.py").read_text() == "x = 1\n"  # refused whole: nothing merged
     assert attempts_of(tree, "a")[-1]["isolation"]["drift"] == ["a.txt"]

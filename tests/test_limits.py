@@ -162,6 +162,7 @@ def test_number_flags_exit_2(repo: Repo, argv: list[str], message: str) -> None:
     assert "Traceback" not in result.err
 
 
+@pytest.mark.hand_made_state  # meta.json with garbage in it, on purpose
 @pytest.mark.parametrize("ttl", ["NaN", "-Infinity", "-1", '"14"', "true", "1e999"])
 def test_garbage_ttl_in_meta_json_never_deletes(tmp_path: Path, ttl: str) -> None:
     path = make_archive(tmp_path, "r-20200101T000000Z", 10_000)

@@ -62,28 +62,33 @@ def load(path: str) -> Any:
 @pytest.mark.slow
 def test_reduce_state_field_by_field(loop: Repo) -> None:
     assert loop.doit().code == 0
-    state = load(f"{LOCAL}/reduce_state.json")
+    state = load(f"{RUN}/reduce_state.json")
     assert schema.check("reduce_state", state) == []
     assert state["run_id"] == "t"
     assert state["iteration"] == 1
     assert state["total"] == 4
     assert state["counts"] == {"fresh": 4, "stale": 0, "missing": 0, "invalid": 0, "failed": 0, "running": 0,
                                "interrupted": 0, "partial": 0, "conflict": 0}
-    assert state["missing"] == [] and state["stale"] == []
+    assert state["missing"] == []
+    assert state["local_path"] == f"{LOCAL}/reduce_state.local.json"
+    local = load(state["local_path"])  # what is true on this machine only
+    assert schema.check("reduce_state_local", local) == []
+    assert local["stalled"] == [] and local["running"] == []
     rows = {r["id"]: r for r in state["tasks"]}
     bullets = rows["bullets"]
     report = loop.root / f"{RUN}/artifacts/reports/bullets.md"
     assert bullets["state"] == "fresh"
     assert bullets["report_path"] == f"{RUN}/artifacts/reports/bullets.md"
     assert bullets["report_bytes"] == report.stat().st_size
-    assert 0 <= bullets["age_seconds"] < 60
+    assert 0 <= local["age_seconds"]["bullets"] < 60
     assert bullets["attempts"] == 1
     assert bullets["contract_compliance"] is True
     assert bullets["log_path"] == f"{LOCAL}/logs/bullets.attempt-1.log"
-    assert state["drift"]["checked"] is False  # the tmp repo is not a git work tree
-    assert state["drift"]["note"] == "not a git working tree: drift not checked"
+    assert local["drift"]["checked"] is False  # the tmp repo is not a git work tree
+    assert local["drift"]["note"] == "not a git working tree: drift not checked"
+    assert "drift" not in state and "age_seconds" not in bullets and "generated_at" not in state
     # an inventory, never report text
-    assert "cache digests" not in (loop.root / f"{LOCAL}/reduce_state.json").read_text()
+    assert "cache digests" not in (loop.root / f"{RUN}/reduce_state.json").read_text()
 
 
 @pytest.mark.slow
@@ -91,7 +96,7 @@ def test_failed_and_missing_states(loop: Repo) -> None:
     loop.agent_spec({**SPEC, "numbered": {"exit": 1, "report": "none"}})
     assert loop.doit().code == 1
     assert main(["reduce"]) == 0  # the CLI verb writes the same file
-    state = load(f"{LOCAL}/reduce_state.json")
+    state = load(f"{RUN}/reduce_state.json")
     rows = {r["id"]: r for r in state["tasks"]}
     assert rows["numbered"]["state"] == "failed"
     assert rows["numbered"]["report_bytes"] is None
@@ -199,7 +204,7 @@ def test_final_refused_without_verify_then_accepted(loop: Repo, capsys: pytest.C
         "Rewrite the parser",
         "Add fuzzing",
     ]
-    assert final["reduce_state_path"] == f"{LOCAL}/reduce_state.json"
+    assert final["reduce_state_path"] == f"{RUN}/reduce_state.json"
     assert final["deferred_path"] == f"{RUN}/deferred.json"
 
     md = (loop.root / f"{RUN}/final.md").read_text()
@@ -279,7 +284,7 @@ def test_budget_exhausted(loop: Repo) -> None:
     )
     assert out.splitlines()[-1].startswith(
         "rlm: budget exhausted: max_workers (2 worker attempts started, limit 2): the run ends here")
-    state = load(f"{LOCAL}/reduce_state.json")
+    state = load(f"{RUN}/reduce_state.json")
     assert state["budget"]["attempts_used"] == 2
     assert state["budget"]["exhausted"] == "max_workers (2 worker attempts started, limit 2)"
     # a terminal state: final records it next to the decision with what is not done, and archive accepts it
@@ -326,4 +331,5 @@ def test_unchanged_plan_is_not_an_iteration(loop: Repo) -> None:
 def test_python_m_entry_point(loop: Repo) -> None:
     result = loop.rlm_cli("reduce")
     assert result.code == 0, result.err
-    assert result.out == f"reduce: 4 tasks (4 missing), iteration 1: {LOCAL}/reduce_state.json\n"
+    assert result.out == (f"reduce: 4 tasks (4 missing), iteration 1 (this machine's ages, running workers and drift "
+                          f"in {LOCAL}/reduce_state.local.json): {RUN}/reduce_state.json\n")

@@ -14,9 +14,10 @@ import time
 import pytest
 from conftest import LOCAL_RUN, RUN_DIR, Repo
 
+from rlm_tasks.clock import iso
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.run import reporter
-from rlm_tasks.state import progress
+from rlm_tasks.state import history, progress
 from rlm_tasks.state.context import RunContext
 
 RUN = RUN_DIR
@@ -34,15 +35,15 @@ def test_plain_lines_without_a_terminal(repo: Repo) -> None:
     assert out == (
         "rlm: run t: 3 tasks\n"
         "  start   map:a  attempt 1, standard\n"
-        f"  retry   map:a: agent exited with code 3; log: {LOCAL}/logs/a.attempt-1.log; "
+        f"  retry   map:a: attempt 1, exit: agent exited with code 3; log: {LOCAL}/logs/a.attempt-1.log; "
         "attempt 2 (standard) in Ns\n"
         "  start   map:a  attempt 2, standard\n"
         f"  ok      map:a  Ns  {RUN}/artifacts/reports/a.md  attempt 2, standard\n"
         "  start   map:b  attempt 1, standard\n"
         f"  ok      map:b  Ns  {RUN}/artifacts/reports/b.md\n"
         "  start   map:c  attempt 1, standard\n"
-        f"  FAILED  map:c: agent exited with code 3; log: {LOCAL}/logs/c.attempt-1.log\n"
-        f"rlm: 2 ran, 1 failed, 0 fresh in Ns; inventory: {LOCAL}/reduce_state.json\n"
+        f"  FAILED  map:c: attempt 1, exit: agent exited with code 3; log: {LOCAL}/logs/c.attempt-1.log\n"
+        f"rlm: 2 ran, 1 failed, 0 fresh in Ns; inventory: {RUN}/reduce_state.json\n"
     )
     assert "fake agent" not in out  # worker output stays in its log
 
@@ -64,7 +65,7 @@ def test_live_line_on_a_terminal(repo: Repo, monkeypatch: pytest.MonkeyPatch) ->
     assert re.search(r"\r\x1b\[2Krlm: 1/2 done, 1 running, 0 failed, 0:0\d elapsed, longest map:a 0:0\d", out), out
     assert "  start " not in out  # on a terminal the live line shows what runs
     assert "  ok      map:a  " in out and "fake agent" not in out
-    assert out.endswith(f"inventory: {LOCAL}/reduce_state.json\n")
+    assert out.endswith(f"inventory: {RUN}/reduce_state.json\n")
 
 
 def test_progress_line_format() -> None:
@@ -74,13 +75,18 @@ def test_progress_line_format() -> None:
 
 
 def test_view_from_files_alone(repo: Repo) -> None:
-    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}, {"id": "c", "goal": "C"}])
+    repo.write_command([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B"}, {"id": "c", "goal": "C"},
+                        {"id": "d", "goal": "D"}])
     assert repo.doit("map:a").code == 0
     ctx = RunContext(load_plan("rlm.yaml"))
-    (repo.local_dir / "logs/c.attempt-1.log").write_text("failed\n")  # an attempt without a report
+    now = time.time()
+    for worker_id, session in (("c", now - 65), ("d", now - 200)):  # c failed in this run, d in the one before
+        history.record(ctx.layout, "t", worker_id, {
+            "attempt": 1, "compute_tier": "standard", "outcome": "exit", "detail": "agent exited with code 3",
+            "log_path": f"{LOCAL}/logs/{worker_id}.attempt-1.log", "started_at": iso(session + 5),
+            "finished_at": iso(session + 6), "exit_code": 3, "session": session})
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
     try:
-        now = time.time()
         (repo.local_dir / "inflight.json").write_text(json.dumps({
             "version": 1, "run_id": "t",
             "orchestrator": {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "x",
@@ -89,7 +95,7 @@ def test_view_from_files_alone(repo: Repo) -> None:
                          "pgid": sleeper.pid, "started_at": "x", "started": now - 5, "compute_tier": "standard"}],
         }))
         snap = progress.from_files(ctx)
-        assert (snap.total, snap.done, snap.running, snap.failed, snap.active) == (3, 1, 1, 1, True)
+        assert (snap.total, snap.done, snap.running, snap.failed, snap.active) == (4, 1, 1, 1, True)
         assert snap.longest is not None and snap.longest[0] == "map:b" and 4 < snap.longest[1] < 30
         assert snap.elapsed is not None and 64 < snap.elapsed < 120
     finally:

@@ -26,7 +26,8 @@ def test_a_partial_report_without_one_of_the_four_sections_is_invalid_and_says_w
     assert result.code == 1
     [failed] = [line for line in result.out.splitlines() if "FAILED" in line]
     others = [s for s in PARTIAL_SECTIONS if s != dropped]
-    assert (f"  FAILED  map:a: partial report (it has '{others[0]}') lacks section '{dropped}'; a self-terminated "
+    assert (f"  FAILED  map:a: attempt 1, invalid_report: partial report (it has '{others[0]}') lacks section "
+            f"'{dropped}'; a self-terminated "
             "report needs all of 'Self-termination', 'Partial results', 'Next worker plan', 'Required scope' "
             "(report moved to") in failed
 
@@ -58,8 +59,8 @@ def test_contract_compliance_is_required_whatever_required_sections_says(repo: R
     result = repo.doit()
     assert result.code == 1
     failed = sorted(line.split(" (report moved")[0] for line in result.out.splitlines() if "FAILED" in line)
-    assert failed == ["  FAILED  map:a: report lacks required section 'Contract Compliance'",
-                      "  FAILED  map:b: report lacks required section 'Contract Compliance'"]
+    assert failed == ["  FAILED  map:a: attempt 1, invalid_report: report lacks required section 'Contract Compliance'",
+                      "  FAILED  map:b: attempt 1, invalid_report: report lacks required section 'Contract Compliance'"]
 
 
 def test_contract_compliance_in_another_spelling_is_required_once(repo: Repo) -> None:
@@ -112,4 +113,5 @@ def test_a_worker_silent_past_three_progress_intervals_is_stalled(repo: Repo) ->
     repo.write_command([{"id": "quiet", "goal": "Q", "progress_every": 0.3}], {"quiet": {"hang": True}})
     result = repo.doit()
     assert result.code == 1
-    assert "  FAILED  map:quiet: stalled: no change to its report, progress file or log for 0.9s" in result.out
+    assert ("  FAILED  map:quiet: attempt 1, stalled: no change to its report, progress file or log for 0.9s"
+            in result.out)

@@ -56,7 +56,8 @@ def test_a_report_that_is_a_symlink_is_not_read_through(repo: Repo) -> None:
     assert result.code == 1
     rejected = f"{REPORTS}/a.attempt-1.rejected.md"
     assert failed_line(result.out).startswith(
-        f"  FAILED  map:a: report is a symlink; it is not read through (report moved to {rejected}); log: ")
+        f"  FAILED  map:a: attempt 1, invalid_report: report is a symlink; it is not read through (report moved to "
+        f"{rejected}); log: ")
     assert os.readlink(repo.path(rejected)) == "/etc/passwd"  # the link was moved, not its target copied
 
 
@@ -64,7 +65,8 @@ def test_a_report_that_is_a_fifo_is_not_read(repo: Repo) -> None:
     python_worker(repo, "import os; os.mkfifo(os.environ['RLM_REPORT_PATH'])")
     result = repo.doit()
     assert result.code == 1
-    assert failed_line(result.out).startswith("  FAILED  map:a: report is not a regular file (report moved to ")
+    assert failed_line(result.out).startswith(
+        "  FAILED  map:a: attempt 1, invalid_report: report is not a regular file (report moved to ")
 
 
 def test_report_path_is_checked_again_when_used(repo: Repo) -> None:
@@ -115,7 +117,7 @@ def test_report_file_over_the_cap_is_not_read(repo: Repo, monkeypatch: pytest.Mo
     result = repo.doit()
     assert result.code == 1
     assert failed_line(result.out).startswith(
-        "  FAILED  map:a: report is 2,200 bytes, over the 1,000-byte cap (report moved to ")
+        "  FAILED  map:a: attempt 1, invalid_report: report is 2,200 bytes, over the 1,000-byte cap (report moved to ")
 
 
 def test_a_rejected_report_over_the_cap_keeps_only_its_ends(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +141,8 @@ def test_log_over_the_cap_ends_the_attempt_and_keeps_the_tail(repo: Repo, monkey
     result = repo.doit()
     assert result.code == 1
     line = failed_line(result.out)
-    assert line.startswith("  FAILED  map:a: log went over the 10,000-byte cap (its tail is kept); log: ")
+    assert line.startswith(
+        "  FAILED  map:a: attempt 1, over_cap: log went over the 10,000-byte cap (its tail is kept); log: ")
     log = Path(repo.root / line.rsplit("log: ", 1)[1]).read_text()
     first, rest = log.split("\n", 1)
     assert first.startswith("[rlm: log was ") and first.endswith(" over the 10,000-byte cap; only its tail is kept]")

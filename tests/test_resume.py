@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from typing import Any
@@ -40,6 +41,11 @@ def kill_orchestrator_mid_run(repo: Repo, spec: dict[str, Any]) -> list[dict[str
 
 def test_sigkill_then_resume_ends_orphans(repo: Repo) -> None:
     entries = kill_orchestrator_mid_run(repo, {"*": {"hang": True, "child": True}, "done": {"hang": False}})
+    dead = repo.inflight()["orchestrator"]["pid"]
+    status = repo.rlm("status")
+    assert (f"no live orchestrator: its 2 running worker(s) outlived it (pid {dead}); `rlm run --adopt` waits for "
+            "them and keeps their reports, `doit` ends them") in status.lines
+    assert json.loads(repo.rlm("status", "--json").out)["orphaned"] == {"pid": dead, "workers": 2}
     repo.agent_spec({})
     code, out = repo.start_doit().finish()
     assert code == 0, out

@@ -24,7 +24,7 @@ def test_retry_then_succeed(repo: Repo) -> None:
     result = repo.doit()
     assert result.code == 0, result.out
     out = result.out
-    assert (f"  retry   map:a: agent exited with code 3; log: {LOCAL}/logs/a.attempt-1.log; "
+    assert (f"  retry   map:a: attempt 1, exit: agent exited with code 3; log: {LOCAL}/logs/a.attempt-1.log; "
             "attempt 2 (standard) in 0.0s\n") in out
     assert "  ok      map:a  " in out and "attempt 2, standard\n" in out
     entry = repo.tasks_done()["a"]
@@ -80,7 +80,7 @@ def test_stall_ends_the_group_and_retries(repo: Repo) -> None:
     entry = repo.tasks_done()["h"]
     assert [a["outcome"] for a in entry["attempts"]] == ["stalled", "ok"]
     out = result.out
-    assert "  retry   map:h: stalled: no change to its report, progress file or log for 0.6s; " in out
+    assert "  retry   map:h: attempt 1, stalled: no change to its report, progress file or log for 0.6s; " in out
 
 
 @pytest.mark.slow
@@ -100,7 +100,7 @@ def test_exhausted_retries_fail_and_independent_keep_going(repo: Repo) -> None:
     result = repo.doit()
     assert result.code == 1
     out = result.out
-    assert (f"  FAILED  map:bad: agent exited with code 3; log: {LOCAL}/logs/bad.attempt-2.log "
+    assert (f"  FAILED  map:bad: attempt 2, exit: agent exited with code 3; log: {LOCAL}/logs/bad.attempt-2.log "
             "(2 of 2 tries)\n") in out
     assert "  SKIPPED map:after: a task it depends on failed\n" in out
     assert "rlm: 1 ran, 1 failed, 1 not started, 0 fresh in " in out

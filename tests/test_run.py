@@ -29,7 +29,7 @@ def ok_line(name: str, report: str) -> str:
 def summary(ran: int, failed: int, fresh: int, not_started: int = 0) -> str:
     skipped = f", {not_started} not started" if not_started else ""
     return (rf"rlm: {ran} ran, {failed} failed{skipped}, {fresh} fresh in {DURATION}; "
-            rf"inventory: {re.escape(LOCAL_RUN)}/reduce_state\.json")
+            rf"inventory: {re.escape(RUN_DIR)}/reduce_state\.json")
 
 
 def finished_lines(out: str) -> list[str]:
@@ -164,10 +164,10 @@ def test_editing_one_goal_reruns_only_it_and_its_dependents(repo: Repo) -> None:
 # ---- failure modes ----------------------------------------------------------------------------------------
 
 FAILURES = [
-    ("no-report", "no report written", False),
-    ("no-section", "report lacks required section 'Contract Compliance'", True),
-    ("exit-1", "agent exited with code 1", True),
-    ("empty", "report is empty", True),
+    ("no-report", "no_report: no report written", False),
+    ("no-section", "invalid_report: report lacks required section 'Contract Compliance'", True),
+    ("exit-1", "exit: agent exited with code 1", True),
+    ("empty", "invalid_report: report is empty", True),
 ]
 
 
@@ -182,7 +182,7 @@ def test_failed_worker_is_one_line_and_independent_tasks_complete(repo: Repo, mo
     moved = f" (report moved to {REPORTS}/bad.attempt-1.rejected.md)" if rejected else ""
     lines = finished_lines(result.out)
     assert [line for line in lines if "FAILED" in line] == [
-        f"  FAILED  map:bad: {message}{moved}; log: {LOGS}/bad.attempt-1.log"]
+        f"  FAILED  map:bad: attempt 1, {message}{moved}; log: {LOGS}/bad.attempt-1.log"]
     assert "  SKIPPED map:after: a task it depends on failed" in lines
     assert any(re.fullmatch(ok_line("map:good", f"{REPORTS}/good.md"), line) for line in lines)
     assert re.fullmatch(summary(1, 1, 0, not_started=1), lines[-1])
@@ -208,7 +208,7 @@ def test_required_sections_are_configurable(repo: Repo) -> None:
     result = repo.doit()
     assert result.code == 1
     assert [line for line in result.out.splitlines() if "FAILED" in line] == [
-        f"  FAILED  map:a: report lacks required section 'Risk Register' (report moved to "
+        f"  FAILED  map:a: attempt 1, invalid_report: report lacks required section 'Risk Register' (report moved to "
         f"{REPORTS}/a.attempt-1.rejected.md); log: {LOGS}/a.attempt-1.log"]
     assert repo.report("b").exists()
 
@@ -221,7 +221,7 @@ def test_hang_past_the_timeout_kills_the_whole_process_group(repo: Repo) -> None
     assert result.code == 1
     lines = finished_lines(result.out)
     assert [line for line in lines if "FAILED" in line] == [
-        f"  FAILED  map:slow: timed out after 1s; log: {LOGS}/slow.attempt-1.log"]
+        f"  FAILED  map:slow: attempt 1, timeout: timed out after 1s; log: {LOGS}/slow.attempt-1.log"]
     assert any(re.fullmatch(ok_line("map:quick", f"{REPORTS}/quick.md"), line) for line in lines)
     [slow] = [call for call in repo.calls() if call["worker_id"] == "slow"]
     assert slow["child_pid"] is not None and slow["pgid"] == slow["pid"]  # its own process group
@@ -238,7 +238,7 @@ def test_a_worker_ignoring_sigterm_is_killed_after_the_grace_period(repo: Repo) 
     result = repo.doit()
     assert result.code == 1
     assert [line for line in result.out.splitlines() if "FAILED" in line] == [
-        f"  FAILED  map:stubborn: timed out after 0.5s; log: {LOGS}/stubborn.attempt-1.log"]
+        f"  FAILED  map:stubborn: attempt 1, timeout: timed out after 0.5s; log: {LOGS}/stubborn.attempt-1.log"]
     [call] = repo.calls()
     assert process_gone(call["pid"]) and process_gone(call["child_pid"])
 
@@ -290,7 +290,8 @@ def test_the_real_doit_cli_exits_1_when_a_worker_failed(repo: Repo) -> None:
     result = repo.doit_cli()
     assert result.code == 1, result.out + result.err
     assert "Traceback" not in result.out + result.err
-    assert f"  FAILED  map:bad: agent exited with code 1 (report moved to {REPORTS}/bad.attempt-1.rejected.md); " \
+    assert f"  FAILED  map:bad: attempt 1, exit: agent exited with code 1 (report moved to " \
+           f"{REPORTS}/bad.attempt-1.rejected.md); " \
            f"log: {LOGS}/bad.attempt-1.log" in result.out.splitlines()
     assert repo.report("good").exists()
 
@@ -386,7 +387,7 @@ def test_the_root_example_runs_and_every_task_is_fresh(tmp_path: Path) -> None:
                            timeout=120)
     assert again.returncode == 0
     assert re.fullmatch(r"rlm: 0 ran, 0 failed, 6 fresh in \d+\.\d+s; "
-                        r"inventory: \.rlm/local/runs/example/reduce_state\.json",
+                        r"inventory: \.rlm/runs/example/reduce_state.json",
                         again.stdout.splitlines()[-1])
 
 

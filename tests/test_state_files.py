@@ -25,6 +25,7 @@ def test_a_corrupt_doit_database_is_set_aside_and_rebuilt(repo: Repo) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.hand_made_state  # provenance.json of the wrong shape, on purpose
 def test_provenance_of_the_wrong_shape_is_one_line_and_exit_1(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}])
     assert repo.doit().code == 0

@@ -64,8 +64,8 @@ def test_status_json_is_schema_valid(done: Repo) -> None:
     data = json.loads(result.out)
     assert schema.check("status", data) == []
     assert data["run_id"] == "t"
-    assert data["counts"] == {"fresh": 2, "stale": 0, "missing": 1, "invalid": 0, "running": 0, "interrupted": 0,
-                              "partial": 0, "conflict": 0}
+    assert data["counts"] == {"fresh": 2, "stale": 0, "missing": 1, "invalid": 0, "failed": 0, "running": 0,
+                              "interrupted": 0, "partial": 0, "conflict": 0}
     assert data["total"] == 3
     assert [(t["id"], t["doit_name"], t["state"], t["reasons"], t["report_path"]) for t in data["tasks"]] == [
         ("a", "map:a", "fresh", [], f"{REPORTS}/a.md"),
@@ -79,7 +79,7 @@ def test_status_after_a_failed_run_says_which_failed_and_where_the_logs_are(repo
     repo.write_codex(TASKS, mode="c=no-report")
     assert repo.doit().code == 1
     result = repo.rlm("status")
-    assert result.lines[:3] == ["run t: 3 tasks: 2 fresh, 0 stale, 1 missing, 0 invalid",
+    assert result.lines[:3] == ["run t: 3 tasks: 2 fresh, 0 stale, 0 missing, 0 invalid, 1 failed",
                                 "usage: 3300 tokens (input 3000, cached 600, output 300), $0.0012",
                                 f"1 failed (c); logs: {LOCAL_RUN}/logs/"]
 

@@ -113,7 +113,7 @@ def test_a_running_task_shows_running_and_an_interrupted_run_marks_it_interrupte
     assert (tasks["slow"]["state"], tasks["slow"]["detail"]) == (
         "interrupted", f"attempt 1; log: {LOCAL}/logs/slow.attempt-1.log")
     assert tasks["quick"]["state"] == "fresh"
-    state = json.loads(repo.path(f"{LOCAL}/reduce_state.json").read_text())
+    state = json.loads(repo.path(f"{RUN}/reduce_state.json").read_text())
     assert schema.check("reduce_state", state) == []
     # `after` waited for slow: never started, interrupted all the same
     assert (tasks["after"]["state"], tasks["after"]["detail"], tasks["after"]["upstream"]) == (
@@ -182,16 +182,17 @@ def test_a_worker_that_just_started_is_never_stalled_a_silent_one_is(repo: Repo)
     wait_for(lambda: len(repo.records()) == 2 and len(repo.inflight_entries()) == 2, "both workers to start")
     first = repo.rlm_cli("reduce", "--stale-seconds", "30")
     assert first.code == 0, first.out + first.err
-    state = json.loads(repo.path(f"{LOCAL}/reduce_state.json").read_text())
+    state = json.loads(repo.path(f"{RUN}/reduce_state.json").read_text())
     assert schema.check("reduce_state", state) == []
-    assert state["counts"]["running"] == 2 and state["stalled"] == [] and state["stale"] == []
+    local = json.loads(repo.path(f"{LOCAL}/reduce_state.local.json").read_text())
+    assert state["counts"]["running"] == 2 and local["stalled"] == [] and local["running"] == ["busy", "silent"]
 
     def stalled() -> list[str]:
         assert repo.rlm_cli("reduce", "--stale-seconds", "1").code == 0
-        return list(json.loads(repo.path(f"{LOCAL}/reduce_state.json").read_text())["stalled"])
+        return list(json.loads(repo.path(f"{LOCAL}/reduce_state.local.json").read_text())["stalled"])
 
     wait_for(lambda: stalled() == ["silent"], "the silent worker to count as stalled", timeout=20)
-    rows = {r["id"]: r for r in json.loads(repo.path(f"{LOCAL}/reduce_state.json").read_text())["tasks"]}
-    assert rows["busy"]["quiet_seconds"] < 1 <= rows["silent"]["quiet_seconds"]
+    quiet = json.loads(repo.path(f"{LOCAL}/reduce_state.local.json").read_text())["quiet_seconds"]
+    assert quiet["busy"] < 1 <= quiet["silent"]
     run.proc.send_signal(signal.SIGTERM)
     assert run.finish()[0] == 143

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import LOCAL_RUN, RUN_DIR, Repo
+from conftest import LOCAL_RUN, Repo
 
 from rlm_tasks import gitcmd
 
@@ -28,6 +28,7 @@ def git_repo(repo: Repo) -> Repo:
     return repo
 
 
+@pytest.mark.hand_made_state  # a hostile drift baseline, on purpose
 @pytest.mark.parametrize("head", ["--output={outside}", "-o{outside}", "HEAD --output={outside}",
                                   "--no-index", "0" * 39, "G" * 40, 7, ["x"]])
 def test_a_hostile_drift_baseline_never_reaches_git_as_an_option(git_repo: Repo, tmp_path: Path,
@@ -44,9 +45,7 @@ def test_a_hostile_drift_baseline_never_reaches_git_as_an_option(git_repo: Repo,
         result = repo.rlm_cli(*verb)
         assert "Traceback" not in result.err, result
         assert not outside.exists(), verb
-    state = json.loads(repo.path(f"{RUN_DIR}/reduce_state.json").read_text()) if repo.path(
-        f"{RUN_DIR}/reduce_state.json").exists() else json.loads(repo.path(f"{LOCAL_RUN}/reduce_state.json")
-                                                                 .read_text())
+    state = json.loads(repo.path(f"{LOCAL_RUN}/reduce_state.local.json").read_text())  # drift: machine-local
     drift = state["drift"]
     assert "drift_baseline.json" in drift["note"] and "not used" in drift["note"], drift
     assert "README.md" in drift["unowned"]  # compared with HEAD instead

@@ -56,7 +56,7 @@ def test_codex_usage_is_recorded_per_attempt_and_summed(repo: Repo) -> None:
     assert [t["worker_id"] for t in status["usage"]["top_tasks"]] == ["b", "a"]
     assert repo.rlm("status").lines[1] == (
         f"usage: 2200 tokens (input 2000, cached 400, output 200), ${total['cost_usd']:.4f}")
-    reduce_state = load(repo, f"{LOCAL_RUN}/reduce_state.json")
+    reduce_state = load(repo, f"{RUN_DIR}/reduce_state.json")
     assert schema.check("reduce_state", reduce_state) == []
     assert reduce_state["usage"]["total"] == total
     assert reduce_state["tasks"][0]["usage"] == status["usage"]["tasks"]["a"]
@@ -95,6 +95,27 @@ def test_failed_attempts_count_too(repo: Repo) -> None:
     assert status["usage"]["total"]["total_tokens"] == 2200
 
 
+def test_failed_attempts_count_the_same_in_a_fresh_clone_and_for_the_budget(repo: Repo) -> None:
+    repo.write_codex([{"id": "a", "goal": "A", "retries": 1, "backoff_seconds": 0}, {"id": "b", "goal": "B"}],
+                     mode="a=no-report", budget={"max_workers": 3})
+    assert repo.doit().code == 1
+    before = json.loads(repo.rlm("status", "--json").out)
+    inventory = repo.rlm("reduce")
+    assert inventory.code == 0, inventory.err
+    budget = load(repo, f"{RUN_DIR}/reduce_state.json")["budget"]
+    shutil.rmtree(repo.path(".rlm/local"))  # a clone has the committed run directory only: no logs, no usage files
+    after = json.loads(repo.rlm("status", "--json").out)
+    assert after["usage"] == before["usage"]
+    assert after["usage"]["total"]["total_tokens"] == 3300 and after["usage"]["total"]["attempts"] == 3
+    assert [(t["id"], t["attempts"]) for t in after["tasks"]] == [("a", 2), ("b", 1)]
+    assert repo.rlm("reduce").code == 0
+    assert load(repo, f"{RUN_DIR}/reduce_state.json")["budget"] == budget
+    assert (budget["attempts_used"], budget["tokens_used"]) == (3, 3300)
+    # the clone's budget knows the three attempts: no further one starts
+    result = repo.doit()
+    assert "budget exhausted: max_workers (3 worker attempts started, limit 3); map:a not started" in result.out
+
+
 @pytest.mark.slow
 def test_max_tokens_stops_new_attempts(repo: Repo) -> None:
     repo.write_codex([{"id": "a", "goal": "A"}, {"id": "b", "goal": "B", "depends_on": ["a"]},
@@ -105,7 +126,7 @@ def test_max_tokens_stops_new_attempts(repo: Repo) -> None:
     assert repo.ran() == ["a", "b"]  # 1100 tokens after a, 2200 after b: c may not start
     assert ("  STOPPED map:c: budget exhausted: max_tokens (2200 tokens used, limit 2000); map:c not started "
             "(raise the budget in rlm.yaml to go on)\n") in result.out
-    reduce_state = load(repo, f"{LOCAL_RUN}/reduce_state.json")
+    reduce_state = load(repo, f"{RUN_DIR}/reduce_state.json")
     assert reduce_state["budget"]["exhausted"] == "max_tokens (2200 tokens used, limit 2000)"
 
 
@@ -292,6 +313,7 @@ def test_the_human_log_line_of_each_event() -> None:
     assert human_line("codex", long.encode()) == b"[agent] " + b"x" * 297 + b"...\n"
 
 
+@pytest.mark.hand_made_state  # a forged usage file, on purpose
 @pytest.mark.parametrize("record", [
     {"input_tokens": 5, "cached_input_tokens": 6}, {"input_tokens": -1}, {"output_tokens": 1.5},
     {"input_tokens": True}, {"cost_usd": float("nan")}, {"cost_usd": -1}, {"cost_usd": "1"}, [1],

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import LOCAL_RUN as LOCAL
 from conftest import RUN_DIR as RUN
 from conftest import Repo
 
@@ -125,7 +124,7 @@ def test_a_partial_report_is_shown_as_partial_does_not_rerun_and_fails_check_unl
     assert {t["id"]: t["state"] for t in status["tasks"]} == {"a": "partial", "b": "fresh"}
     assert status["tasks"][0]["next_plan_path"] == f"{REPORTS}/a.md#next-worker-plan"
     assert repo.rlm("reduce").code == 0
-    state = json.loads(repo.path(f"{LOCAL}/reduce_state.json").read_text())
+    state = json.loads(repo.path(f"{RUN}/reduce_state.json").read_text())
     assert schema.check("reduce_state", state) == []
     assert state["partial"] == ["a"] and state["tasks"][0]["next_plan_path"] == f"{REPORTS}/a.md#next-worker-plan"
     attempts = json.loads(repo.path(f"{RUN}/artifacts/attempts/a.json").read_text())

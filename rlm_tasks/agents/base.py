@@ -178,7 +178,7 @@ _CAUSE_WORDS = (
     ("rate_limit", ("429", "rate limit", "rate_limit", "too many requests", "resource_exhausted")),
     ("context", ("context length", "context window", "context_length", "too long", "maximum context")),
     ("server", ("500", "502", "503", "504", "529", "overloaded", "internal server error", "server error",
-                "unavailable")),
+                "unavailable", "high demand")),  # codex words a 5xx server_error as "experiencing high demand"
     ("network", ("connection", "network", "timed out", "timeout", "econnrefused", "enotfound", "dns")),
 )
 

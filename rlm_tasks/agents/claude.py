@@ -138,7 +138,8 @@ def failure(events: list[dict[str, Any]]) -> Failure | None:
     for event in reversed(events):
         error = event.get("error")  # an assistant message's error kind: authentication_failed, rate_limit, ...
         if event.get("type") == "result" and event.get("is_error"):
-            found = classify(" ".join(str(x) for x in (event.get("result", ""), *(event.get("errors") or []))))
+            text = " ".join(str(x) for x in (event.get("result", ""), *(event.get("errors") or [])))
+            found = _result_cause(event, text) or classify(text)
         elif isinstance(error, str):
             found = classify(_text(event), error.replace("_", " "))
         else:
@@ -146,6 +147,24 @@ def failure(events: list[dict[str, Any]]) -> Failure | None:
         if found:
             return found
     return None
+
+
+def _result_cause(result: dict[str, Any], text: str) -> Failure | None:
+    """The `result` event's own fields, where it has them: terminal_reason, api_error, api_error_status."""
+    status = result.get("api_error_status")
+    if result.get("terminal_reason") == "prompt_too_long":
+        cause = "context"
+    elif result.get("api_error") == "connection_failed":
+        cause = "network"
+    elif status in (401, 403):
+        cause = "auth"
+    elif status == 429:
+        cause = "rate_limit"
+    elif isinstance(status, int) and not isinstance(status, bool) and status >= 500:
+        cause = "server"
+    else:
+        return None
+    return Failure(cause, short(text))
 
 
 def _text(event: dict[str, Any]) -> str:

@@ -173,7 +173,8 @@ class Checker:
                 f"unknown compute_tier '{tier}'; defined: {', '.join(sorted(tiers))}{schema.suggest(tier, tiers)}",
             )
         for i, item in enumerate(data.get("hint_paths", [])):
-            self.repo_path(("hint_paths", i), item, "hint_paths")
+            if self.repo_path(("hint_paths", i), item, "hint_paths") and not os.path.lexists(self.root / item):
+                self.warn(("hint_paths", i), f"'{item}' does not exist: workers are pointed at nothing")
         if "templates_dir" in data:
             self.repo_path(("templates_dir",), data["templates_dir"], "templates_dir")
             if not (self.root / data["templates_dir"]).is_dir():
@@ -221,6 +222,14 @@ class Checker:
                     problem = paths.input_problem(self.root, item)
                     if problem:
                         self.add(where, problem)
+                    mine = [p for p in task.get("owns", [])
+                            if isinstance(p, str) and ownership.patterns_overlap(item, p)]
+                    if mine:
+                        self.warn(where, f"'{item}' is also owned by this task ('{mine[0]}'): it reads what it "
+                                         "edits; its own edits do not make it stale (that input's digest is taken "
+                                         "when it finishes), anyone else's do")
+                elif field_name == "context_paths" and not os.path.lexists(self.root / item):
+                    self.warn(where, f"'{item}' does not exist: the worker is pointed at nothing")
                 elif field_name == "watch":
                     count = len(paths.watch_files(self.root, item, watch_excluded))
                     if count == 0:

@@ -16,6 +16,7 @@ from rlm_tasks.layout import reports_rel
 
 MAX_INFLIGHT = 4
 MAX_WATCH_FILES = 10_000
+STOP_AFTER_SAME_FAILURES = 3  # attempts in a row failing with one cause (endpoint down, auth...) stop the run
 STALE_SECONDS = 1200
 TTL_DAYS = 14
 KEEP_FOREVER = False
@@ -64,6 +65,7 @@ SCHEMA_DEFAULTS: dict[str, Any] = {
     **{f"tiers.{name}": {"model": model, "effort": effort} for name, (model, effort) in TIERS.items()},
     "budget.max_inflight": MAX_INFLIGHT,
     "budget.max_watch_files": MAX_WATCH_FILES,
+    "budget.stop_after_same_failures": STOP_AFTER_SAME_FAILURES,
     "reduce.stale_seconds": STALE_SECONDS,
     "lifecycle.ttl_days": TTL_DAYS,
     "lifecycle.keep_forever": KEEP_FOREVER,

@@ -193,7 +193,12 @@ def _fan_out(out: Expansion, section: str, index: int, raw: dict[str, Any], root
     items = _items(out, at, spec, root)
     if items is None:
         return
-    template = {k: v for k, v in raw.items() if k != "foreach"}
+    if not items and raw.get("allow_empty") is not True:  # a typo in a glob, an empty items file: not a silent no-op
+        source = next(key for key in SOURCES if key in spec)
+        out.problems.append(((*at, source), f"expands to no task ({source} gives no item); fix it, or set "
+                                            "allow_empty: true on the task when an empty fan-out is expected"))
+        return
+    template = {k: v for k, v in raw.items() if k not in ("foreach", "allow_empty")}
     for number, item in enumerate(items):
         value = PathItem(item) if isinstance(item, str) else item
         task = _render_task(out, (section, index), template, {"item": value, "index": number, "fanout": name},

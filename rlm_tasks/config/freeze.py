@@ -139,6 +139,7 @@ def freeze(data: dict[str, Any], root: Path, config_path: Path, expansion: forea
             max_inflight=budget.get("max_inflight", defaults.MAX_INFLIGHT),
             max_tokens=budget.get("max_tokens"),
             max_cost_usd=budget.get("max_cost_usd"),
+            stop_after_same_failures=budget.get("stop_after_same_failures", defaults.STOP_AFTER_SAME_FAILURES),
         ),
         contract=Contract(
             scope_include=tuple(contract.get("scope", {}).get("include", ())),

@@ -81,5 +81,6 @@ def _parse(text: str, shown: str, root: Path, config_path: Path) -> tuple[Plan, 
     if checker.problems:
         raise ConfigError(checker.sorted_problems())
     plan = freeze(doc.data, root, config_path, expansion)
-    return plan._replace(warnings=tuple(line for *_, line in sorted(checker.warnings))), doc.data
+    # one line per place: a fan-out repeats its template's warning for every item
+    return plan._replace(warnings=tuple(dict.fromkeys(line for *_, line in sorted(checker.warnings)))), doc.data
 

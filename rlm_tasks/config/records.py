@@ -96,6 +96,7 @@ class Budget(NamedTuple):
     max_inflight: int = defaults.MAX_INFLIGHT
     max_tokens: int | None = None
     max_cost_usd: float | None = None
+    stop_after_same_failures: int = defaults.STOP_AFTER_SAME_FAILURES
 
 
 class Price(NamedTuple):

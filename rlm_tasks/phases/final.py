@@ -19,7 +19,8 @@ from rlm_tasks.render import escape, jinja
 from rlm_tasks.state import planfile, reports, status, usage
 from rlm_tasks.state.budget import BudgetUse, budget_use
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.state.provenance import State, sha256_file, sha256_json
+from rlm_tasks.state.provenance import sha256_file, sha256_json
+from rlm_tasks.vocabulary import State
 
 FORMAT_VERSION = 1
 CURRENT_MARK = "final_current"  # the cache's mark: final.json found current, and the files it rested on
@@ -131,7 +132,7 @@ def build(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any], dict[str, An
     missing_evidence = evidence_problems(ctx.plan)
     if missing_evidence:  # a mistake in rlm.yaml: FILE:LINE:COL lines, exit 2
         raise ConfigError(missing_evidence)
-    state = reduce.write_reduce_state(ctx)
+    state, _ = reduce.write_reduce_state(ctx)
     deferred = reduce.write_deferred(ctx)
     use = budget_use(ctx)
     problems = _preconditions(ctx, use)

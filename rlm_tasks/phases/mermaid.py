@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from rlm_tasks.clock import parse_iso
 from rlm_tasks.phases.findings import Attempt, Group
-from rlm_tasks.state.provenance import State
+from rlm_tasks.vocabulary import State
 
 MAX_NODES = 40
 MAX_BARS = 40  # one bar per attempt up to this many attempts, else one per group

@@ -12,11 +12,12 @@ from rlm_tasks.clock import iso
 from rlm_tasks.phases import deferred
 from rlm_tasks.state import drift, inflight, reports, status, usage
 from rlm_tasks.state.budget import attempts_by_task, budget_use
+from rlm_tasks.state.cache import stat_signature
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.state.provenance import Freshness, State
+from rlm_tasks.vocabulary import State
 
 FORMAT_VERSION = 1
-STATES = ("fresh", "stale", "missing", "invalid", "failed", "running", "interrupted", "partial", "conflict")
+STATES = tuple(state.value for state in State)
 
 
 def running_workers(ctx: RunContext) -> dict[str, dict[str, Any]]:
@@ -37,12 +38,6 @@ def quiet_seconds(ctx: RunContext, task: Any, entry: dict[str, Any], now: float)
         except OSError:
             continue
     return max(0.0, now - latest)
-
-
-def _task_state(f: Freshness, tried: int, recorded_attempt: int) -> str:
-    if f.state in (State.STALE, State.MISSING, State.INVALID) and tried > recorded_attempt:
-        return "failed"  # its last attempt left no accepted report
-    return f.state.value
 
 
 class _Rows(list[dict[str, Any]]):
@@ -68,13 +63,14 @@ class _Rows(list[dict[str, Any]]):
 
 
 def reduce_state(ctx: RunContext) -> dict[str, Any]:
-    """reduce_state.json's content."""
-    state = _state(ctx)
+    """reduce_state.json's content (its committed half)."""
+    state, _ = _state(ctx)
     state["tasks"] = list(state["tasks"])
     return state
 
 
-def _state(ctx: RunContext) -> dict[str, Any]:
+def _state(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(reduce_state.json: the same on every machine; reduce_state.local.json: ages, running workers, drift)."""
     attempts = attempts_by_task(ctx)
     spent = usage.summary(ctx)
     running = running_workers(ctx)
@@ -85,44 +81,44 @@ def _state(ctx: RunContext) -> dict[str, Any]:
     missing: list[str] = []
     partial: list[str] = []
     stalled: list[str] = []
+    ages: dict[str, float] = {}
+    quiet: dict[str, float] = {}
     for task in ctx.plan.tasks:
         fresh = states[task.id]
         report = ctx.report_file(task)
-        entry = ctx.store.get(task.id)
-        recorded_attempt = int(entry.get("attempt", 0)) if entry else 0
         tried = attempts.get(task.id, 0)
         size: int | None
-        age: float | None
         try:
             stat = report.stat()
-            size, age = stat.st_size, round(now - stat.st_mtime, 1)
+            size = stat.st_size
+            ages[task.id] = round(now - stat.st_mtime, 1)
             text = report.read_text(encoding="utf-8", errors="replace")
             compliance = any(reports.normalise_heading(h) == "contract compliance" for _, h in reports.headings(text))
         except (FileNotFoundError, IsADirectoryError):
-            size = age = None
+            size = None
             compliance = False
         row: dict[str, Any] = {
             "id": task.id,
             "doit_name": task.doit_name,
             "mode": task.mode,
-            "state": _task_state(fresh, tried, recorded_attempt),
+            "state": fresh.state.value,
             "reasons": list(fresh.reasons) or ([fresh.detail] if fresh.detail else []),
             "upstream": list(fresh.upstream),
             "report_path": task.report_path,
             "report_bytes": size,
-            "age_seconds": age,
             "attempts": tried,
             "contract_compliance": compliance,
             "log_path": ctx.layout.log_rel(task.worker_id, tried) if tried else None,
             "usage": spent["tasks"].get(task.id),
         }
+        if fresh.state is State.FAILED:
+            row["failure"] = status.last_failure(ctx, task)
         if fresh.state is State.PARTIAL:
             row["next_plan_path"] = reports.next_plan_path(task.report_path)
             row["accept_partial"] = task.accept_partial
         if task.id in running:
-            quiet = quiet_seconds(ctx, task, running[task.id], now)
-            row["quiet_seconds"] = round(quiet, 1)
-            if quiet > min(ctx.plan.stale_seconds, task.stall_after or ctx.plan.stale_seconds):
+            quiet[task.id] = round(quiet_seconds(ctx, task, running[task.id], now), 1)
+            if quiet[task.id] > min(ctx.plan.stale_seconds, task.stall_after or ctx.plan.stale_seconds):
                 stalled.append(task.id)
         rows.add(row)
         counts[row["state"]] += 1
@@ -134,14 +130,10 @@ def _state(ctx: RunContext) -> dict[str, Any]:
     state: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "run_id": ctx.plan.run_id,
-        "generated_at": iso(),
         "iteration": max(use.iterations, 1),  # iteration 1 is under way before plan.json is first written
-        "stale_seconds": ctx.plan.stale_seconds,
         "total": len(rows),
         "counts": {s: counts.get(s, 0) for s in STATES},
         "missing": missing,
-        "stalled": stalled,
-        "stale": stalled,
         "partial": partial,
         "tasks": rows,
         "budget": {
@@ -157,9 +149,41 @@ def _state(ctx: RunContext) -> dict[str, Any]:
             "exhausted": use.exhausted(ctx),
         },
         "usage": {"total": spent["total"], "by_tier": spent["by_tier"]},
+        "local_path": ctx.layout.reduce_state_local_rel,
+    }
+    local: dict[str, Any] = {
+        "version": FORMAT_VERSION,
+        "run_id": ctx.plan.run_id,
+        "generated_at": iso(now),
+        "stale_seconds": ctx.plan.stale_seconds,
+        "running": sorted(running),
+        "quiet_seconds": quiet,
+        "stalled": stalled,
+        "age_seconds": ages,
         "drift": drift.report(ctx),
     }
-    return state
+    return state, local
+
+
+def summary_inputs(ctx: RunContext) -> list[str]:
+    """What reduce_state.json and deferred.json summarise: plan, provenance, attempt records, every report."""
+    layout = ctx.layout
+    return [str(layout.plan_json), str(layout.provenance_json), str(ctx.store.journal_path),
+            ctx.abs_str(f"{layout.artifacts_rel}/attempts"), *ctx.report_files_abs]
+
+
+def refresh(ctx: RunContext) -> bool:
+    """Rewrite the inventory unless nothing it summarises changed since it was last written (one stat per
+    file): a command that shows states never leaves an older reduce_state.json behind. True when written."""
+    output = ctx.layout.abs(reduce_state_path(ctx))
+    inputs = summary_inputs(ctx)
+    if ctx.cache is not None and ctx.cache.mark_is(
+            "reduce", [*(stat_signature(path)[0] for path in inputs), stat_signature(output)[0]]):
+        return False
+    write_inventory(ctx)
+    if ctx.cache is not None:
+        ctx.cache.set_mark("reduce", inputs, outputs=[output])
+    return True
 
 
 def reduce_state_path(ctx: RunContext) -> str:
@@ -170,16 +194,23 @@ def deferred_path(ctx: RunContext) -> str:
     return ctx.layout.deferred_rel
 
 
-def write_reduce_state(ctx: RunContext) -> dict[str, Any]:
-    state = _state(ctx)
-    jsonio.write_json(ctx.layout.abs(reduce_state_path(ctx)), state)
+def _write(ctx: RunContext, state: dict[str, Any], local: dict[str, Any]) -> None:
+    # byte for byte as it was when nothing changed: a no-op in a fresh clone leaves the committed file alone
+    jsonio.write_json(ctx.layout.abs(reduce_state_path(ctx)), state, if_changed=True)
+    jsonio.write_json(ctx.layout.abs(ctx.layout.reduce_state_local_rel), local, durable=False)
+
+
+def write_reduce_state(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write both halves; (reduce_state.json, reduce_state.local.json) as written, the rows a plain list."""
+    state, local = _state(ctx)
+    _write(ctx, state, local)
     state["tasks"] = list(state["tasks"])
-    return state
+    return state, local
 
 
 def write_inventory(ctx: RunContext) -> None:
     """write_reduce_state for a run, which keeps nothing of it: the rows are never all dicts at once."""
-    jsonio.write_json(ctx.layout.abs(reduce_state_path(ctx)), _state(ctx))
+    _write(ctx, *_state(ctx))
 
 
 def write_deferred(ctx: RunContext) -> dict[str, Any]:
@@ -189,9 +220,14 @@ def write_deferred(ctx: RunContext) -> dict[str, Any]:
     return data
 
 
-def reduce_summary(state: dict[str, Any]) -> str:
+def reduce_summary(state: dict[str, Any], local: dict[str, Any] | None = None) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in state["counts"].items() if n)
-    return f"reduce: {state['total']} tasks ({counts or 'none'}), iteration {state['iteration']}"
+    text = f"reduce: {state['total']} tasks ({counts or 'none'}), iteration {state['iteration']}"
+    if local is not None and local["stalled"]:
+        text += f", {len(local['stalled'])} stalled ({', '.join(local['stalled'][:5])})"
+    if local is not None and local["drift"].get("unowned"):
+        text += f", {len(local['drift']['unowned'])} unowned changed file(s) (drift)"
+    return text
 
 
 def deferred_summary(data: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from rlm_tasks.render import markdown_safe
 from rlm_tasks.resources import TEMPLATE_DIR
 from rlm_tasks.state import events, status, usage
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.state.provenance import State
+from rlm_tasks.vocabulary import State
 
 MAX_NODES = 60
 REPORT_CHARS = 1_000_000  # a report is rendered up to this many characters, then cut with a note

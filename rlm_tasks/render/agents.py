@@ -112,3 +112,11 @@ def build(plan: Plan, layout: RunLayout, task: TaskSpec, tier: Tier, attempt: in
         secrets=secrets.values_to_mask(os.environ, dict(agent.env), agent.mask_env),
     )
 
+
+
+def check_argv(plan: Plan, layout: RunLayout, task: TaskSpec) -> list[str]:
+    """The argv that checks the task's agent exists and runs before a run's first attempt (run/failfast.py):
+    the binary and its kind's VERSION_ARGV; a kind without one (a command) is looked up, not run.
+    AgentNotFound when the binary cannot be found."""
+    program = build(plan, layout, task, plan.tier(task.compute_tier), 0).argv[0]
+    return [program, *kind_of(task.agent.kind).VERSION_ARGV]

@@ -150,7 +150,8 @@ def plan_context(plan: Plan) -> dict[str, Any]:
             "commands": list(c.verification.commands),
         },
         "failure_policy": c.failure_policy,
-        # only tasks that own files: a task without `owns` must not change the contract all tasks share
+        # every task's `owns`, for a custom template: the built-in contract does not list it, since a contract
+        # that changes with one task's ownership makes every task of the run stale
         "ownership": list(_ownership(plan)),
     }
 

@@ -16,8 +16,8 @@ from rlm_tasks.layout import CRASH_LOG
 from rlm_tasks.lifecycle import archive
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import final, report_html
-from rlm_tasks.run import attempts
-from rlm_tasks.run.reporter import BudgetStop
+from rlm_tasks.run import attempts, reportfiles
+from rlm_tasks.run.reporter import BudgetStop, ConfigFailure, FailFastStop, Interrupted
 from rlm_tasks.run.runstate import Run
 from rlm_tasks.state import reports
 from rlm_tasks.state.context import RunContext
@@ -50,6 +50,10 @@ def worker_action(run: Run, task: TaskSpec) -> Callable[[], Any]:
         except Exception:  # a bug: doit would say only "PythonAction Error"
             return bug(ctx)
         if not outcome.ok:
+            if outcome.interrupted:
+                return Interrupted(outcome.message)
+            if outcome.stopped:
+                return FailFastStop(outcome.message)
             return BudgetStop(outcome.message) if outcome.budget_exhausted else TaskFailed(outcome.message)
         return {"report_path": outcome.message, "attempt": outcome.attempt, "duration": round(outcome.duration, 3),
                 "compute_tier": outcome.tier, "attempts": outcome.attempts,
@@ -75,7 +79,7 @@ def clean_action(ctx: RunContext, task: TaskSpec) -> Callable[..., None]:
         except UserError as exc:  # locked by a run: exit 3 with its one line, as `doit` itself would
             exit_with(exc)
         try:
-            moved = attempts.retire_report(ctx, task)
+            moved = reportfiles.retire_report(ctx, task)
         finally:
             lock.release()
         print(f"  {task.doit_name}: " + (f"report moved to {moved}" if moved else "no report"), flush=True)
@@ -88,8 +92,8 @@ def final_action(ctx: RunContext) -> Any:
     """`doit final` says what `rlm final` says: the paths written, or (as a task failure) why it was refused."""
     try:
         result = final.write(ctx)
-    except UserError as exc:
-        return TaskFailed(str(exc))
+    except UserError as exc:  # a mistake in rlm.yaml exits 2, a refusal 1: as `rlm final`
+        return ConfigFailure(str(exc)) if exc.exit_code == 2 else TaskFailed(str(exc))
     print(final.summary_line(ctx, result), flush=True)
     return None
 

@@ -8,21 +8,19 @@ attempt left is moved aside, never left at report_path to look done.
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from rlm_tasks import jsonio
 from rlm_tasks.clock import iso
-from rlm_tasks.config import paths as config_paths
 from rlm_tasks.config.defaults import TIER_ORDER
 from rlm_tasks.config.records import Plan, TaskSpec, Tier
 from rlm_tasks.errors import UserError
 from rlm_tasks.layout import RunLayout
-from rlm_tasks.run import inflight, usage, worker
+from rlm_tasks.render.retry import note as retry_note
+from rlm_tasks.run import failfast, inflight, reportfiles, usage, worker
 from rlm_tasks.run.isolation import attempt as isolated
 from rlm_tasks.run.isolation import kept as isolation_kept
 from rlm_tasks.run.runstate import Run
@@ -31,6 +29,7 @@ from rlm_tasks.state import usage as usage_state
 from rlm_tasks.state.context import RunContext
 from rlm_tasks.state.inflight import entry_alive
 from rlm_tasks.state.provenance import sha256_file
+from rlm_tasks.vocabulary import CAUSE_TEXT, Cause
 
 MAX_BACKOFF_SECONDS = 300.0
 ADOPT_POLL_SECONDS = 0.2
@@ -45,15 +44,12 @@ class TaskOutcome(NamedTuple):
     attempts: int = 1  # attempts made by this run of the task
     interrupted: bool = False
     budget_exhausted: bool = False  # no further attempt could start: a budget is used up
+    stopped: bool = False  # no further attempt could start: too many failed in a row with one cause
 
 
 def progress_rel(layout: RunLayout, worker_id: str) -> str:
     """A file the worker may touch or append to; any change tells stall detection it is alive."""
     return layout.progress_rel(worker_id)
-
-
-def rejected_rel(layout: RunLayout, worker_id: str, attempt: int) -> str:
-    return f"{layout.artifacts_rel}/reports/{worker_id}.attempt-{attempt}.rejected.md"
 
 
 def tier_for(plan: Plan, task: TaskSpec, retry: int) -> Tier:
@@ -70,94 +66,12 @@ def backoff_delay(base: float, retry: int, rng: random.Random | None = None) -> 
     return min(MAX_BACKOFF_SECONDS, base * 2.0 ** (retry - 1) * jitter)
 
 
-def _writable(ctx: RunContext, path: Path, what: str) -> Path:
-    """`path`, checked at the moment of writing: a worker may have linked one of its folders out of the repository
-    since validation. Raises UnsafePath (a one-line task failure)."""
-    return config_paths.confined(ctx.plan.root, os.path.relpath(path, ctx.plan.root), what)
-
-
-def _move_aside(ctx: RunContext, src: Path, dest: Path) -> None:
-    _writable(ctx, dest, "history")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not reports.set_aside_bounded(src, dest):  # one over the cap keeps only its ends (committed folder)
-        shutil.move(str(src), str(dest))
-
-
-def _unique(path: Path) -> Path:
-    if not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.stem}.{n}{path.suffix}").exists():
-        n += 1
-    return path.with_name(f"{path.stem}.{n}{path.suffix}")
-
-
 def prepare(ctx: RunContext) -> None:
     """Files every worker reads: the run contract (checked once per process: it lists every task's files)."""
     if not ctx.contract_written:
-        contract = _writable(ctx, ctx.layout.abs(ctx.layout.contract_rel), "run contract")
+        contract = reportfiles.writable(ctx, ctx.layout.abs(ctx.layout.contract_rel), "run contract")
         jsonio.write_text_if_changed(contract, ctx.contract_text)
         ctx.contract_written = True
-
-
-def _foreign_report(ctx: RunContext, sess: inflight.Session, task: TaskSpec, report: Path) -> str | None:
-    """Why the worker must not start: report_path leads outside the repository, or holds a file that is not
-    a report of this task (no provenance, no attempt of ours left it). Such a file is never moved or overwritten."""
-    try:
-        config_paths.confined(ctx.plan.root, task.report_path, "report_path")
-    except config_paths.UnsafePath as exc:
-        return str(exc)
-    # Validation judged the path as it was; a worker may since have linked a folder on it into .git/ or .rlm/.
-    config_rel = os.path.relpath(ctx.plan.config_path, ctx.plan.root)
-    moved = config_paths.report_path_problem(ctx.plan.root, task.report_path, ctx.plan.run_id, config_rel)
-    if moved is not None:
-        return f"{moved}; not touched"
-    if not os.path.lexists(report):
-        return None
-    if os.path.islink(report):
-        return f"report_path {task.report_path} is a symlink; not touched (remove it to run the task)"
-    in_run_folder = task.report_path.startswith(f"{ctx.layout.reports_rel}/")
-    # The run's own report folder holds only what workers wrote there; such a file is kept in history/.
-    if not in_run_folder and ctx.store.get(task.id) is None and sess.ended.get(task.id) is None:
-        return (f"report_path {task.report_path} holds a file this task did not write (no provenance for it); "
-                "not touched (move it away or choose another report_path)")
-    return None
-
-
-def _set_aside_previous(ctx: RunContext, sess: inflight.Session, task: TaskSpec, report: Path) -> None:
-    """Before a worker starts: drop the completion marker, keep an earlier report out of the way."""
-    layout = ctx.layout
-    entry = ctx.store.get(task.id)
-    ctx.store.forget(task.id)
-    if not report.exists():
-        return
-    orphan = sess.ended.get(task.id)
-    if entry is None and orphan is not None:
-        # left by an attempt of a dead orchestrator: it never validated
-        dest = layout.abs(rejected_rel(layout, task.worker_id, int(orphan.get("attempt") or 0)))
-    else:
-        n = int(entry.get("attempt") or 0) if entry else 0
-        dest = layout.abs(layout.history_rel(task.worker_id, n))
-    _move_aside(ctx, report, _unique(dest))
-
-
-def retire_report(ctx: RunContext, task: TaskSpec) -> str | None:
-    """`doit clean`: the report and its provenance entry go to history, so the task is missing.
-
-    Returns where the report went (None when there was none).
-    """
-    entry = ctx.store.get(task.id)
-    report = ctx.layout.abs(task.report_path)
-    dest = None
-    if report.is_file():
-        n = int(entry.get("attempt") or 0) if entry else 0
-        dest = _unique(ctx.layout.abs(ctx.layout.history_rel(task.worker_id, n)))
-        if entry is not None:  # kept beside the report it describes, written before anything moves
-            jsonio.write_json(dest.with_suffix(".provenance.json"), entry)
-        _move_aside(ctx, report, dest)
-    ctx.store.forget(task.id)
-    ctx.store.compact()  # `doit clean` is not a run: nothing else would fold the journal into provenance.json
-    return dest.relative_to(ctx.layout.root).as_posix() if dest else None
 
 
 def _record(ctx: RunContext, task: TaskSpec, report: Path, digests: dict[str, Any], tier: Tier,
@@ -167,7 +81,7 @@ def _record(ctx: RunContext, task: TaskSpec, report: Path, digests: dict[str, An
         "mode": task.mode,
         "report_path": task.report_path,
         "report_sha256": sha256_file(report),
-        "digests": digests,
+        "digests": ctx.with_own_inputs_now(task, digests),
         "compute_tier": tier.name,
         "configured_tier": task.compute_tier,
         "model": tier.model,
@@ -188,17 +102,20 @@ def _attempt(run: Run, task: TaskSpec, tier: Tier, attempt: int, prompt: bytes,
     """Run one attempt; (its record for provenance, why it failed or None)."""
     ctx, sess, layout = run.ctx, run.inflight, run.ctx.layout
     log_rel = layout.log_rel(task.worker_id, attempt)
-    _writable(ctx, layout.abs(log_rel), "log")
-    _writable(ctx, layout.abs(progress_rel(layout, task.worker_id)), "progress file")
+    reportfiles.writable(ctx, layout.abs(log_rel), "log")
+    reportfiles.writable(ctx, layout.abs(progress_rel(layout, task.worker_id)), "progress file")
     record: dict[str, Any] = {"attempt": attempt, "compute_tier": tier.name, "model": tier.model,
-                              "effort": tier.effort, "log_path": log_rel, "exit_code": None}
+                              "effort": tier.effort, "log_path": log_rel, "exit_code": None,
+                              "session": sess.orchestrator["started"]}
     try:  # with isolation: worktree, the worker's own tree comes first
         started_tree, invocation = isolated.prepare(ctx, task, tier, attempt, prompt.decode("utf-8"))
     except UserError as exc:
         now = iso(time.time())
         layout.abs(log_rel).parent.mkdir(parents=True, exist_ok=True)
         layout.abs(log_rel).write_text(f"{exc}\n", encoding="utf-8")
-        record.update(outcome=isolated.start_outcome(exc), started_at=now, finished_at=now)
+        outcome = isolated.start_outcome(exc)
+        record.update(outcome=outcome, started_at=now, finished_at=now, detail=str(exc),
+                      **({"cause": Cause.AGENT_UNAVAILABLE.value} if outcome == "start_error" else {}))
         _remember(ctx, task, record)
         _ended(ctx, task, record, str(exc))
         return record, str(exc)
@@ -242,7 +159,7 @@ def _attempt(run: Run, task: TaskSpec, tier: Tier, attempt: int, prompt: bytes,
     elif result.timed_out:
         outcome, failure = "timeout", f"timed out after {invocation.timeout:g}s"
     elif result.stalled:
-        outcome, failure = "stalled", (f"stalled: no change to its report, progress file or log "
+        outcome, failure = "stalled", (f"no change to its report, progress file or log "
                                        f"for {task.stall_after:g}s")
         events.emit(layout, events.Kind.STALL, worker_id=task.worker_id, attempt=attempt, message=failure)
     elif result.exit_code != 0:
@@ -250,12 +167,19 @@ def _attempt(run: Run, task: TaskSpec, tier: Tier, attempt: int, prompt: bytes,
         failure = "interrupted" if result.interrupted else f"agent exited with code {result.exit_code}"
     else:
         failure, partial = reports.inspect(report, task.required_sections)
-        outcome = "invalid_report" if failure is not None else "partial" if partial else "ok"
+        outcome = ("ok" if failure is None and not partial else "partial" if failure is None
+                   else "no_report" if failure == reports.NO_REPORT else "invalid_report")
     outcome, failure = isolated.judge(ctx, task, attempt, started_tree, outcome, failure, digests, record)
     record["outcome"] = outcome
+    if failure is not None:
+        cause = failfast.cause(invocation.events, agent_events, outcome)
+        if cause is not None:
+            record["cause"] = cause.value
+            failure += f" ({CAUSE_TEXT[cause]})"
+        record["detail"] = failure  # one line naming no report or log content: status and a retry's prompt show it
     if failure is not None and report.exists():
-        rejected = rejected_rel(layout, task.worker_id, attempt)
-        _move_aside(ctx, report, layout.abs(rejected))
+        rejected = reportfiles.rejected_rel(layout, task.worker_id, attempt)
+        reportfiles.move_aside(ctx, report, layout.abs(rejected))
         record["rejected_report"] = rejected
         failure += f" (report moved to {rejected})"
     record["duration"] = round(result.duration, 3)
@@ -350,8 +274,8 @@ def run_task(run: Run, task: TaskSpec) -> TaskOutcome:
     prompt = ctx.prompt_text(task)
     # Not fsynced: provenance records the prompt's digest, not the file, and a run rewrites a prompt file
     # that differs; a power loss can cost this copy, never a task's freshness.
-    jsonio.write_text_if_changed(_writable(ctx, layout.abs(layout.prompt_rel(task.worker_id)), "prompt"), prompt,
-                                 durable=False)
+    prompt_file = reportfiles.writable(ctx, layout.abs(layout.prompt_rel(task.worker_id)), "prompt")
+    jsonio.write_text_if_changed(prompt_file, prompt, durable=False)
     digests = ctx.digests(task).as_json()  # taken before the worker starts: what it was asked to do
 
     adopted = sess.take_adoptable(task.id)
@@ -364,46 +288,54 @@ def run_task(run: Run, task: TaskSpec) -> TaskOutcome:
     if kept is not None:  # merged now, no new worker
         _record(ctx, task, report, digests, isolated.tier_named(ctx.plan, task, kept), kept, [kept])
         return TaskOutcome(True, task.report_path, int(kept["attempt"]), 0.0, str(kept["compute_tier"]), 0)
-    foreign = _foreign_report(ctx, sess, task, report)
+    foreign = reportfiles.foreign_report(ctx, sess, task, report)
     if foreign is not None:
         return TaskOutcome(False, foreign, 0, 0.0, task.compute_tier, 0)
-    _set_aside_previous(ctx, sess, task, report)
-    history: list[dict[str, Any]] = []
+    reportfiles.set_aside_previous(ctx, sess, task, report)
+    tried: list[dict[str, Any]] = []
     failure = "not started"
-    out_of_budget = False
+    out_of_budget = stopped = False
+    previous = history.last(layout, task.worker_id)  # a failed one is named in the next attempt's prompt
     for retry in range(task.retries + 1):
         tier = tier_for(ctx.plan, task, retry)
         if worker.shutting_down():
             break
         if retry:
             wait = backoff_delay(task.backoff_seconds, retry)
-            sess.emit(inflight.Event("retry", task.doit_name, history[-1]["attempt"] + 1, tier.name, failure, wait))
-            events.emit(layout, events.Kind.RETRY, worker_id=task.worker_id, attempt=history[-1]["attempt"],
+            sess.emit(inflight.Event("retry", task.doit_name, tried[-1]["attempt"] + 1, tier.name, failure, wait))
+            events.emit(layout, events.Kind.RETRY, worker_id=task.worker_id, attempt=tried[-1]["attempt"],
                         compute_tier=tier.name, wait=round(wait, 3), message=failure)
             if worker.shutdown_event().wait(wait):
                 break
+        why_stopped = run.failures.stopped
+        if why_stopped is not None:  # a task that failed already keeps its own failure; none retries
+            failure, stopped = (failure, False) if tried else (why_stopped, True)
+            break
         try:
             run.budget.claim(ctx, task.doit_name)
         except budget.BudgetExhausted as exc:
             failure, out_of_budget = str(exc), True
             events.emit(layout, events.Kind.BUDGET_STOP, worker_id=task.worker_id, message=failure)
             break
-        record, problem = _attempt(run, task, tier, sess.next_attempt(task),
-                                   isolated.prompt_for(task, prompt, failure if history else None), digests, report)
-        history.append(record)
+        # an isolated task's retry also gets the gate's or merge's own words (its `detail`)
+        given = isolated.prompt_for(task, prompt + retry_note(previous), tried[-1].get("detail") if tried else None)
+        record, problem = _attempt(run, task, tier, sess.next_attempt(task), given, digests, report)
+        tried.append(record)
+        previous = record
+        run.failures.ended(record)
         if problem is None:
-            _record(ctx, task, report, digests, tier, record, history)
-            duration = sum(float(r.get("duration", 0)) for r in history)
-            return TaskOutcome(True, task.report_path, record["attempt"], duration, tier.name, len(history))
-        failure = f"{problem}; log: {record['log_path']}"
+            _record(ctx, task, report, digests, tier, record, tried)
+            duration = sum(float(r.get("duration", 0)) for r in tried)
+            return TaskOutcome(True, task.report_path, record["attempt"], duration, tier.name, len(tried))
+        failure = f"attempt {record['attempt']}, {record['outcome']}: {problem}; log: {record['log_path']}"
         if record["outcome"] in ("interrupted", isolated.CONFLICT):  # a conflict waits for a person
             break
     interrupted = worker.shutting_down()
-    if interrupted and (not history or history[-1]["outcome"] == "interrupted"):
-        failure = "interrupted" + (f"; log: {history[-1]['log_path']}" if history else "")
+    if interrupted and (not tried or tried[-1]["outcome"] == "interrupted"):
+        failure = "interrupted" + (f"; log: {tried[-1]['log_path']}" if tried else "")
     # "tries", not "attempt": attempt numbers are the log files' and keep counting across runs
-    tries = f" ({len(history)} of {task.retries + 1} tries)" if task.retries and history else ""
-    last: dict[str, Any] = history[-1] if history else {"attempt": 0, "compute_tier": task.compute_tier}
-    duration = sum(float(r.get("duration", 0)) for r in history)
+    tries = f" ({len(tried)} of {task.retries + 1} tries)" if task.retries and tried else ""
+    last: dict[str, Any] = tried[-1] if tried else {"attempt": 0, "compute_tier": task.compute_tier}
+    duration = sum(float(r.get("duration", 0)) for r in tried)
     return TaskOutcome(False, failure + tries, int(last["attempt"]), duration, str(last["compute_tier"]),
-                       len(history), interrupted, out_of_budget)
+                       len(tried), interrupted, out_of_budget, stopped)

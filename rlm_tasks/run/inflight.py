@@ -172,7 +172,7 @@ class Session:
         """Attempt numbers never repeat within a run directory: logs and provenance both count."""
         with self._lock:
             if self._attempts is None:
-                self._attempts = attempts_by_task(self.ctx)
+                self._attempts = attempts_by_task(self.ctx, logs=True)
             entry = self.ctx.store.get(task.id) or {}
             left = self.adoptable.get(task.id) or self.ended.get(task.id) or {}
             number = max(self._attempts.get(task.id, 0), int(entry.get("attempt") or 0),

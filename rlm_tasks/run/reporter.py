@@ -35,6 +35,18 @@ class BudgetStop(TaskFailed):  # type: ignore[misc]
     """A worker task that could not start (again) because a budget is used up: the run's end, not a failure."""
 
 
+class FailFastStop(TaskFailed):  # type: ignore[misc]
+    """A worker task not started because attempts in a row failed with one cause: said once, then counted."""
+
+
+class ConfigFailure(TaskFailed):  # type: ignore[misc]
+    """A task refused by a mistake in rlm.yaml (e.g. `doit final` with missing evidence): the run exits 2, as `rlm`."""
+
+
+class Interrupted(TaskFailed):  # type: ignore[misc]
+    """A worker task a signal stopped: not done, but not a failure of the task either."""
+
+
 def is_worker(name: str) -> bool:
     return name.startswith(WORKER_TASK_PREFIXES)
 
@@ -69,8 +81,9 @@ class RunReporter:
         self.out = outstream
         self.started = time.time()
         self.counts = {"ran": 0, "failed": 0, "skipped": 0, "fresh": 0, "waiting": 0, "partial": 0,
-                       "budget": 0}
+                       "budget": 0, "interrupted": 0, "stopped": 0}
         self.failures: list[str] = []
+        self.config_error = False  # a task failed on a mistake in rlm.yaml: exit 2, as `rlm` does
         self.errors: list[str] = []
         self.budget_exhausted: str | None = None  # the first budget refusal: the run ends with it
         self.total = 0
@@ -216,6 +229,17 @@ class RunReporter:
             return
         message = getattr(fail, "message", None) or str(fail)
         first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+        if isinstance(fail, ConfigFailure):
+            self.config_error = True
+        if isinstance(fail, FailFastStop):
+            self.counts["stopped"] += 1
+            if self.counts["stopped"] == 1:  # said once; the summary counts the others
+                self.write(f"  STOPPED {task.name}: {first_line}\n")
+            return
+        if isinstance(fail, Interrupted):
+            self.counts["interrupted"] += 1
+            self.write(f"  INTERRUPTED {task.name}: {first_line}\n")
+            return
         if isinstance(fail, BudgetStop):
             self.counts["budget"] += 1
             self.budget_exhausted = self.budget_exhausted or first_line.split("; ")[0]
@@ -224,6 +248,10 @@ class RunReporter:
         if is_worker(task.name):
             self.counts["failed"] += 1
         self.write(f"  FAILED  {task.name}: {first_line}\n")
+
+    def stopped_by(self) -> str | None:
+        """Why no attempt starts any more (run/failfast.py), when the run knows; the session's reporter does."""
+        return None
 
     def runtime_error(self, msg: str) -> None:
         self.errors.append(msg)
@@ -245,6 +273,8 @@ class RunReporter:
         c = self.counts
         skipped = f", {c['skipped']} not started" if c["skipped"] else ""
         skipped += f", {c['budget']} stopped by the budget" if c["budget"] else ""
+        skipped += f", {c['interrupted']} interrupted" if c["interrupted"] else ""
+        skipped += f", {c['stopped']} not started (stopped)" if c["stopped"] else ""
         waiting = f", {c['waiting']} wait for the next wave (rlm status)" if c["waiting"] else ""
         if self.ctx.held_join:
             joins = len(self.ctx.held_join)
@@ -254,6 +284,9 @@ class RunReporter:
         if interrupted_by is not None:
             self.write(f"rlm: interrupted by {interrupted_by}; signalled {signalled} running worker group(s); "
                        f"{summary}\n")
+        elif self.stopped_by() is not None:
+            why = (self.stopped_by() or "").split(" (last: ")[0]
+            self.write(f"rlm: {why}; {summary}\n")
         elif self.budget_exhausted is not None:
             self.write(f"rlm: {self.budget_exhausted}: the run ends here (`rlm final` records it next to the "
                        f"decision); {summary}\n")

@@ -13,6 +13,7 @@ import threading
 
 from rlm_tasks.run import executors
 from rlm_tasks.run.executors.base import Executor
+from rlm_tasks.run.failfast import Streak
 from rlm_tasks.run.inflight import Recovery, Session
 from rlm_tasks.state.budget import Claims
 from rlm_tasks.state.context import RunContext
@@ -47,6 +48,7 @@ class Run:
         self.ctx = ctx
         self.collector = collector or CollectorSwitch()
         self.budget = Claims()
+        self.failures = Streak(ctx.plan.budget.stop_after_same_failures)  # same-cause failures in a row
         self.doit_rows: frozenset[str] = frozenset()  # doit's database as the run loaded (run.doitdb.rows)
         self._lock = threading.Lock()
         self._inflight: Session | None = None

@@ -29,7 +29,7 @@ from rlm_tasks.layout import DOIT_DB
 from rlm_tasks.lifecycle import reopen as reopen_run
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.phases import reduce
-from rlm_tasks.run import doitdb, housekeeping, inflight, schedule, signals, worker
+from rlm_tasks.run import doitdb, executors, failfast, housekeeping, inflight, schedule, signals, worker
 from rlm_tasks.run.isolation import merge
 from rlm_tasks.run.reporter import RunReporter, is_worker
 from rlm_tasks.run.runstate import Run
@@ -199,7 +199,25 @@ class SessionReporter(RunReporter):
             schedule.install(self.ctx)  # critical path first: doit's dispatcher takes ready tasks by rank
         super().initialize(tasks, selected_tasks)
         self.recovered(recovery)
+        self.check_agents()
         self.start_progress()
+
+    def stopped_by(self) -> str | None:
+        return self.run.failures.stopped
+
+    def check_agents(self) -> None:
+        """Each agent the run may start is checked once, before any worker: one line and exit 2 if one is missing
+        or does not run. Agents of a remote executor run on other machines: those are not checked here."""
+        names = [name for name in self.closure if name not in self.ctx.held_back]
+        pending = [self.ctx.task(name.split(":", 1)[1]) for name in names
+                   if name.split(":", 1)[1] not in self.ctx.settled_partial]
+        if not pending or executors.choose(self.ctx.plan)[0] != "local":
+            return
+        try:
+            failfast.check_agents(self.ctx, pending)
+        except UserError as exc:
+            self.run_session.close(reduce_skipped=False)
+            exit_with(exc)
 
     def on_event(self, event: inflight.Event) -> None:
         if event.kind in ("start", "adopt"):
@@ -237,7 +255,7 @@ class SessionReporter(RunReporter):
         guard = self.run_session.guard
         changed = [] if self.run_session.interrupted else self.run_session.closing_check()
         self.summary(guard.name if self.run_session.interrupted else None, guard.signalled)
-        code = self.run_session.exit_code(bool(self.failures), bool(self.errors))
+        code = self.run_session.exit_code(bool(self.failures), bool(self.errors) or self.config_error)
         if self.run_session.head_moved:
             code = code or EXIT_FAILED
         if changed:

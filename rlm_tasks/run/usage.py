@@ -1,4 +1,4 @@
-"""What an attempt cost in tokens, read from what the agent printed.
+"""What an attempt cost in tokens, and why a failed one failed, read from what the agent printed.
 
 - an agent kind with an event stream (rlm_tasks/agents/) prints JSONL events to a file next to the
   attempt's log; its kind reads the usage (and, when it failed, the cause) from them;

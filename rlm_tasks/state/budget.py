@@ -14,13 +14,13 @@ class BudgetExhausted(UserError):
     """A budget in rlm.yaml is used up; no new worker starts."""
 
 
-def attempts_by_task(ctx: RunContext) -> dict[str, int]:
-    """Highest attempt number per worker id, from durable records: attempt histories and provenance.
+def attempts_by_task(ctx: RunContext, logs: bool = False) -> dict[str, int]:
+    """Highest attempt number per worker id, from committed records: attempt histories and provenance.
 
-    Attempt numbers never repeat within a run directory, so the highest one is how many started.
-    Logs count too (runs from before attempt histories), but archiving may remove them.
+    Attempt numbers never repeat within a run directory, so the highest one is how many started; the same
+    on the run's machine, a fresh clone and an archive. `logs`: also this machine's logs (numbering only).
     """
-    found = history.highest_attempts(ctx.layout)
+    found = history.highest_attempts(ctx.layout, logs)
     for worker_id, entry in ctx.store.items():
         recorded = entry.get("attempt") if isinstance(entry, dict) else None
         if isinstance(recorded, int) and recorded > found.get(worker_id, 0):

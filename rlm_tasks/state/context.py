@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlm_tasks.config import foreach
+from rlm_tasks.config import foreach, ownership
 from rlm_tasks.config import paths as config_paths
 from rlm_tasks.config.freeze import freeze
 from rlm_tasks.config.plan import load_plan, load_plan_data
@@ -132,6 +132,18 @@ class RunContext:
             agent=agent,
             inputs={path: self.file_sha(path) for path in self.input_paths(task)},
         )
+
+    def with_own_inputs_now(self, task: TaskSpec, digests: dict[str, Any]) -> dict[str, Any]:
+        """`digests` (taken before the worker started) with the inputs the task itself owns as they are now:
+        a task that edits what it reads (`inputs:` inside its `owns:`) is not made stale by its own edits."""
+        if not task.owns:
+            return digests
+        def owned(path: str) -> bool:
+            return any(ownership.matches(pattern, path) for pattern in task.owns)
+
+        inputs = {path: sha for path, sha in digests["inputs"].items() if not owned(path)}
+        inputs.update({path: self.file_sha(path) for path in self.input_paths(task) if owned(path)})
+        return {**digests, "inputs": dict(sorted(inputs.items()))}
 
     @functools.cached_property
     def report_abs(self) -> dict[str, str]:

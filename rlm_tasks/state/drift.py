@@ -142,7 +142,7 @@ def report(ctx: RunContext) -> dict[str, Any]:
                 "attribution": []}
     changed, baseline = changed_since_start(ctx)
     tasks = ctx.plan.tasks
-    attempts = budget.attempts_by_task(ctx)
+    attempts = budget.attempts_by_task(ctx, logs=True)  # machine-local like drift itself: its logs count
     ran = {t.id for t in tasks if ctx.store.get(t.id) is not None or attempts.get(t.id, 0) > 0}
     unowned: list[str] = []
     idle: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ from typing import Any
 from rlm_tasks.layout import RunLayout
 from rlm_tasks.procs import hostname
 from rlm_tasks.render import escape
+from rlm_tasks.vocabulary import is_failure
 
 FORMAT_VERSION = 1
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -117,8 +118,8 @@ _STATE_OF_OUTCOME = {"ok": "fresh", "adopted": "fresh", "partial": "partial", "i
 
 
 def replay(events: Iterable[dict[str, Any]], worker_ids: Iterable[str]) -> dict[str, int]:
-    """Each task's state as its last attempt left it: ok → fresh, partial, interrupted, a failure → missing (its
-    report was moved aside), never attempted → missing; an attempt started and not ended → running."""
+    """Each task's state as its last attempt left it: ok → fresh, partial, interrupted, a failure → failed (as
+    `rlm status` says), never attempted → missing; an attempt started and not ended → running."""
     last: dict[str, str] = {}
     for event in events:
         worker_id = event.get("worker_id")
@@ -128,7 +129,7 @@ def replay(events: Iterable[dict[str, Any]], worker_ids: Iterable[str]) -> dict[
             last[worker_id] = "running"
         elif event["kind"] == Kind.ATTEMPT_END.value:
             outcome = str(event.get("outcome"))
-            last[worker_id] = _STATE_OF_OUTCOME.get(outcome, "missing")
+            last[worker_id] = "failed" if is_failure(outcome) else _STATE_OF_OUTCOME.get(outcome, "missing")
         elif event["kind"] == Kind.RUN_END.value:
             last = {w: ("interrupted" if s == "running" else s) for w, s in last.items()}
     return dict(Counter(last.get(w, "missing") for w in worker_ids))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from rlm_tasks import jsonio
@@ -88,20 +89,30 @@ def last(layout: RunLayout, worker_id: str) -> dict[str, Any] | None:
     return attempts[-1] if attempts else None
 
 
-def highest_attempts(layout: RunLayout) -> dict[str, int]:
-    """Highest attempt number per worker id: attempt histories, and the logs of runs from before them."""
-    found: dict[str, int] = {}
+def every_task(layout: RunLayout) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(worker id, its attempts) for every task with an attempt record, in no particular order."""
     folder = layout.abs(layout.attempts_rel("x")).parent
-    if folder.is_dir():
-        for name in os.listdir(folder):
-            if name.endswith(".json") and not name.startswith("."):
-                worker_id = name[: -len(".json")]
-                numbers = [int(a.get("attempt") or 0) for a in read(layout, worker_id)]
-                if numbers:
-                    found[worker_id] = max(numbers)
-    logs = layout.abs(layout.logs_rel)
-    if logs.is_dir():
-        for name in os.listdir(logs):
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".json") and not name.startswith("."):
+            worker_id = name[: -len(".json")]
+            yield worker_id, read(layout, worker_id)
+
+
+def highest_attempts(layout: RunLayout, logs: bool = True) -> dict[str, int]:
+    """Highest attempt number per worker id: attempt histories (committed: the same on every machine) and,
+    with `logs`, this machine's logs of runs from before them (attempt numbers must not reuse a log's)."""
+    found: dict[str, int] = {}
+    for worker_id, attempts in every_task(layout):
+        numbers = [int(a.get("attempt") or 0) for a in attempts]
+        if numbers:
+            found[worker_id] = max(numbers)
+    logs_dir = layout.abs(layout.logs_rel)
+    if logs and logs_dir.is_dir():
+        for name in os.listdir(logs_dir):
             match = _ATTEMPT_LOG.match(name)
             if match:
                 found[match["id"]] = max(found.get(match["id"], 0), int(match["n"]))
@@ -109,6 +120,6 @@ def highest_attempts(layout: RunLayout) -> dict[str, int]:
 
 
 def started_count(layout: RunLayout) -> tuple[int, int]:
-    """(tasks started at least once, attempts started) over the run's whole life."""
-    highest = highest_attempts(layout)
+    """(tasks started at least once, attempts started) over the run's whole life, from committed records."""
+    highest = highest_attempts(layout, logs=False)
     return len(highest), sum(highest.values())

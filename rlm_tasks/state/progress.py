@@ -1,17 +1,19 @@
 """The progress view: done/running/failed/total, elapsed, the longest-running worker.
 
 `doit` draws it live from its own events (run/reporter.py); `rlm status --watch`
-draws the same line from the files alone (inflight.json, provenance, logs).
+draws the same line from the files alone (inflight.json, provenance, attempt records).
+Both count the failures of this invocation only (a failure from an earlier run is in `rlm status`),
+and an interrupted attempt is never a failure.
 """
 
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from rlm_tasks.state import inflight
-from rlm_tasks.state.budget import attempts_by_task
+from rlm_tasks.state import history, inflight
 from rlm_tasks.state.context import RunContext
+from rlm_tasks.vocabulary import is_failure
 
 
 class Snapshot(NamedTuple):
@@ -42,18 +44,23 @@ def line(s: Snapshot) -> str:
     return ", ".join(parts)
 
 
-def failed_ids(ctx: RunContext, not_fresh: set[str], running: set[str]) -> list[str]:
-    """Tasks whose last attempt left no accepted report (more attempts logged than provenance records)."""
-    attempts = attempts_by_task(ctx)
+def failed_since(ctx: RunContext, candidates: set[str], session: float | None) -> list[str]:
+    """Of `candidates`, the tasks whose last attempt failed (never an interrupted one) in the run session that
+    started at `session` (inflight.json's orchestrator: this invocation; None: any), in plan order."""
     out = []
     for task in ctx.plan.tasks:
-        if task.id in not_fresh and task.id not in running:
-            entry = ctx.store.get(task.id)
-            last = attempts.get(task.id, 0)
-            retired = ctx.layout.abs(ctx.layout.history_rel(task.worker_id, last)).exists()  # `doit clean`
-            if last > int((entry or {}).get("attempt") or 0) and not retired:
-                out.append(task.id)
+        if task.id not in candidates:
+            continue
+        last = history.last(ctx.layout, task.worker_id)
+        if last is not None and is_failure(last.get("outcome")) and session in (None, last.get("session")):
+            out.append(task.id)
     return out
+
+
+def orchestrator_started(data: dict[str, Any]) -> float | None:
+    """When the orchestrator inflight.json names (the last `doit` on the run) started; None without one."""
+    started = (data.get("orchestrator") or {}).get("started")
+    return float(started) if isinstance(started, (int, float)) else None
 
 
 def from_files(ctx: RunContext) -> Snapshot:
@@ -64,10 +71,8 @@ def from_files(ctx: RunContext) -> Snapshot:
     not_fresh = {t.id for t in ctx.plan.tasks if not ctx.freshness(t).fresh}
     partial = sum(1 for t in ctx.plan.tasks if t.id not in not_fresh and ctx.is_partial(t))
     now = time.time()
-    elapsed = None
-    if active:
-        started = (data.get("orchestrator") or {}).get("started")
-        elapsed = now - float(started) if isinstance(started, (int, float)) else None
+    started = orchestrator_started(data)
+    elapsed = now - started if active and started is not None else None
     longest = None
     if live:
         oldest = min(live, key=lambda e: float(e.get("started") or now))
@@ -76,7 +81,7 @@ def from_files(ctx: RunContext) -> Snapshot:
         total=len(ctx.plan.tasks),
         done=len(ctx.plan.tasks) - len(not_fresh),
         running=len(running),
-        failed=len(failed_ids(ctx, not_fresh, running)),
+        failed=len(failed_since(ctx, not_fresh - running, started)),
         elapsed=elapsed,
         longest=longest,
         active=active,

@@ -7,7 +7,6 @@ last, after the report validated, so it doubles as the completion marker.
 
 from __future__ import annotations
 
-import enum
 import errno
 import hashlib
 import json
@@ -21,6 +20,7 @@ from typing import Any, NamedTuple
 from rlm_tasks import jsonio
 from rlm_tasks.errors import UserError
 from rlm_tasks.state import journal, reports
+from rlm_tasks.vocabulary import State
 
 FORMAT_VERSION = 1
 COMPACT_AFTER_LINES = 1000  # and at least as many lines as the plan has tasks
@@ -34,19 +34,6 @@ REASONS = {
 
 
 PATHS_NAMED = 3  # input_changed names this many paths, then "and N more"
-
-
-class State(str, enum.Enum):
-    FRESH = "fresh"
-    STALE = "stale"
-    MISSING = "missing"
-    INVALID = "invalid"
-    # seen from outside a task's own files (state.status.resolve): a worker is on it now, its
-    # last attempt was cut short by a signal, or its report says it stopped early
-    RUNNING = "running"
-    INTERRUPTED = "interrupted"
-    PARTIAL = "partial"
-    CONFLICT = "conflict"  # an isolated attempt's change conflicted with the main tree: kept for a person
 
 
 class Freshness(NamedTuple):
@@ -310,7 +297,7 @@ def freshness(report: Path, required_sections: tuple[str, ...], entry: dict[str,
               current: Digests, known: tuple[str | None, str | None] | None = None) -> Freshness:
     """`known`: (problem, sha256) of the report when the caller already has them (cache.Cache.report_check)."""
     problem = reports.problem(report, required_sections) if known is None else known[0]
-    if problem == "no report written":
+    if problem == reports.NO_REPORT:
         return Freshness(State.MISSING)
     if problem is not None:
         return Freshness(State.INVALID, detail=problem)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rlm_tasks.config.paths import regular_file_problem
 
+NO_REPORT = "no report written"  # the problem when report_path holds nothing
 MAX_REPORT_BYTES = 20 * 1024 * 1024  # a report is prose for an orchestrator to read, not a data dump
 
 HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -51,7 +52,7 @@ def inspect(path: Path, required_sections: tuple[str, ...]) -> tuple[str | None,
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        return "no report written", False
+        return NO_REPORT, False
     except OSError as exc:  # replaced by a link or a directory since the check above
         return f"report cannot be read safely: {exc.strerror or exc}", False
     with os.fdopen(fd, "rb") as handle:

@@ -13,12 +13,12 @@ from collections import Counter
 from typing import Any, NamedTuple
 
 from rlm_tasks.config.records import TaskSpec
-from rlm_tasks.state import history, inflight, progress, reports, schedule, settled, usage
+from rlm_tasks.state import history, inflight, reports, schedule, settled, usage
 from rlm_tasks.state.context import RunContext
-from rlm_tasks.state.provenance import Freshness, State
+from rlm_tasks.state.provenance import Freshness
+from rlm_tasks.vocabulary import State, is_failure
 
-STATE_ORDER = [State.FRESH, State.STALE, State.MISSING, State.INVALID, State.RUNNING, State.INTERRUPTED,
-               State.PARTIAL, State.CONFLICT]
+STATE_ORDER = list(State)
 DONE = (State.FRESH, State.PARTIAL)  # a partial report does not rerun by itself, so its dependents may read it
 LISTED_PER_STATE = 10  # a 1,000-task run prints counts and a few paths, not a thousand lines
 LIST_ALL_UP_TO = 20  # small runs list every task
@@ -48,13 +48,17 @@ def _own(ctx: RunContext, task: TaskSpec, running: dict[str, dict[str, Any]], no
     if mark is not None:
         return Freshness(State.INTERRUPTED, own.reasons,
                          f"not started: the run was interrupted by {mark.get('interrupted_by')}")
-    if ctx.store.get(task.id) is None:
-        last = history.last(ctx.layout, task.worker_id)
-        if last is not None and last.get("outcome") == history.CONFLICT:
-            return Freshness(State.CONFLICT, own.reasons, conflict_detail(last))
-        # "running" with no live worker: its orchestrator died (or was killed) before recording the end
-        if last is not None and last.get("outcome") in (history.INTERRUPTED, history.RUNNING):
-            return Freshness(State.INTERRUPTED, detail=f"attempt {last.get('attempt')}; log: {last.get('log_path')}")
+    last = history.last(ctx.layout, task.worker_id)
+    entry = ctx.store.get(task.id)
+    if last is None or (entry is not None and int(last.get("attempt") or 0) <= int(entry.get("attempt") or 0)):
+        return own  # the report on record came from the last attempt (or from after it)
+    if entry is None and last.get("outcome") == history.CONFLICT:
+        return Freshness(State.CONFLICT, own.reasons, conflict_detail(last))
+    # "running" with no live worker: its orchestrator died (or was killed) before recording the end
+    if entry is None and last.get("outcome") in (history.INTERRUPTED, history.RUNNING):
+        return Freshness(State.INTERRUPTED, detail=f"attempt {last.get('attempt')}; log: {last.get('log_path')}")
+    if is_failure(last.get("outcome")):
+        return Freshness(State.FAILED, own.reasons, failure_detail(last))
     return own
 
 
@@ -64,6 +68,22 @@ def conflict_detail(attempt: dict[str, Any]) -> str:
     paths = [str(p) for p in info.get("conflicts") or []]
     shown = ", ".join(paths[:5]) + (f" (+{len(paths) - 5} more)" if len(paths) > 5 else "")
     return f"conflicting: {shown or '?'}; patch: {info.get('patch')}; worktree: {info.get('worktree')}"
+
+
+def failure_detail(last: dict[str, Any]) -> str:
+    """'attempt 2, exit: agent exited with code 3; log: PATH': the failed attempt, how and why it ended."""
+    why = f": {last['detail']}" if last.get("detail") else ""
+    rejected = f"; rejected report: {last['rejected_report']}" if last.get("rejected_report") else ""
+    return f"attempt {last.get('attempt')}, {last.get('outcome')}{why}; log: {last.get('log_path')}{rejected}"
+
+
+def last_failure(ctx: RunContext, task: TaskSpec) -> dict[str, Any] | None:
+    """The task's last attempt when it failed (status --json, reduce_state.json): number, outcome, why, where."""
+    last = history.last(ctx.layout, task.worker_id)
+    if last is None or not is_failure(last.get("outcome")):
+        return None
+    keys = ("attempt", "outcome", "cause", "detail", "log_path", "rejected_report", "exit_code", "started_at")
+    return {key: last[key] for key in keys if key in last}
 
 
 def resolve(ctx: RunContext) -> dict[str, Freshness]:
@@ -187,7 +207,7 @@ def why(f: Freshness) -> str:
 
 def as_json(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> dict[str, Any]:
     counts = Counter(f.state.value for _, f in rows)
-    started = history.highest_attempts(ctx.layout)
+    started = history.highest_attempts(ctx.layout, logs=False)
     tasks = []
     for task, f in rows:
         attempts, tier = produced_by(ctx, task)
@@ -207,6 +227,8 @@ def as_json(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> dict[str
         if f.state is State.PARTIAL:
             row["next_plan_path"] = reports.next_plan_path(task.report_path)
             row["accept_partial"] = task.accept_partial
+        if f.state is State.FAILED:
+            row["failure"] = last_failure(ctx, task)
         tasks.append(row)
     running, failed = activity(ctx, rows)
     wave = plan_wave(ctx, {task.id: f for task, f in rows})
@@ -221,6 +243,7 @@ def as_json(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> dict[str
         "tasks": tasks,
         "fanouts": {name: fanout_counts(rows, name) for name, _ in ctx.plan.fanouts},
         "usage": usage.summary(ctx),
+        "orphaned": orphaned(ctx),
     }
 
 
@@ -289,8 +312,25 @@ def _listed(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> list[str
 def activity(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> tuple[list[str], list[str]]:
     """(running, failed) worker ids: running from inflight.json, failed when the last attempt was rejected."""
     running = [str(e.get("worker_id")) for e in inflight.live_entries(inflight.read(ctx.layout))]
-    not_fresh = {task.id for task, f in rows if f.state in (State.STALE, State.MISSING, State.INVALID)}
-    return running, progress.failed_ids(ctx, not_fresh, set(running))
+    return running, [task.id for task, f in rows if f.state is State.FAILED]
+
+
+def orphaned(ctx: RunContext) -> dict[str, Any] | None:
+    """The orchestrator inflight.json names when workers it started still run but it does not (killed, or its
+    machine's session ended): {"pid", "workers"}; None while it lives or nothing runs."""
+    data = inflight.read(ctx.layout)
+    live = inflight.live_entries(data)
+    if not live or inflight.orchestrator_alive(data):
+        return None
+    return {"pid": (data.get("orchestrator") or {}).get("pid"), "workers": len(live)}
+
+
+def orphaned_line(ctx: RunContext) -> str | None:
+    dead = orphaned(ctx)
+    if dead is None:
+        return None
+    return (f"no live orchestrator: its {dead['workers']} running worker(s) outlived it (pid {dead['pid']}); "
+            "`rlm run --adopt` waits for them and keeps their reports, `doit` ends them")
 
 
 def activity_line(ctx: RunContext, rows: list[tuple[TaskSpec, Freshness]]) -> str | None:

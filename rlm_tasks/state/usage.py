@@ -1,24 +1,23 @@
 """Cost of attempts: the agent's own figure, else tokens times `prices:`; totals per task, tier and run.
 
-Every attempt that reported usage leaves `logs/<id>.attempt-<n>.usage.json` (what this machine
-spent, failed attempts included: the budget counts these), and its record in provenance keeps the
-same figures for the attempts that produced each accepted report (what a fresh clone knows).
+Every attempt that reported usage keeps it in its committed attempt record (artifacts/attempts/<id>.json,
+failed attempts included): every total (status, reduce_state, final, the budget) is summed from those, so the
+run's machine, a fresh clone, CI and an archive agree. `logs/<id>.attempt-<n>.usage.json` is the same figure
+next to the log, for a person reading logs; nothing counts it.
 A model with no price and no figure of its own counts its tokens, never a guessed cost.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 from typing import Any
 
 from rlm_tasks import jsonio
 from rlm_tasks.agents.base import MAX_COST_USD, MAX_TOKENS, Usage
 from rlm_tasks.config.records import Plan, Price
+from rlm_tasks.state import history
 from rlm_tasks.state.context import RunContext
 
-USAGE_FILE = re.compile(r"^(?P<id>.+)\.attempt-(?P<n>\d+)\.usage\.json$")
 TOKEN_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
 TOP_TASKS = 10
 
@@ -131,23 +130,15 @@ def record_problem(record: Any) -> str | None:
 
 
 def attempts(ctx: RunContext) -> dict[tuple[str, int], dict[str, Any]]:
-    """Every attempt's usage record by (worker id, attempt): this machine's usage files, then provenance."""
+    """Every attempt's usage record by (worker id, attempt), from committed records only (the attempt records,
+    then provenance for runs from before them), so this machine, a fresh clone and an archive count the same."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
-    logs = ctx.layout.abs(ctx.layout.logs_rel)
-    try:
-        names = os.listdir(logs)
-    except OSError:
-        names = []
-    for name in names:
-        match = USAGE_FILE.match(name)
-        if match is None:
-            continue
-        try:
-            record = jsonio.loads((logs / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if record_problem(record) is None:  # a worker can write this folder: a bad figure never reaches the bill
-            found[(match["id"], int(match["n"]))] = record
+    for worker_id, tried in history.every_task(ctx.layout):
+        for attempt in tried:
+            usage = attempt.get("usage")
+            if isinstance(usage, dict) and record_problem(usage) is None:  # an edited record never reaches the bill
+                key = (worker_id, int(attempt.get("attempt") or 0))
+                found[key] = {"compute_tier": attempt.get("compute_tier"), **usage}
     for worker_id, entry in ctx.store.items():
         for attempt in entry.get("attempts") or []:
             if (isinstance(attempt, dict) and isinstance(attempt.get("usage"), dict)

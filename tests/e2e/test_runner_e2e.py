@@ -195,7 +195,8 @@ def assert_fresh_and_quiet_on_rerun(repo: Any, server: Any, total: int) -> None:
 def assert_failed_with_log(out: str, doit_name: str, log: str, suffix: str = "") -> None:
     line = next((line for line in out.splitlines() if line.startswith(f"  FAILED  {doit_name}: ")), None)
     assert line is not None, out
-    assert line.endswith(f"no report written; log: {log}{suffix}"), line
+    attempt = log.rsplit(".attempt-", 1)[1].removesuffix(".log")
+    assert line.endswith(f": attempt {attempt}, no_report: no report written; log: {log}{suffix}"), line
 
 
 # ---- codex -----------------------------------------------------------------------------------------------
@@ -248,10 +249,11 @@ def test_codex_worker_without_a_report_fails_with_its_log_and_is_retried(codex_b
         result = repo.doit()
         assert result.code == 1, result.out + result.err
         logs = f"{LOCAL}/logs"
-        assert f"  retry   map:flaky: no report written; log: {logs}/flaky.attempt-1.log; attempt 2 (standard) in " \
+        assert f"  retry   map:flaky: attempt 1, no_report: no report written; log: {logs}/flaky.attempt-1.log; " \
+            "attempt 2 (standard) in " \
                in result.out
-        assert f"  retry   map:stubborn: no report written; log: {logs}/stubborn.attempt-1.log; attempt 2 " \
-               in result.out
+        assert f"  retry   map:stubborn: attempt 1, no_report: no report written; log: {logs}/stubborn.attempt-1.log" \
+            "; attempt 2 " in result.out
         assert "  ok      map:flaky  " in result.out
         assert_failed_with_log(result.out, "map:stubborn", f"{logs}/stubborn.attempt-2.log", " (2 of 2 tries)")
         assert_failed_with_log(result.out, "map:mute", f"{logs}/mute.attempt-1.log")
@@ -266,7 +268,7 @@ def test_codex_worker_without_a_report_fails_with_its_log_and_is_retried(codex_b
         assert not repo.path(f"{logs}/mute.attempt-2.log").exists()
         entry = repo.provenance()["tasks"]["flaky"]
         assert [(a["attempt"], a["outcome"], a["exit_code"]) for a in entry["attempts"]] == [
-            (1, "invalid_report", 0), (2, "ok", 0)]
+            (1, "no_report", 0), (2, "ok", 0)]
         assert repo.report("flaky").exists() and not repo.report("stubborn").exists()
 
         check = repo.rlm("check")
@@ -311,7 +313,8 @@ def test_claude_worker_without_a_report_fails_with_its_log_and_is_retried(claude
         result = repo.doit()
         assert result.code == 1, result.out + result.err
         logs = f"{LOCAL}/logs"
-        assert f"  retry   map:flaky: no report written; log: {logs}/flaky.attempt-1.log; attempt 2 (standard) in " \
+        assert f"  retry   map:flaky: attempt 1, no_report: no report written; log: {logs}/flaky.attempt-1.log; " \
+            "attempt 2 (standard) in " \
                in result.out
         assert "  ok      map:flaky  " in result.out
         assert_failed_with_log(result.out, "map:mute", f"{logs}/mute.attempt-1.log")
@@ -319,4 +322,4 @@ def test_claude_worker_without_a_report_fails_with_its_log_and_is_retried(claude
         assert starts == {"flaky": 2, "mute": 1}
         assert repo.path(f"{logs}/flaky.attempt-2.log").exists()
         entry = repo.provenance()["tasks"]["flaky"]
-        assert [(a["attempt"], a["outcome"]) for a in entry["attempts"]] == [(1, "invalid_report"), (2, "ok")]
+        assert [(a["attempt"], a["outcome"]) for a in entry["attempts"]] == [(1, "no_report"), (2, "ok")]

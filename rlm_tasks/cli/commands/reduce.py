@@ -24,6 +24,8 @@ def reduce(args: argparse.Namespace) -> int:
     ctx = context(args)
     if args.stale_seconds is not None:
         ctx = RunContext(ctx.plan._replace(stale_seconds=args.stale_seconds))
-    state = reduce_phase.write_reduce_state(ctx)
-    print(f"{reduce_phase.reduce_summary(state)}: {reduce_phase.reduce_state_path(ctx)}")
+    state, local = reduce_phase.write_reduce_state(ctx)
+    # the inventory's path last, as every line naming it: ages, workers and drift are beside it on this machine
+    print(f"{reduce_phase.reduce_summary(state, local)} (this machine's ages, running workers and drift in "
+          f"{ctx.layout.reduce_state_local_rel}): {reduce_phase.reduce_state_path(ctx)}")
     return 0

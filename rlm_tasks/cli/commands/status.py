@@ -35,6 +35,7 @@ def status(args: argparse.Namespace) -> int:
         return watch(ctx, args.interval, sys.stdout)
     rows = task_status.collect(ctx)
     changed = final.out_of_date(ctx)
+    reduce.refresh(ctx)  # the inventory an orchestrator reads next is never older than what this shows
     ctx.save_cache()
     if args.json:
         data = task_status.as_json(ctx, rows)
@@ -45,8 +46,8 @@ def status(args: argparse.Namespace) -> int:
         return 0
     print(task_status.summary_line(ctx, rows))
     before = [reopen.finished_line(ctx), task_status.usage_line(ctx), task_status.activity_line(ctx, rows),
-              final.out_of_date_line(ctx),
-              drift.summary_line(_last_drift(ctx), reduce.reduce_state_path(ctx))]
+              task_status.orphaned_line(ctx), final.out_of_date_line(ctx),
+              drift.summary_line(_last_drift(ctx), ctx.layout.reduce_state_local_rel)]
     after = [task_status.wave_line(task_status.plan_wave(ctx, {t.id: f for t, f in rows}))]
     for line in [*before, *task_status.task_lines(ctx, rows, show_all=args.all), *after]:
         if line:
@@ -55,9 +56,9 @@ def status(args: argparse.Namespace) -> int:
 
 
 def _last_drift(ctx: RunContext) -> Any:
-    """The drift entry of the last REDUCE (status never runs git itself)."""
+    """The drift entry of the last REDUCE, in its machine-local half (refreshed with the inventory, when it is)."""
     try:
-        data = jsonio.read_json(ctx.layout.abs(reduce.reduce_state_path(ctx)))
+        data = jsonio.read_json(ctx.layout.abs(ctx.layout.reduce_state_local_rel))
     except ValueError:
         return None
     return data.get("drift") if isinstance(data, dict) else None

@@ -7,8 +7,9 @@ import time
 
 from rlm_tasks.cli.common import context, non_negative, positive
 from rlm_tasks.lifecycle.runlock import LOCKED_EXIT_CODE
+from rlm_tasks.phases import reduce
 from rlm_tasks.run import detach
-from rlm_tasks.state import progress, status
+from rlm_tasks.state import inflight, progress, status
 from rlm_tasks.state.context import RunContext
 
 HELP = "wait for a running (e.g. --detach) run: exit 0 all fresh, 1 failures, 3 still running at --timeout"
@@ -28,10 +29,12 @@ def wait(args: argparse.Namespace) -> int:
             ctx.reload_provenance()
             snap = progress.from_files(ctx)
             print(f"rlm: run {ctx.plan.run_id} still running after {args.timeout:g}s: {progress.line(snap)}; "
-                  f"`rlm wait` again or `rlm status --watch`")
+                  f"`rlm wait` again or `rlm status --watch`; rlm wait exits {EXIT_STILL_RUNNING}")
             return EXIT_STILL_RUNNING
         time.sleep(args.interval if deadline is None else max(0.0, min(args.interval, deadline - time.monotonic())))
     ctx.reload_provenance()
+    reduce.refresh(ctx)
+    ctx.save_cache()
     code, text = outcome_line(ctx)
     print(text)
     return code
@@ -46,7 +49,8 @@ def outcome_line(ctx: RunContext) -> tuple[int, str]:
     rows = status.collect(ctx)
     _, failed_ids = status.activity(ctx, rows)
     names = {task.id: task.doit_name for task, _ in rows}
-    failed = [names[i] for i in failed_ids]
+    since = progress.orchestrator_started(inflight.read(ctx.layout))  # this run's failures, not earlier ones
+    failed = [names[i] for i in progress.failed_since(ctx, set(failed_ids), since)]
     not_fresh = [task.doit_name for task, f in rows if not status.accepted(task, f)]  # as `rlm check` counts
     state = detach.read_state(ctx.layout.abs(detach.state_rel(ctx)))
     if state.get("exit_code") is not None:
@@ -65,4 +69,5 @@ def outcome_line(ctx: RunContext) -> tuple[int, str]:
     text += f"; inventory: {ctx.layout.reduce_state_rel}"
     if state.get("log_path"):
         text += f"; log: {state['log_path']}"
-    return (0 if not not_fresh else 1), text
+    code = 0 if not not_fresh else 1
+    return code, f"{text}; rlm wait exits {code}"
