@@ -22,7 +22,7 @@ from rlm_tasks import clock, jsonio
 from rlm_tasks.cli.main import main
 from rlm_tasks.config import schema
 from rlm_tasks.config.plan import load_plan
-from rlm_tasks.lifecycle import archive, cleanup
+from rlm_tasks.lifecycle import archive, cleanup, manifest
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.state.context import RunContext
 
@@ -106,7 +106,7 @@ def test_archive_copies_hashes_and_locks_the_run(finished: Path) -> None:
     assert {p: (dest / "run" / p).read_bytes() for p in meta["manifest"]} == before
     for path in [dest, dest / "meta.json", *(dest / "run").rglob("*")]:
         assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), path
-    assert archive.verify(finished, ARCHIVE_ID).intact
+    assert manifest.verify(finished, ARCHIVE_ID).intact
 
     pointer = json.loads((finished / RUN / "archived_to.json").read_text())
     assert schema.check("archived_to", pointer) == []
@@ -302,7 +302,7 @@ def test_verify_catches_an_edited_manifest_a_dropped_entry_and_files_beside_run(
     # a file edited and its manifest entry edited to match (meta.json's own digest edited too)
     (path / "run/artifacts/reports/a.md").write_text("# a, edited\n")
     meta["manifest"]["artifacts/reports/a.md"] = hashlib.sha256(b"# a, edited\n").hexdigest()
-    meta["manifest_sha256"] = archive.manifest_digest(meta["manifest"])
+    meta["manifest_sha256"] = manifest.manifest_digest(meta["manifest"])
     (path / "meta.json").write_text(json.dumps(meta))
     (path / "notes.txt").write_text("added beside run/\n")
     assert main(["archive", "verify", ARCHIVE_ID]) == 1

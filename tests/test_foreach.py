@@ -299,9 +299,9 @@ def test_generated_tasks_own_their_items_and_overlaps_point_at_the_fan_out(fan: 
 
 
 def test_too_many_items(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlm_tasks.config import foreach
+    from rlm_tasks.config import fanout_items
 
-    monkeypatch.setattr(foreach, "MAX_ITEMS", 2)
+    monkeypatch.setattr(fanout_items, "MAX_ITEMS", 2)
     assert errors(repo, HEAD + """\
   - {id: "a-{{ item }}", goal: g, foreach: {items: [x, y, z]}}
 """) == ["rlm.yaml:6:52: tasks[0].foreach.items: 3 items, more than the 2 a fan-out may have; narrow it "

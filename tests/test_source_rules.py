@@ -17,6 +17,16 @@ TEXT_SUFFIXES = (".py", ".sh", ".j2", ".yaml", ".yml", ".toml", ".cfg")
 TRACKER = re.compile(r"\bissues?" + r"\s*#?\d+", re.IGNORECASE)
 
 
+def long_modules(package: Path) -> list[str]:
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        with path.open("rb") as handle:
+            count = sum(1 for _ in handle)
+        if count > MAX_LINES:
+            found.append(f"{path.relative_to(package.parent).as_posix()}: {count} lines")
+    return found
+
+
 def tracker_numbers(roots: list[Path]) -> list[str]:
     found = []
     for root in roots:
@@ -40,3 +50,15 @@ def test_a_tracker_number_is_found() -> None:
     assert TRACKER.search("issues" + " 9")
     assert not TRACKER.search("an issue with 12 tasks")
     assert not TRACKER.search("tissue 3")
+
+
+def test_no_module_is_over_the_limit() -> None:
+    assert long_modules(PACKAGE) == []
+
+
+def test_a_long_module_is_named(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "room").mkdir(parents=True)
+    (package / "room" / "short.py").write_text("x = 1\n" * MAX_LINES)
+    (package / "room" / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    assert long_modules(package) == [f"pkg/room/long.py: {MAX_LINES + 1} lines"]

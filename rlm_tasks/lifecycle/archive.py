@@ -4,7 +4,7 @@ An archive is built in a hidden directory beside the others and renamed into
 place only when complete, so one that fails half-way leaves no partial archive
 (a killed build leaves a `.tmp~…` directory that the next cleanup removes).
 `meta.json` carries a sha256 manifest of every archived file; `verify`
-re-hashes against it.
+(lifecycle/manifest.py) re-hashes against it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from rlm_tasks.clock import iso, parse_iso, utc_now
 from rlm_tasks.config import schema
 from rlm_tasks.errors import UserError
 from rlm_tasks.fs import remove_tree
-from rlm_tasks.layout import ARCHIVE_DIR, RUN_ID, RUNS_DIR, archive_root
+from rlm_tasks.layout import ARCHIVE_DIR, archive_root
 from rlm_tasks.lifecycle import cleanup
+from rlm_tasks.lifecycle.manifest import CHUNK, files, manifest_digest, not_regular
 from rlm_tasks.phases import final as final_phase
 from rlm_tasks.procs import hostname
 from rlm_tasks.state import drift
@@ -54,9 +55,6 @@ def _transient_sources(ctx: RunContext) -> dict[str, str]:
 # read-only, and no more readable than the user's umask lets new files be (077: the owner only)
 READ_ONLY_FILE = (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH) & ~jsonio.UMASK
 READ_ONLY_DIR = (READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH) & ~jsonio.UMASK
-CHUNK = 1 << 20
-
-
 class ArchiveRefused(UserError):
     """The run cannot be archived yet (final outputs missing) or the archive already exists."""
 
@@ -81,29 +79,6 @@ class ArchiveResult(NamedTuple):
                 *self.notes, *(line if self.cleanup.skipped else f"cleanup: {line}" for line in swept)]
 
 
-class VerifyResult(NamedTuple):
-    archive_id: str
-    file_count: int
-    changed: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-    extra: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
-
-    @property
-    def intact(self) -> bool:
-        return not (self.changed or self.missing or self.extra or self.problems)
-
-    def lines(self) -> list[str]:
-        if self.intact:
-            return [f"archive {self.archive_id}: intact ({self.file_count} files match the manifest)"]
-        out = [f"archive {self.archive_id}: NOT intact"]
-        out += [f"  {problem}" for problem in self.problems]
-        out += [f"  changed  {p}" for p in self.changed]
-        out += [f"  missing  {p}" for p in self.missing]
-        out += [f"  extra    {p}" for p in self.extra]
-        return out
-
-
 def archive_rel(archive_id: str) -> str:
     return f"{ARCHIVE_DIR}/{archive_id}"
 
@@ -118,37 +93,6 @@ def stamp(moment: dt.datetime) -> str:
 
 # ---- hashing and copying ----------------------------------------------------------------------------------
 
-def _files(tree: Path) -> list[Path]:
-    """Regular files only: archives never follow a symlink (see _not_regular)."""
-    return sorted(Path(d) / name for d, _, names in os.walk(tree) for name in names
-                  if stat.S_ISREG(os.lstat(Path(d) / name).st_mode))
-
-
-def _not_regular(tree: Path) -> list[str]:
-    """Symlinks (also dangling ones, also to directories) and special files under `tree`, one line each."""
-    if tree.is_symlink():
-        return [f"{tree.name}/ is a symlink (to {os.readlink(tree)})"]
-    found = []
-    for d, dirs, names in os.walk(tree):
-        for name in [*dirs, *names]:
-            path = Path(d) / name
-            rel = path.relative_to(tree.parent).as_posix()
-            if path.is_symlink():
-                found.append(f"{rel} is a symlink (to {os.readlink(path)})")
-            elif name in names and not stat.S_ISREG(os.lstat(path).st_mode):
-                found.append(f"{rel} is not a regular file")
-    return sorted(found)
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 def _copy_file(src: Path, dest: Path) -> tuple[str, int]:
     """Copy one file, hashing what is written (one read per file)."""
     digest, size = hashlib.sha256(), 0
@@ -160,10 +104,6 @@ def _copy_file(src: Path, dest: Path) -> tuple[str, int]:
             size += len(block)
     shutil.copystat(src, dest)
     return digest.hexdigest(), size
-
-
-def manifest_of(tree: Path) -> dict[str, str]:
-    return {p.relative_to(tree).as_posix(): _hash_file(p)[0] for p in _files(tree)}
 
 
 def _make_read_only(tree: Path) -> None:
@@ -217,7 +157,7 @@ def _run_window(ctx: RunContext) -> tuple[str, str]:
     if known:
         start = min(known)
     else:
-        mtimes = [p.stat().st_mtime for p in _files(ctx.layout.run_dir)]
+        mtimes = [p.stat().st_mtime for p in files(ctx.layout.run_dir)]
         start = dt.datetime.fromtimestamp(min(mtimes), dt.timezone.utc)
     end = dt.datetime.fromtimestamp((ctx.layout.run_dir / "final.json").stat().st_mtime, dt.timezone.utc)
     return iso(start), iso(end)
@@ -247,7 +187,7 @@ def _meta(ctx: RunContext, final: dict[str, Any], archive_id: str, now: dt.datet
 def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datetime) -> tuple[str, dict[str, Any]]:
     """Steps 1-3: copy the run, write meta.json with the manifest, make it read-only; all or nothing."""
     final = _read_outputs(ctx)
-    links = _not_regular(ctx.layout.run_dir)
+    links = not_regular(ctx.layout.run_dir)
     if links:
         raise ArchiveRefused(f"archive refused: {os.path.dirname(ctx.layout.run_dir_rel)}/{links[0]}"
                              + (f" (and {len(links) - 1} more)" if len(links) > 1 else "")
@@ -268,7 +208,7 @@ def build(ctx: RunContext, *, ttl_days: float, keep_forever: bool, now: dt.datet
         source = ctx.layout.run_dir
         manifest: dict[str, str] = {}
         size = 0
-        for path in _files(source):  # the run folder only: logs stay machine-local
+        for path in files(source):  # the run folder only: logs stay machine-local
             rel = path.relative_to(source).as_posix()
             manifest[rel], n = _copy_file(path, tmp / "run" / rel)
             size += n
@@ -364,78 +304,4 @@ def create(ctx: RunContext, *, ttl_days: float | None = None, keep_forever: bool
     return ArchiveResult(archive_id, archive_rel(archive_id), int(meta["file_count"]),
                          int(meta["retention"]["size_bytes"]), transient, swept, tuple(notes))
 
-
-# ---- checking and listing ---------------------------------------------------------------------------------
-
-def manifest_digest(manifest: dict[str, Any]) -> str:
-    """sha256 of the manifest itself: kept in meta.json and in the run's archived_to.json, so a manifest edited
-    to match an edited file is caught against the copy outside the archive."""
-    return hashlib.sha256(jsonio.dumps(manifest).encode("utf-8")).hexdigest()
-
-
-# What an archive directory may hold besides its manifest's files.
-_ARCHIVE_ENTRIES = {"meta.json", "run", cleanup.MARKERS}
-
-
-def _digest_problems(root: Path, archive_id: str, meta: dict[str, Any]) -> list[str]:
-    recorded: dict[str, Any] = meta["manifest"]
-    digest = manifest_digest(recorded)
-    problems = []
-    if meta.get("file_count") != len(recorded):
-        problems.append(f"meta.json: file_count is {meta.get('file_count')!r} but the manifest lists "
-                        f"{len(recorded)} files (an entry was removed or added)")
-    if "manifest_sha256" in meta and meta["manifest_sha256"] != digest:
-        problems.append("meta.json: the manifest does not match its recorded digest (manifest_sha256): edited")
-    run_id = meta.get("run_id")
-    if isinstance(run_id, str) and RUN_ID.fullmatch(run_id):
-        pointer_rel = f"{RUNS_DIR}/{run_id}/archived_to.json"
-        try:
-            pointer = jsonio.read_json(root / pointer_rel, default=None)
-        except (OSError, ValueError):
-            pointer = None
-        if (isinstance(pointer, dict) and pointer.get("archive_id") == archive_id
-                and pointer.get("manifest_sha256") != digest):
-            problems.append(f"the manifest does not match the digest recorded in {pointer_rel}: "
-                            "meta.json was edited after archiving")
-    return problems
-
-
-def verify(root: Path, archive_id: str) -> VerifyResult:
-    """Re-hash the archive's files against the manifest in its meta.json; anything else in the archive is a finding."""
-    path = cleanup.existing_archive(root, archive_id)
-    meta = cleanup.read_meta(path)
-    links = tuple(_not_regular(path / "run")) if os.path.lexists(path / "run") else ()
-    actual = manifest_of(path / "run") if (path / "run").is_dir() and not (path / "run").is_symlink() else {}
-    outside = tuple(sorted(f"../{name}" for name in os.listdir(path) if name not in _ARCHIVE_ENTRIES))
-    if meta is None or not isinstance(meta.get("manifest"), dict):
-        return VerifyResult(archive_id, len(actual), extra=outside,
-                            problems=("meta.json is unreadable or has no manifest", *links))
-    problems = (*(f"meta.json: {p}" for p in schema.check("archive_meta", meta)), *links,
-                *_digest_problems(root, archive_id, meta))
-    recorded: dict[str, Any] = meta["manifest"]
-    return VerifyResult(
-        archive_id,
-        len(recorded),
-        changed=tuple(sorted(p for p in recorded if p in actual and actual[p] != recorded[p])),
-        missing=tuple(sorted(p for p in recorded if p not in actual)),
-        extra=tuple(sorted(p for p in actual if p not in recorded)) + outside,
-        problems=problems,
-    )
-
-
-def list_lines(root: Path, now: dt.datetime | None = None) -> list[str]:
-    """One line per archive: age, retention and who uses it."""
-    now = now or utc_now()
-    lines = []
-    for archive_id in cleanup.archive_ids(root):
-        path = archive_root(root) / archive_id
-        meta = cleanup.read_meta(path) or {}
-        retention = meta.get("retention") or {}
-        archived = parse_iso(meta.get("archived_at"))
-        age = f"{(now - archived).total_seconds() / 86400:.1f}d" if archived else "?"
-        keep = "forever" if retention.get("keep_forever") else f"ttl {retention.get('ttl_days', '?')}d"
-        users = cleanup.markers(path)
-        used = f", in use by {', '.join(users)}" if users else ""
-        lines.append(f"{archive_id}  age {age}, {keep}, {retention.get('size_bytes', '?')} bytes{used}")
-    return lines
 

@@ -16,15 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
-from rlm_tasks import jsonio, procs, secrets
+from rlm_tasks import procs, secrets
 from rlm_tasks.config import paths
 from rlm_tasks.errors import UserError
 from rlm_tasks.procs import group_alive
 from rlm_tasks.render.agents import Invocation
-from rlm_tasks.run import orphans, watchdog
-from rlm_tasks.run.usage import human_line
+from rlm_tasks.run import orphans, watchdog, workerio
 from rlm_tasks.state.reports import MAX_REPORT_BYTES
 
 KILL_GRACE_ENV = "RLM_KILL_GRACE_SECONDS"
@@ -229,123 +228,6 @@ def signature(paths: Sequence[Path]) -> tuple[tuple[int, int] | None, ...]:
     return tuple(out)
 
 
-def _feed(stdin: IO[bytes] | None, prompt: bytes) -> None:
-    """Write the prompt and close stdin; an agent that exits without reading it is not an error."""
-    if stdin is None:
-        return
-    try:
-        stdin.write(prompt)
-    except (BrokenPipeError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            stdin.close()
-
-
-def _feed_at_once(stdin: IO[bytes] | None, prompt: bytes) -> bytes:
-    """Give the agent what its stdin pipe takes without waiting, and close it once all of the prompt went
-    (mostly: a prompt is far below a pipe's 64 KiB); what is left, for a feeder thread (starting one for
-    every attempt cost milliseconds on a busy machine)."""
-    if stdin is None:
-        return b""
-    fd = stdin.fileno()
-    written = 0
-    try:
-        os.set_blocking(fd, False)
-        while written < len(prompt):
-            written += os.write(fd, prompt[written:])
-    except BlockingIOError:
-        pass  # the pipe is full: the agent reads the rest from the thread
-    except OSError:  # the agent exited, or closed its stdin, without reading: not an error
-        written = len(prompt)
-    finally:
-        with contextlib.suppress(OSError):
-            os.set_blocking(fd, True)
-    if written < len(prompt):
-        return prompt[written:]
-    with contextlib.suppress(OSError):
-        stdin.close()
-    return b""
-
-
-def _follow(events_path: Path, log: secrets.SharedLog, kind: str, stop: threading.Event) -> None:
-    """A readable line in the log for each event the agent appends to its events file, until `stop`.
-
-    The events file is written as the agent's stdout arrives (masked), or by the agent itself when workers
-    must outlive us (RLM_KEEP_WORKERS=1), so that `--adopt` still finds its events.
-    """
-    pending = b""
-
-    def show(line: bytes) -> None:
-        shown = human_line(kind, line)
-        if shown is not None:
-            log.write(shown)
-
-    with events_path.open("rb") as events:
-        while True:
-            last = stop.is_set()  # read once more after the agent ended
-            chunk = events.read()
-            if chunk:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    show(line)
-            elif last:
-                break
-            else:
-                stop.wait(POLL_SECONDS)
-    if pending.strip():
-        show(pending)
-
-
-class _StdoutReport:
-    """A `report: stdout` agent's output: its stdout is this file beside the log (never held in memory, no thread
-    draining a pipe), capped: the poll loop ends an agent whose output went over `cap`."""
-
-    def __init__(self, path: Path, cap: int) -> None:
-        self.path = path
-        self.cap = cap
-        self.handle: IO[bytes] | None = None
-
-    def open(self) -> IO[bytes]:
-        self.handle = self.path.open("wb")
-        return self.handle
-
-    @property
-    def size(self) -> int:
-        if self.handle is None:
-            return 0
-        try:
-            return os.fstat(self.handle.fileno()).st_size
-        except ValueError:  # closed once the attempt ended
-            try:
-                return self.path.stat().st_size
-            except OSError:
-                return 0
-
-    def over(self) -> bool:
-        return self.size > self.cap
-
-    def blank(self) -> bool:
-        """Nothing but white space (or nothing at all) came out."""
-        with contextlib.suppress(OSError), self.path.open("rb") as out:
-            for chunk in iter(lambda: out.read(1 << 16), b""):
-                if chunk.strip():
-                    return False
-        return True
-
-
-def _trim_log(log_path: Path, keep: int) -> None:
-    """Keep the last `keep` bytes of a log that went over its cap, after a line saying so."""
-    with contextlib.suppress(OSError):
-        size = log_path.stat().st_size
-        with log_path.open("rb") as handle:
-            handle.seek(max(0, size - keep))
-            tail = handle.read()
-        note = f"[rlm: log was {size:,} bytes, over the {MAX_LOG_BYTES:,}-byte cap; only its tail is kept]\n"
-        jsonio.write_bytes_atomic(log_path, note.encode() + tail, durable=False)
-
-
 def _exit_waiter(proc: subprocess.Popen[bytes]) -> tuple[Callable[[float], bool], int | None]:
     """wait(timeout) -> exited. Linux wakes us the moment the worker exits (pidfd); elsewhere poll finely."""
     try:
@@ -388,7 +270,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         shared_log = secrets.SharedLog(log)
         if _shutdown.is_set():
             return AttemptResult(None, False, started, time.time(), error="interrupted", interrupted=True)
-        captured = _StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
+        captured = workerio.StdoutReport(log_path.with_name(log_path.name + ".stdout"), MAX_REPORT_BYTES)
         try:
             tag = os.urandom(8).hex()  # what secrets.token_hex is, without its import on every run
             files.enter_context(orphans.adopting())  # Linux: what leaves the tree with no tag comes to us
@@ -416,11 +298,12 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
             kill_group(proc.pid, late)
         timed_out = stalled = cancelled = False
         over_cap: str | None = None
-        rest = _feed_at_once(proc.stdin, prompt)
-        helpers = [threading.Thread(target=_feed, args=(proc.stdin, rest), daemon=True, name="rlm-stdin")] if rest \
-            else []
+        rest = workerio.feed_at_once(proc.stdin, prompt)
+        helpers = [threading.Thread(target=workerio.feed_prompt, args=(proc.stdin, rest), daemon=True,
+                                    name="rlm-stdin")] if rest else []
         if events is not None and events_path is not None and invocation.events is not None:
-            helpers.append(threading.Thread(target=_follow, args=(events_path, shared_log, invocation.events, stop),
+            helpers.append(threading.Thread(target=workerio.follow_events,
+                                            args=(events_path, shared_log, invocation.events, stop, POLL_SECONDS),
                                             daemon=True, name="rlm-events"))
         if proc.stdout is not None:
             sink = secrets.SharedLog(events) if events is not None else shared_log
@@ -479,7 +362,7 @@ def run(invocation: Invocation, prompt: bytes, log_path: Path, cwd: Path, report
         over_cap = f"report on stdout went over the {MAX_REPORT_BYTES:,}-byte cap"
     with contextlib.suppress(FileNotFoundError):  # a worker may have removed .rlm/local/, its log with it
         if log_path.stat().st_size > MAX_LOG_BYTES:
-            _trim_log(log_path, LOG_TAIL_BYTES)
+            workerio.trim_log(log_path, LOG_TAIL_BYTES, MAX_LOG_BYTES)
     interrupted = (_shutdown.is_set() or cancelled) and not (timed_out or stalled)
     ended_early = timed_out or stalled or cancelled or over_cap is not None
     if invocation.report_from_stdout and not ended_early and proc.returncode == 0 and not captured.blank():

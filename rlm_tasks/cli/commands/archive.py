@@ -9,7 +9,7 @@ from rlm_tasks.config import defaults
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.errors import UserError
 from rlm_tasks.lifecycle import archive as archives
-from rlm_tasks.lifecycle import cleanup
+from rlm_tasks.lifecycle import cleanup, manifest
 from rlm_tasks.lifecycle.runlock import RunLock
 from rlm_tasks.state.context import RunContext
 
@@ -51,7 +51,7 @@ def archive(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    result = archives.verify(repo_root(args), args.archive_id)
+    result = manifest.verify(repo_root(args), args.archive_id)
     for line in result.lines():
         print(line)
     return 0 if result.intact else 1
@@ -82,7 +82,7 @@ def release(args: argparse.Namespace) -> int:
 
 
 def list_archives(args: argparse.Namespace) -> int:
-    lines = archives.list_lines(repo_root(args))
+    lines = manifest.list_lines(repo_root(args))
     for line in lines or ["no archives"]:
         print(line)
     return 0
