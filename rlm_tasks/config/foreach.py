@@ -186,7 +186,7 @@ def _fan_out(out: Expansion, section: str, index: int, raw: dict[str, Any], root
     if items is None:
         return
     if not items and raw.get("allow_empty") is not True:  # a typo in a glob, an empty items file: not a silent no-op
-        source = next(key for key in SOURCES if key in spec)
+        source = next(key for key in fanout_items.SOURCES if key in spec)
         out.problems.append(((*at, source), f"expands to no task ({source} gives no item); fix it, or set "
                                             "allow_empty: true on the task when an empty fan-out is expected"))
         return

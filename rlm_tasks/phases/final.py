@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_tasks import jsonio
-from rlm_tasks.config.checks import evidence_problems
+from rlm_tasks.config.advisories import evidence_problems
 from rlm_tasks.config.records import ConfigError
 from rlm_tasks.errors import UserError
 from rlm_tasks.phases import findings, mermaid, reduce

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from rlm_tasks.config import yamlpos
-from rlm_tasks.config.checks import contract_warnings, evidence_problems
+from rlm_tasks.config.advisories import contract_warnings, evidence_problems
 from rlm_tasks.config.plan import load_plan
 from rlm_tasks.config.records import ConfigError
 from rlm_tasks.install import init as starter
